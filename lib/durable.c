@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "durable.h"
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
+                       mode_t mode, VrotError *err)
+{
+        char tmp[256];
+        int fd, r;
+
+        if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
+                return vrot_err(err, ENAMETOOLONG, "%s: name too long", name);
+
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return vrot_err(err, errno, "creating %s: %s", tmp, strerror(errno));
+        r = write_all(fd, buf, len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r < 0) {
+                (void)unlinkat(dirfd, tmp, 0);
+                return vrot_err(err, -r, "writing %s: %s", tmp, strerror(-r));
+        }
+        if (renameat(dirfd, tmp, dirfd, name) < 0) {
+                r = errno;
+                (void)unlinkat(dirfd, tmp, 0);
+                return vrot_err(err, r, "renaming %s to %s: %s", tmp, name, strerror(r));
+        }
+        if (fsync(dirfd) < 0)
+                return vrot_err(err, errno, "syncing directory after writing %s: %s",
+                                name, strerror(errno));
+        return 0;
+}
+
+int vrot_durable_read(int dirfd, const char *name, size_t max,
+                      uint8_t **ret_buf, size_t *ret_len, VrotError *err)
+{
+        uint8_t *buf = NULL;
+        struct stat st;
+        size_t got = 0;
+        int fd, r = 0;
+
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return vrot_err(err, errno, "opening %s: %s", name, strerror(errno));
+        if (fstat(fd, &st) < 0) {
+                r = vrot_err(err, errno, "stat %s: %s", name, strerror(errno));
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                r = vrot_err(err, EINVAL, "%s: not a regular file", name);
+                goto out;
+        }
+        if ((uintmax_t)st.st_size > max) {
+                r = vrot_err(err, EFBIG, "%s: %jd bytes, more than %zu", name,
+                             (intmax_t)st.st_size, max);
+                goto out;
+        }
+        buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+        if (!buf) {
+                r = vrot_err(err, ENOMEM, "%s: out of memory", name);
+                goto out;
+        }
+        while (got < (size_t)st.st_size) {
+                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = vrot_err(err, errno, "reading %s: %s", name, strerror(errno));
+                        goto out;
+                }
+                if (n == 0)
+                        break;     /* shrank under us: the caller's parser decides */
+                got += (size_t)n;
+        }
+        *ret_buf = buf;
+        *ret_len = got;
+        buf = NULL;
+out:
+        free(buf);
+        close(fd);
+        return r;
+}
+
+int vrot_durable_unlink(int dirfd, const char *name, VrotError *err)
+{
+        if (unlinkat(dirfd, name, 0) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return vrot_err(err, errno, "removing %s: %s", name, strerror(errno));
+        }
+        if (fsync(dirfd) < 0)
+                return vrot_err(err, errno, "syncing directory after removing %s: %s",
+                                name, strerror(errno));
+        return 0;
+}

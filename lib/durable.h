@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * Crash-safe files (R-SEAL-4): a crash or power cut at any point leaves
+ * either the old or the new content under a name, never a torn or empty
+ * file.  Write to a temporary name, fsync it, rename it over the target,
+ * fsync the directory so the rename itself is durable.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+/**
+ * vrot_durable_write:
+ * @dirfd: open directory (O_DIRECTORY) the file lives in
+ * @name: file name inside @dirfd, no slashes
+ * @mode: permissions of the new file
+ *
+ * Replaces @name atomically and durably with @len bytes of @buf.  The
+ * temporary file is ".@name.tmp"; callers must not write the same name
+ * concurrently (the worker is the only writer of its state directory).
+ * Returns 0, or a negative errno with @err set; on failure @name is unchanged.
+ */
+int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
+                       mode_t mode, VrotError *err);
+
+/**
+ * vrot_durable_read:
+ * Reads the whole of @name (at most @max bytes; larger is -EFBIG).  On
+ * success *@ret_buf is (transfer full) malloc()ed memory of *@ret_len bytes.
+ * A missing file returns -ENOENT with @err set; the out-params are written
+ * only on success.
+ */
+int vrot_durable_read(int dirfd, const char *name, size_t max,
+                      uint8_t **ret_buf, size_t *ret_len, VrotError *err);
+
+/**
+ * vrot_durable_unlink:
+ * Removes @name and makes the removal durable.  A missing file is success.
+ */
+int vrot_durable_unlink(int dirfd, const char *name, VrotError *err);

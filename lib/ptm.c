@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "ptm.h"
+
+/*
+ * Each command's wire shape: the fixed body after the command code, and for
+ * length-prefixed ones the offset of the u32 length and its limit.
+ */
+typedef struct Shape {
+        const char *name;
+        uint16_t body;          /* fixed body bytes after cmd */
+        bool exact;             /* swtpm refuses trailing bytes */
+        int16_t len_at;         /* offset of a u32 data length in the body, -1: none */
+        uint32_t len_max;
+} Shape;
+
+static const Shape shapes[] = {
+        [VROT_PTM_GET_CAPABILITY]     = { "GET_CAPABILITY", 0, false, -1, 0 },
+        [VROT_PTM_INIT]               = { "INIT", 4, true, -1, 0 },
+        [VROT_PTM_SHUTDOWN]           = { "SHUTDOWN", 0, true, -1, 0 },
+        [VROT_PTM_GET_TPMESTABLISHED] = { "GET_TPMESTABLISHED", 0, true, -1, 0 },
+        [VROT_PTM_SET_LOCALITY]       = { "SET_LOCALITY", 1, false, -1, 0 },
+        [VROT_PTM_HASH_START]         = { "HASH_START", 0, true, -1, 0 },
+        [VROT_PTM_HASH_DATA]          = { "HASH_DATA", 4, false, 0, VROT_PTM_HASH_MAX },
+        [VROT_PTM_HASH_END]           = { "HASH_END", 0, true, -1, 0 },
+        [VROT_PTM_CANCEL_TPM_CMD]     = { "CANCEL_TPM_CMD", 0, true, -1, 0 },
+        [VROT_PTM_STORE_VOLATILE]     = { "STORE_VOLATILE", 0, true, -1, 0 },
+        [VROT_PTM_RESET_TPMESTABLISHED] = { "RESET_TPMESTABLISHED", 1, false, -1, 0 },
+        [VROT_PTM_GET_STATEBLOB]      = { "GET_STATEBLOB", 12, false, -1, 0 },
+        [VROT_PTM_SET_STATEBLOB]      = { "SET_STATEBLOB", 12, false, 8, VROT_PTM_BLOB_MAX },
+        [VROT_PTM_STOP]               = { "STOP", 0, true, -1, 0 },
+        [VROT_PTM_GET_CONFIG]         = { "GET_CONFIG", 0, true, -1, 0 },
+        [VROT_PTM_SET_DATAFD]         = { "SET_DATAFD", 0, false, -1, 0 },
+        [VROT_PTM_SET_BUFFERSIZE]     = { "SET_BUFFERSIZE", 4, false, -1, 0 },
+        [VROT_PTM_GET_INFO]           = { "GET_INFO", 16, false, -1, 0 },
+        [VROT_PTM_LOCK_STORAGE]       = { "LOCK_STORAGE", 4, false, -1, 0 },
+};
+
+static const Shape *shape_of(uint32_t cmd)
+{
+        if (cmd == 0 || cmd >= sizeof(shapes) / sizeof(shapes[0]))
+                return NULL;
+        return &shapes[cmd];
+}
+
+const char *vrot_ptm_cmd_name(uint32_t cmd)
+{
+        const Shape *s = shape_of(cmd);
+        return s ? s->name : "UNKNOWN";
+}
+
+int vrot_ptm_frame(const uint8_t *buf, size_t len, size_t *ret_need, VrotError *err)
+{
+        const Shape *s;
+        size_t need;
+        uint32_t dlen;
+
+        if (len < 4) {
+                *ret_need = 4;
+                return 0;
+        }
+        s = shape_of(vrot_get_be32(buf));
+        if (!s) {
+                *ret_need = 4;
+                return 0;
+        }
+        need = 4 + (size_t)s->body;
+        if (s->len_at >= 0 && len >= 4 + (size_t)s->len_at + 4) {
+                dlen = vrot_get_be32(buf + 4 + s->len_at);
+                if (dlen > s->len_max)
+                        return vrot_err(err, EMSGSIZE, "%s announces %u data bytes, at most %u",
+                                        s->name, dlen, s->len_max);
+                need += dlen;
+        }
+        *ret_need = need;
+        return 0;
+}
+
+int vrot_ptm_parse(const uint8_t *buf, size_t len, VrotPtmRequest *ret, VrotError *err)
+{
+        VrotPtmRequest r = { 0 };
+        const uint8_t *b = buf + 4;
+        const Shape *s;
+        size_t body;
+
+        if (len < 4)
+                return vrot_err(err, EINVAL, "request of %zu bytes has no command code", len);
+        r.cmd = vrot_get_be32(buf);
+        s = shape_of(r.cmd);
+        if (!s) {
+                *ret = r;
+                return 0;
+        }
+        body = len - 4;
+        if (body < s->body || (s->exact && body != s->body))
+                return vrot_err(err, EINVAL, "%s: %zu body bytes, expected %s%u", s->name,
+                                body, s->exact ? "" : "at least ", s->body);
+
+        switch (r.cmd) {
+        case VROT_PTM_INIT:
+                r.u.init_flags = vrot_get_be32(b);
+                break;
+        case VROT_PTM_SET_LOCALITY:
+        case VROT_PTM_RESET_TPMESTABLISHED:
+                r.u.locality = b[0];
+                break;
+        case VROT_PTM_HASH_DATA:
+                r.u.hash.len = vrot_get_be32(b);
+                r.u.hash.data = b + 4;
+                if (r.u.hash.len > VROT_PTM_HASH_MAX || body - 4 < r.u.hash.len)
+                        return vrot_err(err, EINVAL, "HASH_DATA: length %u but %zu bytes",
+                                        r.u.hash.len, body - 4);
+                break;
+        case VROT_PTM_GET_STATEBLOB:
+                r.u.get_state.flags = vrot_get_be32(b);
+                r.u.get_state.type = vrot_get_be32(b + 4);
+                r.u.get_state.offset = vrot_get_be32(b + 8);
+                break;
+        case VROT_PTM_SET_STATEBLOB:
+                r.u.set_state.flags = vrot_get_be32(b);
+                r.u.set_state.type = vrot_get_be32(b + 4);
+                r.u.set_state.len = vrot_get_be32(b + 8);
+                r.u.set_state.data = b + 12;
+                if (r.u.set_state.len > VROT_PTM_BLOB_MAX || body - 12 < r.u.set_state.len)
+                        return vrot_err(err, EINVAL, "SET_STATEBLOB: length %u but %zu bytes",
+                                        r.u.set_state.len, body - 12);
+                break;
+        case VROT_PTM_SET_BUFFERSIZE:
+                r.u.buffersize = vrot_get_be32(b);
+                break;
+        case VROT_PTM_GET_INFO:
+                r.u.info.flags = vrot_get_be64(b);
+                r.u.info.offset = vrot_get_be32(b + 8);
+                break;
+        case VROT_PTM_LOCK_STORAGE:
+                r.u.retries = vrot_get_be32(b);
+                break;
+        default:
+                break;
+        }
+        *ret = r;
+        return 0;
+}

@@ -1,0 +1,267 @@
+"""Shared harness for vrot's integration tests and benchmarks.
+
+Every test that starts a process does it through a Harness, which owns a
+private temporary directory and kills every process it started, by PID, when
+the test ends (also on failure).  Nothing here mocks a component: the TPM
+servers are the real vrot-vtpm and the real Debian swtpm.
+
+The vrot-vtpm binary is taken from $VROT_VTPM (set by meson) or from the
+default build directory.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+
+
+def vtpm_binary():
+    path = os.environ.get("VROT_VTPM") or os.path.join(TOP, "build", "vtpm", "vrot-vtpm")
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"vrot-vtpm not found at {path}: build first or set VROT_VTPM")
+    return path
+
+
+def require(prog):
+    """Return the path of a program the test needs, or fail loudly."""
+    path = shutil.which(prog)
+    if not path:
+        raise SystemExit(f"missing program {prog!r}: run scripts/install-deps.sh")
+    return path
+
+
+class Failure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+class Server:
+    """A TPM server process (vrot-vtpm or swtpm) with its socket paths."""
+
+    def __init__(self, kind, proc, ctrl, data, state_dir, log):
+        self.kind, self.proc, self.ctrl, self.data = kind, proc, ctrl, data
+        self.state_dir, self.log = state_dir, log
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Harness:
+    """Context manager: temp dir + processes killed by PID on exit."""
+
+    def __init__(self, name="vrot-test", keep=False):
+        self.dir = tempfile.mkdtemp(prefix=name + ".")
+        self.procs = []
+        self.keep = keep or bool(os.environ.get("VROT_KEEP_TMP"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def spawn(self, argv, log=None, pass_fds=(), stdin=subprocess.DEVNULL, **kw):
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.STDOUT,
+                                    pass_fds=pass_fds, **kw)
+        finally:
+            if log:
+                out.close()
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc, sig=signal.SIGKILL):
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def cleanup(self):
+        for proc in self.procs:
+            self.kill(proc)
+        self.procs = []
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- TPM servers -----------------------------------------------------
+
+    def start_vtpm(self, name="vtpm", uuid="6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b",
+                   key=b"\x11" * 32, server=False, state_dir=None, extra=(),
+                   wait=True):
+        """Start vrot-vtpm; key=None means --insecure-plaintext.
+
+        The key goes through a pipe whose read end the worker inherits as
+        --key-fd, as the daemon does: never argv, never the environment.
+        """
+        state_dir = state_dir or self.path(name + ".state")
+        os.makedirs(state_dir, exist_ok=True)
+        data, ctrl = socket_paths(self, name, server)
+        log = self.path(name + ".log")
+        argv = [vtpm_binary(), "--uuid", uuid, "--state-dir", state_dir, "--ctrl", ctrl]
+        if data:
+            argv += ["--server", data]
+        fds = ()
+        rfd = None
+        if key is None:
+            argv.append("--insecure-plaintext")
+        else:
+            rfd, wfd = os.pipe()
+            os.write(wfd, key)
+            os.close(wfd)
+            argv += ["--key-fd", str(rfd)]
+            fds = (rfd,)
+        argv += list(extra)
+        try:
+            proc = self.spawn(argv, log=log, pass_fds=fds)
+        finally:
+            if rfd is not None:
+                os.close(rfd)
+        srv = Server("vrot", proc, ctrl, data, state_dir, log)
+        if wait:
+            wait_listening(srv, ctrl)
+            if data:
+                wait_listening(srv, data)
+        return srv
+
+    def start_swtpm(self, name="swtpm", server=False, state_dir=None, extra=(), wait=True):
+        state_dir = state_dir or self.path(name + ".state")
+        os.makedirs(state_dir, exist_ok=True)
+        data, ctrl = socket_paths(self, name, server)
+        log = self.path(name + ".log")
+        argv = [require("swtpm"), "socket", "--tpm2", "--tpmstate", "dir=" + state_dir,
+                "--ctrl", "type=unixio,path=" + ctrl, "--log", "file=" + log + ",level=1"]
+        if data:
+            argv += ["--server", "type=unixio,path=" + data]
+        argv += list(extra)
+        proc = self.spawn(argv, log=self.path(name + ".out"))
+        srv = Server("swtpm", proc, ctrl, data, state_dir, log)
+        if wait:
+            wait_listening(srv, ctrl)
+            if data:
+                wait_listening(srv, data)
+        return srv
+
+
+def socket_paths(h, name, server):
+    """Data and control socket paths.
+
+    With a data socket the control socket sits at DATA.ctrl, the layout
+    tpm2-tss's swtpm TCTI expects (swtpm:path=DATA).
+    """
+    if not server:
+        return None, h.path(name + ".ctrl")
+    data = h.path(name + ".sock")
+    return data, data + ".ctrl"
+
+
+def wait_listening(srv, path, timeout=20.0):
+    """Wait until a UNIX socket at path accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if srv.proc.poll() is not None:
+            raise Failure(f"{srv.kind} exited with {srv.proc.returncode} before listening "
+                          f"on {path}:\n{srv.log_text()}")
+        if os.path.exists(path):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                return
+            except OSError:
+                pass
+            finally:
+                s.close()
+        time.sleep(0.005)
+    raise Failure(f"{srv.kind} did not listen on {path} within {timeout}s")
+
+
+# -- raw TPM 2.0 commands ------------------------------------------------
+
+TPM2_ST_NO_SESSIONS = 0x8001
+
+
+def tpm_cmd(cc, body=b"", tag=TPM2_ST_NO_SESSIONS):
+    return struct.pack(">HII", tag, 10 + len(body), cc) + body
+
+
+def startup_clear():
+    return tpm_cmd(0x144, struct.pack(">H", 0))
+
+
+def get_random(n):
+    return tpm_cmd(0x17B, struct.pack(">H", n))
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise Failure(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def transact(sock, cmd):
+    """Send one TPM command on a data channel, return (rc, whole response)."""
+    sock.sendall(cmd)
+    hdr = recv_exact(sock, 10)
+    _, size, rc = struct.unpack(">HII", hdr)
+    return rc, hdr + recv_exact(sock, size - 10)
+
+
+def connect(path, timeout=10.0):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    return s
+
+
+def main(tests):
+    """Run test functions, print a summary line, exit non-zero on failure."""
+    only = sys.argv[1:]
+    passed = failed = 0
+    for fn in tests:
+        if only and fn.__name__ not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception as e:  # report every kind of failure, keep going
+            failed += 1
+            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e}", flush=True)
+        else:
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed or not passed else 0)

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <seccomp.h>
+
+#include "sandbox.h"
+
+/*
+ * Everything the worker does after start-up: serve sockets, run libtpms
+ * (malloc, OpenSSL's getrandom and locks), write its state directory
+ * durably, log to stderr, exit.  Nothing else: no exec, no new sockets or
+ * connections, no ptrace, no mounts.
+ */
+static const int allowed[] = {
+        SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
+        SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(recvfrom), SCMP_SYS(sendto),
+        SCMP_SYS(ppoll), SCMP_SYS(poll), SCMP_SYS(accept4), SCMP_SYS(close),
+        SCMP_SYS(openat), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek),
+        SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(renameat), SCMP_SYS(renameat2),
+        SCMP_SYS(unlinkat), SCMP_SYS(unlink), SCMP_SYS(fcntl), SCMP_SYS(flock),
+        SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk),
+        SCMP_SYS(madvise), SCMP_SYS(mprotect), SCMP_SYS(mlock), SCMP_SYS(munlock),
+        SCMP_SYS(getrandom), SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep),
+        SCMP_SYS(nanosleep), SCMP_SYS(futex), SCMP_SYS(getpid), SCMP_SYS(gettid),
+        SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(restart_syscall),
+};
+
+int vtpm_sandbox_no_dumps(VrotError *err)
+{
+        struct rlimit none = { 0, 0 };
+
+        if (setrlimit(RLIMIT_CORE, &none) < 0)
+                return vrot_err(err, errno, "disabling core dumps: %s", strerror(errno));
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return vrot_err(err, errno, "PR_SET_DUMPABLE: %s", strerror(errno));
+        return 0;
+}
+
+static int drop_to(const char *user, const char *state_dir, VrotError *err)
+{
+        struct passwd *pw = getpwnam(user);
+
+        if (!pw)
+                return vrot_err(err, ENOENT, "--runas: no user %s", user);
+        if (setgroups(0, NULL) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+                return vrot_err(err, errno, "--runas %s: %s", user, strerror(errno));
+        if (setresuid(0, 0, 0) == 0)
+                return vrot_err(err, EPERM, "--runas %s: could regain root", user);
+        if (access(state_dir, W_OK | X_OK) < 0)
+                return vrot_err(err, errno, "--runas %s: state directory %s not writable: %s",
+                                user, state_dir, strerror(errno));
+        /* Dropping uid resets "dumpable": set it again. */
+        return vtpm_sandbox_no_dumps(err);
+}
+
+static int install_seccomp(VrotError *err)
+{
+        /* Sanitizer runtimes (LeakSanitizer's ptrace at exit) need syscalls
+         * a worker never makes; in such builds violations are logged, not
+         * fatal.  Release builds kill the process. */
+#if defined(__SANITIZE_ADDRESS__)
+        uint32_t deny = SCMP_ACT_LOG;
+#else
+        uint32_t deny = SCMP_ACT_KILL_PROCESS;
+#endif
+        scmp_filter_ctx ctx = seccomp_init(deny);
+        int r = 0;
+
+        if (!ctx)
+                return vrot_err(err, ENOMEM, "seccomp_init failed");
+        for (size_t i = 0; r == 0 && i < sizeof(allowed) / sizeof(allowed[0]); i++)
+                if (allowed[i] >= 0)    /* __NR_SCMP_ERROR on arches without it */
+                        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
+        if (r == 0)
+                r = seccomp_load(ctx);
+        seccomp_release(ctx);
+        if (r < 0)
+                return vrot_err(err, -r, "installing the seccomp filter: %s", strerror(-r));
+        return 0;
+}
+
+int vtpm_sandbox_enter(const char *runas, const char *state_dir, VrotError *err)
+{
+        int r;
+
+        if (runas && (r = drop_to(runas, state_dir, err)) < 0)
+                return r;
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return vrot_err(err, errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+        return install_seccomp(err);
+}

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "durable.h"
+#include "store.h"
+
+#define NBLOBS 3                      /* permall, volatilestate, savestate */
+#define RECORD_LEN (8 * (1 + NBLOBS))
+#define FILE_MAX (VROT_SEAL_MAX_PAYLOAD + VROT_SEAL_OVERHEAD)
+
+struct VtpmStore {
+        int dirfd;
+        const VrotSealer *sealer;
+        uint64_t gen;                 /* current generation G */
+        uint64_t blob_gen[NBLOBS];    /* generation of each blob, 0 = absent */
+        bool record_stale;            /* the record on disk lags behind */
+};
+
+const char *vtpm_store_file_name(uint32_t type)
+{
+        return vrot_blob_type_name(type);
+}
+
+static int slot(uint32_t type)
+{
+        return (int)type - VROT_BLOB_PERMANENT;
+}
+
+/* Reads and authenticates one file; -ENOENT when absent. */
+static int read_sealed(VtpmStore *s, uint32_t type, uint8_t **ret, size_t *ret_len,
+                       uint64_t *ret_gen, VrotError *err)
+{
+        const char *name = vtpm_store_file_name(type);
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        int r;
+
+        r = vrot_durable_read(s->dirfd, name, FILE_MAX, &blob, &len, err);
+        if (r < 0)
+                return r;
+        r = vrot_seal_open(s->sealer, type, blob, len, ret, ret_len, ret_gen, err);
+        free(blob);
+        if (r < 0)
+                return vrot_err_prefix(err, "state file %s: ", name);
+        return 0;
+}
+
+static int write_record(VtpmStore *s, VrotError *err)
+{
+        uint8_t rec[RECORD_LEN];
+        uint8_t *blob = NULL;
+        size_t len;
+        int r;
+
+        vrot_put_be64(rec, s->gen);
+        for (int i = 0; i < NBLOBS; i++)
+                vrot_put_be64(rec + 8 * (i + 1), s->blob_gen[i]);
+        r = vrot_seal(s->sealer, VROT_BLOB_GENERATION, s->gen, rec, sizeof(rec), &blob, &len, err);
+        if (r == 0)
+                r = vrot_durable_write(s->dirfd, "generation", blob, len, 0600, err);
+        free(blob);
+        s->record_stale = r < 0;
+        return r;
+}
+
+static int load_record(VtpmStore *s, uint64_t min_generation, VrotError *err)
+{
+        uint8_t *rec = NULL;
+        size_t len = 0;
+        uint64_t hdr_gen;
+        int r;
+
+        r = read_sealed(s, VROT_BLOB_GENERATION, &rec, &len, &hdr_gen, err);
+        if (r == -ENOENT) {
+                s->gen = 0;        /* new instance, or its first write was cut short */
+                r = 0;
+        } else if (r == 0) {
+                if (len != RECORD_LEN || vrot_get_be64(rec) != hdr_gen) {
+                        r = vrot_err(err, EINVAL, "state file generation: malformed record");
+                } else {
+                        s->gen = hdr_gen;
+                        for (int i = 0; i < NBLOBS; i++)
+                                s->blob_gen[i] = vrot_get_be64(rec + 8 * (i + 1));
+                }
+                vrot_free_wiped(rec, len);
+        }
+        if (r == 0 && s->gen < min_generation)
+                r = vrot_err(err, ESTALE, "state file generation: generation %" PRIu64
+                             " is older than the expected %" PRIu64 " (rolled back)",
+                             s->gen, min_generation);
+        return r;
+}
+
+/* Checks one blob against the record; see the header for the rules. */
+static int check_blob(VtpmStore *s, uint32_t type, bool *pending, VrotError *err)
+{
+        const char *name = vtpm_store_file_name(type);
+        uint64_t want = s->blob_gen[slot(type)], got;
+        uint8_t *plain = NULL;
+        size_t len = 0;
+        int r;
+
+        r = read_sealed(s, type, &plain, &len, &got, err);
+        if (r == -ENOENT) {
+                if (type == VROT_BLOB_PERMANENT && want)
+                        return vrot_err(err, ENOENT, "state file %s: missing, but generation %"
+                                        PRIu64 " was recorded", name, want);
+                s->blob_gen[slot(type)] = 0;   /* deletion cut short before its record */
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        vrot_free_wiped(plain, len);
+
+        if (got == want && want != 0)
+                return 0;
+        if (got == s->gen + 1 && !*pending) {
+                /* The write that crashed before its record: complete it. */
+                *pending = true;
+                s->blob_gen[slot(type)] = got;
+                return 0;
+        }
+        if (got < want || (want == 0 && got <= s->gen))
+                return vrot_err(err, ESTALE, "state file %s: generation %" PRIu64
+                                " is older than the current %" PRIu64 " (rolled back or restored)",
+                                name, got, want ? want : s->gen);
+        return vrot_err(err, ESTALE, "state file %s: generation %" PRIu64
+                        " does not match the record (%" PRIu64 ")", name, got, want);
+}
+
+int vtpm_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_generation,
+                    VtpmStore **ret, VrotError *err)
+{
+        VtpmStore *s = calloc(1, sizeof(*s));
+        bool pending = false;
+        int r;
+
+        if (!s)
+                return vrot_err(err, ENOMEM, "out of memory");
+        s->sealer = sealer;
+        s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->dirfd < 0) {
+                r = vrot_err(err, errno, "state directory %s: %s", dir, strerror(errno));
+                goto fail;
+        }
+        if (flock(s->dirfd, LOCK_EX | LOCK_NB) < 0) {
+                r = vrot_err(err, errno == EWOULDBLOCK ? EBUSY : errno,
+                             "state directory %s is in use by another worker", dir);
+                goto fail;
+        }
+        r = load_record(s, min_generation, err);
+        for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++)
+                r = check_blob(s, t, &pending, err);
+        if (r < 0)
+                goto fail;
+        if (pending) {
+                s->gen++;
+                r = write_record(s, err);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = s;
+        return 0;
+fail:
+        vtpm_store_free(s);
+        return r;
+}
+
+int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_len,
+                    VrotError *err)
+{
+        uint8_t *plain = NULL;
+        size_t len = 0;
+        uint64_t got;
+        int r;
+
+        if (s->blob_gen[slot(type)] == 0)
+                return vrot_err(err, ENOENT, "no %s", vtpm_store_file_name(type));
+        r = read_sealed(s, type, &plain, &len, &got, err);
+        if (r < 0)
+                return r;
+        if (got != s->blob_gen[slot(type)]) {
+                vrot_free_wiped(plain, len);
+                return vrot_err(err, ESTALE, "state file %s: generation %" PRIu64
+                                " changed under the worker (expected %" PRIu64 ")",
+                                vtpm_store_file_name(type), got, s->blob_gen[slot(type)]);
+        }
+        *ret = plain;
+        *ret_len = (uint32_t)len;
+        return 0;
+}
+
+int vtpm_store_save(VtpmStore *s, uint32_t type, const uint8_t *buf, uint32_t len,
+                    VrotError *err)
+{
+        uint8_t *blob = NULL;
+        size_t blob_len;
+        int r;
+
+        /* A record left behind by a failed write must land before the next
+         * blob, or that blob would be two generations ahead of it. */
+        if (s->record_stale && (r = write_record(s, err)) < 0)
+                return r;
+        r = vrot_seal(s->sealer, type, s->gen + 1, buf, len, &blob, &blob_len, err);
+        if (r == 0)
+                r = vrot_durable_write(s->dirfd, vtpm_store_file_name(type), blob, blob_len,
+                                       0600, err);
+        free(blob);
+        if (r < 0)
+                return r;
+        s->gen++;
+        s->blob_gen[slot(type)] = s->gen;
+        return write_record(s, err);
+}
+
+int vtpm_store_delete(VtpmStore *s, uint32_t type, VrotError *err)
+{
+        int r;
+
+        if (s->blob_gen[slot(type)] == 0)
+                return 0;
+        r = vrot_durable_unlink(s->dirfd, vtpm_store_file_name(type), err);
+        if (r < 0)
+                return r;
+        s->gen++;
+        s->blob_gen[slot(type)] = 0;
+        return write_record(s, err);
+}
+
+uint64_t vtpm_store_generation(const VtpmStore *s)
+{
+        return s->gen;
+}
+
+void vtpm_store_free(VtpmStore *s)
+{
+        if (!s)
+                return;
+        if (s->dirfd >= 0)
+                close(s->dirfd);
+        free(s);
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * The worker's context: its sockets, connections and state.  One per
+ * process; passed explicitly (STYLE: no mutable globals), the TPM itself
+ * excepted (vtpm/tpm.h).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "seal.h"
+#include "store.h"
+
+/* A client connection with its partly received request. */
+typedef struct Conn {
+        int fd;                 /* -1 when closed */
+        uint8_t *buf;           /* request bytes received so far */
+        size_t len, cap;
+        int64_t deadline_ms;    /* when a partial request times out, 0 = none */
+} Conn;
+
+typedef struct Worker {
+        int ctrl_listen;        /* -1 when not listening */
+        int data_listen;
+        const char *ctrl_path;  /* removed on exit */
+        const char *data_path;
+        Conn ctrl;              /* one control client at a time, as swtpm */
+        Conn data;              /* one data client: accepted, or SET_DATAFD's */
+        bool data_passed;       /* data.fd came with SET_DATAFD */
+        bool terminate;
+        const VrotSealer *sealer;
+        VtpmStore *store;
+} Worker;
+
+/* Answer to one control request: a small fixed part and an optional tail. */
+typedef struct Reply {
+        uint8_t head[32];
+        size_t head_len;
+        uint8_t *tail;          /* transfer full when tail_owned */
+        size_t tail_len;
+        bool tail_owned;
+} Reply;
+
+/**
+ * vtpm_ctrl_execute:
+ * Executes one framed control request of @len bytes; @fd is a descriptor
+ * that came with it (SCM_RIGHTS) or -1, and is consumed.  Fills @out.
+ */
+void vtpm_ctrl_execute(Worker *w, const uint8_t *buf, size_t len, int fd, Reply *out);
+
+/** vtpm_ctrl_reply_error: the 4-byte answer for a request that failed to frame. */
+void vtpm_ctrl_reply_error(Reply *out, uint32_t result);
+
+/**
+ * vtpm_stateblob_export / vtpm_stateblob_import:
+ * What GET_STATEBLOB hands out and SET_STATEBLOB takes in.  The seam for
+ * migration (issue: live migration encrypts these under a per-migration
+ * key): today a request with DECRYPTED gets libtpms's plaintext blob, as
+ * swtpm without a migration key gives QEMU; one without it gets the blob
+ * sealed under this instance's state key (flag ENCRYPTED).
+ * Both return a TPM result code; outputs are (transfer full) malloc()ed.
+ */
+uint32_t vtpm_stateblob_export(const Worker *w, uint32_t type, uint32_t req_flags,
+                               uint8_t *plain, uint32_t len,
+                               uint8_t **ret, uint32_t *ret_len, uint32_t *ret_flags);
+uint32_t vtpm_stateblob_import(const Worker *w, uint32_t type, uint32_t flags,
+                               const uint8_t *in, uint32_t len,
+                               uint8_t **ret, uint32_t *ret_len);
+
+/** vtpm_loop_run: serves until SHUTDOWN or SIGTERM/SIGINT; returns 0 or -errno. */
+int vtpm_loop_run(Worker *w);
+
+int64_t vtpm_now_ms(void);
