@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "unit.h"
+
+static int open_dir(const char *name)
+{
+        char path[512];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/%s", unit_tmpdir(), name);
+        mkdir(path, 0700);
+        fd = open(path, O_RDONLY | O_DIRECTORY);
+        CU_ASSERT_FATAL(fd >= 0);
+        return fd;
+}
+
+static void test_durable_write_read_replace(void)
+{
+        int d = open_dir("rw");
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "first", 5, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "second!", 7, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "f", 100, &buf, &len, NULL), 0);
+        CU_ASSERT_EQUAL(len, 7);
+        CU_ASSERT(memcmp(buf, "second!", 7) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(fstatat(d, "f", &st, 0), 0);
+        CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+        /* No temporary file is left behind. */
+        CU_ASSERT_EQUAL(faccessat(d, ".f.tmp", F_OK, 0), -1);
+        close(d);
+}
+
+static void test_durable_read_errors(void)
+{
+        int d = open_dir("errors");
+        uint8_t *buf = (uint8_t *)"untouched";
+        size_t len = 42;
+        VrotError err = { 0 };
+
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "missing", 100, &buf, &len, &err), -ENOENT);
+        CU_ASSERT(strstr(err.msg, "missing") != NULL);
+        CU_ASSERT_EQUAL(len, 42);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "big", "0123456789", 10, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "big", 9, &buf, &len, &err), -EFBIG);
+        CU_ASSERT_EQUAL(mkdirat(d, "adir", 0700), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "adir", 100, &buf, &len, &err), -EINVAL);
+        CU_ASSERT_EQUAL(symlinkat("big", d, "link"), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "link", 100, &buf, &len, &err), -ELOOP);
+        CU_ASSERT_EQUAL(len, 42);
+        close(d);
+}
+
+static void test_durable_write_fails_cleanly(void)
+{
+        int d = open_dir("ro");
+        VrotError err = { 0 };
+
+        /* A directory in the way of the rename: the old content stays. */
+        CU_ASSERT_EQUAL(mkdirat(d, "target", 0700), 0);
+        CU_ASSERT_EQUAL(mkdirat(d, "target/x", 0700), 0);
+        CU_ASSERT(vrot_durable_write(d, "target", "data", 4, 0600, &err) < 0);
+        CU_ASSERT(strstr(err.msg, "target") != NULL);
+        CU_ASSERT_EQUAL(faccessat(d, ".target.tmp", F_OK, 0), -1);
+        close(d);
+}
+
+static void test_durable_unlink(void)
+{
+        int d = open_dir("unlink");
+
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "x", 1, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_unlink(d, "f", NULL), 0);
+        CU_ASSERT_EQUAL(faccessat(d, "f", F_OK, 0), -1);
+        CU_ASSERT_EQUAL(vrot_durable_unlink(d, "f", NULL), 0);  /* missing is fine */
+        close(d);
+}
+
+int main(void)
+{
+        static const UnitCase cases[] = {
+                UNIT_CASE(test_durable_write_read_replace),
+                UNIT_CASE(test_durable_read_errors),
+                UNIT_CASE(test_durable_write_fails_cleanly),
+                UNIT_CASE(test_durable_unlink),
+        };
+        return UNIT_RUN("durable", cases);
+}

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The generation rules of vtpm/store.h, one case each (R-SEAL-3, R-SEAL-4). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "unit.h"
+
+static const uint8_t key[32] = { 7, 7, 7 };
+
+static VrotSealer sealer_for(uint8_t uuid_byte)
+{
+        VrotSealer s = { .key = key };
+        memset(s.uuid, uuid_byte, 16);
+        return s;
+}
+
+static VrotSealer sealer1;
+
+static const char *fresh_dir(const char *name)
+{
+        static char paths[4][512];      /* a test uses at most two at once */
+        static unsigned next;
+        char *path = paths[next++ % 4];
+
+        snprintf(path, 512, "%s/%s", unit_tmpdir(), name);
+        CU_ASSERT_FATAL(mkdir(path, 0700) == 0);
+        return path;
+}
+
+static void file_path(char *out, const char *dir, const char *name)
+{
+        snprintf(out, 512, "%s/%s", dir, name);
+}
+
+static void copy_file(const char *dir, const char *from, const char *to_dir, const char *to)
+{
+        char a[512], b[512];
+        uint8_t buf[8192];
+        size_t n;
+
+        file_path(a, dir, from);
+        file_path(b, to_dir, to);
+        n = unit_read_file(a, buf, sizeof(buf));
+        unit_write_file(b, buf, n);
+}
+
+static VtpmStore *open_ok(const char *dir)
+{
+        VtpmStore *s = NULL;
+        VrotError err = { 0 };
+
+        if (vtpm_store_open(dir, &sealer1, 0, &s, &err) < 0)
+                fprintf(stderr, "unexpected: %s\n", err.msg);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        return s;
+}
+
+static void save(VtpmStore *s, uint32_t type, const char *text)
+{
+        CU_ASSERT_EQUAL_FATAL(vtpm_store_save(s, type, (const uint8_t *)text,
+                                              (uint32_t)strlen(text), NULL), 0);
+}
+
+static void expect_refused(const char *dir, uint64_t min_gen, const char *msg)
+{
+        VtpmStore *s = NULL;
+        VrotError err = { 0 };
+
+        CU_ASSERT(vtpm_store_open(dir, &sealer1, min_gen, &s, &err) < 0);
+        CU_ASSERT_PTR_NULL(s);
+        if (!strstr(err.msg, msg)) {
+                fprintf(stderr, "wanted '%s' in '%s'\n", msg, err.msg);
+                CU_FAIL("wrong refusal message");
+        }
+}
+
+static void test_store_round_trip_and_generations(void)
+{
+        const char *dir = fresh_dir("round");
+        VtpmStore *s = open_ok(dir);
+        uint8_t *buf;
+        uint32_t len;
+
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 0);
+        CU_ASSERT_EQUAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), -ENOENT);
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        save(s, VROT_BLOB_VOLATILE, "vol-1");
+        save(s, VROT_BLOB_PERMANENT, "perm-2");
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 3);
+        vtpm_store_free(s);
+
+        s = open_ok(dir);
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 3);
+        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "perm-2", 6) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(vtpm_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
+        CU_ASSERT_EQUAL(vtpm_store_load(s, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
+        vtpm_store_free(s);
+        vtpm_store_free(open_ok(dir));
+}
+
+static void test_store_lock_excludes_second_worker(void)
+{
+        const char *dir = fresh_dir("lock");
+        VtpmStore *s = open_ok(dir), *t = NULL;
+        VrotError err = { 0 };
+
+        CU_ASSERT_EQUAL(vtpm_store_open(dir, &sealer1, 0, &t, &err), -EBUSY);
+        CU_ASSERT(strstr(err.msg, "in use") != NULL);
+        vtpm_store_free(s);
+}
+
+static void test_store_refuses_older_blob(void)
+{
+        const char *dir = fresh_dir("older");
+        char bak[512];
+        VtpmStore *s = open_ok(dir);
+
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        snprintf(bak, sizeof(bak), "%s-bak", dir);
+        mkdir(bak, 0700);
+        copy_file(dir, "permall", bak, "permall");
+        save(s, VROT_BLOB_PERMANENT, "perm-2");
+        vtpm_store_free(s);
+        copy_file(bak, "permall", dir, "permall");
+        expect_refused(dir, 0, "state file permall: generation 1 is older than the current 2");
+}
+
+static void test_store_refuses_rolled_back_record(void)
+{
+        const char *dir = fresh_dir("record");
+        VtpmStore *s = open_ok(dir);
+
+        save(s, VROT_BLOB_PERMANENT, "a");
+        save(s, VROT_BLOB_PERMANENT, "b");
+        vtpm_store_free(s);
+        expect_refused(dir, 5, "generation 2 is older than the expected 5");
+        vtpm_store_free(open_ok(dir));
+}
+
+static void test_store_accepts_write_cut_before_record(void)
+{
+        const char *dir = fresh_dir("cut");
+        char rec[512], bak[512];
+        VtpmStore *s = open_ok(dir);
+        uint8_t *buf;
+        uint32_t len;
+
+        save(s, VROT_BLOB_PERMANENT, "old");
+        snprintf(bak, sizeof(bak), "%s-bak", dir);
+        mkdir(bak, 0700);
+        copy_file(dir, "generation", bak, "generation");
+        save(s, VROT_BLOB_PERMANENT, "new");
+        vtpm_store_free(s);
+        /* Simulate the crash: the blob landed, its record did not. */
+        copy_file(bak, "generation", dir, "generation");
+        s = open_ok(dir);
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 2);
+        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 3 && memcmp(buf, "new", 3) == 0);
+        free(buf);
+        vtpm_store_free(s);
+        file_path(rec, dir, "generation");
+        CU_ASSERT_EQUAL(access(rec, F_OK), 0);
+}
+
+static void test_store_first_write_cut_before_record(void)
+{
+        const char *dir = fresh_dir("first");
+        char rec[512];
+        VtpmStore *s = open_ok(dir);
+
+        save(s, VROT_BLOB_PERMANENT, "first");
+        vtpm_store_free(s);
+        file_path(rec, dir, "generation");
+        CU_ASSERT_EQUAL(unlink(rec), 0);
+        s = open_ok(dir);
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 1);
+        vtpm_store_free(s);
+}
+
+static void test_store_refuses_restored_deleted_blob(void)
+{
+        const char *dir = fresh_dir("deleted");
+        char bak[512];
+        VtpmStore *s = open_ok(dir);
+
+        save(s, VROT_BLOB_PERMANENT, "p");
+        save(s, VROT_BLOB_VOLATILE, "v");
+        snprintf(bak, sizeof(bak), "%s-bak", dir);
+        mkdir(bak, 0700);
+        copy_file(dir, "volatilestate", bak, "volatilestate");
+        CU_ASSERT_EQUAL(vtpm_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
+        vtpm_store_free(s);
+        copy_file(bak, "volatilestate", dir, "volatilestate");
+        expect_refused(dir, 0, "state file volatilestate: generation 2 is older");
+}
+
+static void test_store_refuses_missing_permall(void)
+{
+        const char *dir = fresh_dir("missing");
+        char p[512];
+        VtpmStore *s = open_ok(dir);
+
+        save(s, VROT_BLOB_PERMANENT, "p");
+        vtpm_store_free(s);
+        file_path(p, dir, "permall");
+        unlink(p);
+        expect_refused(dir, 0, "state file permall: missing");
+}
+
+static void test_store_refuses_swapped_and_damaged(void)
+{
+        const char *dir = fresh_dir("swap"), *other;
+        char p[512], q[512];
+        VrotSealer sealer2 = sealer_for(2);
+        VtpmStore *s = open_ok(dir), *t = NULL;
+        uint8_t buf[4096];
+        size_t n;
+
+        save(s, VROT_BLOB_PERMANENT, "p");
+        save(s, VROT_BLOB_VOLATILE, "v");
+        vtpm_store_free(s);
+
+        /* Type swap: permall's bytes under volatilestate's name. */
+        copy_file(dir, "volatilestate", dir, "vol.bak");
+        copy_file(dir, "permall", dir, "volatilestate");
+        expect_refused(dir, 0, "state file volatilestate: is a permall blob");
+        copy_file(dir, "vol.bak", dir, "volatilestate");
+
+        /* Instance swap: another instance's permall. */
+        other = fresh_dir("swap-other");
+        CU_ASSERT_EQUAL_FATAL(vtpm_store_open(other, &sealer2, 0, &t, NULL), 0);
+        CU_ASSERT_EQUAL(vtpm_store_save(t, VROT_BLOB_PERMANENT, (const uint8_t *)"x", 1, NULL), 0);
+        vtpm_store_free(t);
+        copy_file(dir, "permall", dir, "perm.bak");
+        copy_file(other, "permall", dir, "permall");
+        expect_refused(dir, 0, "state file permall: belongs to another instance");
+
+        /* Empty, truncated, flipped. */
+        file_path(p, dir, "permall");
+        unit_write_file(p, "", 0);
+        expect_refused(dir, 0, "state file permall: empty file");
+        file_path(q, dir, "perm.bak");
+        n = unit_read_file(q, buf, sizeof(buf));
+        unit_write_file(p, buf, n - 1);
+        expect_refused(dir, 0, "state file permall: length mismatch");
+        buf[n - 20] ^= 0x40;
+        unit_write_file(p, buf, n);
+        expect_refused(dir, 0, "state file permall: authentication failed");
+        buf[n - 20] ^= 0x40;
+        unit_write_file(p, buf, n);
+        vtpm_store_free(open_ok(dir));
+}
+
+int main(void)
+{
+        static const UnitCase cases[] = {
+                UNIT_CASE(test_store_round_trip_and_generations),
+                UNIT_CASE(test_store_lock_excludes_second_worker),
+                UNIT_CASE(test_store_refuses_older_blob),
+                UNIT_CASE(test_store_refuses_rolled_back_record),
+                UNIT_CASE(test_store_accepts_write_cut_before_record),
+                UNIT_CASE(test_store_first_write_cut_before_record),
+                UNIT_CASE(test_store_refuses_restored_deleted_blob),
+                UNIT_CASE(test_store_refuses_missing_permall),
+                UNIT_CASE(test_store_refuses_swapped_and_damaged),
+        };
+        sealer1 = sealer_for(1);
+        return UNIT_RUN("store", cases);
+}
