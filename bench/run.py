@@ -1,0 +1,536 @@
+#!/usr/bin/env python3
+"""vrot-vtpm against swtpm 0.7.1, side by side in one run.
+
+Three benchmarks (see bench/README.md):
+
+  rtt    TPM2_GetRandom(8) round trip on one data-channel connection,
+         measured by the C client bench/rtt (COUNT round trips per run),
+         client and server pinned to the same CPU for both alike.
+  mem    private memory (Private_Clean + Private_Dirty of
+         /proc/PID/smaps_rollup) per idle running TPM, N of each kind running
+         at once, each started with INIT and TPM2_Startup(CLEAR) done and
+         answering a GetRandom before it is measured.
+  start  spawn until the control socket accepts a connection (no flags, as
+         libvirt starts swtpm), with existing and with empty state; and spawn
+         until a first GetRandom is answered with not-need-init,startup-clear.
+
+Benchmarks are not tests: nothing here has a threshold, the exit status only
+says whether the benchmarks could run.  Every process is started through the
+integration-test Harness, which kills it by PID at the end, also on failure,
+Ctrl-C or SIGTERM.
+
+  python3 bench/run.py --build build [--quick] [--json out.json]
+  meson compile -C build bench          # or bench-quick
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+
+import harness as H  # noqa: E402  (path set up just above)
+
+KINDS = ("vrot", "swtpm")
+UP_FLAGS = ["--flags", "not-need-init,startup-clear"]
+
+
+# -- helpers -------------------------------------------------------------------
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def start(h, kind, name, up=True, server=True, wait=True, state_dir=None):
+    """Start one server of @kind; up: INIT and TPM2_Startup(CLEAR) at start."""
+    extra = UP_FLAGS if up else []
+    if kind == "vrot":
+        return h.start_vtpm(name=name, server=server, extra=extra, wait=wait,
+                            state_dir=state_dir)
+    return h.start_swtpm(name=name, server=server, extra=extra, wait=wait,
+                         state_dir=state_dir)
+
+
+def stop(h, srv):
+    h.kill(srv.proc, signal.SIGTERM)
+    if srv.proc in h.procs:
+        h.procs.remove(srv.proc)
+
+
+def check_up(srv):
+    """The TPM really runs: a GetRandom(8) on the data channel succeeds."""
+    with H.connect(srv.data) as s:
+        rc, resp = H.transact(s, H.get_random(8))
+    H.check(rc == 0 and len(resp) == 20,
+            f"{srv.kind} pid {srv.pid}: GetRandom failed (rc 0x{rc:x})")
+
+
+def pin(pid, cpu):
+    """Pin every thread of @pid to @cpu."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    v = sorted(values)
+    k = max(1, min(len(v), -(-len(v) * p // 100)))
+    return v[int(k) - 1]
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def git_describe():
+    try:
+        out = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def swtpm_version():
+    out = subprocess.run([H.require("swtpm"), "--version"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+# -- 1. round trip ---------------------------------------------------------------
+
+def run_rtt_client(h, rtt, sock, count, cpu, tag):
+    out = h.path(f"rtt-{tag}.out")
+    kw = {}
+    if cpu is not None:
+        kw["preexec_fn"] = lambda: os.sched_setaffinity(0, {cpu})
+    proc = h.spawn([rtt, sock, str(count)], log=out, **kw)
+    rc = proc.wait()
+    with open(out) as f:
+        text = f.read()
+    h.procs.remove(proc)
+    H.check(rc == 0, f"rtt against {sock} failed ({rc}): {text.strip()}")
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def bench_rtt(args, rtt):
+    log(f"== rtt: GetRandom(8) x {args.count} on one connection, {args.rounds} round(s), "
+        + (f"client+server pinned to CPU {args.cpu}" if args.cpu is not None else "unpinned"))
+    runs = {k: [] for k in KINDS}
+    with H.Harness("vrot-bench-rtt") as h:
+        srv = {}
+        for k in KINDS:
+            srv[k] = start(h, k, k)
+            check_up(srv[k])
+            if args.cpu is not None:
+                pin(srv[k].pid, args.cpu)
+        for r in range(args.rounds):
+            order = KINDS if r % 2 == 0 else KINDS[::-1]
+            for k in order:
+                res = run_rtt_client(h, rtt, srv[k].data, args.count, args.cpu, f"{k}-{r}")
+                runs[k].append(res)
+                log(f"   round {r + 1} {k:5s}: median {res['median_us']:8.2f} us  "
+                    f"p99 {res['p99_us']:8.2f} us  mean {res['mean_us']:8.2f} us")
+    summary = {}
+    for k in KINDS:
+        summary[k] = {f: statistics.median(x[f] for x in runs[k])
+                      for f in ("median_us", "p99_us", "mean_us", "min_us")}
+    return {"count": args.count, "rounds": args.rounds, "cpu": args.cpu,
+            "runs": runs, "summary": summary}
+
+
+# -- 2. memory -----------------------------------------------------------------
+
+def rollup(pid):
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmPTE:", "Threads:")):
+                k, v = line.split(":", 1)
+                fields[k] = int(v.split()[0])
+    fields["Private"] = fields["Private_Clean"] + fields["Private_Dirty"]
+    return fields
+
+
+def smaps(pid):
+    """The mappings of @pid: dicts with start, end, perms, offset, path, fields."""
+    maps, cur = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(None, 1)[0]
+            if "-" in first and not first.endswith(":"):
+                parts = line.split(None, 5)
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                cur = {"start": lo, "end": hi, "perms": parts[1], "offset": int(parts[2], 16),
+                       "path": parts[5].strip() if len(parts) > 5 else ""}
+                maps.append(cur)
+            elif cur is not None and line.rstrip().endswith(" kB"):
+                k, v = line.split(":", 1)
+                cur[k] = int(v.split()[0])
+    return maps
+
+
+def label_mappings(maps):
+    """Name each mapping as object + section guess.
+
+    File mappings are named after their file; their section is guessed from
+    the permissions: r-xp text, rw-p .data, r--p with dirty pages the RELRO
+    area (.data.rel.ro / .got, written by the dynamic linker, then made
+    read-only), other r--p headers/.rodata.  An anonymous mapping that
+    directly follows a file's rw-p mapping is that file's .bss.
+    """
+    prev = None
+    for m in maps:
+        path = m["path"]
+        if path.startswith("/"):
+            obj = os.path.basename(path)
+            if "x" in m["perms"]:
+                sec = "text"
+            elif "w" in m["perms"]:
+                sec = ".data"
+            elif m.get("Private_Dirty", 0):
+                sec = "relro"
+            else:
+                sec = "rodata"
+        elif path == "" and prev is not None and prev["path"].startswith("/") \
+                and prev["perms"].startswith("rw") and prev["end"] == m["start"]:
+            obj, sec = os.path.basename(prev["path"]), ".bss"
+        elif path == "":
+            obj, sec = "[anon]", m["perms"]
+        else:
+            obj, sec = path, ""
+        m["obj"], m["sec"] = obj, sec
+        m["Private"] = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+        prev = m
+    return maps
+
+
+def breakdown(pid):
+    maps = label_mappings(smaps(pid))
+    by_map = {}
+    by_obj = {}
+    for m in maps:
+        key = f"{m['obj']} {m['sec']}".strip()
+        e = by_map.setdefault(key, {"private_kib": 0, "private_dirty_kib": 0, "rss_kib": 0,
+                                    "size_kib": 0})
+        e["private_kib"] += m["Private"]
+        e["private_dirty_kib"] += m.get("Private_Dirty", 0)
+        e["rss_kib"] += m.get("Rss", 0)
+        e["size_kib"] += m.get("Size", 0)
+        o = by_obj.setdefault(m["obj"], {"private_kib": 0, "private_dirty_kib": 0})
+        o["private_kib"] += m["Private"]
+        o["private_dirty_kib"] += m.get("Private_Dirty", 0)
+    return {"by_mapping": dict(sorted(by_map.items(), key=lambda kv: -kv[1]["private_kib"])),
+            "by_object": dict(sorted(by_obj.items(), key=lambda kv: -kv[1]["private_kib"]))}
+
+
+def bench_mem(args):
+    n = args.instances
+    log(f"== mem: {n} idle running TPMs of each kind (INIT + Startup(CLEAR) done, "
+        f"one GetRandom answered), measured after {args.settle}s")
+    out = {"instances": n, "settle_s": args.settle}
+    for k in KINDS:
+        with H.Harness(f"vrot-bench-mem-{k}") as h:
+            t0 = time.monotonic()
+            srvs = [start(h, k, f"{k}{i}") for i in range(n)]
+            for s in srvs:
+                check_up(s)
+            t_up = time.monotonic() - t0
+            time.sleep(args.settle)
+            for s in srvs:
+                H.check(s.proc.poll() is None, f"{k} pid {s.pid} exited:\n{s.log_text()}")
+            per = [(s, rollup(s.pid)) for s in srvs]
+            per.sort(key=lambda x: x[1]["Private"])
+            rep_srv, rep = per[len(per) // 2]       # the median instance
+            priv = [r["Private"] for _, r in per]
+            res = {
+                "private_kib": {"median": statistics.median(priv), "mean": statistics.mean(priv),
+                                "min": min(priv), "max": max(priv)},
+                "private_dirty_kib_median": statistics.median(r["Private_Dirty"] for _, r in per),
+                "pss_kib_median": statistics.median(r["Pss"] for _, r in per),
+                "rss_kib_median": statistics.median(r["Rss"] for _, r in per),
+                "pte_kib_median": statistics.median(r.get("VmPTE", 0) for _, r in per),
+                "threads": rep.get("Threads"),
+                "start_all_s": t_up,
+                "representative": {"pid": rep_srv.pid, "rollup": rep},
+                "breakdown": breakdown(rep_srv.pid),
+            }
+            out[k] = res
+            log(f"   {k:5s}: private median {res['private_kib']['median']:.0f} KiB "
+                f"(min {min(priv)}, max {max(priv)}; dirty {res['private_dirty_kib_median']:.0f}), "
+                f"Pss {res['pss_kib_median']:.0f} KiB, Rss {res['rss_kib_median']:.0f} KiB, "
+                f"page tables {res['pte_kib_median']:.0f} KiB, threads {res['threads']}; "
+                f"{n} started in {t_up:.1f}s")
+    return out
+
+
+def print_breakdown(mem, top):
+    log()
+    log("Private memory by object (median instance of each kind), KiB private (dirty):")
+    objs = list(dict.fromkeys(list(mem["vrot"]["breakdown"]["by_object"]) +
+                              list(mem["swtpm"]["breakdown"]["by_object"])))
+    rows = []
+    for o in objs:
+        v = mem["vrot"]["breakdown"]["by_object"].get(o, {"private_kib": 0, "private_dirty_kib": 0})
+        s = mem["swtpm"]["breakdown"]["by_object"].get(o, {"private_kib": 0, "private_dirty_kib": 0})
+        if v["private_kib"] or s["private_kib"]:
+            rows.append((o, v, s))
+    rows.sort(key=lambda r: -max(r[1]["private_kib"], r[2]["private_kib"]))
+    log(f"   {'object':34s} {'vrot':>14s} {'swtpm':>14s}")
+    for o, v, s in rows:
+        log(f"   {o[:34]:34s} {v['private_kib']:7d} ({v['private_dirty_kib']:4d}) "
+            f"{s['private_kib']:7d} ({s['private_dirty_kib']:4d})")
+    tv = sum(r[1]["private_kib"] for r in rows)
+    ts = sum(r[2]["private_kib"] for r in rows)
+    log(f"   {'total':34s} {tv:7d}        {ts:7d}")
+    for k in KINDS:
+        log()
+        log(f"Biggest private mappings of one {k} process (pid "
+            f"{mem[k]['representative']['pid']}), KiB:")
+        log(f"   {'mapping (object + section guess)':44s} {'private':>8s} {'dirty':>7s} "
+            f"{'rss':>7s} {'size':>7s}")
+        items = list(mem[k]["breakdown"]["by_mapping"].items())
+        for name, e in items[:top]:
+            if not e["private_kib"]:
+                break
+            log(f"   {name[:44]:44s} {e['private_kib']:8d} {e['private_dirty_kib']:7d} "
+                f"{e['rss_kib']:7d} {e['size_kib']:7d}")
+        rest = sum(e["private_kib"] for _, e in items[top:])
+        if rest:
+            log(f"   {'(all others)':44s} {rest:8d}")
+
+
+# -- 3. start-up -------------------------------------------------------------------
+
+def wait_accept(srv, path, poll_s, timeout=20.0):
+    """Busy-ish wait until @path accepts; returns the monotonic time it did."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            t = time.perf_counter()
+            return t, s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+        if srv.proc.poll() is not None:
+            raise H.Failure(f"{srv.kind} exited with {srv.proc.returncode}:\n{srv.log_text()}")
+        if time.perf_counter() > deadline:
+            raise H.Failure(f"{srv.kind} did not listen on {path} within {timeout}s")
+        time.sleep(poll_s)
+
+
+def time_listen(h, kind, name, state_dir, poll_s):
+    t0 = time.perf_counter()
+    srv = start(h, kind, name, up=False, server=False, wait=False, state_dir=state_dir)
+    t1, s = wait_accept(srv, srv.ctrl, poll_s)
+    s.close()
+    stop(h, srv)
+    return (t1 - t0) * 1000.0
+
+
+def time_serving(h, kind, name, state_dir, poll_s):
+    t0 = time.perf_counter()
+    srv = start(h, kind, name, up=True, server=True, wait=False, state_dir=state_dir)
+    _, s = wait_accept(srv, srv.data, poll_s)
+    with s:
+        s.settimeout(20)
+        rc, _ = H.transact(s, H.get_random(8))
+    t1 = time.perf_counter()
+    H.check(rc == 0, f"{kind}: GetRandom failed (0x{rc:x})")
+    stop(h, srv)
+    return (t1 - t0) * 1000.0
+
+
+def bench_start(args):
+    reps, poll_s = args.start_reps, args.poll_us / 1e6
+    log(f"== start: {reps} starts of each kind per variant, interleaved, "
+        f"socket polled every {args.poll_us} us")
+    variants = {
+        "listen_existing": "spawn -> ctrl socket accepts (no flags, existing state)",
+        "listen_empty": "spawn -> ctrl socket accepts (no flags, empty state dir)",
+        "serving_existing": "spawn -> first GetRandom answered (not-need-init,startup-clear, "
+                            "existing state)",
+    }
+    times = {v: {k: [] for k in KINDS} for v in variants}
+    with H.Harness("vrot-bench-start") as h:
+        prepared = {}
+        for k in KINDS:     # a state made by that server, then a clean stop
+            srv = start(h, k, f"{k}-prep")
+            check_up(srv)
+            stop(h, srv)
+            prepared[k] = srv.state_dir
+        for i in range(reps):
+            order = KINDS if i % 2 == 0 else KINDS[::-1]
+            for k in order:
+                times["listen_existing"][k].append(
+                    time_listen(h, k, f"{k}-l{i}", prepared[k], poll_s))
+                empty = h.path(f"{k}-e{i}.state")
+                times["listen_empty"][k].append(time_listen(h, k, f"{k}-e{i}", empty, poll_s))
+                times["serving_existing"][k].append(
+                    time_serving(h, k, f"{k}-s{i}", prepared[k], poll_s))
+    out = {"reps": reps, "poll_us": args.poll_us, "variants": variants}
+    for v in variants:
+        out[v] = {}
+        for k in KINDS:
+            t = times[v][k]
+            out[v][k] = {"median_ms": statistics.median(t), "p90_ms": pct(t, 90),
+                         "min_ms": min(t), "max_ms": max(t), "all_ms": t}
+        log(f"   {v:17s} vrot median {out[v]['vrot']['median_ms']:7.2f} ms "
+            f"(min {out[v]['vrot']['min_ms']:.2f}), swtpm median "
+            f"{out[v]['swtpm']['median_ms']:7.2f} ms (min {out[v]['swtpm']['min_ms']:.2f})")
+    return out
+
+
+# -- table -------------------------------------------------------------------------
+
+def table(res):
+    rows = []
+    if "rtt" in res:
+        s = res["rtt"]["summary"]
+        for f, what in (("median_us", "median"), ("p99_us", "p99")):
+            rows.append((f"rtt GetRandom(8) {what} [us]", s["vrot"][f], s["swtpm"][f], 1.0))
+    if "mem" in res:
+        m = res["mem"]
+        rows.append((f"private mem/idle TPM, N={m['instances']} [KiB]",
+                     m["vrot"]["private_kib"]["median"], m["swtpm"]["private_kib"]["median"], 0.5))
+        rows.append(("  (info) Pss median [KiB]", m["vrot"]["pss_kib_median"],
+                     m["swtpm"]["pss_kib_median"], None))
+    if "start" in res:
+        st = res["start"]
+        names = {"listen_existing": "start->listening, existing [ms]",
+                 "listen_empty": "start->listening, empty dir [ms]",
+                 "serving_existing": "  (info) start->1st answer [ms]"}
+        for v, name in names.items():
+            rows.append((name, st[v]["vrot"]["median_ms"], st[v]["swtpm"]["median_ms"],
+                         1.0 if v == "listen_existing" else None))
+    log()
+    log(f"{'benchmark':40s} {'vrot':>10s} {'swtpm':>10s} {'vrot/swtpm':>11s} {'target':>8s}  status")
+    summary = []
+    for name, v, s, target in rows:
+        r = ratio(v, s)
+        tgt = f"<= {target:.2f}" if target is not None else "-"
+        status = "" if target is None else ("meets" if r <= target else "MISSES")
+        log(f"{name:40s} {v:10.1f} {s:10.1f} {r:11.2f} {tgt:>8s}  {status}")
+        summary.append({"benchmark": name.strip(), "vrot": v, "swtpm": s, "ratio": r,
+                        "target_ratio_max": target, "status": status or None})
+    return summary
+
+
+# -- main ----------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", default=os.path.join(TOP, "build"),
+                   help="meson build directory (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test sizes: well under a minute")
+    p.add_argument("--only", default="rtt,mem,start",
+                   help="comma-separated subset of rtt,mem,start")
+    p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
+    p.add_argument("--count", type=int, help="round trips per rtt run (10000)")
+    p.add_argument("--rounds", type=int, help="rtt runs per server, alternating (3)")
+    p.add_argument("--cpu", type=int,
+                   help="CPU to pin rtt client and both servers to (default: last allowed)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the rtt benchmark")
+    p.add_argument("--instances", type=int, help="TPMs of each kind for mem (50)")
+    p.add_argument("--settle", type=float, help="idle seconds before measuring memory (2)")
+    p.add_argument("--start-reps", type=int, help="starts per kind and variant (30)")
+    p.add_argument("--poll-us", type=int, default=100,
+                   help="socket poll interval while timing starts (%(default)s us)")
+    p.add_argument("--top", type=int, default=14, help="mappings shown per process")
+    a = p.parse_args(argv)
+    q = a.quick
+    for name, full, quick in (("count", 10000, 2000), ("rounds", 3, 1), ("instances", 50, 4),
+                              ("settle", 2.0, 0.3), ("start_reps", 30, 5)):
+        if getattr(a, name) is None:
+            setattr(a, name, quick if q else full)
+    if a.instances < 2:
+        p.error("--instances must be >= 2 (a lone process owns its libraries' pages privately)")
+    a.only = [x for x in a.only.split(",") if x]
+    bad = set(a.only) - {"rtt", "mem", "start"}
+    if bad:
+        p.error(f"unknown benchmark(s) {','.join(sorted(bad))}")
+    if a.no_pin:
+        a.cpu = None
+    elif a.cpu is None:
+        a.cpu = max(os.sched_getaffinity(0))
+    return a
+
+
+def on_term(signum, _frame):
+    # unwinds through the Harness context managers, which kill by PID
+    raise SystemExit(128 + signum)
+
+
+def main():
+    args = parse_args(sys.argv[1:] + shlex.split(os.environ.get("VROT_BENCH_ARGS", "")))
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    build = os.path.abspath(args.build)
+    os.environ["VROT_VTPM"] = os.path.join(build, "vtpm", "vrot-vtpm")
+    H.vtpm_binary()
+    rtt = os.path.join(build, "bench", "rtt")
+    if "rtt" in args.only and not os.access(rtt, os.X_OK):
+        raise SystemExit(f"{rtt} not found: run `ninja -C {args.build}` first")
+    H.require("swtpm")
+
+    meta = {
+        "vrot_vtpm": os.environ["VROT_VTPM"],
+        "vrot_version": subprocess.run([os.environ["VROT_VTPM"], "--version"],
+                                       capture_output=True, text=True).stdout.strip(),
+        "swtpm_version": swtpm_version(),
+        "git": git_describe(),
+        "kernel": platform.release(),
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "loadavg_start": os.getloadavg(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": args.quick,
+    }
+    log(f"{meta['vrot_version']} vs {meta['swtpm_version'].splitlines()[0]}; "
+        f"git {meta['git']}; {meta['cpus_allowed']} CPUs; "
+        f"load {' '.join(f'{x:.2f}' for x in meta['loadavg_start'])}")
+    res = {}
+    t0 = time.monotonic()
+    if "rtt" in args.only:
+        res["rtt"] = bench_rtt(args, rtt)
+    if "mem" in args.only:
+        res["mem"] = bench_mem(args)
+    if "start" in args.only:
+        res["start"] = bench_start(args)
+    if "mem" in res:
+        print_breakdown(res["mem"], args.top)
+    summary = table(res)
+    meta["loadavg_end"] = os.getloadavg()
+    meta["duration_s"] = time.monotonic() - t0
+    log(f"\n{meta['duration_s']:.0f}s; load at end "
+        f"{' '.join(f'{x:.2f}' for x in meta['loadavg_end'])} (the machine is shared: "
+        "compare ratios from one run, not absolute numbers across runs)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "summary": summary, "results": res}, f, indent=1)
+        log(f"results written to {args.json}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except H.Failure as e:
+        print(f"bench failed: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs what vrot needs to build and test on Debian 12, if it is missing,
+# and fetches the guest kernel for the QEMU tests.  Safe to run again: when
+# everything is there it changes nothing.
+set -eu
+
+PACKAGES="
+  meson ninja-build pkg-config gcc python3
+  libtpms-dev libssl-dev libseccomp-dev libcunit1-dev scdoc
+  swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
+  qemu-system-x86 busybox-static cpio
+  clang
+"
+
+sudo=
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=sudo
+fi
+
+missing=
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    echo "install-deps: installing:$missing" >&2
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends $missing </dev/null
+fi
+
+$sudo "$(dirname "$0")/get-kernel.sh" >/dev/null
