@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds vrot twice and runs every test: once as built for production
-# (warnings are errors), once with AddressSanitizer and UndefinedBehaviorSanitizer.
+# Builds vrot three times and runs every test: as built for production
+# (warnings are errors), the fuzz targets with clang's libFuzzer, and everything
+# again with AddressSanitizer and UndefinedBehaviorSanitizer.
 # The output ends with meson test's summary of the sanitizer run.
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,6 +19,10 @@ setup() {   # setup DIR [meson options...]
 
 setup build -Dwerror=true
 meson test -C build --print-errorlogs
+
+# Every parser of untrusted input under libFuzzer, for a bounded time each.
+CC=clang setup build-fuzz -Dfuzz=true -Dfuzz_seconds=${VROT_FUZZ_SECONDS:-30}
+meson test -C build-fuzz --suite fuzz --print-errorlogs
 
 setup build-sanitize -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 VROT_CRASH_KILLS=${VROT_CRASH_KILLS_SANITIZE:-40} \
