@@ -23,7 +23,8 @@ static uint32_t run(uint32_t cmd, const uint8_t *body, size_t body_len, int fd, 
         uint8_t buf[64];
 
         vrot_put_be32(buf, cmd);
-        memcpy(buf + 4, body, body_len);
+        if (body_len)
+                memcpy(buf + 4, body, body_len);
         vtpm_ctrl_execute(&w, buf, 4 + body_len, fd, rep);
         CU_ASSERT_FATAL(rep->head_len >= 4);
         return vrot_get_be32(rep->head);

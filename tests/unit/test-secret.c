@@ -18,14 +18,17 @@ static void test_secret_new_locked_and_zeroed(void)
         CU_ASSERT_EQUAL(vrot_secret_len(s), 32);
         for (size_t i = 0; i < 32; i++)
                 CU_ASSERT_EQUAL(vrot_secret_data(s)[i], 0);
-        /* The page really is locked: VmLck counts it. */
+        /* The page really is locked: VmLck counts it.  (AddressSanitizer
+         * turns mlock() into a no-op, so only a plain build can tell.) */
         f = fopen("/proc/self/status", "r");
         CU_ASSERT_FATAL(f != NULL);
         while (fgets(line, sizeof(line), f))
                 if (sscanf(line, "VmLck: %ld kB", &locked) == 1)
                         break;
         fclose(f);
+#if !defined(__SANITIZE_ADDRESS__)
         CU_ASSERT(locked >= 4);
+#endif
         vrot_secret_free(s);
         vrot_secret_free(NULL);
 }
