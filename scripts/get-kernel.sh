@@ -32,11 +32,13 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 # when it can write there; give it the directory to keep the sandbox.
 if id _apt >/dev/null 2>&1; then chown _apt "$tmp"; fi
 (cd "$tmp" && apt-get download -q "$pkg" >&2)
-deb=$(ls "$tmp"/*.deb)
+set -- "$tmp"/*.deb
+deb=$1
 
 mkdir -p "$tmp/x"
 dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" --wildcards './boot/vmlinuz-*'
-kernel=$(ls "$tmp"/x/boot/vmlinuz-* | head -n 1)
+set -- "$tmp"/x/boot/vmlinuz-*
+kernel=$1
 
 mkdir -p "$cache"
 cp "$kernel" "$dest.tmp"

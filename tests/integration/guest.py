@@ -104,13 +104,12 @@ def build_initramfs(dir, extra_init="", name="initramfs.cpio.gz"):
     with open(BUSYBOX, "rb") as f:
         busybox = f.read()
     entries = [(d, S_IFDIR | 0o755, b"") for d in ("bin", "dev", "proc", "sys", "tmp")]
-    entries.append(("dev/console", S_IFCHR | 0o600, b""))
     entries.append(("bin/busybox", S_IFREG | 0o755, busybox))
     entries += [("bin/" + a, S_IFLNK | 0o777, b"busybox") for a in _busybox_applets()]
     entries.append(("init", S_IFREG | 0o755, init_script(extra_init).encode()))
-    archive = b"".join(
-        _cpio_entry(i + 1, n, m, data, (5, 1) if n == "dev/console" else (0, 0))
-        for i, (n, m, data) in enumerate(entries))
+    archive = b"".join(_cpio_entry(i + 1, n, m, data) for i, (n, m, data) in enumerate(entries))
+    # The kernel opens /dev/console for /init before devtmpfs is mounted.
+    archive += _cpio_entry(len(entries) + 1, "dev/console", S_IFCHR | 0o600, rdev=(5, 1))
     archive += _cpio_entry(0, "TRAILER!!!", 0)
     path = os.path.join(dir, name)
     with open(path, "wb") as f:

@@ -23,21 +23,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 
 
-def vtpm_binary():
-    path = os.environ.get("VROT_VTPM") or os.path.join(TOP, "build", "vtpm", "vrot-vtpm")
-    if not os.access(path, os.X_OK):
-        raise SystemExit(f"vrot-vtpm not found at {path}: build first or set VROT_VTPM")
-    return path
-
-
-def require(prog):
-    """Return the path of a program the test needs, or fail loudly."""
-    path = shutil.which(prog)
-    if not path:
-        raise SystemExit(f"missing program {prog!r}: run scripts/install-deps.sh")
-    return path
-
-
 class Failure(AssertionError):
     pass
 
@@ -45,6 +30,21 @@ class Failure(AssertionError):
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
+
+
+def vtpm_binary():
+    path = os.environ.get("VROT_VTPM") or os.path.join(TOP, "build", "vtpm", "vrot-vtpm")
+    if not os.access(path, os.X_OK):
+        raise Failure(f"vrot-vtpm not found at {path}: build first or set VROT_VTPM")
+    return path
+
+
+def require(prog):
+    """Return the path of a program the test needs, or fail loudly."""
+    path = shutil.which(prog)
+    if not path:
+        raise Failure(f"missing program {prog!r}: run scripts/install-deps.sh")
+    return path
 
 
 class Server:
