@@ -16,6 +16,9 @@
  * Percentiles are nearest-rank.  Exit status 0 on success, 1 on any error
  * (message on stderr), 2 on usage.
  */
+#ifndef _GNU_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>

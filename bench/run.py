@@ -40,6 +40,7 @@ TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
 import harness as H  # noqa: E402  (path set up just above)
+from memprobe import breakdown, print_probe, probe  # noqa: E402
 
 KINDS = ("vrot", "swtpm")
 UP_FLAGS = ["--flags", "not-need-init,startup-clear"]
@@ -166,78 +167,6 @@ def rollup(pid):
     return fields
 
 
-def smaps(pid):
-    """The mappings of @pid: dicts with start, end, perms, offset, path, fields."""
-    maps, cur = [], None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            first = line.split(None, 1)[0]
-            if "-" in first and not first.endswith(":"):
-                parts = line.split(None, 5)
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                cur = {"start": lo, "end": hi, "perms": parts[1], "offset": int(parts[2], 16),
-                       "path": parts[5].strip() if len(parts) > 5 else ""}
-                maps.append(cur)
-            elif cur is not None and line.rstrip().endswith(" kB"):
-                k, v = line.split(":", 1)
-                cur[k] = int(v.split()[0])
-    return maps
-
-
-def label_mappings(maps):
-    """Name each mapping as object + section guess.
-
-    File mappings are named after their file; their section is guessed from
-    the permissions: r-xp text, rw-p .data, r--p with dirty pages the RELRO
-    area (.data.rel.ro / .got, written by the dynamic linker, then made
-    read-only), other r--p headers/.rodata.  An anonymous mapping that
-    directly follows a file's rw-p mapping is that file's .bss.
-    """
-    prev = None
-    for m in maps:
-        path = m["path"]
-        if path.startswith("/"):
-            obj = os.path.basename(path)
-            if "x" in m["perms"]:
-                sec = "text"
-            elif "w" in m["perms"]:
-                sec = ".data"
-            elif m.get("Private_Dirty", 0):
-                sec = "relro"
-            else:
-                sec = "rodata"
-        elif path == "" and prev is not None and prev["path"].startswith("/") \
-                and prev["perms"].startswith("rw") and prev["end"] == m["start"]:
-            obj, sec = os.path.basename(prev["path"]), ".bss"
-        elif path == "":
-            obj, sec = "[anon]", m["perms"]
-        else:
-            obj, sec = path, ""
-        m["obj"], m["sec"] = obj, sec
-        m["Private"] = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
-        prev = m
-    return maps
-
-
-def breakdown(pid):
-    maps = label_mappings(smaps(pid))
-    by_map = {}
-    by_obj = {}
-    for m in maps:
-        key = f"{m['obj']} {m['sec']}".strip()
-        e = by_map.setdefault(key, {"private_kib": 0, "private_dirty_kib": 0, "rss_kib": 0,
-                                    "size_kib": 0})
-        e["private_kib"] += m["Private"]
-        e["private_dirty_kib"] += m.get("Private_Dirty", 0)
-        e["rss_kib"] += m.get("Rss", 0)
-        e["size_kib"] += m.get("Size", 0)
-        o = by_obj.setdefault(m["obj"], {"private_kib": 0, "private_dirty_kib": 0})
-        o["private_kib"] += m["Private"]
-        o["private_dirty_kib"] += m.get("Private_Dirty", 0)
-    return {"by_mapping": dict(sorted(by_map.items(), key=lambda kv: -kv[1]["private_kib"])),
-            "by_object": dict(sorted(by_obj.items(), key=lambda kv: -kv[1]["private_kib"]))}
-
-
 def bench_mem(args):
     n = args.instances
     log(f"== mem: {n} idle running TPMs of each kind (INIT + Startup(CLEAR) done, "
@@ -268,6 +197,8 @@ def bench_mem(args):
                 "start_all_s": t_up,
                 "representative": {"pid": rep_srv.pid, "rollup": rep},
                 "breakdown": breakdown(rep_srv.pid),
+                "pages": probe(rep_srv.pid, per[0][0].pid if per[0][0] is not rep_srv
+                               else per[-1][0].pid),
             }
             out[k] = res
             log(f"   {k:5s}: private median {res['private_kib']['median']:.0f} KiB "
@@ -312,6 +243,11 @@ def print_breakdown(mem, top):
         rest = sum(e["private_kib"] for _, e in items[top:])
         if rest:
             log(f"   {'(all others)':44s} {rest:8d}")
+    for k in KINDS:
+        log()
+        print_probe(mem[k]["pages"], f"Content of the private pages of that {k} process, KiB "
+                    f"(zero: all-zero page; same: equal to another {k} at the same offset):",
+                    out=log)
 
 
 # -- 3. start-up -------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Failure, Harness, check, main  # noqa: E402
+from harness import Harness, check, main  # noqa: E402
 import guest  # noqa: E402
 
 ZERO = "00" * 32
