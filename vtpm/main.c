@@ -218,10 +218,9 @@ static int open_state(const Args *a, const VrotSealer *sealer, VtpmStore **store
         if (r == 0)
                 return 0;
         log_error("refusing to start: %s", err.msg);
-        /* Missing directory, lock held, I/O: runtime.  Anything about the
-         * content of the state: refused (the files are left untouched). */
-        return (r == -ENOENT && !strstr(err.msg, "state file")) || r == -EBUSY ||
-               r == -EACCES || r == -ENOTDIR || r == -EIO ? EXIT_FAILURE : EXIT_STATE;
+        /* Refused content is final (the files are left untouched); anything
+         * else - a missing directory, a held lock, I/O - may pass. */
+        return r == -EUCLEAN ? EXIT_STATE : EXIT_FAILURE;
 }
 
 static int start_tpm(const Args *a, Worker *w)

@@ -48,8 +48,13 @@ static int read_sealed(VtpmStore *s, uint32_t type, uint8_t **ret, size_t *ret_l
                 return r;
         r = vrot_seal_open(s->sealer, type, blob, len, ret, ret_len, ret_gen, err);
         free(blob);
-        if (r < 0)
-                return vrot_err_prefix(err, "state file %s: ", name);
+        if (r < 0) {
+                /* The content is refused, whatever the cause in the message. */
+                if (err)
+                        err->code = EUCLEAN;
+                vrot_err_prefix(err, "state file %s: ", name);
+                return -EUCLEAN;
+        }
         return 0;
 }
 
@@ -84,7 +89,7 @@ static int load_record(VtpmStore *s, uint64_t min_generation, VrotError *err)
                 r = 0;
         } else if (r == 0) {
                 if (len != RECORD_LEN || vrot_get_be64(rec) != hdr_gen) {
-                        r = vrot_err(err, EINVAL, "state file generation: malformed record");
+                        r = vrot_err(err, EUCLEAN, "state file generation: malformed record");
                 } else {
                         s->gen = hdr_gen;
                         for (int i = 0; i < NBLOBS; i++)
@@ -93,7 +98,7 @@ static int load_record(VtpmStore *s, uint64_t min_generation, VrotError *err)
                 vrot_free_wiped(rec, len);
         }
         if (r == 0 && s->gen < min_generation)
-                r = vrot_err(err, ESTALE, "state file generation: generation %" PRIu64
+                r = vrot_err(err, EUCLEAN, "state file generation: generation %" PRIu64
                              " is older than the expected %" PRIu64 " (rolled back)",
                              s->gen, min_generation);
         return r;
@@ -111,7 +116,7 @@ static int check_blob(VtpmStore *s, uint32_t type, bool *pending, VrotError *err
         r = read_sealed(s, type, &plain, &len, &got, err);
         if (r == -ENOENT) {
                 if (type == VROT_BLOB_PERMANENT && want)
-                        return vrot_err(err, ENOENT, "state file %s: missing, but generation %"
+                        return vrot_err(err, EUCLEAN, "state file %s: missing, but generation %"
                                         PRIu64 " was recorded", name, want);
                 s->blob_gen[slot(type)] = 0;   /* deletion cut short before its record */
                 return 0;
@@ -129,10 +134,10 @@ static int check_blob(VtpmStore *s, uint32_t type, bool *pending, VrotError *err
                 return 0;
         }
         if (got < want || (want == 0 && got <= s->gen))
-                return vrot_err(err, ESTALE, "state file %s: generation %" PRIu64
+                return vrot_err(err, EUCLEAN, "state file %s: generation %" PRIu64
                                 " is older than the current %" PRIu64 " (rolled back or restored)",
                                 name, got, want ? want : s->gen);
-        return vrot_err(err, ESTALE, "state file %s: generation %" PRIu64
+        return vrot_err(err, EUCLEAN, "state file %s: generation %" PRIu64
                         " does not match the record (%" PRIu64 ")", name, got, want);
 }
 
@@ -189,7 +194,7 @@ int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_le
                 return r;
         if (got != s->blob_gen[slot(type)]) {
                 vrot_free_wiped(plain, len);
-                return vrot_err(err, ESTALE, "state file %s: generation %" PRIu64
+                return vrot_err(err, EUCLEAN, "state file %s: generation %" PRIu64
                                 " changed under the worker (expected %" PRIu64 ")",
                                 vtpm_store_file_name(type), got, s->blob_gen[slot(type)]);
         }

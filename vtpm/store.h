@@ -33,13 +33,15 @@ typedef struct VtpmStore VtpmStore;
  *
  * Takes an exclusive lock on @dir (a second worker on the same state fails
  * with -EBUSY) and verifies every state file present.  Returns (transfer
- * full) the store in *@ret, or a negative errno with @err set.
+ * full) the store in *@ret, or a negative errno with @err set: -EUCLEAN when
+ * the content of the state is refused (tampered, swapped, rolled back,
+ * missing), anything else for a problem of the directory itself.
  */
 int vtpm_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_generation,
                     VtpmStore **ret, VrotError *err);
 
-/** vtpm_store_load: -ENOENT when the blob does not exist; plaintext is
- *  (transfer full) malloc()ed TPM state. */
+/** vtpm_store_load: -ENOENT when the blob does not exist, -EUCLEAN when it
+ *  is refused; plaintext is (transfer full) malloc()ed TPM state. */
 int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_len,
                     VrotError *err);
 

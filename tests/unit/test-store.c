@@ -71,7 +71,7 @@ static void expect_refused(const char *dir, uint64_t min_gen, const char *msg)
         VtpmStore *s = NULL;
         VrotError err = { 0 };
 
-        CU_ASSERT(vtpm_store_open(dir, &sealer1, min_gen, &s, &err) < 0);
+        CU_ASSERT_EQUAL(vtpm_store_open(dir, &sealer1, min_gen, &s, &err), -EUCLEAN);
         CU_ASSERT_PTR_NULL(s);
         if (!strstr(err.msg, msg)) {
                 fprintf(stderr, "wanted '%s' in '%s'\n", msg, err.msg);
