@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,7 @@ static TPM_RESULT cb_nvram_store(const unsigned char *data, uint32_t length,
         }
         log_debug("stored %s, generation %llu", name,
                   (unsigned long long)vtpm_store_generation(tpm_store));
+        malloc_trim(0);         /* the serialised and sealed copies are gone */
         return TPM_SUCCESS;
 }
 
@@ -157,6 +159,10 @@ uint32_t vtpm_tpm_init(uint32_t init_flags)
                 }
         }
         tpm_running = true;
+        /* Manufacture and state loading leave large freed buffers behind
+         * (serialised state, sealed copies); give their pages back, since
+         * every idle KiB is paid once per VM (README "Worker memory"). */
+        malloc_trim(0);
         return TPM_SUCCESS;
 }
 

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/* The worker's command line, shared by main() and the fork server, whose
+ * requests carry the same options. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "log.h"
+
+typedef struct VtpmArgs {
+        const char *uuid;
+        const char *state_dir;
+        const char *ctrl;
+        const char *server;
+        const char *runas;
+        mode_t ctrl_mode, server_mode;
+        int key_fd;
+        bool insecure;
+        bool not_need_init, startup_clear;
+        uint64_t min_generation;
+        VrotLogLevel log_level;
+        const char *fork_server;   /* --fork-server PATH: serve spawn requests */
+} VtpmArgs;
+
+/**
+ * vtpm_args_parse:
+ * Parses and checks the options; prints what is wrong to stderr.
+ * Returns 0, or -1 for a usage error.  Exits for --help and --version.
+ */
+int vtpm_args_parse(int argc, char **argv, VtpmArgs *a);
+
+void vtpm_args_usage(FILE *f);

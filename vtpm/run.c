@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * One worker's life from its parsed options to its exit status: read the
+ * key, verify the state, start libtpms, open the sockets, enter the sandbox,
+ * serve.  main() runs it directly; the fork server runs it in each child.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <libtpms/tpm_error.h>
+
+#include "run.h"
+#include "sandbox.h"
+#include "secret.h"
+#include "seal.h"
+#include "tpm.h"
+#include "uuid.h"
+#include "worker.h"
+
+#define TPM2_RC_INITIALIZE 0x100
+
+/* Binds a listening UNIX socket at @path with permissions @mode.  A stale
+ * socket left by a killed worker is replaced; any other file is not. */
+static int listen_unix(const char *path, mode_t mode, VrotError *err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        mode_t old;
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return vrot_err(err, ENAMETOOLONG, "socket path too long: %s", path);
+        strcpy(sa.sun_path, path);
+        if (lstat(path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return vrot_err(err, EEXIST, "%s exists and is not a socket", path);
+                unlink(path);
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return vrot_err(err, errno, "socket: %s", strerror(errno));
+        old = umask(0777 & ~mode);      /* no window with wider permissions */
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (r < 0 || chmod(path, mode) < 0 || listen(fd, 8) < 0) {
+                r = vrot_err(err, errno, "listening on %s: %s", path, strerror(errno));
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static int open_state(const VtpmArgs *a, const VrotSealer *sealer, VtpmStore **store)
+{
+        VrotError err = { 0 };
+        int r = vtpm_store_open(a->state_dir, sealer, a->min_generation, store, &err);
+
+        if (r == 0)
+                return 0;
+        log_error("refusing to start: %s", err.msg);
+        /* Refused content is final (the files are left untouched); anything
+         * else - a missing directory, a held lock, I/O - may pass. */
+        return r == -EUCLEAN ? VTPM_EXIT_STATE : EXIT_FAILURE;
+}
+
+static int start_tpm(const VtpmArgs *a, Worker *w)
+{
+        uint32_t rc;
+
+        if (vtpm_tpm_setup(w->store) != TPM_SUCCESS) {
+                log_error("libtpms refused the TPM 2.0 set-up");
+                return -1;
+        }
+        if (!a->not_need_init)
+                return 0;
+        rc = vtpm_tpm_init(0);
+        if (rc == TPM_SUCCESS && a->startup_clear) {
+                rc = vtpm_tpm_startup_clear();
+                /* TPM_RC_INITIALIZE: a stored volatile state was resumed, so
+                 * the TPM is started already (swtpm carries on too). */
+                if (rc == TPM2_RC_INITIALIZE) {
+                        log_info("volatile state resumed: TPM2_Startup not needed");
+                        rc = TPM_SUCCESS;
+                }
+        }
+        if (rc != TPM_SUCCESS) {
+                log_error("starting the TPM failed (0x%x)", rc);
+                return -1;
+        }
+        return 0;
+}
+
+static int open_sockets(const VtpmArgs *a, Worker *w)
+{
+        VrotError err = { 0 };
+
+        w->ctrl_listen = listen_unix(a->ctrl, a->ctrl_mode, &err);
+        if (w->ctrl_listen < 0)
+                goto fail;
+        w->ctrl_path = a->ctrl;
+        if (a->server) {
+                w->data_listen = listen_unix(a->server, a->server_mode, &err);
+                if (w->data_listen < 0)
+                        goto fail;
+                w->data_path = a->server;
+        }
+        return 0;
+fail:
+        log_error("%s", err.msg);
+        return -1;
+}
+
+static void close_sockets(Worker *w)
+{
+        if (w->ctrl_listen >= 0) {
+                close(w->ctrl_listen);
+                unlink(w->ctrl_path);
+        }
+        if (w->data_listen >= 0) {
+                close(w->data_listen);
+                unlink(w->data_path);
+        }
+}
+
+int vtpm_run(const VtpmArgs *a)
+{
+        _cleanup_secret_ VrotSecret *key = NULL;
+        VrotSealer sealer = { 0 };
+        VrotError err = { 0 };
+        Worker w = { .ctrl_listen = -1, .data_listen = -1,
+                     .ctrl = { .fd = -1 }, .data = { .fd = -1 } };
+        int ret = EXIT_FAILURE;
+
+        vrot_log_init("vrot-vtpm", a->log_level);
+        if (vrot_uuid_parse(a->uuid, sealer.uuid, &err) < 0) {
+                log_error("--uuid: %s", err.msg);
+                return VTPM_EXIT_USAGE;
+        }
+        if (vtpm_sandbox_no_dumps(&err) < 0) {
+                log_error("%s", err.msg);
+                return EXIT_FAILURE;
+        }
+        if (a->insecure) {
+                log_warn("--insecure-plaintext: the state is NOT protected; for tests only");
+        } else {
+                key = vrot_secret_read_fd(a->key_fd, VROT_SEAL_KEY_LEN, &err);
+                close(a->key_fd);
+                if (!key) {
+                        log_error("state key: %s", err.msg);
+                        return EXIT_FAILURE;
+                }
+                sealer.key = vrot_secret_data(key);
+        }
+        w.sealer = &sealer;
+
+        ret = open_state(a, &sealer, &w.store);
+        if (ret != 0)
+                return ret;
+        ret = EXIT_FAILURE;
+        if (start_tpm(a, &w) < 0 || open_sockets(a, &w) < 0)
+                goto out;
+        if (vtpm_sandbox_enter(a->runas, a->state_dir, &err) < 0) {
+                log_error("%s", err.msg);
+                goto out;
+        }
+        log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
+                 a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
+                 vtpm_store_generation(w.store));
+        if (vtpm_loop_run(&w) == 0)
+                ret = EXIT_SUCCESS;
+out:
+        vtpm_tpm_free();
+        close_sockets(&w);
+        vtpm_store_free(w.store);
+        return ret;
+}
