@@ -66,12 +66,21 @@ class Server:
             return ""
 
 
+def become_subreaper():
+    """Adopt orphans (workers whose fork server is gone) so we can reap them."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER
+
+
 class Harness:
     """Context manager: temp dir + processes killed by PID on exit."""
 
     def __init__(self, name="vrot-test", keep=False):
+        become_subreaper()
         self.dir = tempfile.mkdtemp(prefix=name + ".")
         self.procs = []
+        self.pids = []
         self.keep = keep or bool(os.environ.get("VROT_KEEP_TMP"))
 
     def __enter__(self):
@@ -111,6 +120,9 @@ class Harness:
         for proc in self.procs:
             self.kill(proc)
         self.procs = []
+        for pid in self.pids:           # started by a fork server, not by us
+            kill_pid(pid)
+        self.pids = []
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -154,6 +166,14 @@ class Harness:
                 wait_listening(srv, data)
         return srv
 
+    def start_forkserver(self, name="forkd"):
+        """Start `vrot-vtpm --fork-server`; returns a ForkServer."""
+        path = self.path(name + ".sock")
+        proc = self.spawn([vtpm_binary(), "--fork-server", path], log=self.path(name + ".log"))
+        srv = Server("forkd", proc, path, None, None, self.path(name + ".log"))
+        wait_listening(srv, path)
+        return ForkServer(self, srv)
+
     def start_swtpm(self, name="swtpm", server=False, state_dir=None, extra=(), wait=True):
         state_dir = state_dir or self.path(name + ".state")
         os.makedirs(state_dir, exist_ok=True)
@@ -171,6 +191,105 @@ class Harness:
             if data:
                 wait_listening(srv, data)
         return srv
+
+
+def kill_pid(pid, sig=signal.SIGKILL, timeout=10.0):
+    """Kill a process we did not fork and wait until it is gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:    # reaped by us if we are its subreaper, else by its parent
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+
+
+class ForkServer:
+    """Client of `vrot-vtpm --fork-server` (protocol in vtpm/forkserver.c)."""
+
+    def __init__(self, h, srv):
+        self.h, self.srv = h, srv
+
+    def request(self, options, fds=(), payload=None):
+        """Send one raw request; return (answer reader, first answer line)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.srv.ctrl)
+        if payload is None:
+            payload = b"".join(o.encode() + b"\0" for o in options)
+            payload = struct.pack(">I", len(payload)) + payload
+        socket.send_fds(s, [payload], list(fds))
+        reader = s.makefile("r")
+        s.close()       # the reader keeps the connection open
+        return reader, reader.readline().strip()
+
+    def spawn(self, name="vtpm", uuid="6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b",
+              key=b"\x11" * 32, server=False, state_dir=None, extra=(), wait=True):
+        """Start a worker through the server, as start_vtpm does by exec."""
+        state_dir = state_dir or self.h.path(name + ".state")
+        os.makedirs(state_dir, exist_ok=True)
+        data, ctrl = socket_paths(self.h, name, server)
+        log = self.h.path(name + ".log")
+        opts = ["--uuid", uuid, "--state-dir", state_dir, "--ctrl", ctrl]
+        opts += ["--server", data] if data else []
+        opts += ["--insecure-plaintext"] if key is None else []
+        opts += list(extra)
+        fds = []
+        if key is not None:
+            rfd, wfd = os.pipe()
+            os.write(wfd, key)
+            os.close(wfd)
+            fds.append(rfd)
+        logfd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fds.append(logfd)
+        try:
+            conn, line = self.request(opts, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        check(line.startswith("ok "), f"fork server refused the spawn: {line!r}")
+        pid = int(line.split()[1])
+        self.h.pids.append(pid)
+        w = ForkedWorker(pid, conn, ctrl, data, state_dir, log)
+        if wait:
+            wait_listening(w, ctrl)
+            if data:
+                wait_listening(w, data)
+        return w
+
+
+class ForkedWorker(Server):
+    """A worker started by the fork server: no Popen, a PID and a status line."""
+
+    def __init__(self, pid, conn, ctrl, data, state_dir, log):
+        super().__init__("vrot(forked)", None, ctrl, data, state_dir, log)
+        self._pid, self.conn = pid, conn
+        self.proc = self
+
+    @property
+    def pid(self):
+        return self._pid
+
+    def poll(self):     # enough of Popen for wait_listening
+        try:
+            os.kill(self._pid, 0)
+            return None
+        except ProcessLookupError:
+            return -1
+
+    returncode = None
+
+    def status(self):
+        """The server's final line for this worker: "exit N" or "signal N"."""
+        return self.conn.readline().strip()
 
 
 def socket_paths(h, name, server):

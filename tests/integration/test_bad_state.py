@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Failure, Harness, check, connect, get_random, main,  # noqa: E402
                      startup_clear, transact)
-from test_crash import header_generation, nv_define, nv_read, nv_write  # noqa: E402
+from tpmcmd import header_generation, nv_define, nv_read, nv_write  # noqa: E402
 
 KEY = bytes(range(100, 132))
 UUID_A = "3b0c1f0e-5a8d-4c2b-9e7f-1a2b3c4d5e6f"

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""The fork server (`vrot-vtpm --fork-server`): workers it starts are the same
+workers, report how they end, cost less private memory than exec'd ones, and
+bad requests are refused without harming the server or its workers.
+"""
+
+import os
+import signal
+import struct
+import time
+
+import harness as H
+from harness import check
+
+UUID2 = "00000000-0000-4000-8000-0000000000f2"
+
+
+def private_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty"))
+
+
+def random8(srv):
+    with H.connect(srv.data) as s:
+        rc, resp = H.transact(s, H.get_random(8))
+    check(rc == 0 and len(resp) == 20, f"GetRandom on {srv.data}: rc 0x{rc:x}")
+    return resp[12:]
+
+
+def test_spawned_workers_serve_and_report_exit():
+    flags = ["--flags", "not-need-init,startup-clear"]
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        a = fs.spawn("a", server=True, extra=flags)
+        b = fs.spawn("b", server=True, uuid=UUID2, extra=flags)
+        check(random8(a) != random8(b), "two workers gave the same random bytes")
+        check(len({a.pid, b.pid, fs.srv.pid}) == 3, "workers must be processes of their own")
+        os.kill(a.pid, signal.SIGTERM)
+        check(a.status() == "exit 0", "SIGTERM must end a worker with exit 0")
+        check(not os.path.exists(a.ctrl), "the worker left its control socket behind")
+        os.kill(b.pid, signal.SIGKILL)
+        check(b.status() == "signal 9", "a killed worker must be reported as such")
+
+
+def test_refused_state_is_reported():
+    flags = ["--flags", "not-need-init,startup-clear"]
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        w = fs.spawn("w", server=True, extra=flags)
+        os.kill(w.pid, signal.SIGTERM)
+        check(w.status() == "exit 0", "first run did not end cleanly")
+        bad = fs.spawn("w", server=True, key=b"\x99" * 32, extra=flags, wait=False)
+        check(bad.status() == "exit 3", "a wrong key must be reported as refused state (exit 3)")
+        check("refusing to start: state file" in open(bad.log).read(), "no refusal in the log")
+
+
+def test_bad_requests_refused_server_survives():
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        good = fs.spawn("good", server=True, extra=["--flags", "not-need-init,startup-clear"])
+        cases = {
+            "empty": struct.pack(">I", 0),
+            "too long": struct.pack(">I", 1 << 20) + b"x",
+            "short": b"\x00\x00",
+            "not NUL-terminated": struct.pack(">I", 6) + b"--uuid",
+            "key fd option": struct.pack(">I", 11) + b"--key-fd\x003\x00",
+            "fork server option": struct.pack(">I", 16) + b"--fork-server\x00x\x00",
+        }
+        for what, payload in cases.items():
+            _, line = fs.request(None, payload=payload)
+            check(line.startswith("error "), f"{what}: expected an error, got {line!r}")
+        # A request the worker itself refuses: no key and no --insecure-plaintext.
+        bad = fs.spawn("nokey", key=b"", wait=False)
+        check(bad.status() in ("exit 1", "exit 2"), "a worker without its key must not run")
+        check(fs.srv.proc.poll() is None, "the fork server died")
+        check(len(random8(good)) == 8, "a running worker was disturbed")
+        late = fs.spawn("late", server=True, uuid=UUID2, extra=["--flags", "not-need-init"])
+        check(late.pid > 0, "the server no longer spawns")
+
+
+def test_workers_outlive_the_server():
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        w = fs.spawn("w", server=True, extra=["--flags", "not-need-init,startup-clear"])
+        h.kill(fs.srv.proc, signal.SIGTERM)
+        check(fs.srv.proc.returncode == 0, "the fork server must exit 0 on SIGTERM")
+        check(not os.path.exists(fs.srv.ctrl), "the fork server left its socket behind")
+        check(len(random8(w)) == 8, "the worker must keep serving without its server")
+
+
+def test_forked_workers_share_library_memory():
+    """Not a benchmark: the point of the fork server, as a property."""
+    flags = ["--flags", "not-need-init,startup-clear"]
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        forked = [fs.spawn(f"f{i}", server=True, extra=flags) for i in range(3)]
+        execd = [h.start_vtpm(f"e{i}", server=True, extra=flags) for i in range(3)]
+        time.sleep(0.2)
+        f = max(private_kib(w.pid) for w in forked)
+        e = min(private_kib(w.pid) for w in execd)
+        print(f"     private memory: forked {f} KiB, exec'd {e} KiB")
+        check(f < e, f"forked workers ({f} KiB) must hold less private memory than exec'd ({e} KiB)")
+
+
+if __name__ == "__main__":
+    H.main([test_spawned_workers_serve_and_report_exit, test_refused_state_is_reported,
+            test_bad_requests_refused_server_survives, test_workers_outlive_the_server,
+            test_forked_workers_share_library_memory])
