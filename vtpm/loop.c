@@ -300,20 +300,30 @@ static int next_timeout(const Worker *w, int64_t now)
 
 enum { P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_N };
 
-int vtpm_loop_run(Worker *w)
+void vtpm_loop_signals(void)
 {
         struct sigaction sa = { .sa_handler = on_signal };
-        sigset_t block, none;
+        sigset_t block;
 
         sigemptyset(&block);
         sigaddset(&block, SIGTERM);
         sigaddset(&block, SIGINT);
-        sigprocmask(SIG_BLOCK, &block, &none);
-        sigdelset(&none, SIGTERM);
-        sigdelset(&none, SIGINT);
+        sigprocmask(SIG_BLOCK, &block, NULL);
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
+}
+
+int vtpm_loop_run(Worker *w)
+{
+        sigset_t none;
+
+        /* SIGTERM and SIGINT stay blocked (vtpm_loop_signals) except while
+         * the loop waits, so they end it between requests, never inside one. */
+        vtpm_loop_signals();
+        sigprocmask(SIG_BLOCK, NULL, &none);
+        sigdelset(&none, SIGTERM);
+        sigdelset(&none, SIGINT);
 
         while (!w->terminate && !got_signal) {
                 struct pollfd p[P_N] = {

@@ -138,6 +138,7 @@ int vtpm_run(const VtpmArgs *a)
                      .ctrl = { .fd = -1 }, .data = { .fd = -1 } };
         int ret = EXIT_FAILURE;
 
+        vtpm_loop_signals();
         vrot_log_init("vrot-vtpm", a->log_level);
         if (vrot_uuid_parse(a->uuid, sealer.uuid, &err) < 0) {
                 log_error("--uuid: %s", err.msg);

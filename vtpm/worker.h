@@ -70,6 +70,13 @@ uint32_t vtpm_stateblob_import(const Worker *w, uint32_t type, uint32_t flags,
                                const uint8_t *in, uint32_t len,
                                uint8_t **ret, uint32_t *ret_len);
 
+/**
+ * vtpm_loop_signals: blocks SIGTERM/SIGINT and routes them to the loop.  Call
+ * it before the sockets appear, so that a SIGTERM sent as soon as they do
+ * still ends the worker cleanly.
+ */
+void vtpm_loop_signals(void);
+
 /** vtpm_loop_run: serves until SHUTDOWN or SIGTERM/SIGINT; returns 0 or -errno. */
 int vtpm_loop_run(Worker *w);
 

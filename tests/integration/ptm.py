@@ -17,8 +17,11 @@ whose size it knows (INIT, SET_LOCALITY, HASH_DATA, RESET_TPMESTABLISHED,
 GET_STATEBLOB, SET_STATEBLOB), further reads until the request is complete,
 for at most 500 ms in total.  Commands it does not size (GET_INFO,
 SET_BUFFERSIZE, all body-less ones) are taken from whatever the first recvmsg
-returned, so a request must go out in one write: every function here sends
-header and body with one sendall().
+returned, so such a request must go out in one write: every function here
+sends command code and body with one sendall() (set_stateblob, like QEMU,
+sends its 16-byte header first and the data after it; SET_STATEBLOB is
+sized).  Conversely everything that first recvmsg returned counts as one
+request: swtpm does not frame a stream of pipelined requests.
 
 Error answers that do not depend on the command are exactly 4 bytes:
 
@@ -26,7 +29,11 @@ Error answers that do not depend on the command are exactly 4 bytes:
     (GET_TPMESTABLISHED, RESET_TPMESTABLISHED, HASH_*, CANCEL, STORE_VOLATILE,
     GET_STATEBLOB before INIT or after STOP) and "TPM running" (SET_STATEBLOB,
     SET_BUFFERSIZE with a non-zero size while running).
-  - ``TPM_BAD_PARAMETER`` (0x03): the request body has the wrong size.
+  - ``TPM_BAD_PARAMETER`` (0x03): the request that arrived has the wrong
+    size (INIT not exactly 4 body bytes, a body on a body-less command, too
+    few bytes for GET_INFO / SET_BUFFERSIZE / SET_DATAFD).  A *sized*
+    request that stays incomplete gets no answer: after 500 ms swtpm closes
+    the connection (its poll() times out in ctrlchannel_recv_cmd).
   - ``TPM_IOERROR`` (0x1f): SET_DATAFD when a data fd is already in use.
   - ``TPM_SIZE`` (0x17): GET_INFO could not get the string from libtpms.
 

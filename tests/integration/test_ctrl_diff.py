@@ -207,8 +207,16 @@ class Side:
         """The process runs and a new control connection answers GET_CAPABILITY."""
         check(srv.proc.poll() is None,
               f"{self.kind} exited with {srv.proc.returncode}:\n{srv.log_text()[-2000:]}")
-        with self.ctrl(srv) as c:
-            r = c.get_capability()
+        try:
+            with self.ctrl(srv) as c:
+                r = c.get_capability()
+        except (OSError, ptm.ProtocolError) as e:
+            try:
+                rc = srv.proc.wait(timeout=0.5)
+            except Exception:
+                rc = "still running"
+            raise H.Failure(f"{self.kind} does not answer on a new control connection "
+                            f"({type(e).__name__}: {e}); process: {rc}") from None
         # only "answers": the caps themselves are get_capability's business
         check(len(r.raw) == 8 and r.raw[:4] == OK and r.caps,
               f"GET_CAPABILITY on a new connection: {r}")
