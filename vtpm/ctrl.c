@@ -39,6 +39,7 @@ static void put_result(Reply *out, uint32_t rc)
 
 void vtpm_ctrl_reply_error(Reply *out, uint32_t result)
 {
+        memset(out, 0, sizeof(*out));
         put_result(out, result);
 }
 
