@@ -15,6 +15,7 @@ typedef struct Shape {
         bool exact;             /* swtpm refuses trailing bytes */
         int16_t len_at;         /* offset of a u32 data length in the body, -1: none */
         uint32_t len_max;
+        bool no_wait;           /* swtpm does not wait for the body (see frame) */
 } Shape;
 
 static const Shape shapes[] = {
@@ -24,18 +25,18 @@ static const Shape shapes[] = {
         [VROT_PTM_GET_TPMESTABLISHED] = { "GET_TPMESTABLISHED", 0, true, -1, 0 },
         [VROT_PTM_SET_LOCALITY]       = { "SET_LOCALITY", 1, false, -1, 0 },
         [VROT_PTM_HASH_START]         = { "HASH_START", 0, true, -1, 0 },
-        [VROT_PTM_HASH_DATA]          = { "HASH_DATA", 4, false, 0, VROT_PTM_HASH_MAX },
+        [VROT_PTM_HASH_DATA]          = { "HASH_DATA", 4, false, 0, VROT_PTM_HASH_MAX },  /* exact: see parse */
         [VROT_PTM_HASH_END]           = { "HASH_END", 0, true, -1, 0 },
         [VROT_PTM_CANCEL_TPM_CMD]     = { "CANCEL_TPM_CMD", 0, true, -1, 0 },
         [VROT_PTM_STORE_VOLATILE]     = { "STORE_VOLATILE", 0, true, -1, 0 },
         [VROT_PTM_RESET_TPMESTABLISHED] = { "RESET_TPMESTABLISHED", 1, false, -1, 0 },
         [VROT_PTM_GET_STATEBLOB]      = { "GET_STATEBLOB", 12, false, -1, 0 },
-        [VROT_PTM_SET_STATEBLOB]      = { "SET_STATEBLOB", 12, false, 8, VROT_PTM_BLOB_MAX },
+        [VROT_PTM_SET_STATEBLOB]      = { "SET_STATEBLOB", 12, false, 8, VROT_PTM_BLOB_MAX },  /* exact: see parse */
         [VROT_PTM_STOP]               = { "STOP", 0, true, -1, 0 },
         [VROT_PTM_GET_CONFIG]         = { "GET_CONFIG", 0, true, -1, 0 },
         [VROT_PTM_SET_DATAFD]         = { "SET_DATAFD", 0, false, -1, 0 },
-        [VROT_PTM_SET_BUFFERSIZE]     = { "SET_BUFFERSIZE", 4, false, -1, 0 },
-        [VROT_PTM_GET_INFO]           = { "GET_INFO", 16, false, -1, 0 },
+        [VROT_PTM_SET_BUFFERSIZE]     = { "SET_BUFFERSIZE", 4, false, -1, 0, true },
+        [VROT_PTM_GET_INFO]           = { "GET_INFO", 16, false, -1, 0, true },
         [VROT_PTM_LOCK_STORAGE]       = { "LOCK_STORAGE", 4, false, -1, 0 },
 };
 
@@ -67,7 +68,11 @@ int vrot_ptm_frame(const uint8_t *buf, size_t len, size_t *ret_need, VrotError *
                 *ret_need = 4;
                 return 0;
         }
-        need = 4 + (size_t)s->body;
+        /* swtpm 0.7.1 frames SET_BUFFERSIZE and GET_INFO by their command
+         * code alone: a body in a later write than the code is not waited
+         * for.  Clients send each request in one write, and then the body
+         * is there; matching swtpm keeps split requests answered alike. */
+        need = 4 + (s->no_wait ? 0 : (size_t)s->body);
         if (s->len_at >= 0 && len >= 4 + (size_t)s->len_at + 4) {
                 dlen = vrot_get_be32(buf + 4 + s->len_at);
                 if (dlen > s->len_max)
@@ -110,7 +115,9 @@ int vrot_ptm_parse(const uint8_t *buf, size_t len, VrotPtmRequest *ret, VrotErro
         case VROT_PTM_HASH_DATA:
                 r.u.hash.len = vrot_get_be32(b);
                 r.u.hash.data = b + 4;
-                if (r.u.hash.len > VROT_PTM_HASH_MAX || body - 4 < r.u.hash.len)
+                /* More data than announced is refused: swtpm would hash it or
+                 * hang on it, depending on how it arrived. */
+                if (r.u.hash.len > VROT_PTM_HASH_MAX || body - 4 != r.u.hash.len)
                         return vrot_err(err, EINVAL, "HASH_DATA: length %u but %zu bytes",
                                         r.u.hash.len, body - 4);
                 break;
@@ -124,7 +131,7 @@ int vrot_ptm_parse(const uint8_t *buf, size_t len, VrotPtmRequest *ret, VrotErro
                 r.u.set_state.type = vrot_get_be32(b + 4);
                 r.u.set_state.len = vrot_get_be32(b + 8);
                 r.u.set_state.data = b + 12;
-                if (r.u.set_state.len > VROT_PTM_BLOB_MAX || body - 12 < r.u.set_state.len)
+                if (r.u.set_state.len > VROT_PTM_BLOB_MAX || body - 12 != r.u.set_state.len)
                         return vrot_err(err, EINVAL, "SET_STATEBLOB: length %u but %zu bytes",
                                         r.u.set_state.len, body - 12);
                 break;

@@ -63,7 +63,7 @@ enum {
 #define VROT_PTM_CONFIG_FILE_KEY       0x1
 #define VROT_PTM_CONFIG_MIGRATION_KEY  0x2
 
-#define VROT_PTM_HASH_MAX      4096         /* HASH_DATA payload per request */
+#define VROT_PTM_HASH_MAX      (1u << 20)   /* HASH_DATA payload per request */
 #define VROT_PTM_BLOB_MAX      (1u << 20)   /* SET_STATEBLOB payload */
 #define VROT_PTM_GETSTATE_HDR  16           /* result, flags, totlength, length */
 
@@ -104,8 +104,9 @@ int vrot_ptm_frame(const uint8_t *buf, size_t len, size_t *ret_need, VrotError *
 /**
  * vrot_ptm_parse:
  * Parses one complete request of @len bytes (as framed above).  Bodies point
- * into @buf.  Commands without parameters, and INIT, must be exact; the
- * others may carry trailing bytes, which are ignored, as swtpm does.  Unknown
+ * into @buf.  Commands without parameters, INIT, HASH_DATA and SET_STATEBLOB
+ * must be exact; the others may carry trailing bytes, which are ignored, as
+ * swtpm does.  Unknown
  * commands parse successfully (the executor answers BAD_ORDINAL).
  * Returns 0, or -EINVAL with @err set: answer TPM_BAD_PARAMETER.
  */

@@ -22,6 +22,7 @@
 #include "worker.h"
 
 #define CTRL_IDLE_CAP   64              /* keep small buffers between requests */
+#define CTRL_READ_MAX   4104            /* swtpm reads a request in up to 4104 bytes */
 #define DATA_MAX        4096            /* libtpms's largest TPM 2.0 command */
 #define CTRL_TIMEOUT_MS 500             /* swtpm's time for one control request */
 #define DATA_TIMEOUT_MS 10000
@@ -164,8 +165,10 @@ static void ctrl_readable(Worker *w)
         ssize_t n;
         int fd = -1;
 
+        /* Read what is queued, up to what swtpm reads at once: bytes that
+         * arrive with a request belong to it (see below), as in swtpm. */
         if (vrot_ptm_frame(c->buf, c->len, &need, &err) < 0 ||
-            conn_reserve(c, need > c->len ? need : c->len + 1) < 0) {
+            conn_reserve(c, need > CTRL_READ_MAX ? need : CTRL_READ_MAX) < 0) {
                 vtpm_ctrl_reply_error(&rep, VROT_TPM_BAD_PARAMETER);
                 goto refuse;
         }
@@ -188,8 +191,9 @@ static void ctrl_readable(Worker *w)
                         close(fd);      /* SCM_RIGHTS rides on the first chunk only */
                 return;
         }
-        /* Everything received counts, as in swtpm: trailing bytes after a
-         * request without parameters make it BAD_PARAMETER, not a second one. */
+        /* Everything received counts, as in swtpm: bytes after a complete
+         * request are part of it (BAD_PARAMETER for exact-size requests),
+         * never a second request.  Clients wait for each answer. */
         vtpm_ctrl_execute(w, c->buf, c->len, fd, &rep);
         fd = -1;
         conn_reset(c);
@@ -267,16 +271,13 @@ static void accept_one(int listen_fd, Conn *c, const char *what)
         c->deadline_ms = 0;
 }
 
-/* Requests that stopped arriving: the control one is answered as swtpm
- * does (BAD_PARAMETER), a data one costs the connection. */
+/* Requests that stopped arriving cost the connection, without an answer,
+ * as in swtpm: the stream cannot be trusted to be in step any more. */
 static void expire(Worker *w, int64_t now)
 {
         if (w->ctrl.fd >= 0 && w->ctrl.deadline_ms && now >= w->ctrl.deadline_ms) {
-                Reply rep;
-                log_warn("control channel: incomplete request timed out");
-                vtpm_ctrl_reply_error(&rep, VROT_TPM_BAD_PARAMETER);
-                conn_reset(&w->ctrl);
-                ctrl_answer(w, &rep);
+                log_warn("control channel: incomplete request timed out, closing");
+                conn_close(&w->ctrl);
         }
         if (w->data.fd >= 0 && w->data.deadline_ms && now >= w->data.deadline_ms) {
                 log_warn("data channel: incomplete command timed out, closing");

@@ -25,12 +25,13 @@ static void test_ptm_frame_table(void)
                 { "locality", { 0, 0, 0, 5 }, 4, 0, 5 },
                 { "hash data, no length yet", { 0, 0, 0, 7, 0, 0 }, 6, 0, 8 },
                 { "hash data, 16 bytes", { 0, 0, 0, 7, 0, 0, 0, 16 }, 8, 0, 24 },
-                { "hash data, too long", { 0, 0, 0, 7, 0, 0, 0x10, 1 }, 8, -EMSGSIZE, 0 },
+                { "hash data, too long", { 0, 0, 0, 7, 0, 0x10, 0, 1 }, 8, -EMSGSIZE, 0 },
                 { "get stateblob", { 0, 0, 0, 0x0c }, 4, 0, 16 },
                 { "set stateblob, 256", { 0, 0, 0, 0x0d, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0 }, 16, 0, 272 },
                 { "set stateblob, huge", { 0, 0, 0, 0x0d, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff }, 16,
                   -EMSGSIZE, 0 },
-                { "get info", { 0, 0, 0, 0x12 }, 4, 0, 20 },
+                { "get info: swtpm does not wait", { 0, 0, 0, 0x12 }, 4, 0, 4 },
+                { "set buffersize: likewise", { 0, 0, 0, 0x11 }, 4, 0, 4 },
                 { "lock storage", { 0, 0, 0, 0x13 }, 4, 0, 8 },
         };
 
@@ -64,6 +65,9 @@ static void test_ptm_parse_lengths(void)
                 { "locality trailing ok", { 0, 0, 0, 5, 3, 9, 9 }, 7, 0 },
                 { "locality short", { 0, 0, 0, 5 }, 4, -EINVAL },
                 { "hash length lies", { 0, 0, 0, 7, 0, 0, 0, 9, 1, 2 }, 10, -EINVAL },
+                { "hash more than announced", { 0, 0, 0, 7, 0, 0, 0, 1, 1, 2 }, 10, -EINVAL },
+                { "set state more than announced", { 0, 0, 0, 0x0d, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 7, 8 },
+                  18, -EINVAL },
                 { "set state length lies", { 0, 0, 0, 0x0d, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 1 }, 17,
                   -EINVAL },
         };
