@@ -165,12 +165,16 @@ int vtpm_run(const VtpmArgs *a)
         if (ret != 0)
                 return ret;
         ret = EXIT_FAILURE;
-        if (start_tpm(a, &w) < 0 || open_sockets(a, &w) < 0)
+        if (open_sockets(a, &w) < 0)
                 goto out;
+        /* Drop privileges before the TPM runs, so that every state file it
+         * writes belongs to the --runas user, who must read it back later. */
         if (vtpm_sandbox_enter(a->runas, a->state_dir, &err) < 0) {
                 log_error("%s", err.msg);
                 goto out;
         }
+        if (start_tpm(a, &w) < 0)
+                goto out;
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
                  vtpm_store_generation(w.store));
