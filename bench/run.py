@@ -14,6 +14,11 @@ Three benchmarks (see bench/README.md):
          libvirt starts swtpm), with existing and with empty state; and spawn
          until a first GetRandom is answered with not-need-init,startup-clear.
 
+vrot is measured both ways it can start a worker: "vrot" exec's vrot-vtpm
+per TPM, "vrot-fork" asks one `vrot-vtpm --fork-server` to fork it (how the
+daemon starts workers).  The round trip is the same worker code either way
+and is measured on the exec'd one.
+
 Benchmarks are not tests: nothing here has a threshold, the exit status only
 says whether the benchmarks could run.  Every process is started through the
 integration-test Harness, which kills it by PID at the end, also on failure,
@@ -42,7 +47,8 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import harness as H  # noqa: E402  (path set up just above)
 from memprobe import breakdown, print_probe, probe  # noqa: E402
 
-KINDS = ("vrot", "swtpm")
+KINDS = ("vrot", "swtpm")                   # the round trip
+ALL_KINDS = ("vrot", "vrot-fork", "swtpm")  # memory and start-up
 UP_FLAGS = ["--flags", "not-need-init,startup-clear"]
 
 
@@ -52,17 +58,33 @@ def log(msg=""):
     print(msg, flush=True)
 
 
+def forkserver(h):
+    """The Harness's one `vrot-vtpm --fork-server`, started on first use."""
+    if not hasattr(h, "bench_forkserver"):
+        h.bench_forkserver = h.start_forkserver()
+    return h.bench_forkserver
+
+
 def start(h, kind, name, up=True, server=True, wait=True, state_dir=None):
     """Start one server of @kind; up: INIT and TPM2_Startup(CLEAR) at start."""
     extra = UP_FLAGS if up else []
     if kind == "vrot":
         return h.start_vtpm(name=name, server=server, extra=extra, wait=wait,
                             state_dir=state_dir)
+    if kind == "vrot-fork":
+        return forkserver(h).spawn(name=name, server=server, extra=extra, wait=wait,
+                                   state_dir=state_dir)
     return h.start_swtpm(name=name, server=server, extra=extra, wait=wait,
                          state_dir=state_dir)
 
 
 def stop(h, srv):
+    if isinstance(srv, H.ForkedWorker):
+        H.kill_pid(srv.pid, signal.SIGTERM)
+        srv.conn.close()
+        if srv.pid in h.pids:
+            h.pids.remove(srv.pid)
+        return
     h.kill(srv.proc, signal.SIGTERM)
     if srv.proc in h.procs:
         h.procs.remove(srv.proc)
@@ -145,8 +167,14 @@ def bench_rtt(args, rtt):
     for k in KINDS:
         summary[k] = {f: statistics.median(x[f] for x in runs[k])
                       for f in ("median_us", "p99_us", "mean_us", "min_us")}
+    # vrot/swtpm within each round (the two runs of a round are back to back,
+    # so a slow phase of the shared machine hits both): the median of those
+    paired = {f: statistics.median(v[f] / s[f] for v, s in zip(runs["vrot"], runs["swtpm"]))
+              for f in ("median_us", "p99_us")}
+    log(f"   paired ratio vrot/swtpm, median over rounds: median {paired['median_us']:.2f}, "
+        f"p99 {paired['p99_us']:.2f}")
     return {"count": args.count, "rounds": args.rounds, "cpu": args.cpu,
-            "runs": runs, "summary": summary}
+            "runs": runs, "summary": summary, "paired_ratio": paired}
 
 
 # -- 2. memory -----------------------------------------------------------------
@@ -172,7 +200,7 @@ def bench_mem(args):
     log(f"== mem: {n} idle running TPMs of each kind (INIT + Startup(CLEAR) done, "
         f"one GetRandom answered), measured after {args.settle}s")
     out = {"instances": n, "settle_s": args.settle}
-    for k in KINDS:
+    for k in ALL_KINDS:
         with H.Harness(f"vrot-bench-mem-{k}") as h:
             t0 = time.monotonic()
             srvs = [start(h, k, f"{k}{i}") for i in range(n)]
@@ -200,35 +228,45 @@ def bench_mem(args):
                 "pages": probe(rep_srv.pid, per[0][0].pid if per[0][0] is not rep_srv
                                else per[-1][0].pid),
             }
+            if k == "vrot-fork":
+                # one per host, shared by all its workers; its clean file
+                # pages count as private until a worker touches them
+                fr = rollup(forkserver(h).srv.pid)
+                res["forkserver"] = {"private_kib": fr["Private"],
+                                     "private_dirty_kib": fr["Private_Dirty"]}
             out[k] = res
-            log(f"   {k:5s}: private median {res['private_kib']['median']:.0f} KiB "
+            log(f"   {k:9s}: private median {res['private_kib']['median']:.0f} KiB "
                 f"(min {min(priv)}, max {max(priv)}; dirty {res['private_dirty_kib_median']:.0f}), "
                 f"Pss {res['pss_kib_median']:.0f} KiB, Rss {res['rss_kib_median']:.0f} KiB, "
                 f"page tables {res['pte_kib_median']:.0f} KiB, threads {res['threads']}; "
                 f"{n} started in {t_up:.1f}s")
+            if k == "vrot-fork":
+                log(f"   {'':9s}  (the fork server itself: {res['forkserver']['private_dirty_kib']} "
+                    f"KiB private dirty, {res['forkserver']['private_kib']} KiB private)")
     return out
 
 
 def print_breakdown(mem, top):
+    kinds = [k for k in ALL_KINDS if k in mem]
     log()
     log("Private memory by object (median instance of each kind), KiB private (dirty):")
-    objs = list(dict.fromkeys(list(mem["vrot"]["breakdown"]["by_object"]) +
-                              list(mem["swtpm"]["breakdown"]["by_object"])))
+    objs = []
+    for k in kinds:
+        objs += [o for o in mem[k]["breakdown"]["by_object"] if o not in objs]
+    zero = {"private_kib": 0, "private_dirty_kib": 0}
     rows = []
     for o in objs:
-        v = mem["vrot"]["breakdown"]["by_object"].get(o, {"private_kib": 0, "private_dirty_kib": 0})
-        s = mem["swtpm"]["breakdown"]["by_object"].get(o, {"private_kib": 0, "private_dirty_kib": 0})
-        if v["private_kib"] or s["private_kib"]:
-            rows.append((o, v, s))
-    rows.sort(key=lambda r: -max(r[1]["private_kib"], r[2]["private_kib"]))
-    log(f"   {'object':34s} {'vrot':>14s} {'swtpm':>14s}")
-    for o, v, s in rows:
-        log(f"   {o[:34]:34s} {v['private_kib']:7d} ({v['private_dirty_kib']:4d}) "
-            f"{s['private_kib']:7d} ({s['private_dirty_kib']:4d})")
-    tv = sum(r[1]["private_kib"] for r in rows)
-    ts = sum(r[2]["private_kib"] for r in rows)
-    log(f"   {'total':34s} {tv:7d}        {ts:7d}")
-    for k in KINDS:
+        cells = [mem[k]["breakdown"]["by_object"].get(o, zero) for k in kinds]
+        if any(c["private_kib"] for c in cells):
+            rows.append((o, cells))
+    rows.sort(key=lambda r: -max(c["private_kib"] for c in r[1]))
+    log(f"   {'object':30s}" + "".join(f" {k:>15s}" for k in kinds))
+    for o, cells in rows:
+        log(f"   {o[:30]:30s}" + "".join(f" {c['private_kib']:7d} ({c['private_dirty_kib']:5d})"
+                                        for c in cells))
+    log(f"   {'total':30s}" + "".join(f" {sum(r[1][i]['private_kib'] for r in rows):7d}        "
+                                     for i in range(len(kinds))))
+    for k in kinds:
         log()
         log(f"Biggest private mappings of one {k} process (pid "
             f"{mem[k]['representative']['pid']}), KiB:")
@@ -243,7 +281,7 @@ def print_breakdown(mem, top):
         rest = sum(e["private_kib"] for _, e in items[top:])
         if rest:
             log(f"   {'(all others)':44s} {rest:8d}")
-    for k in KINDS:
+    for k in kinds:
         log()
         print_probe(mem[k]["pages"], f"Content of the private pages of that {k} process, KiB "
                     f"(zero: all-zero page; same: equal to another {k} at the same offset):",
@@ -302,16 +340,17 @@ def bench_start(args):
         "serving_existing": "spawn -> first GetRandom answered (not-need-init,startup-clear, "
                             "existing state)",
     }
-    times = {v: {k: [] for k in KINDS} for v in variants}
+    times = {v: {k: [] for k in ALL_KINDS} for v in variants}
     with H.Harness("vrot-bench-start") as h:
+        forkserver(h)       # started once, before any timing
         prepared = {}
-        for k in KINDS:     # a state made by that server, then a clean stop
+        for k in ALL_KINDS:     # a state made by that server, then a clean stop
             srv = start(h, k, f"{k}-prep")
             check_up(srv)
             stop(h, srv)
             prepared[k] = srv.state_dir
         for i in range(reps):
-            order = KINDS if i % 2 == 0 else KINDS[::-1]
+            order = ALL_KINDS[i % 3:] + ALL_KINDS[:i % 3]
             for k in order:
                 times["listen_existing"][k].append(
                     time_listen(h, k, f"{k}-l{i}", prepared[k], poll_s))
@@ -322,46 +361,52 @@ def bench_start(args):
     out = {"reps": reps, "poll_us": args.poll_us, "variants": variants}
     for v in variants:
         out[v] = {}
-        for k in KINDS:
+        for k in ALL_KINDS:
             t = times[v][k]
             out[v][k] = {"median_ms": statistics.median(t), "p90_ms": pct(t, 90),
                          "min_ms": min(t), "max_ms": max(t), "all_ms": t}
-        log(f"   {v:17s} vrot median {out[v]['vrot']['median_ms']:7.2f} ms "
-            f"(min {out[v]['vrot']['min_ms']:.2f}), swtpm median "
-            f"{out[v]['swtpm']['median_ms']:7.2f} ms (min {out[v]['swtpm']['min_ms']:.2f})")
+        log(f"   {v:17s} " + ", ".join(
+            f"{k} {out[v][k]['median_ms']:6.2f} ms (min {out[v][k]['min_ms']:5.2f})"
+            for k in ALL_KINDS))
     return out
 
 
 # -- table -------------------------------------------------------------------------
 
 def table(res):
-    rows = []
+    rows = []   # (name, vrot, swtpm, target ratio or None)
     if "rtt" in res:
         s = res["rtt"]["summary"]
         for f, what in (("median_us", "median"), ("p99_us", "p99")):
             rows.append((f"rtt GetRandom(8) {what} [us]", s["vrot"][f], s["swtpm"][f], 1.0))
     if "mem" in res:
         m = res["mem"]
-        rows.append((f"private mem/idle TPM, N={m['instances']} [KiB]",
-                     m["vrot"]["private_kib"]["median"], m["swtpm"]["private_kib"]["median"], 0.5))
-        rows.append(("  (info) Pss median [KiB]", m["vrot"]["pss_kib_median"],
-                     m["swtpm"]["pss_kib_median"], None))
+        sw = m["swtpm"]
+        rows.append((f"private/idle TPM N={m['instances']}, exec [KiB]",
+                     m["vrot"]["private_kib"]["median"], sw["private_kib"]["median"], 0.5))
+        rows.append((f"private/idle TPM N={m['instances']}, fork [KiB]",
+                     m["vrot-fork"]["private_kib"]["median"], sw["private_kib"]["median"], 0.5))
+        rows.append(("  (info) Pss, exec [KiB]", m["vrot"]["pss_kib_median"],
+                     sw["pss_kib_median"], None))
+        rows.append(("  (info) Pss, fork [KiB]", m["vrot-fork"]["pss_kib_median"],
+                     sw["pss_kib_median"], None))
     if "start" in res:
         st = res["start"]
-        names = {"listen_existing": "start->listening, existing [ms]",
-                 "listen_empty": "start->listening, empty dir [ms]",
-                 "serving_existing": "  (info) start->1st answer [ms]"}
-        for v, name in names.items():
-            rows.append((name, st[v]["vrot"]["median_ms"], st[v]["swtpm"]["median_ms"],
-                         1.0 if v == "listen_existing" else None))
+        names = {"listen_existing": ("start->listening, existing", 1.0),
+                 "listen_empty": ("  (info) start->listening, empty", None),
+                 "serving_existing": ("  (info) start->1st answer", None)}
+        for v, (name, target) in names.items():
+            for k, how in (("vrot", "exec"), ("vrot-fork", "fork")):
+                rows.append((f"{name}, {how} [ms]", st[v][k]["median_ms"],
+                             st[v]["swtpm"]["median_ms"], target))
     log()
-    log(f"{'benchmark':40s} {'vrot':>10s} {'swtpm':>10s} {'vrot/swtpm':>11s} {'target':>8s}  status")
+    log(f"{'benchmark':42s} {'vrot':>9s} {'swtpm':>9s} {'vrot/swtpm':>11s} {'target':>8s}  status")
     summary = []
     for name, v, s, target in rows:
         r = ratio(v, s)
         tgt = f"<= {target:.2f}" if target is not None else "-"
         status = "" if target is None else ("meets" if r <= target else "MISSES")
-        log(f"{name:40s} {v:10.1f} {s:10.1f} {r:11.2f} {tgt:>8s}  {status}")
+        log(f"{name:42s} {v:9.1f} {s:9.1f} {r:11.2f} {tgt:>8s}  {status}")
         summary.append({"benchmark": name.strip(), "vrot": v, "swtpm": s, "ratio": r,
                         "target_ratio_max": target, "status": status or None})
     return summary
@@ -379,7 +424,7 @@ def parse_args(argv):
                    help="comma-separated subset of rtt,mem,start")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
     p.add_argument("--count", type=int, help="round trips per rtt run (10000)")
-    p.add_argument("--rounds", type=int, help="rtt runs per server, alternating (3)")
+    p.add_argument("--rounds", type=int, help="rtt runs per server, alternating (5)")
     p.add_argument("--cpu", type=int,
                    help="CPU to pin rtt client and both servers to (default: last allowed)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the rtt benchmark")
@@ -391,7 +436,7 @@ def parse_args(argv):
     p.add_argument("--top", type=int, default=14, help="mappings shown per process")
     a = p.parse_args(argv)
     q = a.quick
-    for name, full, quick in (("count", 10000, 2000), ("rounds", 3, 1), ("instances", 50, 4),
+    for name, full, quick in (("count", 10000, 2000), ("rounds", 5, 1), ("instances", 50, 4),
                               ("settle", 2.0, 0.3), ("start_reps", 30, 5)):
         if getattr(a, name) is None:
             setattr(a, name, quick if q else full)
