@@ -58,6 +58,15 @@ class Server:
     def pid(self):
         return self.proc.pid
 
+    def wait_exit(self, timeout=30):
+        """For a start expected to fail: (exit status, log); fail if it runs on."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"{self.kind} is still running, expected it to exit:\n"
+                          f"{self.log_text()}") from None
+        return rc, self.log_text()
+
     def log_text(self):
         try:
             with open(self.log, errors="replace") as f:
@@ -322,6 +331,21 @@ def wait_listening(srv, path, timeout=20.0):
                 s.close()
         time.sleep(0.005)
     raise Failure(f"{srv.kind} did not listen on {path} within {timeout}s")
+
+
+# -- tpm2-tools ------------------------------------------------------------
+
+def tpm2(srv, *args, timeout=60):
+    """Run one tpm2-tools command (`tpm2(srv, "pcrread", ...)`) against srv's
+    data socket through tpm2-tss's swtpm TCTI; fail with its output on error."""
+    prog = require("tpm2_" + args[0])
+    env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:path={srv.data}")
+    r = subprocess.run([prog, *args[1:]], env=env, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise Failure(f"tpm2_{' '.join(args)} exited {r.returncode}:\n"
+                      f"{r.stderr.decode(errors='replace')}{r.stdout.decode(errors='replace')}\n"
+                      f"worker log:\n{srv.log_text()[-2000:]}")
+    return r.stdout
 
 
 # -- raw TPM 2.0 commands ------------------------------------------------

@@ -6,7 +6,6 @@ there - the path QEMU takes for live migration (R-VTPM-2, R-MIG-5 groundwork).
 
 import hashlib
 import os
-import subprocess
 
 import harness as H
 import ptm
@@ -16,27 +15,20 @@ NV_DATA = b"vrot stateblob round trip"
 PCR = 16
 
 
-def tools(srv, *argv, stdin=None):
-    env = dict(os.environ, TPM2TOOLS_TCTI="swtpm:path=" + srv.data)
-    r = subprocess.run(argv, env=env, input=stdin, capture_output=True, timeout=60)
-    H.check(r.returncode == 0, f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.decode()}")
-    return r.stdout
-
-
 def pcr16(srv):
-    out = tools(srv, "tpm2_pcrread", f"sha256:{PCR}", "-o", "/dev/stdout")
+    out = H.tpm2(srv, "pcrread", f"sha256:{PCR}", "-o", "/dev/stdout")
     return out[-32:]
 
 
 def prepare_source(h):
     src = h.start_vtpm(name="src", server=True, extra=["--flags", "not-need-init,startup-clear"])
-    tools(src, "tpm2_pcrextend", f"{PCR}:sha256=" + "5a" * 32)
-    tools(src, "tpm2_nvdefine", NV_INDEX, "-C", "o", "-s", str(len(NV_DATA)),
+    H.tpm2(src, "pcrextend", f"{PCR}:sha256=" + "5a" * 32)
+    H.tpm2(src, "nvdefine", NV_INDEX, "-C", "o", "-s", str(len(NV_DATA)),
           "-a", "ownerread|ownerwrite")
     path = h.path("nvdata")
     with open(path, "wb") as f:
         f.write(NV_DATA)
-    tools(src, "tpm2_nvwrite", NV_INDEX, "-C", "o", "-i", path)
+    H.tpm2(src, "nvwrite", NV_INDEX, "-C", "o", "-i", path)
     want = hashlib.sha256(b"\0" * 32 + bytes.fromhex("5a" * 32)).digest()
     H.check(pcr16(src) == want, "PCR 16 on the source is not the extended value")
     return src
@@ -75,7 +67,7 @@ def test_plaintext_round_trip():
                            extra=["--flags", "not-need-init"])
         H.check(set_blobs(dst, blobs) == [0], "SET_STATEBLOB + INIT on the destination failed")
         H.check(pcr16(dst) == pcr16(src), "PCR 16 differs after the round trip")
-        out = tools(dst, "tpm2_nvread", NV_INDEX, "-C", "o", "-s", str(len(NV_DATA)))
+        out = H.tpm2(dst, "nvread", NV_INDEX, "-C", "o", "-s", str(len(NV_DATA)))
         H.check(out == NV_DATA, f"NV contents differ: {out!r}")
         # The destination sealed what it took in under its own key.
         H.check(os.path.getsize(os.path.join(dst.state_dir, "permall")) > 0, "no permall written")

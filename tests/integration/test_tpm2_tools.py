@@ -14,12 +14,11 @@ Usage: test_tpm2_tools.py [test_name ...]
 import hashlib
 import os
 import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Failure, Harness, check, main, require  # noqa: E402
+from harness import Harness, check, main, tpm2  # noqa: E402
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -27,22 +26,6 @@ NV_INDEX = "0x1500016"
 NV_DATA = b"vrot NV test data \x00\x01\x02\xff" + bytes(range(32, 70))
 PCR = 16                    # the debug PCR: resettable, extendable at locality 0
 START = ["--flags", "not-need-init"]
-
-
-def tools_env(srv):
-    return dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:path={srv.data}")
-
-
-def tpm2(srv, *args, timeout=60):
-    """Run one tpm2-tools command against srv; fail with its output on error."""
-    prog = require("tpm2_" + args[0])
-    r = subprocess.run([prog, *args[1:]], env=tools_env(srv), capture_output=True,
-                       timeout=timeout)
-    if r.returncode != 0:
-        raise Failure(f"tpm2_{' '.join(args)} exited {r.returncode}:\n"
-                      f"{r.stderr.decode(errors='replace')}{r.stdout.decode(errors='replace')}\n"
-                      f"worker log:\n{srv.log_text()[-2000:]}")
-    return r.stdout
 
 
 def read_pcr(h, srv, name):
@@ -155,11 +138,7 @@ def test_wrong_key_refused():
 
         srv = h.start_vtpm(name="wrong", server=True, state_dir=state, key=OTHER_KEY,
                            extra=START, wait=False)
-        try:
-            rc = srv.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise Failure(f"worker with the wrong key is still running:\n{srv.log_text()}")
-        log = srv.log_text()
+        rc, log = srv.wait_exit()
         check(rc == 3, f"wrong key: exit {rc}, expected 3:\n{log}")
         check("refusing to start: state file " in log and "authentication failed" in log,
               f"wrong key: no refusal naming the file and reason in the log:\n{log}")
