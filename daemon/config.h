@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * vrotd's configuration: vrotd.conf (a GKeyFile, see vrotd.conf(5)) with
+ * command-line overrides applied on top.  Unknown groups and keys are
+ * errors, so that a typo never silently leaves a default in force.
+ */
+
+#include <glib.h>
+
+#define VROT_CONFIG_ERROR (vrot_config_error_quark())
+GQuark vrot_config_error_quark(void);
+
+typedef enum {
+        VROT_CONFIG_ERROR_INVALID,      /* malformed file or value */
+        VROT_CONFIG_ERROR_UNKNOWN_KEY,  /* a group or key vrotd does not know */
+} VrotConfigError;
+
+typedef struct VrotConfig {
+        gchar *state_dir;               /* default /var/lib/vrot */
+        gchar *runtime_dir;             /* default /run/vrot */
+        gchar *tcti;                    /* host TPM; default device:/dev/tpmrm0 */
+        gchar *admin_group;             /* may manage besides root; NULL: root only */
+        gchar *worker_user;             /* workers' --runas; NULL: stay */
+        gchar *log_level;               /* error, warning, info, debug */
+        guint seal_pcrs;                /* bit n: host PCR n in the sealing policy */
+        gboolean dev;                   /* --dev: simulated host TPM, local fleet root */
+} VrotConfig;
+
+/** vrot_config_new: (transfer full) the defaults. */
+VrotConfig *vrot_config_new(void);
+
+/**
+ * vrot_config_parse:
+ * Applies the contents of a vrotd.conf (@len bytes of @data, untrusted) to
+ * @cfg.  On error @cfg is unchanged and @error names the group, key and
+ * problem.
+ */
+gboolean vrot_config_parse(VrotConfig *cfg, const gchar *data, gsize len, GError **error);
+
+/** vrot_config_load: vrot_config_parse() of the file at @path. */
+gboolean vrot_config_load(VrotConfig *cfg, const gchar *path, GError **error);
+
+/**
+ * vrot_config_parse_pcrs:
+ * "0,2,4,7" -> bitmask of host PCRs 0..23; empty or out of range is an error.
+ */
+gboolean vrot_config_parse_pcrs(const gchar *s, guint *ret, GError **error);
+
+void vrot_config_free(VrotConfig *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotConfig, vrot_config_free)

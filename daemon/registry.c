@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "durable.h"
+#include "registry.h"
+#include "uuid.h"
+
+G_DEFINE_QUARK(vrot-registry-error-quark, vrot_registry_error)
+
+#define MAC_PREFIX "hmac-sha256 "
+#define MAX_FILE (16u << 20)
+#define MAX_NAME 256
+
+struct VrotRegistry {
+        GHashTable *by_uuid;            /* uuid -> VrotInstance (owned) */
+        guint64 checkpoint;
+};
+
+static const gchar *const kind_names[] = { "vm", "service" };
+
+VrotRegistry *vrot_registry_new(void)
+{
+        VrotRegistry *r = g_new0(VrotRegistry, 1);
+
+        r->by_uuid = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
+                                           (GDestroyNotify)vrot_instance_free);
+        return r;
+}
+
+void vrot_registry_free(VrotRegistry *r)
+{
+        if (!r)
+                return;
+        g_hash_table_unref(r->by_uuid);
+        g_free(r);
+}
+
+void vrot_instance_free(VrotInstance *inst)
+{
+        if (!inst)
+                return;
+        g_free(inst->uuid);
+        g_free(inst->name);
+        OPENSSL_cleanse(inst->salt, sizeof(inst->salt));
+        g_free(inst);
+}
+
+static void mac(const guint8 *key, const gchar *data, gsize len, guint8 out[32])
+{
+        unsigned int n = 32;
+
+        HMAC(EVP_sha256(), key, VROT_REGISTRY_KEY_LEN, (const guint8 *)data, len, out, &n);
+}
+
+static gboolean refuse(GError **error, const gchar *fmt, ...) G_GNUC_PRINTF(2, 3);
+static gboolean refuse(GError **error, const gchar *fmt, ...)
+{
+        g_autofree gchar *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        msg = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED, "registry refused: %s", msg);
+        return FALSE;
+}
+
+static JsonNode *instance_to_json(const VrotInstance *i)
+{
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autofree gchar *salt = g_malloc(VROT_INSTANCE_SALT_LEN * 2 + 1);
+
+        for (gsize k = 0; k < VROT_INSTANCE_SALT_LEN; k++)
+                g_snprintf(salt + 2 * k, 3, "%02x", i->salt[k]);
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "uuid");
+        json_builder_add_string_value(b, i->uuid);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, i->name);
+        json_builder_set_member_name(b, "kind");
+        json_builder_add_string_value(b, kind_names[i->kind]);
+        json_builder_set_member_name(b, "owner");
+        json_builder_add_int_value(b, i->owner);
+        json_builder_set_member_name(b, "salt");
+        json_builder_add_string_value(b, salt);
+        json_builder_set_member_name(b, "generation");
+        json_builder_add_int_value(b, (gint64)i->generation);
+        json_builder_set_member_name(b, "created");
+        json_builder_add_int_value(b, i->created);
+        json_builder_set_member_name(b, "deleted");
+        json_builder_add_boolean_value(b, i->deleted);
+        json_builder_end_object(b);
+        OPENSSL_cleanse(salt, VROT_INSTANCE_SALT_LEN * 2);
+        return json_builder_get_root(b);
+}
+
+static gint by_uuid(gconstpointer a, gconstpointer b)
+{
+        return strcmp((*(VrotInstance *const *)a)->uuid, (*(VrotInstance *const *)b)->uuid);
+}
+
+gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *ret_len)
+{
+        g_autoptr(GPtrArray) all = vrot_registry_list(r);
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        g_autoptr(JsonNode) root = NULL;
+        g_autofree gchar *body = NULL;
+        guint8 tag[32];
+        GString *out;
+
+        g_ptr_array_sort(all, by_uuid);         /* stable output, stable MAC */
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "version");
+        json_builder_add_int_value(b, 1);
+        json_builder_set_member_name(b, "checkpoint");
+        json_builder_add_int_value(b, (gint64)r->checkpoint);
+        json_builder_set_member_name(b, "instances");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < all->len; i++)
+                json_builder_add_value(b, instance_to_json(all->pdata[i]));
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+        root = json_builder_get_root(b);
+        json_generator_set_root(gen, root);
+        body = json_generator_to_data(gen, NULL);
+        mac(key, body, strlen(body), tag);
+        out = g_string_new(body);
+        g_string_append_c(out, '\n');
+        g_string_append(out, MAC_PREFIX);
+        for (gsize k = 0; k < sizeof(tag); k++)
+                g_string_append_printf(out, "%02x", tag[k]);
+        g_string_append_c(out, '\n');
+        *ret_len = out->len;
+        return g_string_free(out, FALSE);
+}
+
+static gboolean hex_decode(const gchar *s, guint8 *out, gsize n)
+{
+        if (strlen(s) != 2 * n)
+                return FALSE;
+        for (gsize k = 0; k < n; k++) {
+                gint hi = g_ascii_xdigit_value(s[2 * k]), lo = g_ascii_xdigit_value(s[2 * k + 1]);
+                if (hi < 0 || lo < 0)
+                        return FALSE;
+                out[k] = (guint8)(hi << 4 | lo);
+        }
+        return TRUE;
+}
+
+/* Splits "<body>\nhmac-sha256 <hex>\n" and checks the MAC over <body>. */
+static gboolean authenticate(const gchar *data, gsize len, const guint8 *key, gsize *ret_body,
+                             GError **error)
+{
+        const gchar *nl = NULL;
+        guint8 want[32], got[32];
+        gchar hex[65];
+
+        if (len < sizeof(MAC_PREFIX) + 64 + 1 || data[len - 1] != '\n' || memchr(data, '\0', len))
+                return refuse(error, "truncated or not a vrot registry");
+        for (gsize k = len - 1; k-- > 0;)
+                if (data[k] == '\n') {
+                        nl = data + k;
+                        break;
+                }
+        if (!nl || (gsize)(data + len - nl) != 1 + strlen(MAC_PREFIX) + 64 + 1 ||
+            strncmp(nl + 1, MAC_PREFIX, strlen(MAC_PREFIX)) != 0)
+                return refuse(error, "no MAC line");
+        memcpy(hex, nl + 1 + strlen(MAC_PREFIX), 64);
+        hex[64] = '\0';
+        if (!hex_decode(hex, want, sizeof(want)))
+                return refuse(error, "malformed MAC");
+        mac(key, data, (gsize)(nl - data), got);
+        if (CRYPTO_memcmp(want, got, sizeof(got)) != 0)
+                return refuse(error, "MAC mismatch (edited, or written under another host's key)");
+        *ret_body = (gsize)(nl - data);
+        return TRUE;
+}
+
+static gboolean instance_from_json(JsonNode *node, VrotInstance **ret, GError **error)
+{
+        g_autoptr(VrotInstance) i = g_new0(VrotInstance, 1);
+        JsonObject *o = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+        const gchar *uuid, *name, *kind, *salt;
+        guint8 raw[16];
+        char canon[VROT_UUID_STR_LEN + 1];
+        gint64 owner, generation;
+
+        if (!o || json_object_get_size(o) != 8)
+                return refuse(error, "an instance entry is not an object of 8 members");
+        uuid = json_object_get_string_member_with_default(o, "uuid", NULL);
+        name = json_object_get_string_member_with_default(o, "name", NULL);
+        kind = json_object_get_string_member_with_default(o, "kind", NULL);
+        salt = json_object_get_string_member_with_default(o, "salt", NULL);
+        owner = json_object_get_int_member_with_default(o, "owner", -1);
+        generation = json_object_get_int_member_with_default(o, "generation", -1);
+        if (!uuid || vrot_uuid_parse(uuid, raw, NULL) < 0)
+                return refuse(error, "bad instance UUID");
+        vrot_uuid_format(raw, canon);
+        if (!name || strlen(name) > MAX_NAME || !g_utf8_validate(name, -1, NULL))
+                return refuse(error, "instance %s: bad name", canon);
+        if (!kind || !g_strv_contains(kind_names, kind))
+                return refuse(error, "instance %s: bad kind", canon);
+        if (!salt || !hex_decode(salt, i->salt, sizeof(i->salt)))
+                return refuse(error, "instance %s: bad salt", canon);
+        if (owner < 0 || owner > G_MAXUINT32 || generation < 0 ||
+            !json_object_has_member(o, "created") || !json_object_has_member(o, "deleted"))
+                return refuse(error, "instance %s: bad owner, generation, created or deleted", canon);
+        i->uuid = g_strdup(canon);
+        i->name = g_strdup(name);
+        i->kind = g_str_equal(kind, "vm") ? VROT_INSTANCE_VM : VROT_INSTANCE_SERVICE;
+        i->owner = (guint32)owner;
+        i->generation = (guint64)generation;
+        i->created = json_object_get_int_member(o, "created");
+        i->deleted = json_object_get_boolean_member(o, "deleted");
+        *ret = g_steal_pointer(&i);
+        return TRUE;
+}
+
+VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *key, GError **error)
+{
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+        JsonObject *root;
+        JsonArray *list;
+        gsize body = 0;
+
+        if (!authenticate(data, len, key, &body, error))
+                return NULL;
+        if (!json_parser_load_from_data(parser, data, (gssize)body, NULL) ||
+            !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+                refuse(error, "authentic but not JSON");
+                return NULL;
+        }
+        root = json_node_get_object(json_parser_get_root(parser));
+        if (json_object_get_int_member_with_default(root, "version", 0) != 1 ||
+            json_object_get_int_member_with_default(root, "checkpoint", -1) < 0 ||
+            !json_object_has_member(root, "instances") ||
+            !JSON_NODE_HOLDS_ARRAY(json_object_get_member(root, "instances"))) {
+                refuse(error, "unknown version or missing fields");
+                return NULL;
+        }
+        r->checkpoint = (guint64)json_object_get_int_member(root, "checkpoint");
+        list = json_object_get_array_member(root, "instances");
+        for (guint k = 0; k < json_array_get_length(list); k++) {
+                VrotInstance *inst = NULL;
+                if (!instance_from_json(json_array_get_element(list, k), &inst, error))
+                        return NULL;
+                if (!vrot_registry_add(r, inst, NULL)) {
+                        refuse(error, "instance listed twice");
+                        return NULL;
+                }
+        }
+        return g_steal_pointer(&r);
+}
+
+VrotRegistry *vrot_registry_load(const gchar *path, const guint8 *key, GError **error)
+{
+        g_autofree gchar *data = NULL;
+        g_autoptr(GError) local = NULL;
+        gsize len = 0;
+        VrotRegistry *r;
+
+        if (!g_file_get_contents(path, &data, &len, &local)) {
+                gboolean missing = g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+                g_set_error(error, VROT_REGISTRY_ERROR,
+                            missing ? VROT_REGISTRY_ERROR_NOT_FOUND : VROT_REGISTRY_ERROR_IO,
+                            "%s", local->message);
+                return NULL;
+        }
+        if (len > MAX_FILE) {
+                refuse(error, "%s is larger than %u bytes", path, MAX_FILE);
+                return NULL;
+        }
+        r = vrot_registry_parse(data, len, key, error);
+        if (!r)
+                g_prefix_error(error, "%s: ", path);
+        return r;
+}
+
+gboolean vrot_registry_save(const VrotRegistry *r, const gchar *path, const guint8 *key,
+                            GError **error)
+{
+        g_autofree gchar *dir = g_path_get_dirname(path);
+        g_autofree gchar *base = g_path_get_basename(path);
+        g_autofree gchar *data = NULL;
+        VrotError err = { 0 };
+        gsize len = 0;
+        int dirfd, rc;
+
+        data = vrot_registry_serialize(r, key, &len);
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_IO,
+                            "%s: %s", dir, g_strerror(errno));
+                return FALSE;
+        }
+        rc = vrot_durable_write(dirfd, base, data, len, 0600, &err);
+        close(dirfd);
+        if (rc < 0) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_IO, "%s", err.msg);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+VrotInstance *vrot_registry_lookup(const VrotRegistry *r, const gchar *uuid)
+{
+        return g_hash_table_lookup(r->by_uuid, uuid);
+}
+
+gboolean vrot_registry_add(VrotRegistry *r, VrotInstance *inst, GError **error)
+{
+        VrotInstance *old = vrot_registry_lookup(r, inst->uuid);
+
+        if (old) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS,
+                            old->deleted ? "instance %s was deleted; its UUID cannot be reused"
+                                         : "instance %s already exists", inst->uuid);
+                vrot_instance_free(inst);
+                return FALSE;
+        }
+        g_hash_table_insert(r->by_uuid, inst->uuid, inst);
+        return TRUE;
+}
+
+GPtrArray *vrot_registry_list(const VrotRegistry *r)
+{
+        GPtrArray *all = g_ptr_array_new();
+        GHashTableIter it;
+        gpointer v;
+
+        g_hash_table_iter_init(&it, r->by_uuid);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(all, v);
+        return all;
+}
+
+guint64 vrot_registry_checkpoint(const VrotRegistry *r)
+{
+        return r->checkpoint;
+}
+
+void vrot_registry_set_checkpoint(VrotRegistry *r, guint64 value)
+{
+        r->checkpoint = value;
+}

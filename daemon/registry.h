@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * The instance registry: every vTPM this host knows, live or deleted
+ * (tombstones keep a UUID from being silently reused), with the salt of its
+ * state key and the generation its state must have at least.
+ *
+ * On disk (<state>/registry): the registry as compact JSON on one line, then
+ * a line "hmac-sha256 <hex>" over exactly those bytes, under a key the
+ * daemon derives from the host's state master key.  The MAC is checked
+ * before the JSON is parsed, so an edited or swapped registry is refused
+ * whole.  Rollback of the whole state directory is caught by "checkpoint",
+ * which the daemon compares with the host TPM's NV counter (DESIGN "Sealed
+ * state").
+ */
+
+#include <glib.h>
+
+#define VROT_REGISTRY_ERROR (vrot_registry_error_quark())
+GQuark vrot_registry_error_quark(void);
+
+typedef enum {
+        VROT_REGISTRY_ERROR_IO,
+        VROT_REGISTRY_ERROR_REFUSED,     /* MAC or content wrong: tampered or foreign */
+        VROT_REGISTRY_ERROR_EXISTS,      /* UUID in use, or a tombstone */
+        VROT_REGISTRY_ERROR_NOT_FOUND,
+} VrotRegistryError;
+
+typedef enum {
+        VROT_INSTANCE_VM,
+        VROT_INSTANCE_SERVICE,
+} VrotInstanceKind;
+
+#define VROT_INSTANCE_SALT_LEN 32
+#define VROT_REGISTRY_KEY_LEN 32
+
+typedef struct VrotInstance {
+        gchar *uuid;                    /* canonical lower-case form */
+        gchar *name;
+        VrotInstanceKind kind;
+        guint32 owner;                  /* uid that created it */
+        guint8 salt[VROT_INSTANCE_SALT_LEN];
+        guint64 generation;             /* its state's generation at least */
+        gint64 created;                 /* unix seconds */
+        gboolean deleted;               /* a tombstone */
+} VrotInstance;
+
+typedef struct VrotRegistry VrotRegistry;
+
+VrotRegistry *vrot_registry_new(void);
+void vrot_registry_free(VrotRegistry *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotRegistry, vrot_registry_free)
+
+void vrot_instance_free(VrotInstance *inst);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotInstance, vrot_instance_free)
+
+/**
+ * vrot_registry_parse:
+ * Authenticates and parses @len bytes of @data (untrusted) under @key.
+ * Returns (transfer full) the registry, or NULL with REFUSED (wrong MAC,
+ * malformed, duplicate UUIDs, bad fields).
+ */
+VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *key, GError **error);
+
+/** vrot_registry_load: vrot_registry_parse() of @path; NOT_FOUND if absent. */
+VrotRegistry *vrot_registry_load(const gchar *path, const guint8 *key, GError **error);
+
+/** vrot_registry_serialize: (transfer full) the file contents. */
+gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *ret_len);
+
+/** vrot_registry_save: writes @path durably (temp, fsync, rename, fsync dir). */
+gboolean vrot_registry_save(const VrotRegistry *r, const gchar *path, const guint8 *key,
+                            GError **error);
+
+/** vrot_registry_lookup: (transfer none) the entry for @uuid, tombstones included. */
+VrotInstance *vrot_registry_lookup(const VrotRegistry *r, const gchar *uuid);
+
+/** vrot_registry_add: takes @inst (transfer full); EXISTS if its UUID is known. */
+gboolean vrot_registry_add(VrotRegistry *r, VrotInstance *inst, GError **error);
+
+/** vrot_registry_list: (transfer container) every entry, tombstones included. */
+GPtrArray *vrot_registry_list(const VrotRegistry *r);
+
+guint64 vrot_registry_checkpoint(const VrotRegistry *r);
+void vrot_registry_set_checkpoint(VrotRegistry *r, guint64 value);

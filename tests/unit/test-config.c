@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <string.h>
+
+#include "config.h"
+#include "unit.h"
+
+static void test_config_defaults(void)
+{
+        g_autoptr(VrotConfig) c = vrot_config_new();
+
+        CU_ASSERT_STRING_EQUAL(c->state_dir, "/var/lib/vrot");
+        CU_ASSERT_STRING_EQUAL(c->runtime_dir, "/run/vrot");
+        CU_ASSERT_STRING_EQUAL(c->tcti, "device:/dev/tpmrm0");
+        CU_ASSERT_PTR_NULL(c->admin_group);
+        CU_ASSERT_EQUAL(c->seal_pcrs, 0x95u);
+}
+
+static void test_config_parse_all_keys(void)
+{
+        static const char conf[] =
+                "# comment\n"
+                "[daemon]\nstate-dir=/srv/vrot\nruntime-dir=/run/v\nadmin-group=vrot-admin\n"
+                "worker-user=vrot-vtpm\nlog-level=debug\n"
+                "[host-tpm]\ntcti=swtpm:path=/tmp/x\nseal-pcrs=0, 7 ,23\n";
+        g_autoptr(VrotConfig) c = vrot_config_new();
+        g_autoptr(GError) err = NULL;
+
+        CU_ASSERT_TRUE_FATAL(vrot_config_parse(c, conf, strlen(conf), &err));
+        CU_ASSERT_STRING_EQUAL(c->state_dir, "/srv/vrot");
+        CU_ASSERT_STRING_EQUAL(c->runtime_dir, "/run/v");
+        CU_ASSERT_STRING_EQUAL(c->admin_group, "vrot-admin");
+        CU_ASSERT_STRING_EQUAL(c->worker_user, "vrot-vtpm");
+        CU_ASSERT_STRING_EQUAL(c->log_level, "debug");
+        CU_ASSERT_STRING_EQUAL(c->tcti, "swtpm:path=/tmp/x");
+        CU_ASSERT_EQUAL(c->seal_pcrs, 1u << 0 | 1u << 7 | 1u << 23);
+}
+
+typedef struct BadCase {
+        const char *conf;
+        int code;
+        const char *msg;
+} BadCase;
+
+static void test_config_parse_refusals_change_nothing(void)
+{
+        static const BadCase cases[] = {
+                { "[daemon]\nstate-dir=relative\n", VROT_CONFIG_ERROR_INVALID, "absolute path" },
+                { "[daemon]\nstatedir=/x\n", VROT_CONFIG_ERROR_UNKNOWN_KEY, "unknown key [daemon] statedir" },
+                { "[demon]\nstate-dir=/x\n", VROT_CONFIG_ERROR_UNKNOWN_KEY, "unknown key [demon]" },
+                { "[daemon]\nlog-level=loud\n", VROT_CONFIG_ERROR_INVALID, "log-level" },
+                { "[host-tpm]\nseal-pcrs=24\n", VROT_CONFIG_ERROR_INVALID, "seal-pcrs" },
+                { "[host-tpm]\nseal-pcrs=\n", VROT_CONFIG_ERROR_INVALID, "seal-pcrs: empty value" },
+                { "[host-tpm]\ntcti=\n", VROT_CONFIG_ERROR_INVALID, "empty value" },
+                { "state-dir=/x\n", VROT_CONFIG_ERROR_INVALID, "malformed" },
+                { "[daemon\n", VROT_CONFIG_ERROR_INVALID, "malformed" },
+                /* The first key is good: still nothing may be applied. */
+                { "[daemon]\nruntime-dir=/good\nstate-dir=bad\n", VROT_CONFIG_ERROR_INVALID, "state-dir" },
+        };
+
+        for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+                g_autoptr(VrotConfig) c = vrot_config_new();
+                g_autoptr(GError) err = NULL;
+
+                CU_ASSERT_FALSE(vrot_config_parse(c, cases[i].conf, strlen(cases[i].conf), &err));
+                CU_ASSERT_PTR_NOT_NULL_FATAL(err);
+                CU_ASSERT(err->domain == VROT_CONFIG_ERROR && err->code == cases[i].code);
+                if (!strstr(err->message, cases[i].msg))
+                        CU_FAIL(cases[i].conf);
+                CU_ASSERT_STRING_EQUAL(c->runtime_dir, "/run/vrot");
+                CU_ASSERT_STRING_EQUAL(c->state_dir, "/var/lib/vrot");
+                CU_ASSERT_EQUAL(c->seal_pcrs, 0x95u);
+        }
+}
+
+static void test_config_nul_byte(void)
+{
+        static const char conf[] = "[daemon]\nstate-dir=/a\0b\n";
+        g_autoptr(VrotConfig) c = vrot_config_new();
+        g_autoptr(GError) err = NULL;
+
+        CU_ASSERT_FALSE(vrot_config_parse(c, conf, sizeof(conf) - 1, &err));
+        CU_ASSERT(err && strstr(err->message, "NUL"));
+}
+
+static void test_config_load_missing_file(void)
+{
+        g_autoptr(VrotConfig) c = vrot_config_new();
+        g_autoptr(GError) err = NULL;
+
+        CU_ASSERT_FALSE(vrot_config_load(c, "/nonexistent/vrotd.conf", &err));
+        CU_ASSERT(err && strstr(err->message, "/nonexistent/vrotd.conf"));
+}
+
+int main(void)
+{
+        static const UnitCase cases[] = {
+                UNIT_CASE(test_config_defaults),
+                UNIT_CASE(test_config_parse_all_keys),
+                UNIT_CASE(test_config_parse_refusals_change_nothing),
+                UNIT_CASE(test_config_nul_byte),
+                UNIT_CASE(test_config_load_missing_file),
+        };
+        return UNIT_RUN("config", cases);
+}

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "registry.h"
+#include "unit.h"
+
+static const guint8 key[VROT_REGISTRY_KEY_LEN] = { 0x42, 1, 2, 3 };
+static const guint8 other_key[VROT_REGISTRY_KEY_LEN] = { 0x43 };
+
+static VrotInstance *make(const gchar *uuid, const gchar *name, gboolean deleted)
+{
+        VrotInstance *i = g_new0(VrotInstance, 1);
+
+        i->uuid = g_strdup(uuid);
+        i->name = g_strdup(name);
+        i->kind = VROT_INSTANCE_SERVICE;
+        i->owner = 1000;
+        memset(i->salt, 0xab, sizeof(i->salt));
+        i->generation = 7;
+        i->created = 1700000000;
+        i->deleted = deleted;
+        return i;
+}
+
+static gchar *sample(gsize *len)
+{
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b", "web", FALSE), NULL));
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000001", "gone", TRUE), NULL));
+        vrot_registry_set_checkpoint(r, 5);
+        return vrot_registry_serialize(r, key, len);
+}
+
+static void test_registry_round_trip(void)
+{
+        gsize len = 0;
+        g_autofree gchar *data = sample(&len);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VrotRegistry) r = vrot_registry_parse(data, len, key, &err);
+        VrotInstance *i;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        CU_ASSERT_EQUAL(vrot_registry_checkpoint(r), 5);
+        i = vrot_registry_lookup(r, "6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(i);
+        CU_ASSERT_STRING_EQUAL(i->name, "web");
+        CU_ASSERT_EQUAL(i->kind, VROT_INSTANCE_SERVICE);
+        CU_ASSERT_EQUAL(i->owner, 1000);
+        CU_ASSERT_EQUAL(i->generation, 7);
+        CU_ASSERT_EQUAL(i->salt[31], 0xab);
+        CU_ASSERT_FALSE(i->deleted);
+        CU_ASSERT_TRUE(vrot_registry_lookup(r, "00000000-0000-4000-8000-000000000001")->deleted);
+        /* Serialising again gives the same bytes: the MAC is stable. */
+        {
+                gsize len2 = 0;
+                g_autofree gchar *again = vrot_registry_serialize(r, key, &len2);
+                CU_ASSERT(len2 == len && memcmp(again, data, len) == 0);
+        }
+}
+
+static void test_registry_refuses_every_flip_and_other_key(void)
+{
+        gsize len = 0;
+        g_autofree gchar *data = sample(&len);
+
+        for (gsize k = 0; k < len; k++) {
+                g_autoptr(GError) err = NULL;
+                data[k] ^= 0x01;
+                CU_ASSERT_PTR_NULL(vrot_registry_parse(data, len, key, &err));
+                CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED));
+                data[k] ^= 0x01;
+        }
+        {
+                g_autoptr(GError) err = NULL;
+                CU_ASSERT_PTR_NULL(vrot_registry_parse(data, len, other_key, &err));
+                CU_ASSERT(err && strstr(err->message, "MAC mismatch"));
+                g_clear_error(&err);
+                CU_ASSERT_PTR_NULL(vrot_registry_parse(data, len - 1, key, &err));
+                CU_ASSERT(err && strstr(err->message, "registry refused"));
+                g_clear_error(&err);
+                CU_ASSERT_PTR_NULL(vrot_registry_parse("", 0, key, &err));
+        }
+}
+
+/* Authentic (MAC'd with the right key) but wrong inside: still refused. */
+static void test_registry_refuses_authentic_garbage(void)
+{
+        static const gchar *const bodies[] = {
+                "[]", "{\"version\":2,\"checkpoint\":0,\"instances\":[]}",
+                "{\"version\":1,\"checkpoint\":-1,\"instances\":[]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[1]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[{\"uuid\":\"nope\"}]}",
+                "not json at all",
+        };
+
+        for (gsize k = 0; k < G_N_ELEMENTS(bodies); k++) {
+                g_autoptr(GError) err = NULL;
+                guint8 tag[32];
+                unsigned int n = 32;
+                GString *f = g_string_new(bodies[k]);
+                HMAC(EVP_sha256(), key, sizeof(key), (const guint8 *)bodies[k], strlen(bodies[k]), tag, &n);
+                g_string_append(f, "\nhmac-sha256 ");
+                for (gsize t = 0; t < 32; t++)
+                        g_string_append_printf(f, "%02x", tag[t]);
+                g_string_append_c(f, '\n');
+                CU_ASSERT_PTR_NULL(vrot_registry_parse(f->str, f->len, key, &err));
+                CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED));
+                g_string_free(f, TRUE);
+        }
+}
+
+static void test_registry_tombstone_blocks_reuse(void)
+{
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+        g_autoptr(GError) err = NULL;
+
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000002", "a", TRUE), NULL));
+        CU_ASSERT_FALSE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000002", "b", FALSE), &err));
+        CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS));
+        CU_ASSERT(err && strstr(err->message, "cannot be reused"));
+}
+
+static void test_registry_save_load(void)
+{
+        g_autofree gchar *path = g_build_filename(unit_tmpdir(), "registry", NULL);
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+        g_autoptr(VrotRegistry) back = NULL;
+        g_autoptr(GError) err = NULL;
+
+        CU_ASSERT_PTR_NULL(vrot_registry_load(path, key, &err));
+        CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_NOT_FOUND));
+        g_clear_error(&err);
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000003", "x", FALSE), NULL));
+        CU_ASSERT_TRUE_FATAL(vrot_registry_save(r, path, key, &err));
+        back = vrot_registry_load(path, key, &err);
+        CU_ASSERT_PTR_NOT_NULL(back);
+        CU_ASSERT_PTR_NOT_NULL(vrot_registry_lookup(back, "00000000-0000-4000-8000-000000000003"));
+        g_clear_pointer(&back, vrot_registry_free);
+        CU_ASSERT_PTR_NULL(back = vrot_registry_load(path, other_key, &err));
+        CU_ASSERT(err && strstr(err->message, path));
+}
+
+int main(void)
+{
+        static const UnitCase cases[] = {
+                UNIT_CASE(test_registry_round_trip),
+                UNIT_CASE(test_registry_refuses_every_flip_and_other_key),
+                UNIT_CASE(test_registry_refuses_authentic_garbage),
+                UNIT_CASE(test_registry_tombstone_blocks_reuse),
+                UNIT_CASE(test_registry_save_load),
+        };
+        return UNIT_RUN("registry", cases);
+}
