@@ -24,6 +24,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "autoptr.h"
+
 #define VROT_X509_ERROR (vrot_x509_error_quark())
 GQuark vrot_x509_error_quark(void);
 
@@ -43,14 +45,6 @@ typedef enum {
  * Scope cleanups for the OpenSSL types this API hands out.  Guarded so that
  * another header may define the same ones under the same guard.
  */
-#ifndef VROT_AUTOPTR_X509
-#define VROT_AUTOPTR_X509
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(X509, X509_free)
-#endif
-#ifndef VROT_AUTOPTR_EVP_PKEY
-#define VROT_AUTOPTR_EVP_PKEY
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(EVP_PKEY, EVP_PKEY_free)
-#endif
 
 /**
  * VrotSignDigestFunc:

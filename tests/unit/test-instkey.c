@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "instkey-priv.h"
+#include "unit.h"
+
+static gsize unhex(const char *hex, guint8 *out, gsize max)
+{
+        gsize n = strlen(hex) / 2;
+
+        CU_ASSERT_FATAL(n <= max);
+        for (gsize i = 0; i < n; i++)
+                out[i] = (guint8)(g_ascii_xdigit_value(hex[2 * i]) << 4 |
+                                  g_ascii_xdigit_value(hex[2 * i + 1]));
+        return n;
+}
+
+static VrotSecret *secret_from(const guint8 *buf, gsize len)
+{
+        VrotError err = { 0 };
+        VrotSecret *s = vrot_secret_new(len, &err);
+
+        CU_ASSERT_FATAL(s != NULL);
+        memcpy(vrot_secret_data(s), buf, len);
+        return s;
+}
+
+/* RFC 5869 appendix A, the three SHA-256 cases. */
+static const struct {
+        const char *ikm, *salt, *info, *okm;
+} rfc5869[] = {
+        { "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+          "000102030405060708090a0b0c",
+          "f0f1f2f3f4f5f6f7f8f9",
+          "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+          "34007208d5b887185865" },
+        { "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+          "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+          "404142434445464748494a4b4c4d4e4f",
+          "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+          "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+          "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+          "b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+          "d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+          "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+          "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
+          "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
+          "cc30c58179ec3e87c14c01d5c1f3434f1d87" },
+        { "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+          "",
+          "",
+          "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+          "9d201395faa4b61a96c8" },
+};
+
+static void test_instkey_hkdf_sha256_rfc5869(void)
+{
+        for (gsize i = 0; i < G_N_ELEMENTS(rfc5869); i++) {
+                guint8 ikm[128], salt[128], info[128], okm[128], out[128];
+                gsize ikm_len = unhex(rfc5869[i].ikm, ikm, sizeof(ikm));
+                gsize salt_len = unhex(rfc5869[i].salt, salt, sizeof(salt));
+                gsize info_len = unhex(rfc5869[i].info, info, sizeof(info));
+                gsize okm_len = unhex(rfc5869[i].okm, okm, sizeof(okm));
+                g_autoptr(GError) error = NULL;
+
+                CU_ASSERT_FATAL(vrot_instkey_hkdf_sha256(ikm, ikm_len, salt, salt_len, info,
+                                                         info_len, out, okm_len, &error));
+                CU_ASSERT(memcmp(out, okm, okm_len) == 0);
+        }
+}
+
+static const guint8 master_bytes[32] = {
+        0x6b, 0x1f, 0x2a, 0x7e, 0x11, 0x90, 0x3c, 0x44, 0x5d, 0xee, 0x02, 0x71, 0x88, 0x19, 0xa4, 0x3b,
+        0xc0, 0x0d, 0x5e, 0x6f, 0x70, 0x81, 0x92, 0xa3, 0xb4, 0xc5, 0xd6, 0xe7, 0xf8, 0x09, 0x1a, 0x2b,
+};
+static const guint8 uuid_a[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef,
+                                   0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
+static const guint8 uuid_b[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef,
+                                   0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xee };
+
+static VrotSecret *derive(const guint8 *master, const guint8 *salt, const guint8 *uuid)
+{
+        g_autoptr(VrotSecret) m = secret_from(master, 32);
+        g_autoptr(GError) error = NULL;
+        VrotSecret *key = NULL;
+
+        CU_ASSERT_FATAL(vrot_instkey_derive(m, salt, uuid, &key, &error));
+        CU_ASSERT_FATAL(key != NULL);
+        CU_ASSERT_EQUAL(vrot_secret_len(key), VROT_INSTKEY_LEN);
+        return key;
+}
+
+static void test_instkey_derive_deterministic(void)
+{
+        guint8 salt[VROT_INSTKEY_SALT_LEN], info[64], want[32];
+        gsize info_len = strlen(VROT_INSTKEY_INFO);
+        g_autoptr(VrotSecret) k1 = NULL;
+        g_autoptr(VrotSecret) k2 = NULL;
+
+        memset(salt, 0xa5, sizeof(salt));
+        k1 = derive(master_bytes, salt, uuid_a);
+        k2 = derive(master_bytes, salt, uuid_a);
+        CU_ASSERT(memcmp(vrot_secret_data(k1), vrot_secret_data(k2), 32) == 0);
+
+        /* The documented construction: info = "vrot instance state key v1" || UUID. */
+        memcpy(info, VROT_INSTKEY_INFO, info_len);
+        memcpy(info + info_len, uuid_a, 16);
+        CU_ASSERT_FATAL(vrot_instkey_hkdf_sha256(master_bytes, 32, salt, sizeof(salt), info,
+                                                 info_len + 16, want, 32, NULL));
+        CU_ASSERT(memcmp(vrot_secret_data(k1), want, 32) == 0);
+}
+
+static void test_instkey_derive_inputs_matter(void)
+{
+        guint8 salt1[VROT_INSTKEY_SALT_LEN], salt2[VROT_INSTKEY_SALT_LEN], other[32];
+        g_autoptr(VrotSecret) base = NULL;
+        g_autoptr(VrotSecret) by_uuid = NULL;
+        g_autoptr(VrotSecret) by_salt = NULL;
+        g_autoptr(VrotSecret) by_master = NULL;
+
+        memset(salt1, 0x01, sizeof(salt1));
+        memcpy(salt2, salt1, sizeof(salt2));
+        salt2[31] ^= 1;
+        memcpy(other, master_bytes, sizeof(other));
+        other[0] ^= 0x80;
+        base = derive(master_bytes, salt1, uuid_a);
+        by_uuid = derive(master_bytes, salt1, uuid_b);
+        by_salt = derive(master_bytes, salt2, uuid_a);
+        by_master = derive(other, salt1, uuid_a);
+        CU_ASSERT(memcmp(vrot_secret_data(base), vrot_secret_data(by_uuid), 32) != 0);
+        CU_ASSERT(memcmp(vrot_secret_data(base), vrot_secret_data(by_salt), 32) != 0);
+        CU_ASSERT(memcmp(vrot_secret_data(base), vrot_secret_data(by_master), 32) != 0);
+}
+
+static void test_instkey_derive_bad_master(void)
+{
+        static const gsize lens[] = { 0, 16, 31, 33, 64 };
+        guint8 salt[VROT_INSTKEY_SALT_LEN] = { 0 };
+        guint8 buf[64] = { 0 };
+
+        for (gsize i = 0; i < G_N_ELEMENTS(lens); i++) {
+                g_autoptr(VrotSecret) m = secret_from(buf, lens[i]);
+                g_autoptr(GError) error = NULL;
+                VrotSecret *key = NULL;
+
+                CU_ASSERT_FALSE(vrot_instkey_derive(m, salt, uuid_a, &key, &error));
+                CU_ASSERT(key == NULL);
+                CU_ASSERT(g_error_matches(error, VROT_INSTKEY_ERROR, VROT_INSTKEY_ERROR_INVALID));
+        }
+}
+
+static void test_instkey_new_salt_random(void)
+{
+        guint8 a[VROT_INSTKEY_SALT_LEN] = { 0 }, b[VROT_INSTKEY_SALT_LEN] = { 0 };
+
+        CU_ASSERT_FATAL(vrot_instkey_new_salt(a, NULL));
+        CU_ASSERT_FATAL(vrot_instkey_new_salt(b, NULL));
+        CU_ASSERT(memcmp(a, b, sizeof(a)) != 0);
+}
+
+static void test_instkey_pipe_roundtrip(void)
+{
+        guint8 salt[VROT_INSTKEY_SALT_LEN] = { 7 };
+        g_autoptr(VrotSecret) key = derive(master_bytes, salt, uuid_a);
+        g_autoptr(GError) error = NULL;
+        VrotError err = { 0 };
+        VrotSecret *got;
+        guint8 extra;
+        int fd;
+
+        fd = vrot_instkey_pipe(key, &error);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        /* What the worker does with --key-fd: exactly the key, then EOF
+         * (the write end is closed, else this read would block). */
+        got = vrot_secret_read_fd(fd, VROT_INSTKEY_LEN, &err);
+        CU_ASSERT_FATAL(got != NULL);
+        CU_ASSERT(memcmp(vrot_secret_data(got), vrot_secret_data(key), VROT_INSTKEY_LEN) == 0);
+        CU_ASSERT_EQUAL(read(fd, &extra, 1), 0);
+        vrot_secret_free(got);
+        close(fd);
+}
+
+static const UnitCase cases[] = {
+        UNIT_CASE(test_instkey_hkdf_sha256_rfc5869),
+        UNIT_CASE(test_instkey_derive_deterministic),
+        UNIT_CASE(test_instkey_derive_inputs_matter),
+        UNIT_CASE(test_instkey_derive_bad_master),
+        UNIT_CASE(test_instkey_new_salt_random),
+        UNIT_CASE(test_instkey_pipe_roundtrip),
+};
+
+int main(void)
+{
+        return UNIT_RUN("instkey", cases);
+}
