@@ -19,25 +19,25 @@ typedef struct Shape {
 } Shape;
 
 static const Shape shapes[] = {
-        [VROT_PTM_GET_CAPABILITY]     = { "GET_CAPABILITY", 0, false, -1, 0 },
-        [VROT_PTM_INIT]               = { "INIT", 4, true, -1, 0 },
-        [VROT_PTM_SHUTDOWN]           = { "SHUTDOWN", 0, true, -1, 0 },
-        [VROT_PTM_GET_TPMESTABLISHED] = { "GET_TPMESTABLISHED", 0, true, -1, 0 },
-        [VROT_PTM_SET_LOCALITY]       = { "SET_LOCALITY", 1, false, -1, 0 },
-        [VROT_PTM_HASH_START]         = { "HASH_START", 0, true, -1, 0 },
-        [VROT_PTM_HASH_DATA]          = { "HASH_DATA", 4, false, 0, VROT_PTM_HASH_MAX },  /* exact: see parse */
-        [VROT_PTM_HASH_END]           = { "HASH_END", 0, true, -1, 0 },
-        [VROT_PTM_CANCEL_TPM_CMD]     = { "CANCEL_TPM_CMD", 0, true, -1, 0 },
-        [VROT_PTM_STORE_VOLATILE]     = { "STORE_VOLATILE", 0, true, -1, 0 },
-        [VROT_PTM_RESET_TPMESTABLISHED] = { "RESET_TPMESTABLISHED", 1, false, -1, 0 },
-        [VROT_PTM_GET_STATEBLOB]      = { "GET_STATEBLOB", 12, false, -1, 0 },
-        [VROT_PTM_SET_STATEBLOB]      = { "SET_STATEBLOB", 12, false, 8, VROT_PTM_BLOB_MAX },  /* exact: see parse */
-        [VROT_PTM_STOP]               = { "STOP", 0, true, -1, 0 },
-        [VROT_PTM_GET_CONFIG]         = { "GET_CONFIG", 0, true, -1, 0 },
-        [VROT_PTM_SET_DATAFD]         = { "SET_DATAFD", 0, false, -1, 0 },
-        [VROT_PTM_SET_BUFFERSIZE]     = { "SET_BUFFERSIZE", 4, false, -1, 0, true },
-        [VROT_PTM_GET_INFO]           = { "GET_INFO", 16, false, -1, 0, true },
-        [VROT_PTM_LOCK_STORAGE]       = { "LOCK_STORAGE", 4, false, -1, 0 },
+        [VROT_PTM_GET_CAPABILITY] = { .name = "GET_CAPABILITY", .len_at = -1 },
+        [VROT_PTM_INIT] = { .name = "INIT", .body = 4, .exact = true, .len_at = -1 },
+        [VROT_PTM_SHUTDOWN] = { .name = "SHUTDOWN", .exact = true, .len_at = -1 },
+        [VROT_PTM_GET_TPMESTABLISHED] = { .name = "GET_TPMESTABLISHED", .exact = true, .len_at = -1 },
+        [VROT_PTM_SET_LOCALITY] = { .name = "SET_LOCALITY", .body = 1, .len_at = -1 },
+        [VROT_PTM_HASH_START] = { .name = "HASH_START", .exact = true, .len_at = -1 },
+        [VROT_PTM_HASH_DATA] = { .name = "HASH_DATA", .body = 4, .len_at = 0, .len_max = VROT_PTM_HASH_MAX },  /* exact: see parse */
+        [VROT_PTM_HASH_END] = { .name = "HASH_END", .exact = true, .len_at = -1 },
+        [VROT_PTM_CANCEL_TPM_CMD] = { .name = "CANCEL_TPM_CMD", .exact = true, .len_at = -1 },
+        [VROT_PTM_STORE_VOLATILE] = { .name = "STORE_VOLATILE", .exact = true, .len_at = -1 },
+        [VROT_PTM_RESET_TPMESTABLISHED] = { .name = "RESET_TPMESTABLISHED", .body = 1, .len_at = -1 },
+        [VROT_PTM_GET_STATEBLOB] = { .name = "GET_STATEBLOB", .body = 12, .len_at = -1 },
+        [VROT_PTM_SET_STATEBLOB] = { .name = "SET_STATEBLOB", .body = 12, .len_at = 8, .len_max = VROT_PTM_BLOB_MAX },  /* exact: see parse */
+        [VROT_PTM_STOP] = { .name = "STOP", .exact = true, .len_at = -1 },
+        [VROT_PTM_GET_CONFIG] = { .name = "GET_CONFIG", .exact = true, .len_at = -1 },
+        [VROT_PTM_SET_DATAFD] = { .name = "SET_DATAFD", .len_at = -1 },
+        [VROT_PTM_SET_BUFFERSIZE] = { .name = "SET_BUFFERSIZE", .body = 4, .len_at = -1, .no_wait = true },
+        [VROT_PTM_GET_INFO] = { .name = "GET_INFO", .body = 16, .len_at = -1, .no_wait = true },
+        [VROT_PTM_LOCK_STORAGE] = { .name = "LOCK_STORAGE", .body = 4, .len_at = -1 },
 };
 
 static const Shape *shape_of(uint32_t cmd)

@@ -904,6 +904,8 @@ static void test_sealkey_unseal_tampered_signature(void)
                                                                               &p, NULL);
                 g_autofree char *text = vrot_sealkey_auth_format(a);
                 g_autofree char *bad = flip_last_digit(text, "signature ");
+
+                CU_ASSERT_PTR_NOT_NULL_FATAL(master);
                 g_autoptr(GPtrArray) auths = auth_list(
                         vrot_sealkey_auth_parse(bad, strlen(bad), "bad-sig.auth", NULL), NULL);
 
