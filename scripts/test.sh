@@ -21,7 +21,8 @@ setup build -Dwerror=true
 meson test -C build --print-errorlogs
 
 # Every parser of untrusted input under libFuzzer, for a bounded time each.
-CC=clang setup build-fuzz -Dwerror=true -Dfuzz=true -Dfuzz_seconds=${VROT_FUZZ_SECONDS:-30}
+CC=clang setup build-fuzz -Dwerror=true -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dfuzz_seconds=${VROT_FUZZ_SECONDS:-30}
 meson test -C build-fuzz --suite fuzz --print-errorlogs
 
 setup build-sanitize -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false

@@ -1,0 +1,1067 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "autoptr.h"
+#include "hosttpm.h"
+
+G_DEFINE_QUARK(vrot-host-tpm-error-quark, vrot_host_tpm_error)
+
+/* ESYS hands out malloc()ed results to be freed with Esys_Free(). */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_PUBLIC, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_PRIVATE, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_NAME, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_NV_PUBLIC, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_MAX_NV_BUFFER, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_ATTEST, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_DIGEST, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMT_SIGNATURE, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMS_CAPABILITY_DATA, Esys_Free)
+
+#define COUNTING_TCTI_MAGIC 0x76726f74636e7400ull  /* "vrotcnt" */
+#define NV_BUFFER_FALLBACK 512
+
+/*
+ * A pass-through TCTI in front of the real one that counts every command
+ * handed to the TPM.  It sits below ESYS so that nothing escapes the count:
+ * not the commands ESYS sends on its own (Esys_TR_FromTPMPublic's
+ * ReadPublic, resubmissions after TPM_RC_RETRY), nor those of sibling
+ * modules that use the ESYS context directly.
+ */
+typedef struct CountingTcti {
+        TSS2_TCTI_CONTEXT_COMMON_V2 common;     /* first: ESYS casts to it */
+        TSS2_TCTI_CONTEXT *inner;
+        guint64 count;
+        TSS2_RC lost;                           /* first transport failure, or 0 */
+} CountingTcti;
+
+struct VrotHostTpm {
+        CountingTcti tcti;
+        ESYS_CONTEXT *esys;
+        ESYS_TR srk;
+        ESYS_TR ca_key;
+        ESYS_TR counter;
+        TPM2B_PUBLIC ca_public;
+        guint32 nv_buffer_max;                  /* 0: not asked yet */
+        gboolean provisioned;
+};
+
+/* ---- templates ------------------------------------------------------------ */
+
+/* TCG TPM v2.0 Provisioning Guidance 7.5.1: the ECC NIST P-256 SRK. */
+static const TPM2B_PUBLIC srk_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                        TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+                .parameters.eccDetail = {
+                        .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
+                                       .mode.aes = TPM2_ALG_CFB },
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+                .unique.ecc = { .x.size = 32, .y.size = 32 },
+        },
+};
+
+/*
+ * The host endorsement CA key (DESIGN "Trust chain").  Not restricted: it
+ * signs digests of X.509 TBSCertificates, which the TPM did not hash.  The
+ * scheme is fixed so that the key signs ECDSA-SHA256 and nothing else.
+ * noDA: its authValue is empty, so dictionary-attack protection guards
+ * nothing, while a lockout caused by another program's failed
+ * authorisations would stop every EK endorsement on the host.  (It also
+ * spares libtpms's TPM_RC_RETRY on the first use of a DA-protected key
+ * after each start.)
+ */
+static const TPM2B_PUBLIC ca_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                        TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
+                .parameters.eccDetail = {
+                        .symmetric.algorithm = TPM2_ALG_NULL,
+                        .scheme = { .scheme = TPM2_ALG_ECDSA,
+                                    .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+        },
+};
+
+/*
+ * The attestation key: a restricted signing primary in the endorsement
+ * hierarchy.  Primary keys derive from the hierarchy seed and the
+ * template, so the same template gives the same key on every call: nothing
+ * is stored, no persistent handle is used.  Restricted: it signs only
+ * TPM-made structures (TPMS_ATTEST), so its signature on a certification
+ * cannot be forged by whoever can use it.  unique makes it vrot's own;
+ * noDA as the CA key.
+ */
+static const TPM2B_PUBLIC ak_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                        TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
+                        TPMA_OBJECT_SIGN_ENCRYPT,
+                .parameters.eccDetail = {
+                        .symmetric.algorithm = TPM2_ALG_NULL,
+                        .scheme = { .scheme = TPM2_ALG_ECDSA,
+                                    .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+                .unique.ecc.x = { .size = 12, .buffer = "vrot-host-ak" },
+        },
+};
+
+/*
+ * TCG EK Credential Profile 2.x, B.3.3 template L-1: the RSA 2048 EK, for a
+ * TPM without a persistent one.  Its authPolicy is
+ * PolicySecret(TPM_RH_ENDORSEMENT).
+ */
+static const TPM2B_PUBLIC ek_template = {
+        .publicArea = {
+                .type = TPM2_ALG_RSA,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
+                        TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+                .authPolicy = {
+                        .size = 32,
+                        .buffer = {
+                                0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8,
+                                0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
+                                0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64,
+                                0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+                        },
+                },
+                .parameters.rsaDetail = {
+                        .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
+                                       .mode.aes = TPM2_ALG_CFB },
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .keyBits = 2048,
+                },
+                .unique.rsa.size = 256,
+        },
+};
+
+/* The rollback counter: owner-written, readable with its (empty) authValue. */
+static const TPMS_NV_PUBLIC counter_public = {
+        .nvIndex = VROT_HOST_TPM_COUNTER_INDEX,
+        .nameAlg = TPM2_ALG_SHA256,
+        .attributes = (TPM2_NT_COUNTER << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_OWNERWRITE |
+                TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD | TPMA_NV_NO_DA,
+        .dataSize = 8,
+};
+
+static const TPM2B_SENSITIVE_CREATE empty_sensitive;
+static const TPM2B_DATA empty_data;
+static const TPML_PCR_SELECTION no_pcrs;
+
+/* ---- errors ------------------------------------------------------------------ */
+
+gboolean vrot_host_tpm_check(TSS2_RC rc, const char *what, GError **error)
+{
+        TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+        VrotHostTpmError code = VROT_HOST_TPM_ERROR_FAILED;
+
+        if (rc == TSS2_RC_SUCCESS)
+                return TRUE;
+        if (layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER)
+                code = VROT_HOST_TPM_ERROR_TPM;
+        else if (layer == TSS2_TCTI_RC_LAYER || layer == TSS2_RESMGR_RC_LAYER)
+                code = VROT_HOST_TPM_ERROR_IO;
+        else if (layer == TSS2_MU_RC_LAYER)
+                code = VROT_HOST_TPM_ERROR_INVALID;
+        g_set_error(error, VROT_HOST_TPM_ERROR, code, "%s: %s (0x%x)", what,
+                    Tss2_RC_Decode(rc), (unsigned)rc);
+        return FALSE;
+}
+
+/* Is @rc the TPM's @code (format-one codes: whichever handle/parameter)? */
+static gboolean rc_is(TSS2_RC rc, TPM2_RC code)
+{
+        if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
+                return FALSE;
+        if (rc & TPM2_RC_FMT1)
+                return (rc & (TPM2_RC_FMT1 | 0x3f)) == code;
+        return rc == code;
+}
+
+/* The one place where OpenSSL's error queue becomes GError. */
+static gboolean openssl_failed(const char *what, GError **error)
+{
+        unsigned long e = ERR_peek_last_error();
+        const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+        g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED, "%s: %s", what,
+                    reason ? reason : "OpenSSL failed");
+        ERR_clear_error();
+        return FALSE;
+}
+
+/* ---- the counting TCTI --------------------------------------------------------- */
+
+static CountingTcti *counting(TSS2_TCTI_CONTEXT *ctx)
+{
+        return (CountingTcti *)ctx;
+}
+
+/*
+ * ESYS cannot recover from a broken transport: after one, every ESYS call
+ * on the context fails with TSS2_ESYS_RC_BAD_SEQUENCE.  Remember it, so
+ * that later calls say what happened (usable()).
+ */
+static TSS2_RC note_failure(CountingTcti *t, TSS2_RC rc)
+{
+        if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TCTI_RC_LAYER && rc != TSS2_TCTI_RC_TRY_AGAIN &&
+            !t->lost)
+                t->lost = rc;
+        return rc;
+}
+
+/*
+ * Counts, then forwards.  A socket TCTI (swtpm, mssim) writes to a peer
+ * that may have died: SIGPIPE is blocked for this thread meanwhile and a
+ * SIGPIPE raised by the write is consumed, so the caller gets
+ * TSS2_TCTI_RC_IO_ERROR instead of a dead process, whatever the process's
+ * SIGPIPE disposition.
+ */
+static TSS2_RC counting_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint8_t *command)
+{
+        static const struct timespec no_wait;
+        sigset_t pipe_set, old, pending;
+        gboolean was_pending;
+        TSS2_RC rc;
+
+        counting(ctx)->count++;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+        was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+        rc = note_failure(counting(ctx), Tss2_Tcti_Transmit(counting(ctx)->inner, size, command));
+        if (!was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+                (void)sigtimedwait(&pipe_set, NULL, &no_wait);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return rc;
+}
+
+static TSS2_RC counting_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *response,
+                                int32_t timeout)
+{
+        return note_failure(counting(ctx),
+                            Tss2_Tcti_Receive(counting(ctx)->inner, size, response, timeout));
+}
+
+static void counting_finalize(TSS2_TCTI_CONTEXT *ctx)
+{
+        (void)ctx;      /* the inner TCTI is the loader's to finalize */
+}
+
+static TSS2_RC counting_cancel(TSS2_TCTI_CONTEXT *ctx)
+{
+        return Tss2_Tcti_Cancel(counting(ctx)->inner);
+}
+
+static TSS2_RC counting_poll_handles(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *handles,
+                                     size_t *num)
+{
+        return Tss2_Tcti_GetPollHandles(counting(ctx)->inner, handles, num);
+}
+
+static TSS2_RC counting_set_locality(TSS2_TCTI_CONTEXT *ctx, uint8_t locality)
+{
+        return Tss2_Tcti_SetLocality(counting(ctx)->inner, locality);
+}
+
+static TSS2_RC counting_make_sticky(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *handle, uint8_t sticky)
+{
+        return Tss2_Tcti_MakeSticky(counting(ctx)->inner, handle, sticky);
+}
+
+static void counting_init(CountingTcti *t, TSS2_TCTI_CONTEXT *inner)
+{
+        t->common = (TSS2_TCTI_CONTEXT_COMMON_V2) {
+                .v1 = {
+                        .magic = COUNTING_TCTI_MAGIC,
+                        .version = 2,
+                        .transmit = counting_transmit,
+                        .receive = counting_receive,
+                        .finalize = counting_finalize,
+                        .cancel = counting_cancel,
+                        .getPollHandles = counting_poll_handles,
+                        .setLocality = counting_set_locality,
+                },
+                .makeSticky = counting_make_sticky,
+        };
+        t->inner = inner;
+        t->count = 0;
+}
+
+/* ---- conversions ---------------------------------------------------------------- */
+
+static GBytes *marshal_public(const TPM2B_PUBLIC *pub)
+{
+        guint8 buf[sizeof(TPM2B_PUBLIC)];
+        size_t off = 0;
+
+        if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+                g_assert_not_reached();         /* a TPM2B_PUBLIC always fits */
+        return g_bytes_new(buf, off);
+}
+
+/* Same key type and parameters as @tmpl (unique aside: that is the key). */
+static gboolean matches_template(const TPMT_PUBLIC *found, const TPMT_PUBLIC *tmpl)
+{
+        guint8 a[sizeof(TPMT_PUBLIC)], b[sizeof(TPMT_PUBLIC)];
+        size_t alen = 0, blen = 0;
+        TPMT_PUBLIC f = *found;
+
+        f.unique = tmpl->unique;
+        if (Tss2_MU_TPMT_PUBLIC_Marshal(&f, a, sizeof(a), &alen) != TSS2_RC_SUCCESS ||
+            Tss2_MU_TPMT_PUBLIC_Marshal(tmpl, b, sizeof(b), &blen) != TSS2_RC_SUCCESS)
+                return FALSE;
+        return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The public key of an ECC P-256 TPM object as an OpenSSL key. */
+static EVP_PKEY *pkey_from_public(const TPMT_PUBLIC *pub, GError **error)
+{
+        const TPMS_ECC_POINT *q = &pub->unique.ecc;
+        char group[] = "prime256v1";
+        guint8 point[65] = { 0x04 };            /* uncompressed: 04 || X || Y */
+        OSSL_PARAM params[3];
+        g_autoptr(EVP_PKEY_CTX) ctx = NULL;
+        EVP_PKEY *pkey = NULL;
+
+        if (pub->type != TPM2_ALG_ECC || pub->parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
+            q->x.size > 32 || q->y.size > 32) {
+                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
+                            "not an ECC NIST P-256 key");
+                return NULL;
+        }
+        memcpy(point + 1 + 32 - q->x.size, q->x.buffer, q->x.size);
+        memcpy(point + 33 + 32 - q->y.size, q->y.buffer, q->y.size);
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point,
+                                                      sizeof(point));
+        params[2] = OSSL_PARAM_construct_end();
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+                openssl_failed("importing an ECC public key", error);
+                return NULL;
+        }
+        return pkey;
+}
+
+/* TPMT_SIGNATURE (ECDSA-SHA256) to DER ECDSA-Sig-Value (RFC 3279 2.2.3). */
+static gboolean der_from_signature(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error)
+{
+        const TPMS_SIGNATURE_ECC *e = &sig->signature.ecdsa;
+        g_autoptr(ECDSA_SIG) es = NULL;
+        g_autoptr(BIGNUM) r = NULL, s = NULL;
+        unsigned char *der = NULL;
+        int len = -1;
+
+        if (sig->sigAlg != TPM2_ALG_ECDSA || e->hash != TPM2_ALG_SHA256) {
+                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
+                            "the TPM signed with scheme 0x%x, not ECDSA-SHA256", sig->sigAlg);
+                return FALSE;
+        }
+        r = BN_bin2bn(e->signatureR.buffer, e->signatureR.size, NULL);
+        s = BN_bin2bn(e->signatureS.buffer, e->signatureS.size, NULL);
+        es = ECDSA_SIG_new();
+        if (r && s && es && ECDSA_SIG_set0(es, r, s) == 1) {
+                r = s = NULL;                   /* owned by es now */
+                len = i2d_ECDSA_SIG(es, &der);
+        }
+        if (len <= 0)
+                return openssl_failed("encoding an ECDSA signature", error);
+        *ret = g_bytes_new(der, (gsize)len);
+        OPENSSL_free(der);
+        return TRUE;
+}
+
+/* Name of an NV index: nameAlg || H(TPMS_NV_PUBLIC) (TPM2 Part 1, 16). */
+static gboolean nv_name(const TPMS_NV_PUBLIC *pub, TPM2B_NAME *ret)
+{
+        guint8 buf[sizeof(TPMS_NV_PUBLIC)];
+        size_t off = 0;
+        unsigned int mdlen = 0;
+
+        if (Tss2_MU_TPMS_NV_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+                return FALSE;
+        ret->name[0] = TPM2_ALG_SHA256 >> 8;
+        ret->name[1] = TPM2_ALG_SHA256 & 0xff;
+        if (EVP_Digest(buf, off, ret->name + 2, &mdlen, EVP_sha256(), NULL) != 1)
+                return FALSE;
+        ret->size = (UINT16)(2 + mdlen);
+        return TRUE;
+}
+
+/* ---- open / close ---------------------------------------------------------------- */
+
+VrotHostTpm *vrot_host_tpm_open(const char *tcti, GError **error)
+{
+        g_autoptr(VrotHostTpm) self = NULL;
+        TSS2_TCTI_CONTEXT *inner = NULL;
+        TSS2_RC rc;
+
+        g_return_val_if_fail(tcti != NULL, NULL);
+        g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+
+        rc = Tss2_TctiLdr_Initialize(tcti, &inner);
+        if (!vrot_host_tpm_check(rc, "opening the TCTI", error)) {
+                g_prefix_error(error, "host TPM \"%s\": ", tcti);
+                return NULL;
+        }
+        self = g_new0(VrotHostTpm, 1);
+        self->srk = self->ca_key = self->counter = ESYS_TR_NONE;
+        counting_init(&self->tcti, inner);
+        rc = Esys_Initialize(&self->esys, (TSS2_TCTI_CONTEXT *)&self->tcti, NULL);
+        if (!vrot_host_tpm_check(rc, "initialising ESYS", error)) {
+                self->esys = NULL;
+                g_prefix_error(error, "host TPM \"%s\": ", tcti);
+                return NULL;
+        }
+        /* The kernel, firmware or swtpm's startup-clear usually did it. */
+        rc = Esys_Startup(self->esys, TPM2_SU_CLEAR);
+        if (!rc_is(rc, TPM2_RC_INITIALIZE) && !vrot_host_tpm_check(rc, "TPM2_Startup", error)) {
+                g_prefix_error(error, "host TPM \"%s\": ", tcti);
+                return NULL;
+        }
+        return g_steal_pointer(&self);
+}
+
+void vrot_host_tpm_free(VrotHostTpm *self)
+{
+        if (!self)
+                return;
+        /* Esys_Finalize sends nothing: persistent objects stay in the TPM. */
+        if (self->esys)
+                Esys_Finalize(&self->esys);
+        if (self->tcti.inner)
+                Tss2_TctiLdr_Finalize(&self->tcti.inner);
+        g_free(self);
+}
+
+ESYS_CONTEXT *vrot_host_tpm_esys(VrotHostTpm *self)
+{
+        return self->esys;
+}
+
+guint64 vrot_host_tpm_command_count(const VrotHostTpm *self)
+{
+        return self->tcti.count;
+}
+
+ESYS_TR vrot_host_tpm_srk(VrotHostTpm *self)
+{
+        g_return_val_if_fail(self->provisioned, ESYS_TR_NONE);
+        return self->srk;
+}
+
+/* FALSE with VROT_HOST_TPM_ERROR_IO once the connection to the TPM broke. */
+static gboolean usable(VrotHostTpm *self, GError **error)
+{
+        if (!self->tcti.lost)
+                return TRUE;
+        g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO,
+                    "the connection to the host TPM broke earlier (%s); open it again",
+                    Tss2_RC_Decode(self->tcti.lost));
+        return FALSE;
+}
+
+/* ---- provisioning ------------------------------------------------------------------ */
+
+/* Flushes a transient object or session; ESYS_TR_NONE afterwards. */
+static TSS2_RC flush(VrotHostTpm *self, ESYS_TR *h)
+{
+        TSS2_RC rc = TSS2_RC_SUCCESS;
+
+        if (*h != ESYS_TR_NONE)
+                rc = Esys_FlushContext(self->esys, *h);
+        *h = ESYS_TR_NONE;
+        return rc;
+}
+
+/*
+ * Looks up persistent @handle.  Found: *@ret and, if asked, its public
+ * area (one ReadPublic more).  Absent: TRUE with *@ret ESYS_TR_NONE.
+ */
+static gboolean find_persistent(VrotHostTpm *self, TPM2_HANDLE handle, ESYS_TR *ret,
+                                TPM2B_PUBLIC **ret_public, GError **error)
+{
+        ESYS_TR tr = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        rc = Esys_TR_FromTPMPublic(self->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, &tr);
+        if (rc_is(rc, TPM2_RC_HANDLE)) {
+                *ret = ESYS_TR_NONE;
+                return TRUE;
+        }
+        if (rc == TSS2_RC_SUCCESS && ret_public) {
+                rc = Esys_ReadPublic(self->esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                     ret_public, NULL, NULL);
+                if (rc != TSS2_RC_SUCCESS)
+                        Esys_TR_Close(self->esys, &tr);
+        }
+        if (!vrot_host_tpm_check(rc, "TPM2_ReadPublic", error)) {
+                g_prefix_error(error, "handle 0x%08x: ", handle);
+                return FALSE;
+        }
+        *ret = tr;
+        return TRUE;
+}
+
+static gboolean expect_template(const TPM2B_PUBLIC *found, const TPM2B_PUBLIC *tmpl,
+                                TPM2_HANDLE handle, const char *what, GError **error)
+{
+        if (matches_template(&found->publicArea, &tmpl->publicArea))
+                return TRUE;
+        g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_CONFLICT,
+                    "handle 0x%08x holds a key other than vrot's %s; vrot does not evict it "
+                    "(remove it with tpm2_evictcontrol if it is unused)", handle, what);
+        return FALSE;
+}
+
+/* EvictControl of @transient to @handle, then flushes @transient. */
+static gboolean persist(VrotHostTpm *self, ESYS_TR *transient, TPM2_HANDLE handle,
+                        ESYS_TR *ret, GError **error)
+{
+        TSS2_RC rc, frc;
+
+        rc = Esys_EvictControl(self->esys, ESYS_TR_RH_OWNER, *transient, ESYS_TR_PASSWORD,
+                               ESYS_TR_NONE, ESYS_TR_NONE, handle, ret);
+        frc = flush(self, transient);
+        if (!vrot_host_tpm_check(rc, "TPM2_EvictControl", error) ||
+            !vrot_host_tpm_check(frc, "TPM2_FlushContext", error)) {
+                g_prefix_error(error, "persisting at 0x%08x: ", handle);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static gboolean ensure_srk(VrotHostTpm *self, VrotHostTpmCreated *created, GError **error)
+{
+        g_autoptr(TPM2B_PUBLIC) pub = NULL;
+        ESYS_TR transient = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        if (!find_persistent(self, VROT_HOST_TPM_SRK_HANDLE, &self->srk, &pub, error))
+                return FALSE;
+        if (self->srk != ESYS_TR_NONE)
+                return expect_template(pub, &srk_template, VROT_HOST_TPM_SRK_HANDLE,
+                                       "storage primary key (TCG ECC P-256 SRK)", error);
+        rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                ESYS_TR_NONE, &empty_sensitive, &srk_template, &empty_data,
+                                &no_pcrs, &transient, NULL, NULL, NULL, NULL);
+        if (!vrot_host_tpm_check(rc, "creating the storage primary key: TPM2_CreatePrimary",
+                                 error) ||
+            !persist(self, &transient, VROT_HOST_TPM_SRK_HANDLE, &self->srk, error))
+                return FALSE;
+        *created |= VROT_HOST_TPM_CREATED_SRK;
+        return TRUE;
+}
+
+static gboolean ensure_ca_key(VrotHostTpm *self, VrotHostTpmCreated *created, GError **error)
+{
+        g_autoptr(TPM2B_PUBLIC) pub = NULL;
+        g_autoptr(TPM2B_PRIVATE) priv = NULL;
+        ESYS_TR loaded = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        if (!find_persistent(self, VROT_HOST_TPM_CA_KEY_HANDLE, &self->ca_key, &pub, error))
+                return FALSE;
+        if (self->ca_key != ESYS_TR_NONE) {
+                if (!expect_template(pub, &ca_template, VROT_HOST_TPM_CA_KEY_HANDLE,
+                                     "endorsement CA key", error))
+                        return FALSE;
+                self->ca_public = *pub;
+                return TRUE;
+        }
+        rc = Esys_Create(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         &empty_sensitive, &ca_template, &empty_data, &no_pcrs, &priv, &pub,
+                         NULL, NULL, NULL);
+        if (!vrot_host_tpm_check(rc, "creating the endorsement CA key: TPM2_Create", error))
+                return FALSE;
+        rc = Esys_Load(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                       priv, pub, &loaded);
+        if (!vrot_host_tpm_check(rc, "loading the endorsement CA key: TPM2_Load", error) ||
+            !persist(self, &loaded, VROT_HOST_TPM_CA_KEY_HANDLE, &self->ca_key, error))
+                return FALSE;
+        self->ca_public = *pub;
+        *created |= VROT_HOST_TPM_CREATED_CA_KEY;
+        return TRUE;
+}
+
+static gboolean counter_increment(VrotHostTpm *self, GError **error)
+{
+        TSS2_RC rc = Esys_NV_Increment(self->esys, ESYS_TR_RH_OWNER, self->counter,
+                                       ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+
+        return vrot_host_tpm_check(rc, "TPM2_NV_Increment", error);
+}
+
+/*
+ * The counter's name is known in advance (an NV index has no random part),
+ * so comparing names checks type, attributes and size without another
+ * NV_ReadPublic.  Defined but never incremented (a crash between the two
+ * commands): it is incremented now, which a counter tolerates.
+ */
+static gboolean ensure_counter(VrotHostTpm *self, VrotHostTpmCreated *created, GError **error)
+{
+        TPMS_NV_PUBLIC written = counter_public;
+        TPM2B_NV_PUBLIC define = { .nvPublic = counter_public };
+        TPM2B_NAME expect = { 0 }, expect_unwritten = { 0 };
+        g_autoptr(TPM2B_NAME) name = NULL;
+        TSS2_RC rc;
+
+        written.attributes |= TPMA_NV_WRITTEN;
+        if (!nv_name(&written, &expect) || !nv_name(&counter_public, &expect_unwritten))
+                return openssl_failed("computing the NV counter's name", error);
+        if (!find_persistent(self, VROT_HOST_TPM_COUNTER_INDEX, &self->counter, NULL, error))
+                return FALSE;
+        if (self->counter == ESYS_TR_NONE) {
+                rc = Esys_NV_DefineSpace(self->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD,
+                                         ESYS_TR_NONE, ESYS_TR_NONE, NULL, &define,
+                                         &self->counter);
+                if (!vrot_host_tpm_check(rc, "defining the NV counter: TPM2_NV_DefineSpace",
+                                         error))
+                        return FALSE;
+                *created |= VROT_HOST_TPM_CREATED_COUNTER;
+                return counter_increment(self, error);
+        }
+        rc = Esys_TR_GetName(self->esys, self->counter, &name);
+        if (!vrot_host_tpm_check(rc, "the NV counter's name", error))
+                return FALSE;
+        if (name->size == expect.size && memcmp(name->name, expect.name, expect.size) == 0)
+                return TRUE;
+        if (name->size == expect_unwritten.size &&
+            memcmp(name->name, expect_unwritten.name, expect_unwritten.size) == 0)
+                return counter_increment(self, error);
+        g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_CONFLICT,
+                    "NV index 0x%08x is not vrot's counter (other type, attributes or size); "
+                    "vrot does not undefine it", VROT_HOST_TPM_COUNTER_INDEX);
+        return FALSE;
+}
+
+/* Drops the ESYS_TRs of a failed provisioning (no command), so it can be retried. */
+static void forget_objects(VrotHostTpm *self)
+{
+        ESYS_TR *trs[] = { &self->srk, &self->ca_key, &self->counter };
+
+        for (gsize i = 0; i < G_N_ELEMENTS(trs); i++) {
+                if (*trs[i] != ESYS_TR_NONE)
+                        Esys_TR_Close(self->esys, trs[i]);
+                *trs[i] = ESYS_TR_NONE;
+        }
+}
+
+gboolean vrot_host_tpm_provision(VrotHostTpm *self, VrotHostTpmCreated *ret_created,
+                                 GError **error)
+{
+        VrotHostTpmCreated created = 0;
+
+        g_return_val_if_fail(self != NULL, FALSE);
+        g_return_val_if_fail(!self->provisioned, FALSE);
+
+        if (!usable(self, error))
+                return FALSE;
+        if (!ensure_srk(self, &created, error) || !ensure_ca_key(self, &created, error) ||
+            !ensure_counter(self, &created, error)) {
+                forget_objects(self);
+                g_prefix_error(error, "provisioning the host TPM: ");
+                return FALSE;
+        }
+        self->provisioned = TRUE;
+        if (ret_created)
+                *ret_created = created;
+        return TRUE;
+}
+
+/* ---- the CA key ---------------------------------------------------------------------- */
+
+EVP_PKEY *vrot_host_tpm_ca_public_key(VrotHostTpm *self, GError **error)
+{
+        g_return_val_if_fail(self->provisioned, NULL);
+        return pkey_from_public(&self->ca_public.publicArea, error);
+}
+
+gboolean vrot_host_tpm_sign_digest(VrotHostTpm *self, const guint8 digest[32],
+                                   GBytes **ret_der_ecdsa_sig, GError **error)
+{
+        static const TPMT_SIG_SCHEME scheme = {
+                .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256,
+        };
+        static const TPMT_TK_HASHCHECK no_ticket = {
+                .tag = TPM2_ST_HASHCHECK, .hierarchy = TPM2_RH_NULL,
+        };
+        TPM2B_DIGEST d = { .size = 32 };
+        g_autoptr(TPMT_SIGNATURE) sig = NULL;
+        TSS2_RC rc;
+
+        g_return_val_if_fail(self->provisioned, FALSE);
+        g_return_val_if_fail(digest != NULL && ret_der_ecdsa_sig != NULL, FALSE);
+
+        if (!usable(self, error))
+                return FALSE;
+        memcpy(d.buffer, digest, 32);
+        rc = Esys_Sign(self->esys, self->ca_key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                       &d, &scheme, &no_ticket, &sig);
+        if (!vrot_host_tpm_check(rc, "signing with the endorsement CA key: TPM2_Sign", error))
+                return FALSE;
+        return der_from_signature(sig, ret_der_ecdsa_sig, error);
+}
+
+/* ---- NV ---------------------------------------------------------------------------------- */
+
+gboolean vrot_host_tpm_counter_read(VrotHostTpm *self, guint64 *ret_value, GError **error)
+{
+        g_autoptr(TPM2B_MAX_NV_BUFFER) data = NULL;
+        guint64 v = 0;
+        TSS2_RC rc;
+
+        g_return_val_if_fail(self->provisioned, FALSE);
+        g_return_val_if_fail(ret_value != NULL, FALSE);
+
+        if (!usable(self, error))
+                return FALSE;
+        rc = Esys_NV_Read(self->esys, self->counter, self->counter, ESYS_TR_PASSWORD,
+                          ESYS_TR_NONE, ESYS_TR_NONE, 8, 0, &data);
+        if (!vrot_host_tpm_check(rc, "reading the NV counter: TPM2_NV_Read", error))
+                return FALSE;
+        if (data->size != 8) {
+                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
+                            "reading the NV counter: %u bytes instead of 8", data->size);
+                return FALSE;
+        }
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | data->buffer[i];
+        *ret_value = v;
+        return TRUE;
+}
+
+gboolean vrot_host_tpm_counter_increment(VrotHostTpm *self, guint64 *ret_value, GError **error)
+{
+        g_return_val_if_fail(self->provisioned, FALSE);
+
+        if (!usable(self, error) || !counter_increment(self, error))
+                return FALSE;
+        return ret_value ? vrot_host_tpm_counter_read(self, ret_value, error) : TRUE;
+}
+
+/* TPM_PT_NV_BUFFER_MAX, asked once per context. */
+static guint32 nv_chunk(VrotHostTpm *self, GError **error)
+{
+        g_autoptr(TPMS_CAPABILITY_DATA) cap = NULL;
+        const TPML_TAGGED_TPM_PROPERTY *props;
+        TSS2_RC rc;
+
+        if (self->nv_buffer_max)
+                return self->nv_buffer_max;
+        rc = Esys_GetCapability(self->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1, NULL, &cap);
+        if (!vrot_host_tpm_check(rc, "TPM2_GetCapability(TPM_PT_NV_BUFFER_MAX)", error))
+                return 0;
+        props = &cap->data.tpmProperties;
+        self->nv_buffer_max = props->count == 1 &&
+                props->tpmProperty[0].property == TPM2_PT_NV_BUFFER_MAX &&
+                props->tpmProperty[0].value > 0 ?
+                MIN(props->tpmProperty[0].value, (guint32)TPM2_MAX_NV_BUFFER_SIZE) :
+                NV_BUFFER_FALLBACK;
+        return self->nv_buffer_max;
+}
+
+/* Reads all of NV index @nv (its authValue, or the owner's if it has no AUTHREAD). */
+static gboolean nv_read_all(VrotHostTpm *self, ESYS_TR nv, GBytes **ret, GError **error)
+{
+        g_autoptr(TPM2B_NV_PUBLIC) pub = NULL;
+        g_autoptr(GByteArray) all = g_byte_array_new();
+        ESYS_TR auth;
+        guint32 chunk;
+        TSS2_RC rc;
+
+        rc = Esys_NV_ReadPublic(self->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                &pub, NULL);
+        if (!vrot_host_tpm_check(rc, "TPM2_NV_ReadPublic", error))
+                return FALSE;
+        chunk = nv_chunk(self, error);
+        if (!chunk)
+                return FALSE;
+        auth = (pub->nvPublic.attributes & TPMA_NV_AUTHREAD) ? nv : ESYS_TR_RH_OWNER;
+        while (all->len < pub->nvPublic.dataSize) {
+                g_autoptr(TPM2B_MAX_NV_BUFFER) data = NULL;
+                UINT16 n = (UINT16)MIN(chunk, pub->nvPublic.dataSize - all->len);
+
+                rc = Esys_NV_Read(self->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                  ESYS_TR_NONE, n, (UINT16)all->len, &data);
+                if (!vrot_host_tpm_check(rc, "TPM2_NV_Read", error))
+                        return FALSE;
+                if (data->size != n) {
+                        g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
+                                    "TPM2_NV_Read: %u bytes instead of %u", data->size, n);
+                        return FALSE;
+                }
+                g_byte_array_append(all, data->buffer, data->size);
+        }
+        *ret = g_byte_array_free_to_bytes(g_steal_pointer(&all));
+        return TRUE;
+}
+
+gboolean vrot_host_tpm_read_ek_cert(VrotHostTpm *self, GBytes **ret_der, GError **error)
+{
+        ESYS_TR nv = ESYS_TR_NONE;
+        gboolean ok;
+        TSS2_RC rc;
+
+        g_return_val_if_fail(ret_der != NULL, FALSE);
+
+        if (!usable(self, error))
+                return FALSE;
+        rc = Esys_TR_FromTPMPublic(self->esys, VROT_HOST_TPM_EK_CERT_INDEX, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+        ok = vrot_host_tpm_check(rc, "TPM2_NV_ReadPublic", error) &&
+             nv_read_all(self, nv, ret_der, error);
+        if (nv != ESYS_TR_NONE)
+                Esys_TR_Close(self->esys, &nv);
+        if (!ok)
+                g_prefix_error(error, "reading the EK certificate (NV 0x%08x): ",
+                               VROT_HOST_TPM_EK_CERT_INDEX);
+        return ok;
+}
+
+/* ---- evidence (docs/host-evidence.md) ------------------------------------------------------- */
+
+void vrot_host_evidence_free(VrotHostEvidence *ev)
+{
+        if (!ev)
+                return;
+        g_clear_pointer(&ev->attest, g_bytes_unref);
+        g_clear_pointer(&ev->signature, g_bytes_unref);
+        g_clear_pointer(&ev->ak_public, g_bytes_unref);
+        g_clear_pointer(&ev->ca_public, g_bytes_unref);
+        g_clear_pointer(&ev->ek_public, g_bytes_unref);
+        g_clear_pointer(&ev->ek_cert, g_bytes_unref);
+        g_free(ev);
+}
+
+/*
+ * The RSA EK: the persistent one at 0x81010001 when there is one, else the
+ * standard L-1 primary, created (*@ret_transient: flush it afterwards).
+ * @ret_public (optional): its public area.
+ */
+static gboolean ek_load(VrotHostTpm *self, ESYS_TR *ret_ek, gboolean *ret_transient,
+                        TPM2B_PUBLIC **ret_public, GError **error)
+{
+        ESYS_TR ek = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        if (!find_persistent(self, VROT_HOST_TPM_EK_HANDLE, &ek, ret_public, error))
+                return FALSE;
+        *ret_transient = ek == ESYS_TR_NONE;
+        if (ek == ESYS_TR_NONE) {
+                rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+                                        ESYS_TR_NONE, ESYS_TR_NONE, &empty_sensitive,
+                                        &ek_template, &empty_data, &no_pcrs, &ek, ret_public,
+                                        NULL, NULL, NULL);
+                if (!vrot_host_tpm_check(rc, "creating the EK: TPM2_CreatePrimary", error))
+                        return FALSE;
+        }
+        *ret_ek = ek;
+        return TRUE;
+}
+
+static void ek_release(VrotHostTpm *self, ESYS_TR *ek, gboolean transient)
+{
+        if (transient)
+                (void)flush(self, ek);
+        else if (*ek != ESYS_TR_NONE)
+                Esys_TR_Close(self->esys, ek);
+        *ek = ESYS_TR_NONE;
+}
+
+static gboolean ak_create(VrotHostTpm *self, ESYS_TR *ret_ak, TPM2B_PUBLIC **ret_public,
+                          GError **error)
+{
+        TSS2_RC rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+                                        ESYS_TR_NONE, ESYS_TR_NONE, &empty_sensitive,
+                                        &ak_template, &empty_data, &no_pcrs, ret_ak,
+                                        ret_public, NULL, NULL, NULL);
+
+        return vrot_host_tpm_check(rc, "creating the attestation key: TPM2_CreatePrimary",
+                                   error);
+}
+
+/* TPM2_Certify(CA key) by a fresh AK; fills attest, signature, ak_public. */
+static gboolean certify(VrotHostTpm *self, const TPM2B_DATA *nonce, VrotHostEvidence *ev,
+                        GError **error)
+{
+        static const TPMT_SIG_SCHEME key_scheme = { .scheme = TPM2_ALG_NULL };
+        g_autoptr(TPM2B_PUBLIC) ak_pub = NULL;
+        g_autoptr(TPM2B_ATTEST) attest = NULL;
+        g_autoptr(TPMT_SIGNATURE) sig = NULL;
+        ESYS_TR ak = ESYS_TR_NONE;
+        TSS2_RC rc, frc;
+
+        if (!ak_create(self, &ak, &ak_pub, error))
+                return FALSE;
+        rc = Esys_Certify(self->esys, self->ca_key, ak, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
+                          ESYS_TR_NONE, nonce, &key_scheme, &attest, &sig);
+        frc = flush(self, &ak);
+        if (!vrot_host_tpm_check(rc, "TPM2_Certify", error) ||
+            !vrot_host_tpm_check(frc, "flushing the attestation key", error) ||
+            !der_from_signature(sig, &ev->signature, error))
+                return FALSE;
+        ev->attest = g_bytes_new(attest->attestationData, attest->size);
+        ev->ak_public = marshal_public(ak_pub);
+        return TRUE;
+}
+
+gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data,
+                                      VrotHostEvidence **ret_evidence, GError **error)
+{
+        g_autoptr(VrotHostEvidence) ev = g_new0(VrotHostEvidence, 1);
+        g_autoptr(TPM2B_PUBLIC) ek_pub = NULL;
+        TPM2B_DATA nonce = { 0 };
+        ESYS_TR ek = ESYS_TR_NONE;
+        gboolean transient = FALSE;
+        gsize len = qualifying_data ? g_bytes_get_size(qualifying_data) : 0;
+
+        g_return_val_if_fail(self->provisioned, FALSE);
+        g_return_val_if_fail(ret_evidence != NULL, FALSE);
+
+        if (!usable(self, error))
+                return FALSE;
+        if (len > 64) {
+                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID,
+                            "certifying the CA key: nonce of %" G_GSIZE_FORMAT
+                            " bytes, at most 64", len);
+                return FALSE;
+        }
+        nonce.size = (UINT16)len;
+        if (len)
+                memcpy(nonce.buffer, g_bytes_get_data(qualifying_data, NULL), len);
+        /* Only the EK's public area is needed: released before the AK comes,
+         * so that no more than one transient object is ever loaded. */
+        if (ek_load(self, &ek, &transient, &ek_pub, error))
+                ek_release(self, &ek, transient);
+        if (!ek_pub || !certify(self, &nonce, ev, error)) {
+                g_prefix_error(error, "certifying the CA key: ");
+                return FALSE;
+        }
+        ev->ek_public = marshal_public(ek_pub);
+        ev->ca_public = marshal_public(&self->ca_public);
+        if (!vrot_host_tpm_read_ek_cert(self, &ev->ek_cert, error))
+                return FALSE;
+        *ret_evidence = g_steal_pointer(&ev);
+        return TRUE;
+}
+
+/* After Tss2_MU_*_Unmarshal of @len bytes: no error, nothing left over. */
+static gboolean unmarshaled_all(TSS2_RC rc, size_t off, gsize len, const char *what,
+                                GError **error)
+{
+        if (!vrot_host_tpm_check(rc, what, error))
+                return FALSE;
+        if (off != len) {
+                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID,
+                            "%s: %" G_GSIZE_FORMAT " bytes after the structure", what,
+                            len - off);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static gboolean parse_credential(GBytes *id_object, GBytes *encrypted_secret,
+                                 TPM2B_ID_OBJECT *id, TPM2B_ENCRYPTED_SECRET *secret,
+                                 GError **error)
+{
+        gsize id_len, secret_len;
+        const guint8 *id_buf = g_bytes_get_data(id_object, &id_len);
+        const guint8 *secret_buf = g_bytes_get_data(encrypted_secret, &secret_len);
+        size_t off = 0;
+        TSS2_RC rc;
+
+        rc = Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(id_buf, id_len, &off, id);
+        if (!unmarshaled_all(rc, off, id_len, "credential blob (TPM2B_ID_OBJECT)", error))
+                return FALSE;
+        off = 0;
+        rc = Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(secret_buf, secret_len, &off, secret);
+        return unmarshaled_all(rc, off, secret_len, "encrypted secret (TPM2B_ENCRYPTED_SECRET)",
+                               error);
+}
+
+/* PolicySecret(TPM_RH_ENDORSEMENT) session, the EK's policy (EK profile B.3.3). */
+static gboolean ek_policy_session(VrotHostTpm *self, ESYS_TR *ret_session, GError **error)
+{
+        static const TPMT_SYM_DEF no_sym = { .algorithm = TPM2_ALG_NULL };
+        TSS2_RC rc;
+
+        rc = Esys_StartAuthSession(self->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &no_sym,
+                                   TPM2_ALG_SHA256, ret_session);
+        if (!vrot_host_tpm_check(rc, "TPM2_StartAuthSession", error))
+                return FALSE;
+        rc = Esys_PolicySecret(self->esys, ESYS_TR_RH_ENDORSEMENT, *ret_session,
+                               ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL,
+                               0, NULL, NULL);
+        return vrot_host_tpm_check(rc, "TPM2_PolicySecret(endorsement)", error);
+}
+
+gboolean vrot_host_tpm_activate_credential(VrotHostTpm *self, GBytes *id_object,
+                                           GBytes *encrypted_secret, GBytes **ret_secret,
+                                           GError **error)
+{
+        TPM2B_ID_OBJECT id = { 0 };
+        TPM2B_ENCRYPTED_SECRET secret = { 0 };
+        g_autoptr(TPM2B_DIGEST) cert_info = NULL;
+        ESYS_TR ek = ESYS_TR_NONE, ak = ESYS_TR_NONE, session = ESYS_TR_NONE;
+        gboolean transient = FALSE, ok = FALSE;
+        TSS2_RC rc;
+
+        g_return_val_if_fail(id_object != NULL && encrypted_secret != NULL, FALSE);
+        g_return_val_if_fail(ret_secret != NULL, FALSE);
+
+        if (!usable(self, error) ||
+            !parse_credential(id_object, encrypted_secret, &id, &secret, error))
+                goto cleanup;
+        if (!ek_load(self, &ek, &transient, NULL, error) || !ak_create(self, &ak, NULL, error) ||
+            !ek_policy_session(self, &session, error))
+                goto cleanup;
+        rc = Esys_ActivateCredential(self->esys, ak, ek, ESYS_TR_PASSWORD, session,
+                                     ESYS_TR_NONE, &id, &secret, &cert_info);
+        ok = vrot_host_tpm_check(rc, "TPM2_ActivateCredential", error);
+
+cleanup:
+        (void)flush(self, &session);
+        (void)flush(self, &ak);
+        ek_release(self, &ek, transient);
+        if (!ok) {
+                g_prefix_error(error, "activating a credential: ");
+                return FALSE;
+        }
+        *ret_secret = g_bytes_new(cert_info->buffer, cert_info->size);
+        return TRUE;
+}

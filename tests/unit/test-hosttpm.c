@@ -1,0 +1,785 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The host TPM module against a real swtpm (started through devtpm), checked
+ * from the outside with OpenSSL: signatures, the certification evidence and
+ * a software TPM2_MakeCredential, as a verifier would do it
+ * (docs/host-evidence.md).  Cases run in order on one TPM.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <tss2/tss2_mu.h>
+
+#include "devtpm.h"
+#include "hosttpm.h"
+#include "unit.h"
+
+/* TPM2_TRANSIENT_FIRST of tss2_tpm2_types.h shifts an int into its sign bit. */
+#define TRANSIENT_FIRST 0x80000000u
+
+#define ALL_CREATED (VROT_HOST_TPM_CREATED_SRK | VROT_HOST_TPM_CREATED_CA_KEY | \
+                     VROT_HOST_TPM_CREATED_COUNTER)
+
+static VrotDevTpm *dev;
+static EVP_PKEY *first_ca_key;          /* the CA key as first provisioned */
+static guint64 counter_seen;            /* the counter's value at the end of a case */
+
+static void stop_all(void)
+{
+        EVP_PKEY_free(first_ca_key);
+        first_ca_key = NULL;
+        g_clear_pointer(&dev, vrot_dev_tpm_free);       /* SIGTERM + waitpid */
+}
+
+/* Count of the commands @call sent. */
+#define COST(tpm, call) ({                                                     \
+        guint64 before_ = vrot_host_tpm_command_count(tpm);                    \
+        (void)(call);                                                          \
+        vrot_host_tpm_command_count(tpm) - before_;                            \
+})
+
+static VrotHostTpm *open_tpm(void)
+{
+        g_autoptr(GError) err = NULL;
+        VrotHostTpm *tpm = vrot_host_tpm_open(vrot_dev_tpm_tcti(dev), &err);
+
+        if (err)
+                fprintf(stderr, "%s\n", err->message);
+        CU_ASSERT_FATAL(tpm != NULL);
+        CU_ASSERT_EQUAL(vrot_host_tpm_command_count(tpm), 1);   /* TPM2_Startup */
+        return tpm;
+}
+
+/* A fresh context, provisioned with everything found (5 commands). */
+static VrotHostTpm *open_provisioned(void)
+{
+        g_autoptr(GError) err = NULL;
+        VrotHostTpm *tpm = open_tpm();
+        VrotHostTpmCreated created = ALL_CREATED;
+
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_provision(tpm, &created, &err)), 5);
+        if (err)
+                fprintf(stderr, "%s\n", err->message);
+        CU_ASSERT_PTR_NULL_FATAL(err);
+        CU_ASSERT_EQUAL(created, 0);
+        return tpm;
+}
+
+/* Transient objects and sessions left in the TPM (swtpm has no RM). */
+static guint32 loaded_handles(VrotHostTpm *tpm, TPM2_HANDLE first)
+{
+        TPMS_CAPABILITY_DATA *cap = NULL;
+        TPMI_YES_NO more;
+        guint32 n;
+
+        CU_ASSERT_FATAL(Esys_GetCapability(vrot_host_tpm_esys(tpm), ESYS_TR_NONE, ESYS_TR_NONE,
+                                           ESYS_TR_NONE, TPM2_CAP_HANDLES, first, 64, &more,
+                                           &cap) == TSS2_RC_SUCCESS);
+        n = cap->data.handles.count;
+        Esys_Free(cap);
+        return n;
+}
+
+/* ---- the verifier's side, in OpenSSL ------------------------------------------- */
+
+static EVP_PKEY *ecc_pkey(const TPMT_PUBLIC *pub)
+{
+        char group[] = "prime256v1";
+        guint8 point[65] = { 0x04 };
+        OSSL_PARAM params[3];
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        EVP_PKEY *pkey = NULL;
+
+        CU_ASSERT_FATAL(pub->type == TPM2_ALG_ECC && pub->unique.ecc.x.size == 32 &&
+                        pub->unique.ecc.y.size == 32);
+        memcpy(point + 1, pub->unique.ecc.x.buffer, 32);
+        memcpy(point + 33, pub->unique.ecc.y.buffer, 32);
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, 65);
+        params[2] = OSSL_PARAM_construct_end();
+        CU_ASSERT_FATAL(ctx && EVP_PKEY_fromdata_init(ctx) == 1 &&
+                        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1);
+        EVP_PKEY_CTX_free(ctx);
+        return pkey;
+}
+
+static gboolean verify_digest(EVP_PKEY *key, const guint8 digest[32], GBytes *der)
+{
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+        int r;
+
+        CU_ASSERT_FATAL(ctx && EVP_PKEY_verify_init(ctx) == 1);
+        r = EVP_PKEY_verify(ctx, g_bytes_get_data(der, NULL), g_bytes_get_size(der), digest, 32);
+        EVP_PKEY_CTX_free(ctx);
+        return r == 1;
+}
+
+static gboolean verify_message(EVP_PKEY *key, GBytes *msg, GBytes *der)
+{
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        int r;
+
+        CU_ASSERT_FATAL(ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1);
+        r = EVP_DigestVerify(ctx, g_bytes_get_data(der, NULL), g_bytes_get_size(der),
+                             g_bytes_get_data(msg, NULL), g_bytes_get_size(msg));
+        EVP_MD_CTX_free(ctx);
+        return r == 1;
+}
+
+static TPM2B_PUBLIC unmarshal_public(GBytes *b)
+{
+        TPM2B_PUBLIC pub = { 0 };
+        size_t off = 0;
+
+        CU_ASSERT_FATAL(Tss2_MU_TPM2B_PUBLIC_Unmarshal(g_bytes_get_data(b, NULL),
+                                                        g_bytes_get_size(b), &off,
+                                                        &pub) == TSS2_RC_SUCCESS);
+        CU_ASSERT_EQUAL(off, g_bytes_get_size(b));
+        return pub;
+}
+
+/* Name = nameAlg (SHA-256) || SHA-256(TPMT_PUBLIC) (TPM2 Part 1, 16). */
+static TPM2B_NAME name_of(const TPMT_PUBLIC *pub)
+{
+        guint8 buf[sizeof(TPMT_PUBLIC)];
+        TPM2B_NAME name = { .size = 34, .name = { 0x00, 0x0b } };
+        size_t off = 0;
+
+        CU_ASSERT_FATAL(Tss2_MU_TPMT_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) == 0);
+        SHA256(buf, off, name.name + 2);
+        return name;
+}
+
+/* KDFa with HMAC-SHA256, empty contextV (TPM2 Part 1, 11.4.10.2). */
+static void kdfa(const guint8 *key, gsize key_len, const char *label, const guint8 *context,
+                 gsize context_len, guint32 bits, guint8 *out)
+{
+        g_autoptr(GByteArray) in = g_byte_array_new();
+        guint8 be[4], mac[32];
+        gsize done = 0;
+
+        for (guint32 i = 1; done < bits / 8; i++) {
+                g_byte_array_set_size(in, 0);
+                be[0] = i >> 24; be[1] = i >> 16; be[2] = i >> 8; be[3] = i;
+                g_byte_array_append(in, be, 4);
+                g_byte_array_append(in, (const guint8 *)label, strlen(label) + 1);
+                g_byte_array_append(in, context, context_len);
+                be[0] = bits >> 24; be[1] = bits >> 16; be[2] = bits >> 8; be[3] = bits;
+                g_byte_array_append(in, be, 4);
+                HMAC(EVP_sha256(), key, (int)key_len, in->data, in->len, mac, NULL);
+                memcpy(out + done, mac, MIN(32, bits / 8 - done));
+                done += MIN(32, bits / 8 - done);
+        }
+}
+
+static GBytes *tpm2b(const guint8 *data, gsize len)
+{
+        g_autoptr(GByteArray) b = g_byte_array_new();
+        guint8 size[2] = { len >> 8, len & 0xff };
+
+        g_byte_array_append(b, size, 2);
+        g_byte_array_append(b, data, len);
+        return g_byte_array_free_to_bytes(g_steal_pointer(&b));
+}
+
+/*
+ * TPM2_MakeCredential in software (TPM2 Part 1, 24): the verifier encrypts
+ * @credential to the EK (RSA-OAEP-SHA256, label "IDENTITY") so that only
+ * the TPM holding the EK, with an object named @name loaded, releases it.
+ */
+static void make_credential(EVP_PKEY *ek, const TPM2B_NAME *name, const guint8 *credential,
+                            gsize cred_len, GBytes **ret_id_object, GBytes **ret_secret)
+{
+        guint8 seed[32], sym_key[16], hmac_key[32], iv[16] = { 0 }, hmac[32];
+        guint8 plain[2 + 64], enc[2 + 64], rsa_out[512];
+        size_t rsa_len = sizeof(rsa_out);
+        EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(ek, NULL);
+        EVP_CIPHER_CTX *cctx = EVP_CIPHER_CTX_new();
+        g_autoptr(GByteArray) mac_in = g_byte_array_new(), blob = g_byte_array_new();
+        int n1 = 0, n2 = 0;
+
+        CU_ASSERT_FATAL(cred_len <= 64 && RAND_bytes(seed, sizeof(seed)) == 1);
+        CU_ASSERT_FATAL(pctx && EVP_PKEY_encrypt_init(pctx) == 1 &&
+                        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
+                        EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) == 1 &&
+                        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) == 1 &&
+                        EVP_PKEY_CTX_set0_rsa_oaep_label(pctx, OPENSSL_memdup("IDENTITY", 9),
+                                                         9) == 1 &&
+                        EVP_PKEY_encrypt(pctx, rsa_out, &rsa_len, seed, sizeof(seed)) == 1);
+        EVP_PKEY_CTX_free(pctx);
+
+        kdfa(seed, 32, "STORAGE", name->name, name->size, 128, sym_key);
+        kdfa(seed, 32, "INTEGRITY", NULL, 0, 256, hmac_key);
+        plain[0] = cred_len >> 8;
+        plain[1] = cred_len & 0xff;
+        memcpy(plain + 2, credential, cred_len);
+        CU_ASSERT_FATAL(cctx && EVP_EncryptInit_ex(cctx, EVP_aes_128_cfb(), NULL, sym_key, iv) &&
+                        EVP_EncryptUpdate(cctx, enc, &n1, plain, (int)(2 + cred_len)) &&
+                        EVP_EncryptFinal_ex(cctx, enc + n1, &n2));
+        EVP_CIPHER_CTX_free(cctx);
+        g_byte_array_append(mac_in, enc, n1 + n2);
+        g_byte_array_append(mac_in, name->name, name->size);
+        HMAC(EVP_sha256(), hmac_key, 32, mac_in->data, mac_in->len, hmac, NULL);
+
+        /* TPM2B_ID_OBJECT: size || TPM2B_DIGEST(integrityHMAC) || encIdentity */
+        g_byte_array_append(blob, (const guint8[]){ 0, 32 }, 2);
+        g_byte_array_append(blob, hmac, 32);
+        g_byte_array_append(blob, enc, n1 + n2);
+        *ret_id_object = tpm2b(blob->data, blob->len);
+        *ret_secret = tpm2b(rsa_out, rsa_len);
+}
+
+static X509 *x509_of(GBytes *der)
+{
+        const unsigned char *p = g_bytes_get_data(der, NULL);
+        X509 *x = d2i_X509(NULL, &p, (long)g_bytes_get_size(der));
+
+        CU_ASSERT_FATAL(x != NULL);
+        return x;
+}
+
+/* The EK certificate chains to the dev TPM's CA; returns its key. */
+static EVP_PKEY *verified_ek_key(GBytes *ek_cert)
+{
+        X509 *root = x509_of(vrot_dev_tpm_root_cert(dev));
+        X509 *issuer = x509_of(vrot_dev_tpm_issuer_cert(dev));
+        X509 *leaf = x509_of(ek_cert);
+        X509_STORE *store = X509_STORE_new();
+        X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        STACK_OF(X509) *chain = sk_X509_new_null();
+        EVP_PKEY *key;
+
+        X509_STORE_add_cert(store, root);
+        sk_X509_push(chain, issuer);
+        X509_STORE_CTX_init(ctx, store, leaf, chain);
+        CU_ASSERT_EQUAL(X509_verify_cert(ctx), 1);
+        key = X509_get_pubkey(leaf);
+        X509_STORE_CTX_free(ctx);
+        sk_X509_free(chain);
+        X509_STORE_free(store);
+        X509_free(root);
+        X509_free(issuer);
+        X509_free(leaf);
+        return key;
+}
+
+static gboolean rsa_modulus_is(EVP_PKEY *key, const TPM2B_PUBLIC_KEY_RSA *n)
+{
+        BIGNUM *bn = NULL, *tpm_n = BN_bin2bn(n->buffer, n->size, NULL);
+        gboolean same;
+
+        CU_ASSERT_FATAL(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &bn) == 1);
+        same = BN_cmp(bn, tpm_n) == 0;
+        BN_free(bn);
+        BN_free(tpm_n);
+        return same;
+}
+
+#define ATTRS(pub) ((pub).publicArea.objectAttributes)
+
+static void evict(VrotHostTpm *tpm, TPM2_HANDLE handle);
+
+/* ---- cases ------------------------------------------------------------------------ */
+
+typedef struct BadTcti {
+        const char *tcti;
+        VrotHostTpmError code;
+} BadTcti;
+
+static void test_hosttpm_open_bad_tcti(void)
+{
+        static const BadTcti cases[] = {
+                { "nosuchtcti:x", VROT_HOST_TPM_ERROR_IO },
+                { "swtpm:path=/nonexistent/tpm.sock", VROT_HOST_TPM_ERROR_IO },
+                { "device:/nonexistent/tpmrm0", VROT_HOST_TPM_ERROR_IO },
+        };
+
+        for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+                g_autoptr(GError) err = NULL;
+                VrotHostTpm *tpm = vrot_host_tpm_open(cases[i].tcti, &err);
+
+                CU_ASSERT_PTR_NULL(tpm);
+                vrot_host_tpm_free(tpm);
+                CU_ASSERT_TRUE(g_error_matches(err, VROT_HOST_TPM_ERROR, cases[i].code));
+                CU_ASSERT(err && strstr(err->message, cases[i].tcti));
+        }
+}
+
+static void test_hosttpm_provision_creates(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_tpm();
+        g_autoptr(GError) err = NULL;
+        VrotHostTpmCreated created = 0;
+        gint64 t0 = g_get_monotonic_time();
+
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_provision(tpm, &created, &err)), 12);
+        fprintf(stderr, "\n  first provisioning: %.1f ms\n",
+                (g_get_monotonic_time() - t0) / 1000.0);
+        CU_ASSERT_PTR_NULL_FATAL(err);
+        CU_ASSERT_EQUAL(created, ALL_CREATED);
+        CU_ASSERT_NOT_EQUAL(vrot_host_tpm_srk(tpm), ESYS_TR_NONE);
+        first_ca_key = vrot_host_tpm_ca_public_key(tpm, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(first_ca_key);
+        CU_ASSERT_EQUAL(EVP_PKEY_get_bits(first_ca_key), 256);
+        CU_ASSERT_EQUAL(loaded_handles(tpm, TRANSIENT_FIRST), 0);
+}
+
+/* Re-open: everything found, the same CA key, nothing created. */
+static void test_hosttpm_provision_reopen_finds(void)
+{
+        g_autoptr(VrotHostTpm) tpm = NULL;
+        g_autoptr(GError) err = NULL;
+        EVP_PKEY *key;
+        gint64 t0 = g_get_monotonic_time();
+
+        tpm = open_provisioned();
+        fprintf(stderr, "\n  open + provisioning (found): %.1f ms\n",
+                (g_get_monotonic_time() - t0) / 1000.0);
+        key = vrot_host_tpm_ca_public_key(tpm, &err);
+        CU_ASSERT_FATAL(key != NULL);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(key, first_ca_key), 1);
+        EVP_PKEY_free(key);
+}
+
+static void test_hosttpm_sign_digest_verifies(void)
+{
+        static const char *const messages[] = { "", "TBSCertificate", "vrot" };
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+
+        for (gsize i = 0; i < G_N_ELEMENTS(messages); i++) {
+                g_autoptr(GBytes) msg = g_bytes_new_static(messages[i], strlen(messages[i]));
+                g_autoptr(GBytes) sig = NULL;
+                g_autoptr(GError) err = NULL;
+                guint8 digest[32];
+
+                SHA256((const guint8 *)messages[i], strlen(messages[i]), digest);
+                CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_sign_digest(tpm, digest, &sig, &err)), 1);
+                CU_ASSERT_PTR_NULL(err);
+                CU_ASSERT_FATAL(sig != NULL);
+                CU_ASSERT_TRUE(verify_digest(first_ca_key, digest, sig));
+                CU_ASSERT_TRUE(verify_message(first_ca_key, msg, sig));
+                digest[31] ^= 1;
+                CU_ASSERT_FALSE(verify_digest(first_ca_key, digest, sig));
+        }
+}
+
+static void test_hosttpm_counter_increments_across_reopen(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(GError) err = NULL;
+        guint64 v0 = 0, v = 0;
+
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_counter_read(tpm, &v0, &err)), 1);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_counter_increment(tpm, NULL, &err)), 1);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_counter_increment(tpm, &v, &err)), 2);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_EQUAL(v, v0 + 2);
+        g_clear_pointer(&tpm, vrot_host_tpm_free);
+
+        tpm = open_provisioned();
+        CU_ASSERT_TRUE(vrot_host_tpm_counter_read(tpm, &v, &err));
+        CU_ASSERT_EQUAL(v, v0 + 2);
+        counter_seen = v;
+}
+
+static void test_hosttpm_read_ek_cert(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(GBytes) cert = NULL, again = NULL;
+        g_autoptr(GError) err = NULL;
+
+        /* 1016 bytes, TPM_PT_NV_BUFFER_MAX 1024: one NV_Read. */
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_read_ek_cert(tpm, &cert, &err)), 4);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_read_ek_cert(tpm, &again, &err)), 3);
+        CU_ASSERT_PTR_NULL_FATAL(err);
+        CU_ASSERT_TRUE(g_bytes_equal(cert, vrot_dev_tpm_ek_cert(dev, VROT_DEV_TPM_EK_RSA2048)));
+        CU_ASSERT_TRUE(g_bytes_equal(cert, again));
+}
+
+/* The certification as a verifier checks it (docs/host-evidence.md, steps 1-5). */
+static void check_evidence(const VrotHostEvidence *ev, const guint8 *nonce, gsize nonce_len)
+{
+        TPM2B_PUBLIC ak = unmarshal_public(ev->ak_public);
+        TPM2B_PUBLIC ca = unmarshal_public(ev->ca_public);
+        TPM2B_PUBLIC ek = unmarshal_public(ev->ek_public);
+        TPM2B_NAME ca_name = name_of(&ca.publicArea);
+        TPMS_ATTEST attest = { 0 };
+        EVP_PKEY *ak_key, *ek_key, *ca_key;
+        size_t off = 0;
+
+        ek_key = verified_ek_key(ev->ek_cert);
+        CU_ASSERT_TRUE(rsa_modulus_is(ek_key, &ek.publicArea.unique.rsa));
+        EVP_PKEY_free(ek_key);
+        CU_ASSERT_EQUAL(ATTRS(ak) & (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_RESTRICTED |
+                                     TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT),
+                        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT);
+        ak_key = ecc_pkey(&ak.publicArea);
+        CU_ASSERT_TRUE(verify_message(ak_key, ev->attest, ev->signature));
+        EVP_PKEY_free(ak_key);
+        CU_ASSERT_FATAL(Tss2_MU_TPMS_ATTEST_Unmarshal(g_bytes_get_data(ev->attest, NULL),
+                                                       g_bytes_get_size(ev->attest), &off,
+                                                       &attest) == TSS2_RC_SUCCESS);
+        CU_ASSERT_EQUAL(attest.magic, TPM2_GENERATED_VALUE);
+        CU_ASSERT_EQUAL(attest.type, TPM2_ST_ATTEST_CERTIFY);
+        CU_ASSERT(attest.extraData.size == nonce_len &&
+                  memcmp(attest.extraData.buffer, nonce, nonce_len) == 0);
+        CU_ASSERT(attest.attested.certify.name.size == ca_name.size &&
+                  memcmp(attest.attested.certify.name.name, ca_name.name, ca_name.size) == 0);
+        CU_ASSERT_EQUAL(ATTRS(ca) & (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                     TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT |
+                                     TPMA_OBJECT_DECRYPT | TPMA_OBJECT_RESTRICTED),
+                        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT);
+        ca_key = ecc_pkey(&ca.publicArea);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(ca_key, first_ca_key), 1);
+        EVP_PKEY_free(ca_key);
+}
+
+/* Step 6: the AK is in the TPM of the EK certificate (credential activation). */
+static void check_activation(VrotHostTpm *tpm, const VrotHostEvidence *ev, guint64 cost)
+{
+        TPM2B_PUBLIC ak = unmarshal_public(ev->ak_public);
+        TPM2B_PUBLIC ca = unmarshal_public(ev->ca_public);
+        TPM2B_NAME ak_name = name_of(&ak.publicArea), ca_name = name_of(&ca.publicArea);
+        g_autoptr(GBytes) id = NULL, secret = NULL, got = NULL, id2 = NULL, secret2 = NULL;
+        g_autoptr(GError) err = NULL, err2 = NULL;
+        EVP_PKEY *ek_key = verified_ek_key(ev->ek_cert);
+        guint8 challenge[32];
+
+        CU_ASSERT_FATAL(RAND_bytes(challenge, sizeof(challenge)) == 1);
+        make_credential(ek_key, &ak_name, challenge, sizeof(challenge), &id, &secret);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_activate_credential(tpm, id, secret, &got, &err)),
+                        cost);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_FATAL(got != NULL);
+        CU_ASSERT(g_bytes_get_size(got) == 32 &&
+                  memcmp(g_bytes_get_data(got, NULL), challenge, 32) == 0);
+
+        /* Made for another object's name: the TPM refuses. */
+        make_credential(ek_key, &ca_name, challenge, sizeof(challenge), &id2, &secret2);
+        CU_ASSERT_FALSE(vrot_host_tpm_activate_credential(tpm, id2, secret2, &got, &err2));
+        CU_ASSERT_TRUE(g_error_matches(err2, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_TPM));
+        EVP_PKEY_free(ek_key);
+}
+
+static void test_hosttpm_evidence_verifies(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(GError) err = NULL;
+        guint8 nonce[32];
+        g_autoptr(GBytes) nonce_b = NULL;
+        gint64 t0;
+
+        CU_ASSERT_FATAL(RAND_bytes(nonce, sizeof(nonce)) == 1);
+        nonce_b = g_bytes_new(nonce, sizeof(nonce));
+        t0 = g_get_monotonic_time();
+        /* 8 + the first NV read of this context (TPM_PT_NV_BUFFER_MAX). */
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_certify_ca_key(tpm, nonce_b, &ev, &err)), 9);
+        fprintf(stderr, "\n  evidence: %.1f ms\n", (g_get_monotonic_time() - t0) / 1000.0);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_FATAL(ev != NULL);
+        check_evidence(ev, nonce, sizeof(nonce));
+        check_activation(tpm, ev, 7);
+        /* The AK, the EK session and the sessions were all flushed. */
+        CU_ASSERT_EQUAL(loaded_handles(tpm, TRANSIENT_FIRST), 0);
+        CU_ASSERT_EQUAL(loaded_handles(tpm, TPM2_LOADED_SESSION_FIRST), 0);
+}
+
+/*
+ * A TPM without a persistent EK (most real ones): the EK is created from
+ * template L-1 when needed, and must be the key of the EK certificate.
+ */
+static void test_hosttpm_evidence_without_persistent_ek(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(GError) err = NULL;
+        static const guint8 nonce[] = "fresh";
+        g_autoptr(GBytes) nonce_b = g_bytes_new_static(nonce, sizeof(nonce));
+
+        evict(tpm, VROT_HOST_TPM_EK_HANDLE);
+        /* 9 + the first NV read of this context. */
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_certify_ca_key(tpm, nonce_b, &ev, &err)), 10);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_FATAL(ev != NULL);
+        check_evidence(ev, nonce, sizeof(nonce));
+        check_activation(tpm, ev, 9);
+        CU_ASSERT_EQUAL(loaded_handles(tpm, TRANSIENT_FIRST), 0);
+}
+
+typedef struct BadCredential {
+        const char *what;
+        const guint8 *id;
+        gsize id_len;
+        const guint8 *secret;
+        gsize secret_len;
+} BadCredential;
+
+/* Malformed input costs no TPM command; a nonce too long neither. */
+static void test_hosttpm_evidence_bad_input(void)
+{
+        static const guint8 ok_secret[] = { 0, 2, 0xaa, 0xbb };
+        static const guint8 short_id[] = { 0, 10, 1, 2 };
+        static const guint8 trailing[] = { 0, 1, 0xaa, 0xff };
+        static const guint8 huge_size[] = { 0xff, 0xff, 0 };
+        static const BadCredential cases[] = {
+                { "empty id", NULL, 0, ok_secret, sizeof(ok_secret) },
+                { "truncated id", short_id, sizeof(short_id), ok_secret, sizeof(ok_secret) },
+                { "trailing bytes", trailing, sizeof(trailing), ok_secret, sizeof(ok_secret) },
+                { "size over the maximum", huge_size, sizeof(huge_size), ok_secret,
+                  sizeof(ok_secret) },
+                { "secret truncated", trailing, 3, short_id, sizeof(short_id) },
+        };
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(GBytes) long_nonce = g_bytes_new_take(g_malloc0(65), 65);
+        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(GError) err = NULL;
+
+        for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+                g_autoptr(GBytes) id = g_bytes_new(cases[i].id, cases[i].id_len);
+                g_autoptr(GBytes) secret = g_bytes_new(cases[i].secret, cases[i].secret_len);
+                g_autoptr(GBytes) got = NULL;
+                g_autoptr(GError) e = NULL;
+
+                CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_activate_credential(tpm, id, secret,
+                                                                            &got, &e)), 0);
+                if (!g_error_matches(e, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID))
+                        fprintf(stderr, "case '%s': %s\n", cases[i].what,
+                                e ? e->message : "no error");
+                CU_ASSERT_TRUE(g_error_matches(e, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID));
+                CU_ASSERT_PTR_NULL(got);
+        }
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_certify_ca_key(tpm, long_nonce, &ev, &err)), 0);
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID));
+        CU_ASSERT_PTR_NULL(ev);
+}
+
+/* Replaces the object at @handle by a key of another template (the SRK's). */
+static void plant_foreign_key(VrotHostTpm *tpm, TPM2_HANDLE handle)
+{
+        ESYS_CONTEXT *esys = vrot_host_tpm_esys(tpm);
+        TPM2B_PUBLIC tmpl = { .publicArea = {
+                .type = TPM2_ALG_ECC, .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                        TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT,
+                .parameters.eccDetail = { .symmetric.algorithm = TPM2_ALG_NULL,
+                                          .scheme.scheme = TPM2_ALG_NULL,
+                                          .curveID = TPM2_ECC_NIST_P256,
+                                          .kdf.scheme = TPM2_ALG_NULL },
+        } };
+        TPM2B_SENSITIVE_CREATE sens = { 0 };
+        TPM2B_DATA outside = { 0 };
+        TPML_PCR_SELECTION pcrs = { 0 };
+        ESYS_TR old, key, persisted;
+
+        CU_ASSERT_FATAL(Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                              ESYS_TR_NONE, &old) == TSS2_RC_SUCCESS);
+        CU_ASSERT_FATAL(Esys_EvictControl(esys, ESYS_TR_RH_OWNER, old, ESYS_TR_PASSWORD,
+                                          ESYS_TR_NONE, ESYS_TR_NONE, handle,
+                                          &persisted) == TSS2_RC_SUCCESS);
+        CU_ASSERT_FATAL(Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                           ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &key,
+                                           NULL, NULL, NULL, NULL) == TSS2_RC_SUCCESS);
+        CU_ASSERT_FATAL(Esys_EvictControl(esys, ESYS_TR_RH_OWNER, key, ESYS_TR_PASSWORD,
+                                          ESYS_TR_NONE, ESYS_TR_NONE, handle,
+                                          &persisted) == TSS2_RC_SUCCESS);
+        CU_ASSERT_FATAL(Esys_FlushContext(esys, key) == TSS2_RC_SUCCESS);
+}
+
+static void evict(VrotHostTpm *tpm, TPM2_HANDLE handle)
+{
+        ESYS_CONTEXT *esys = vrot_host_tpm_esys(tpm);
+        ESYS_TR obj, none;
+
+        CU_ASSERT_FATAL(Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                              ESYS_TR_NONE, &obj) == TSS2_RC_SUCCESS);
+        CU_ASSERT_FATAL(Esys_EvictControl(esys, ESYS_TR_RH_OWNER, obj, ESYS_TR_PASSWORD,
+                                          ESYS_TR_NONE, ESYS_TR_NONE, handle,
+                                          &none) == TSS2_RC_SUCCESS);
+}
+
+/* Another program's key at the CA handle is refused, never evicted. */
+static void test_hosttpm_provision_foreign_key_refused(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(GError) err = NULL;
+        VrotHostTpmCreated created = 0;
+        EVP_PKEY *key;
+
+        plant_foreign_key(tpm, VROT_HOST_TPM_CA_KEY_HANDLE);
+        g_clear_pointer(&tpm, vrot_host_tpm_free);
+        tpm = open_tpm();
+        CU_ASSERT_FALSE(vrot_host_tpm_provision(tpm, &created, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_CONFLICT));
+        CU_ASSERT(err && strstr(err->message, "0x81007601"));
+        g_clear_error(&err);
+        g_clear_pointer(&tpm, vrot_host_tpm_free);
+
+        /* Once the operator removed it, a new CA key is made (one the old
+         * CA certificate does not name: it must be issued again). */
+        tpm = open_tpm();
+        evict(tpm, VROT_HOST_TPM_CA_KEY_HANDLE);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_provision(tpm, &created, &err)), 8);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_EQUAL(created, VROT_HOST_TPM_CREATED_CA_KEY);
+        key = vrot_host_tpm_ca_public_key(tpm, &err);
+        CU_ASSERT_FATAL(key != NULL);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(key, first_ca_key), 0);
+        EVP_PKEY_free(first_ca_key);
+        first_ca_key = key;
+}
+
+static void define_nv(VrotHostTpm *tpm, TPMA_NV type_attrs, ESYS_TR *ret)
+{
+        TPM2B_NV_PUBLIC pub = { .nvPublic = {
+                .nvIndex = VROT_HOST_TPM_COUNTER_INDEX, .nameAlg = TPM2_ALG_SHA256,
+                .attributes = type_attrs | TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD |
+                        TPMA_NV_AUTHREAD | TPMA_NV_NO_DA,
+                .dataSize = 8,
+        } };
+
+        CU_ASSERT_FATAL(Esys_NV_DefineSpace(vrot_host_tpm_esys(tpm), ESYS_TR_RH_OWNER,
+                                            ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                            &pub, ret) == TSS2_RC_SUCCESS);
+}
+
+static void undefine_nv(VrotHostTpm *tpm)
+{
+        ESYS_CONTEXT *esys = vrot_host_tpm_esys(tpm);
+        ESYS_TR nv;
+
+        CU_ASSERT_FATAL(Esys_TR_FromTPMPublic(esys, VROT_HOST_TPM_COUNTER_INDEX, ESYS_TR_NONE,
+                                              ESYS_TR_NONE, ESYS_TR_NONE, &nv) == 0);
+        CU_ASSERT_FATAL(Esys_NV_UndefineSpace(esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD,
+                                              ESYS_TR_NONE, ESYS_TR_NONE) == TSS2_RC_SUCCESS);
+}
+
+/*
+ * An ordinary index at the counter's place is refused.  A counter deleted
+ * and defined again does not go back (TPM2 Part 3, TPM2_NV_Increment).
+ */
+static void test_hosttpm_counter_foreign_index_and_recreation(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_tpm();
+        g_autoptr(GError) err = NULL;
+        VrotHostTpmCreated created = 0;
+        ESYS_TR nv;
+        guint64 v = 0;
+
+        undefine_nv(tpm);
+        define_nv(tpm, TPM2_NT_ORDINARY << TPMA_NV_TPM2_NT_SHIFT, &nv);
+        CU_ASSERT_FALSE(vrot_host_tpm_provision(tpm, &created, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_CONFLICT));
+        g_clear_error(&err);
+        g_clear_pointer(&tpm, vrot_host_tpm_free);
+
+        tpm = open_tpm();
+        undefine_nv(tpm);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_provision(tpm, &created, &err)), 7);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_EQUAL(created, VROT_HOST_TPM_CREATED_COUNTER);
+        CU_ASSERT_TRUE(vrot_host_tpm_counter_read(tpm, &v, &err));
+        CU_ASSERT(v > counter_seen);
+}
+
+/*
+ * A TPM at the other end of a pipe (the cmd TCTI) that reads TPM2_Startup,
+ * closes every descriptor but stdout and only then answers: once open()
+ * returns, the next command's write raises SIGPIPE, which must not kill us
+ * (default disposition here) but come back as an I/O error.
+ */
+static void test_hosttpm_broken_pipe_no_sigpipe(void)
+{
+        static const char tcti[] =
+                "cmd:exec python3 -c 'import os, time; os.read(0, 12); "
+                "os.closerange(3, 4096); os.close(0); "
+                "os.write(1, bytes.fromhex(\"80010000000a00000100\")); time.sleep(10)'";
+        g_autoptr(VrotHostTpm) tpm = NULL;
+        g_autoptr(GError) err = NULL;
+        struct sigaction sa;
+
+        CU_ASSERT_FATAL(sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL);
+        tpm = vrot_host_tpm_open(tcti, &err);
+        if (err)
+                fprintf(stderr, "%s\n", err->message);
+        CU_ASSERT_FATAL(tpm != NULL);
+        CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_provision(tpm, NULL, &err)), 1);
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO));
+        g_clear_error(&err);
+        CU_ASSERT_FALSE(vrot_host_tpm_provision(tpm, NULL, &err));
+        CU_ASSERT(err && strstr(err->message, "broke earlier"));
+}
+
+/* The TPM dies under an open context: errors, not a crash. */
+static void test_hosttpm_tpm_killed(void)
+{
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(VrotHostTpm) none = NULL;
+        g_autoptr(GBytes) sig = NULL, cert = NULL;
+        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(GError) e1 = NULL, e2 = NULL, e3 = NULL, e4 = NULL, e5 = NULL;
+        guint8 digest[32] = { 0 };
+        guint64 v;
+
+        CU_ASSERT_FATAL(kill(vrot_dev_tpm_pid(dev), SIGKILL) == 0);
+        vrot_dev_tpm_stop(dev);                 /* reaps it */
+        CU_ASSERT_FALSE(vrot_host_tpm_sign_digest(tpm, digest, &sig, &e1));
+        CU_ASSERT_TRUE(g_error_matches(e1, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO));
+        CU_ASSERT_FALSE(vrot_host_tpm_counter_read(tpm, &v, &e2));
+        CU_ASSERT_TRUE(g_error_matches(e2, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO));
+        CU_ASSERT_FALSE(vrot_host_tpm_read_ek_cert(tpm, &cert, &e3));
+        CU_ASSERT_TRUE(g_error_matches(e3, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO));
+        CU_ASSERT_FALSE(vrot_host_tpm_certify_ca_key(tpm, NULL, &ev, &e4));
+        CU_ASSERT_TRUE(g_error_matches(e4, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO));
+        none = vrot_host_tpm_open(vrot_dev_tpm_tcti(dev), &e5);
+        CU_ASSERT_PTR_NULL(none);
+        CU_ASSERT_TRUE(g_error_matches(e5, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_IO));
+        CU_ASSERT_PTR_NULL(sig);
+        CU_ASSERT_PTR_NULL(ev);
+}
+
+int main(void)
+{
+        static const UnitCase cases[] = {
+                UNIT_CASE(test_hosttpm_open_bad_tcti),
+                UNIT_CASE(test_hosttpm_provision_creates),
+                UNIT_CASE(test_hosttpm_provision_reopen_finds),
+                UNIT_CASE(test_hosttpm_sign_digest_verifies),
+                UNIT_CASE(test_hosttpm_counter_increments_across_reopen),
+                UNIT_CASE(test_hosttpm_read_ek_cert),
+                UNIT_CASE(test_hosttpm_evidence_verifies),
+                UNIT_CASE(test_hosttpm_evidence_without_persistent_ek),
+                UNIT_CASE(test_hosttpm_evidence_bad_input),
+                UNIT_CASE(test_hosttpm_provision_foreign_key_refused),
+                UNIT_CASE(test_hosttpm_counter_foreign_index_and_recreation),
+                UNIT_CASE(test_hosttpm_broken_pipe_no_sigpipe),
+                UNIT_CASE(test_hosttpm_tpm_killed),
+        };
+        g_autofree gchar *dir = g_build_filename(unit_tmpdir(), "host-tpm", NULL);
+        g_autoptr(GError) err = NULL;
+
+        /* Errors come back as GError; tpm2-tss's own stderr warnings would
+         * only repeat them (vrotd does the same). */
+        g_setenv("TSS2_LOG", "all+none", TRUE);
+        atexit(stop_all);               /* before the temp dir goes (LIFO) */
+        dev = vrot_dev_tpm_start(dir, &err);
+        if (!dev) {
+                fprintf(stderr, "%s\n", err->message);
+                return 1;
+        }
+        return UNIT_RUN("hosttpm", cases);
+}
