@@ -145,9 +145,12 @@ static void handle_line(Client *c, const gchar *line, gsize len)
         if (!m)
                 g_set_error(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_METHOD_NOT_FOUND,
                             "no method '%s'", vrot_jsonrpc_request_get_method(req));
-        else if (m->admin_only && !c->caller.admin)
+        else if (m->admin_only && !c->caller.admin) {
+                g_message("refused: %s by uid %u (pid %d): not an administrator", m->name,
+                          (unsigned)c->caller.uid, (int)c->caller.pid);
                 g_set_error(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_PERMISSION_DENIED,
                             "permission denied: %s is for root and the admin group", m->name);
+        }
         else
                 result = m->fn(c->server->ctx, &c->caller, req, &error);
         if (vrot_jsonrpc_request_is_notification(req))

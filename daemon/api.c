@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * One function per API method; each checks its parameters (unknown names
+ * are errors), checks the caller may touch the instance, calls the
+ * lifecycle, and logs the security event with the instance UUID
+ * (R-MGT-1, R-MGT-2).  Errors of the lower modules become JSON-RPC errors
+ * in to_rpc_error().
+ */
+#include <string.h>
+
+#include "api.h"
+#include "uuid.h"
+#include "x509.h"
+
+static const char *const no_params[] = { NULL };
+
+/* A result object; json_node_init_object() takes its own reference. */
+static JsonNode *object_node(JsonObject **ret_object)
+{
+        JsonObject *o = json_object_new();
+        JsonNode *node = json_node_init_object(json_node_alloc(), o);
+
+        json_object_unref(o);
+        *ret_object = o;
+        return node;
+}
+static const char *const uuid_only[] = { "uuid", NULL };
+
+/* The one boundary from module errors to JSON-RPC codes. */
+static void to_rpc_error(GError **error)
+{
+        gint code = VROT_JSONRPC_ERROR_INTERNAL;
+
+        if (!error || !*error || (*error)->domain == VROT_JSONRPC_ERROR)
+                return;
+        if ((*error)->domain == VROT_INSTANCES_ERROR) {
+                switch ((*error)->code) {
+                case VROT_INSTANCES_ERROR_NOT_FOUND: code = VROT_JSONRPC_ERROR_NOT_FOUND; break;
+                case VROT_INSTANCES_ERROR_EXISTS: code = VROT_JSONRPC_ERROR_CONFLICT; break;
+                case VROT_INSTANCES_ERROR_INVALID: code = VROT_JSONRPC_ERROR_INVALID_PARAMS; break;
+                case VROT_INSTANCES_ERROR_REFUSED: code = VROT_JSONRPC_ERROR_STATE_REFUSED; break;
+                default: break;
+                }
+        } else if ((*error)->domain == VROT_HOST_TPM_ERROR) {
+                code = VROT_JSONRPC_ERROR_HOST_TPM;
+        } else if ((*error)->domain == VROT_REGISTRY_ERROR &&
+                   (*error)->code == VROT_REGISTRY_ERROR_EXISTS) {
+                code = VROT_JSONRPC_ERROR_CONFLICT;
+        }
+        /* A new error, not the old one relabelled: errors of the JSON-RPC
+         * domain carry extra data (GLib extended errors). */
+        {
+                GError *rpc = g_error_new_literal(VROT_JSONRPC_ERROR, code, (*error)->message);
+                g_clear_error(error);
+                *error = rpc;
+        }
+}
+
+/* Looks the instance up and checks @caller may act on it. */
+static gboolean may_touch(VrotApi *api, const VrotCaller *caller, const gchar *uuid,
+                          VrotInstanceStatus *st, GError **error)
+{
+        if (!vrot_instances_status(api->instances, uuid, st, error))
+                return FALSE;
+        if (!caller->admin && st->entry->owner != caller->uid) {
+                vrot_instances_status_clear(st);
+                g_message("refused: uid %u may not touch instance %s", (unsigned)caller->uid, uuid);
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_PERMISSION_DENIED,
+                            "permission denied: instance %s belongs to another user", uuid);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static JsonNode *status_json(VrotApi *api, const gchar *uuid, gboolean details)
+{
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        VrotInstanceStatus st;
+        const VrotInstance *e;
+
+        if (!vrot_instances_status(api->instances, uuid, &st, NULL))
+                return json_node_init_null(json_node_alloc());
+        e = st.entry;
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "uuid");
+        json_builder_add_string_value(b, e->uuid);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, e->name);
+        json_builder_set_member_name(b, "kind");
+        json_builder_add_string_value(b, e->kind == VROT_INSTANCE_VM ? "vm" : "service");
+        json_builder_set_member_name(b, "state");
+        json_builder_add_string_value(b, e->deleted ? "deleted" : st.running ? "running" : "stopped");
+        json_builder_set_member_name(b, "owner");
+        json_builder_add_int_value(b, e->owner);
+        if (details) {
+                json_builder_set_member_name(b, "pid");
+                if (st.running)
+                        json_builder_add_int_value(b, st.pid);
+                else
+                        json_builder_add_null_value(b);
+                json_builder_set_member_name(b, "ctrl");
+                json_builder_add_string_value(b, st.ctrl_path);
+                json_builder_set_member_name(b, "data");
+                if (st.data_path)
+                        json_builder_add_string_value(b, st.data_path);
+                else
+                        json_builder_add_null_value(b);
+                json_builder_set_member_name(b, "generation");
+                json_builder_add_int_value(b, (gint64)e->generation);
+        }
+        json_builder_end_object(b);
+        vrot_instances_status_clear(&st);
+        return json_builder_get_root(b);
+}
+
+static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                             GError **error)
+{
+        VrotApi *api = ctx;
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(GPtrArray) all = vrot_instances_list(api->instances);
+        g_autofree gchar *root = vrot_host_root_cert(api->host) ? vrot_x509_to_pem(vrot_host_root_cert(api->host), NULL) : NULL;
+        g_autofree gchar *ca = vrot_x509_to_pem(vrot_host_ca_cert(api->host), NULL);
+
+        (void)caller;
+        if (!vrot_jsonrpc_params_check_known(req, no_params, error))
+                return NULL;
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "dev");
+        json_builder_add_boolean_value(b, api->dev);
+        json_builder_set_member_name(b, "tcti");
+        json_builder_add_string_value(b, vrot_host_tcti(api->host));
+        json_builder_set_member_name(b, "host_tpm_commands");
+        json_builder_add_int_value(b, (gint64)vrot_host_tpm_command_count(vrot_host_tpm(api->host)));
+        json_builder_set_member_name(b, "instances");
+        json_builder_add_int_value(b, all->len);
+        json_builder_set_member_name(b, "running");
+        json_builder_add_int_value(b, vrot_instances_n_running(api->instances));
+        json_builder_set_member_name(b, "fleet_root_pem");
+        if (root)
+                json_builder_add_string_value(b, root);
+        else
+                json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "host_ca_pem");
+        json_builder_add_string_value(b, ca ? ca : "");
+        json_builder_end_object(b);
+        return json_builder_get_root(b);
+}
+
+/* The "uuid" parameter in canonical form into @out; FALSE with an error. */
+static gboolean param_uuid(const VrotJsonrpcRequest *req, VrotJsonrpcPresence presence,
+                           gchar out[VROT_UUID_STR_LEN + 1], GError **error)
+{
+        guint8 raw[16];
+
+        out[0] = '\0';
+        if (!vrot_jsonrpc_param_uuid(req, "uuid", presence, raw, error))
+                return FALSE;
+        if (vrot_jsonrpc_param_has(req, "uuid"))
+                vrot_uuid_format(raw, out);
+        return TRUE;
+}
+
+static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                          GError **error)
+{
+        static const char *const known[] = { "uuid", "kind", "name", NULL };
+        static const char *const kinds[] = { "vm", "service", NULL };
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        const gchar *name = NULL;
+        g_autofree gchar *made = NULL, *rsa = NULL, *ecc = NULL;
+        guint kind = 0;
+        JsonNode *res;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !param_uuid(req, VROT_JSONRPC_OPTIONAL, uuid, error) ||
+            !vrot_jsonrpc_param_enum(req, "kind", VROT_JSONRPC_REQUIRED, kinds, &kind, error) ||
+            !vrot_jsonrpc_param_string(req, "name", VROT_JSONRPC_REQUIRED, 64, &name, error))
+                return NULL;
+        if (!vrot_instances_create(api->instances, uuid[0] ? uuid : NULL,
+                                   kind == 0 ? VROT_INSTANCE_VM : VROT_INSTANCE_SERVICE, name,
+                                   caller->uid, &made, error)) {
+                g_message("refused: create %s by uid %u: %s", uuid[0] ? uuid : "(new)",
+                          (unsigned)caller->uid, (*error)->message);
+                to_rpc_error(error);
+                return NULL;
+        }
+        rsa = vrot_instances_ek_cert_pem(api->instances, made, "rsa", NULL);
+        ecc = vrot_instances_ek_cert_pem(api->instances, made, "ecc", NULL);
+        res = status_json(api, made, TRUE);
+        json_object_set_string_member(json_node_get_object(res), "ek_rsa_cert_pem", rsa ? rsa : "");
+        json_object_set_string_member(json_node_get_object(res), "ek_ecc_cert_pem", ecc ? ecc : "");
+        return res;
+}
+
+typedef gboolean (*Action)(VrotInstances *self, const gchar *uuid, GError **error);
+
+/* start, stop, delete: one UUID, an action, the instance's status back. */
+static JsonNode *act(VrotApi *api, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                     Action fn, const gchar *what, GError **error)
+{
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        VrotInstanceStatus st;
+
+        if (!vrot_jsonrpc_params_check_known(req, uuid_only, error) ||
+            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error))
+                return NULL;
+        if (!may_touch(api, caller, uuid, &st, error)) {
+                to_rpc_error(error);
+                return NULL;
+        }
+        vrot_instances_status_clear(&st);
+        if (!fn(api->instances, uuid, error)) {
+                g_message("refused: %s %s by uid %u: %s", what, uuid, (unsigned)caller->uid,
+                          (*error)->message);
+                to_rpc_error(error);
+                return NULL;
+        }
+        g_message("%s %s by uid %u", what, uuid, (unsigned)caller->uid);
+        return status_json(api, uuid, TRUE);
+}
+
+static JsonNode *m_start(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                         GError **error)
+{
+        return act(ctx, caller, req, vrot_instances_start, "start", error);
+}
+
+static JsonNode *m_stop(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                        GError **error)
+{
+        return act(ctx, caller, req, vrot_instances_stop, "stop", error);
+}
+
+static JsonNode *m_delete(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                          GError **error)
+{
+        return act(ctx, caller, req, vrot_instances_delete, "delete", error);
+}
+
+static JsonNode *m_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                        GError **error)
+{
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        VrotInstanceStatus st;
+
+        if (!vrot_jsonrpc_params_check_known(req, uuid_only, error) ||
+            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error))
+                return NULL;
+        if (!may_touch(api, caller, uuid, &st, error)) {
+                to_rpc_error(error);
+                return NULL;
+        }
+        vrot_instances_status_clear(&st);
+        return status_json(api, uuid, TRUE);
+}
+
+static JsonNode *m_list(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                        GError **error)
+{
+        VrotApi *api = ctx;
+        g_autoptr(GPtrArray) uuids = NULL;
+        JsonArray *list;
+        JsonNode *res;
+
+        if (!vrot_jsonrpc_params_check_known(req, no_params, error))
+                return NULL;
+        uuids = vrot_instances_list(api->instances);
+        list = json_array_new();
+        for (guint i = 0; i < uuids->len; i++) {
+                VrotInstanceStatus st;
+                if (!vrot_instances_status(api->instances, uuids->pdata[i], &st, NULL))
+                        continue;
+                if (caller->admin || st.entry->owner == caller->uid)
+                        json_array_add_element(list, status_json(api, uuids->pdata[i], FALSE));
+                vrot_instances_status_clear(&st);
+        }
+        JsonObject *o;
+        res = object_node(&o);
+        json_object_set_array_member(o, "instances", list);
+        return res;
+}
+
+static JsonNode *m_ek_cert(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                           GError **error)
+{
+        static const char *const known[] = { "uuid", "type", NULL };
+        static const char *const types[] = { "rsa", "ecc", NULL };
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        g_autofree gchar *pem = NULL;
+        VrotInstanceStatus st;
+        guint type = 0;
+        JsonNode *res;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error) ||
+            !vrot_jsonrpc_param_enum(req, "type", VROT_JSONRPC_OPTIONAL, types, &type, error))
+                return NULL;
+        if (!may_touch(api, caller, uuid, &st, error)) {
+                to_rpc_error(error);
+                return NULL;
+        }
+        vrot_instances_status_clear(&st);
+        pem = vrot_instances_ek_cert_pem(api->instances, uuid, types[type], error);
+        if (!pem) {
+                to_rpc_error(error);
+                return NULL;
+        }
+        JsonObject *o;
+        res = object_node(&o);
+        json_object_set_string_member(o, "pem", pem);
+        return res;
+}
+
+static const VrotMethod methods[] = {
+        { "host.info", m_host_info, FALSE },
+        { "instance.create", m_create, TRUE },
+        { "instance.start", m_start, FALSE },
+        { "instance.stop", m_stop, FALSE },
+        { "instance.delete", m_delete, TRUE },
+        { "instance.list", m_list, FALSE },
+        { "instance.info", m_info, FALSE },
+        { "instance.ek_cert", m_ek_cert, FALSE },
+};
+
+const VrotMethod *vrot_api_methods(gsize *ret_n)
+{
+        *ret_n = G_N_ELEMENTS(methods);
+        return methods;
+}

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/* The methods of vrotd's socket API (vrot-api(7)), as a server table. */
+
+#include "host.h"
+#include "instances.h"
+#include "server.h"
+
+typedef struct VrotApi {
+        VrotHost *host;                 /* transfer none */
+        VrotInstances *instances;       /* transfer none */
+        gboolean dev;
+} VrotApi;
+
+/** vrot_api_methods: (transfer none) the table; *@ret_n its length. */
+const VrotMethod *vrot_api_methods(gsize *ret_n);

@@ -1,0 +1,784 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/params.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "endorse-priv.h"
+
+G_DEFINE_QUARK(vrot-endorse-error-quark, vrot_endorse_error)
+
+/* ESYS hands out malloc()ed results to be freed with Esys_Free(). */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_PUBLIC, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_NV_PUBLIC, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_MAX_NV_BUFFER, Esys_Free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMS_CAPABILITY_DATA, Esys_Free)
+
+/* ---- the TCG EK templates ------------------------------------------------------- */
+
+/*
+ * TCG EK Credential Profile for TPM 2.0 (2.x), B.3.3 "Template L-1" and
+ * B.3.4 "Template L-2": the low-range default EK templates, the ones
+ * `tpm2_createek -G rsa` / `-G ecc` use when no template is in NV.  Both
+ * are restricted decryption keys with no userWithAuth: their authPolicy is
+ * PolicySecret(TPM_RH_ENDORSEMENT), and the unique field is zero-filled to
+ * the key size, which makes the key a pure function of the EPS.
+ */
+#define EK_ATTRIBUTES                                                                    \
+        (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN | \
+         TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT)
+
+/* PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256 (EK profile B.3.2, policy A). */
+#define EK_POLICY_A                                                                      \
+        {                                                                                \
+                .size = 32,                                                              \
+                .buffer = {                                                              \
+                        0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8,                  \
+                        0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,                  \
+                        0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64,                  \
+                        0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,                  \
+                },                                                                       \
+        }
+
+#define EK_SYMMETRIC { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB }
+
+static const TPM2B_PUBLIC rsa_ek_template = {
+        .publicArea = {
+                .type = TPM2_ALG_RSA,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = EK_ATTRIBUTES,
+                .authPolicy = EK_POLICY_A,
+                .parameters.rsaDetail = {
+                        .symmetric = EK_SYMMETRIC,
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .keyBits = 2048,
+                        .exponent = 0,
+                },
+                .unique.rsa.size = 256,
+        },
+};
+
+static const TPM2B_PUBLIC ecc_ek_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = EK_ATTRIBUTES,
+                .authPolicy = EK_POLICY_A,
+                .parameters.eccDetail = {
+                        .symmetric = EK_SYMMETRIC,
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+                .unique.ecc = { .x.size = 32, .y.size = 32 },
+        },
+};
+
+/* The two EKs, by VrotEndorseEk. */
+typedef struct EkKind {
+        const char *name;
+        const TPM2B_PUBLIC *template;
+        TPM2_HANDLE handle;
+        TPM2_HANDLE nv_index;
+        VrotEndorseStep create_step, cert_step, store_step;
+} EkKind;
+
+static const EkKind kinds[VROT_ENDORSE_N_EK] = {
+        [VROT_ENDORSE_EK_RSA] = { "RSA", &rsa_ek_template, VROT_ENDORSE_RSA_EK_HANDLE,
+                                  VROT_ENDORSE_RSA_CERT_INDEX, VROT_ENDORSE_STEP_CREATE_RSA,
+                                  VROT_ENDORSE_STEP_CERT_RSA, VROT_ENDORSE_STEP_STORE_RSA },
+        [VROT_ENDORSE_EK_ECC] = { "ECC", &ecc_ek_template, VROT_ENDORSE_ECC_EK_HANDLE,
+                                  VROT_ENDORSE_ECC_CERT_INDEX, VROT_ENDORSE_STEP_CREATE_ECC,
+                                  VROT_ENDORSE_STEP_CERT_ECC, VROT_ENDORSE_STEP_STORE_ECC },
+};
+
+static const char *const step_names[VROT_ENDORSE_N_STEPS] = {
+        [VROT_ENDORSE_STEP_CONNECT] = "connect",
+        [VROT_ENDORSE_STEP_INSPECT] = "inspect",
+        [VROT_ENDORSE_STEP_CREATE_RSA] = "create-rsa",
+        [VROT_ENDORSE_STEP_CREATE_ECC] = "create-ecc",
+        [VROT_ENDORSE_STEP_CERT_RSA] = "cert-rsa",
+        [VROT_ENDORSE_STEP_CERT_ECC] = "cert-ecc",
+        [VROT_ENDORSE_STEP_STORE_RSA] = "store-rsa",
+        [VROT_ENDORSE_STEP_STORE_ECC] = "store-ecc",
+        [VROT_ENDORSE_STEP_CLOSE] = "close",
+};
+
+const char *vrot_endorse_step_name(VrotEndorseStep step)
+{
+        g_return_val_if_fail(step < VROT_ENDORSE_N_STEPS, NULL);
+        return step_names[step];
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+/* The one place where TSS2_RC becomes GError: "@what: <decoded rc> (0x...)". */
+static gboolean check(TSS2_RC rc, const char *what, GError **error)
+{
+        TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+        VrotEndorseError code = VROT_ENDORSE_ERROR_FAILED;
+
+        if (rc == TSS2_RC_SUCCESS)
+                return TRUE;
+        if (layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER)
+                code = VROT_ENDORSE_ERROR_TPM;
+        else if (layer == TSS2_TCTI_RC_LAYER || layer == TSS2_RESMGR_RC_LAYER)
+                code = VROT_ENDORSE_ERROR_IO;
+        g_set_error(error, VROT_ENDORSE_ERROR, code, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc),
+                    (unsigned)rc);
+        return FALSE;
+}
+
+/* The one place where OpenSSL's error queue becomes GError. */
+static gboolean openssl_failed(const char *what, GError **error)
+{
+        unsigned long e = ERR_peek_last_error();
+        const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED, "%s: %s", what,
+                    reason ? reason : "OpenSSL failed");
+        ERR_clear_error();
+        return FALSE;
+}
+
+/* ---- SIGPIPE ------------------------------------------------------------------------ */
+
+/*
+ * The swtpm TCTI write()s each command to a fresh connection: a worker that
+ * died between connect and write raises SIGPIPE, whose default action would
+ * end vrotd.  Each public call blocks SIGPIPE in its thread and consumes a
+ * SIGPIPE it raised, so the write's EPIPE becomes VROT_ENDORSE_ERROR_IO.
+ */
+typedef struct PipeGuard {
+        sigset_t old;
+        gboolean was_pending;
+} PipeGuard;
+
+static gboolean sigpipe_pending(void)
+{
+        sigset_t pending;
+
+        return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void pipe_guard_begin(PipeGuard *g)
+{
+        sigset_t pipe_set;
+
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+        g->was_pending = sigpipe_pending();
+}
+
+static void pipe_guard_end(PipeGuard *g)
+{
+        static const struct timespec no_wait;
+        sigset_t pipe_set;
+
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        if (!g->was_pending && sigpipe_pending())
+                (void)sigtimedwait(&pipe_set, NULL, &no_wait);
+        pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* ---- the connection ---------------------------------------------------------------- */
+
+typedef struct Conn {
+        TSS2_TCTI_CONTEXT *tcti;
+        ESYS_CONTEXT *esys;
+} Conn;
+
+/* Esys_Finalize sends nothing: persistent objects and NV stay in the vTPM. */
+static void conn_free(Conn *c)
+{
+        if (!c)
+                return;
+        if (c->esys)
+                Esys_Finalize(&c->esys);
+        if (c->tcti)
+                Tss2_TctiLdr_Finalize(&c->tcti);
+        g_free(c);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Conn, conn_free)
+
+/* Loads the TCTI and initialises ESYS (no command yet). */
+static Conn *conn_open(const gchar *tcti, GError **error)
+{
+        g_autoptr(Conn) c = g_new0(Conn, 1);
+
+        if (!check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "loading the TCTI", error)) {
+                c->tcti = NULL;
+                return NULL;
+        }
+        if (!check(Esys_Initialize(&c->esys, c->tcti, NULL), "initialising ESYS", error)) {
+                c->esys = NULL;
+                return NULL;
+        }
+        return g_steal_pointer(&c);
+}
+
+/*
+ * TPM2_Startup(CLEAR) for a fresh vTPM whose worker was started without
+ * startup-clear; one that is started already answers TPM_RC_INITIALIZE,
+ * which is fine.  Only the endorsement sends it: a vTPM in use is its
+ * guest's to start, so reading certificates back never does.
+ */
+static gboolean startup(Conn *c, GError **error)
+{
+        TSS2_RC rc = Esys_Startup(c->esys, TPM2_SU_CLEAR);
+
+        return rc == TPM2_RC_INITIALIZE || check(rc, "TPM2_Startup", error);
+}
+
+/* Does @handle (persistent object or NV index) exist?  One GetCapability. */
+static gboolean handle_exists(Conn *c, TPM2_HANDLE handle, gboolean *ret, GError **error)
+{
+        g_autoptr(TPMS_CAPABILITY_DATA) cap = NULL;
+        TSS2_RC rc;
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                TPM2_CAP_HANDLES, handle, 1, NULL, &cap);
+        if (!check(rc, "TPM2_GetCapability(TPM_CAP_HANDLES)", error))
+                return FALSE;
+        *ret = cap->data.handles.count >= 1 && cap->data.handles.handle[0] == handle;
+        return TRUE;
+}
+
+/* ---- what the vTPM says about itself --------------------------------------------- */
+
+typedef struct TpmInfo {
+        guint32 family, level, revision, manufacturer, firmware_1;
+        guint32 vendor[4];
+        guint32 nv_index_max, nv_buffer_max;
+        gchar model[17];        /* the vendor strings, spaces collapsed */
+        gchar spec_family[5];   /* TPM_PT_FAMILY_INDICATOR as text, "2.0" */
+} TpmInfo;
+
+static const struct {
+        TPM2_PT property;
+        gsize offset;
+        gboolean required;
+        const char *name;
+} wanted[] = {
+        { TPM2_PT_FAMILY_INDICATOR, offsetof(TpmInfo, family), TRUE, "FAMILY_INDICATOR" },
+        { TPM2_PT_LEVEL, offsetof(TpmInfo, level), TRUE, "LEVEL" },
+        { TPM2_PT_REVISION, offsetof(TpmInfo, revision), TRUE, "REVISION" },
+        { TPM2_PT_MANUFACTURER, offsetof(TpmInfo, manufacturer), TRUE, "MANUFACTURER" },
+        { TPM2_PT_VENDOR_STRING_1, offsetof(TpmInfo, vendor[0]), TRUE, "VENDOR_STRING_1" },
+        /* "the additional property values do not have to be present" (Part 2, 6.13) */
+        { TPM2_PT_VENDOR_STRING_2, offsetof(TpmInfo, vendor[1]), FALSE, "VENDOR_STRING_2" },
+        { TPM2_PT_VENDOR_STRING_3, offsetof(TpmInfo, vendor[2]), FALSE, "VENDOR_STRING_3" },
+        { TPM2_PT_VENDOR_STRING_4, offsetof(TpmInfo, vendor[3]), FALSE, "VENDOR_STRING_4" },
+        { TPM2_PT_FIRMWARE_VERSION_1, offsetof(TpmInfo, firmware_1), TRUE, "FIRMWARE_VERSION_1" },
+        { TPM2_PT_NV_INDEX_MAX, offsetof(TpmInfo, nv_index_max), TRUE, "NV_INDEX_MAX" },
+        { TPM2_PT_NV_BUFFER_MAX, offsetof(TpmInfo, nv_buffer_max), TRUE, "NV_BUFFER_MAX" },
+};
+
+gboolean vrot_endorse_vendor_text(const guint32 *groups, gsize n, gchar *out)
+{
+        gsize len = 0;
+
+        for (gsize i = 0; i < n * 4; i++) {
+                guint8 ch = (guint8)(groups[i / 4] >> (24 - 8 * (i % 4)));
+
+                if (ch == 0)
+                        ch = ' ';
+                if (ch < 0x20 || ch > 0x7e)
+                        return FALSE;
+                if (ch == ' ' && (len == 0 || out[len - 1] == ' '))
+                        continue;
+                out[len++] = (gchar)ch;
+        }
+        while (len > 0 && out[len - 1] == ' ')
+                len--;
+        out[len] = '\0';
+        return len > 0;
+}
+
+static gboolean fill_info(const TPML_TAGGED_TPM_PROPERTY *props, TpmInfo *info, GError **error)
+{
+        for (gsize w = 0; w < G_N_ELEMENTS(wanted); w++) {
+                gboolean found = FALSE;
+
+                for (guint32 i = 0; i < props->count && !found; i++) {
+                        if (props->tpmProperty[i].property != wanted[w].property)
+                                continue;
+                        *(guint32 *)((guint8 *)info + wanted[w].offset) =
+                                props->tpmProperty[i].value;
+                        found = TRUE;
+                }
+                if (!found && wanted[w].required) {
+                        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
+                                    "the vTPM does not report TPM_PT_%s", wanted[w].name);
+                        return FALSE;
+                }
+        }
+        if (!vrot_endorse_vendor_text(info->vendor, 4, info->model) ||
+            !vrot_endorse_vendor_text(&info->family, 1, info->spec_family) ||
+            info->nv_buffer_max == 0 || info->nv_index_max == 0) {
+                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
+                            "the vTPM reports an unusable vendor string, family or NV limit");
+                return FALSE;
+        }
+        info->nv_buffer_max = MIN(info->nv_buffer_max, (guint32)TPM2_MAX_NV_BUFFER_SIZE);
+        return TRUE;
+}
+
+/* The TPM_PT_FIXED properties vrot needs: one GetCapability. */
+static gboolean read_info(Conn *c, TpmInfo *ret, GError **error)
+{
+        g_autoptr(TPMS_CAPABILITY_DATA) cap = NULL;
+        TpmInfo info = { 0 };
+        TSS2_RC rc;
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES,
+                                NULL, &cap);
+        if (!check(rc, "TPM2_GetCapability(TPM_PT_FIXED)", error) ||
+            !fill_info(&cap->data.tpmProperties, &info, error))
+                return FALSE;
+        *ret = info;
+        return TRUE;
+}
+
+/* Refused with VROT_ENDORSE_ERROR_ENDORSED if any EK handle or certificate index exists. */
+static gboolean check_not_endorsed(Conn *c, GError **error)
+{
+        g_autoptr(GString) found = g_string_new(NULL);
+
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                gboolean key = FALSE, cert = FALSE;
+
+                if (!handle_exists(c, kinds[i].handle, &key, error) ||
+                    !handle_exists(c, kinds[i].nv_index, &cert, error))
+                        return FALSE;
+                if (key)
+                        g_string_append_printf(found, ", EK 0x%08x", kinds[i].handle);
+                if (cert)
+                        g_string_append_printf(found, ", NV index 0x%08x", kinds[i].nv_index);
+        }
+        if (found->len == 0)
+                return TRUE;
+        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED,
+                    "the vTPM was endorsed before (it holds %s); endorsement is a one-time "
+                    "manufacturing step", found->str + 2);
+        return FALSE;
+}
+
+/* ---- EK public keys ------------------------------------------------------------------ */
+
+static EVP_PKEY *pkey_from_params(const char *type, OSSL_PARAM *params, GError **error)
+{
+        g_autoptr(EVP_PKEY_CTX) ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+        EVP_PKEY *pkey = NULL;
+
+        if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+                openssl_failed("importing the EK public key", error);
+                return NULL;
+        }
+        return pkey;
+}
+
+/* RSA-2048 public key; TPM exponent 0 means 65537 (Part 2, 12.2.3.5). */
+static EVP_PKEY *rsa_pkey(const TPMT_PUBLIC *pub, GError **error)
+{
+        const TPM2B_PUBLIC_KEY_RSA *n = &pub->unique.rsa;
+        guint32 e = pub->parameters.rsaDetail.exponent ? pub->parameters.rsaDetail.exponent : 65537;
+        guint8 n_native[256];           /* OSSL_PARAM integers are native-endian */
+        OSSL_PARAM params[3];
+
+        if (n->size != sizeof(n_native)) {
+                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
+                            "the RSA EK has a %u-byte modulus, not 256", n->size);
+                return NULL;
+        }
+        for (gsize i = 0; i < sizeof(n_native); i++)
+                n_native[i] = G_BYTE_ORDER == G_LITTLE_ENDIAN ? n->buffer[n->size - 1 - i]
+                                                              : n->buffer[i];
+        params[0] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, n_native, sizeof(n_native));
+        params[1] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, (guint8 *)&e, sizeof(e));
+        params[2] = OSSL_PARAM_construct_end();
+        return pkey_from_params("RSA", params, error);
+}
+
+/* ECC NIST P-256 public key from the TPM's point (coordinates left-padded). */
+static EVP_PKEY *ecc_pkey(const TPMT_PUBLIC *pub, GError **error)
+{
+        const TPMS_ECC_POINT *q = &pub->unique.ecc;
+        char group[] = "prime256v1";
+        guint8 point[65] = { 0x04 };    /* uncompressed: 04 || X || Y (SEC 1, 2.3.3) */
+        OSSL_PARAM params[3];
+
+        if (q->x.size > 32 || q->y.size > 32) {
+                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
+                            "the ECC EK's point does not fit P-256");
+                return NULL;
+        }
+        memcpy(point + 1 + 32 - q->x.size, q->x.buffer, q->x.size);
+        memcpy(point + 33 + 32 - q->y.size, q->y.buffer, q->y.size);
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point,
+                                                      sizeof(point));
+        params[2] = OSSL_PARAM_construct_end();
+        return pkey_from_params("EC", params, error);
+}
+
+static GBytes *marshal_public(const TPM2B_PUBLIC *pub)
+{
+        guint8 buf[sizeof(TPM2B_PUBLIC)];
+        size_t off = 0;
+
+        if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+                g_assert_not_reached();         /* a TPM2B_PUBLIC always fits */
+        return g_bytes_new(buf, off);
+}
+
+/* ---- the steps --------------------------------------------------------------------- */
+
+/* TPM2_CreatePrimary of the EK of @kind, left transient in *@ret_transient. */
+static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
+                          VrotEndorsedEk *ek, GError **error)
+{
+        static const TPM2B_SENSITIVE_CREATE empty_sensitive;
+        static const TPM2B_DATA empty_data;
+        static const TPML_PCR_SELECTION no_pcrs;
+        g_autoptr(TPM2B_PUBLIC) pub = NULL;
+        TSS2_RC rc;
+
+        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                ESYS_TR_NONE, &empty_sensitive, kind->template, &empty_data,
+                                &no_pcrs, ret_transient, &pub, NULL, NULL, NULL);
+        if (!check(rc, "TPM2_CreatePrimary", error))
+                return FALSE;
+        ek->public_key = pub->publicArea.type == TPM2_ALG_RSA ? rsa_pkey(&pub->publicArea, error)
+                                                              : ecc_pkey(&pub->publicArea, error);
+        if (!ek->public_key)
+                return FALSE;
+        ek->tpm_public = marshal_public(pub);
+        ek->handle = kind->handle;
+        ek->nv_index = kind->nv_index;
+        return TRUE;
+}
+
+gboolean vrot_endorse_check_size(gsize der_len, guint32 nv_index_max, GError **error)
+{
+        if (der_len <= nv_index_max)
+                return TRUE;
+        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_TOO_LARGE,
+                    "the certificate has %" G_GSIZE_FORMAT " bytes, the vTPM's NV indices hold "
+                    "at most %u (TPM_PT_NV_INDEX_MAX); shorten the attestation URI",
+                    der_len, nv_index_max);
+        return FALSE;
+}
+
+/* The EK certificate (lib/x509), with what the vTPM reported. */
+static gboolean certify_ek(const VrotX509Signer *signer, const VrotEndorseParams *params,
+                           const TpmInfo *info, VrotEndorsedEk *ek, GError **error)
+{
+        VrotX509EkParams p = {
+                .tpm_manufacturer = info->manufacturer,
+                .tpm_model = info->model,
+                .tpm_version = info->firmware_1,
+                .spec_family = info->spec_family,
+                .spec_level = info->level,
+                .spec_revision = info->revision,
+                .host_attestation_uri = params->host_attestation_uri,
+                .not_after = params->not_after,
+        };
+
+        memcpy(p.instance_uuid, params->instance_uuid, sizeof(p.instance_uuid));
+        ek->cert = vrot_x509_ek_cert(signer, ek->public_key, &p, error);
+        if (!ek->cert)
+                return FALSE;
+        ek->cert_der = vrot_x509_to_der(ek->cert, error);
+        if (!ek->cert_der)
+                return FALSE;
+        return vrot_endorse_check_size(g_bytes_get_size(ek->cert_der), info->nv_index_max, error);
+}
+
+/* TPM2_EvictControl of *@transient to @handle (owner range), then flushes it. */
+static gboolean persist(Conn *c, ESYS_TR *transient, TPM2_HANDLE handle, GError **error)
+{
+        ESYS_TR persistent = ESYS_TR_NONE;
+        TSS2_RC rc, frc;
+
+        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, *transient, ESYS_TR_PASSWORD,
+                               ESYS_TR_NONE, ESYS_TR_NONE, handle, &persistent);
+        frc = Esys_FlushContext(c->esys, *transient);
+        *transient = ESYS_TR_NONE;
+        if (persistent != ESYS_TR_NONE)
+                Esys_TR_Close(c->esys, &persistent);
+        return check(rc, "TPM2_EvictControl", error) &&
+               check(frc, "TPM2_FlushContext", error);
+}
+
+static gboolean nv_write_all(Conn *c, ESYS_TR nv, GBytes *data, guint32 chunk, GError **error)
+{
+        gsize len = 0;
+        const guint8 *p = g_bytes_get_data(data, &len);
+
+        for (gsize off = 0; off < len; off += chunk) {
+                TPM2B_MAX_NV_BUFFER b = { .size = (UINT16)MIN(chunk, len - off) };
+                TSS2_RC rc;
+
+                memcpy(b.buffer, p + off, b.size);
+                rc = Esys_NV_Write(c->esys, ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD,
+                                   ESYS_TR_NONE, ESYS_TR_NONE, &b, (UINT16)off);
+                if (!check(rc, "TPM2_NV_Write", error))
+                        return FALSE;
+        }
+        return TRUE;
+}
+
+/* Defines the certificate index (platform), writes @der, write-locks it. */
+static gboolean nv_store(Conn *c, TPM2_HANDLE index, GBytes *der, guint32 chunk, GError **error)
+{
+        TPM2B_NV_PUBLIC pub = {
+                .nvPublic = {
+                        .nvIndex = index,
+                        .nameAlg = TPM2_ALG_SHA256,
+                        .attributes = VROT_ENDORSE_CERT_NV_ATTRIBUTES,
+                        .dataSize = (UINT16)g_bytes_get_size(der),
+                },
+        };
+        ESYS_TR nv = ESYS_TR_NONE;
+        gboolean ok;
+
+        ok = check(Esys_NV_DefineSpace(c->esys, ESYS_TR_RH_PLATFORM, ESYS_TR_PASSWORD,
+                                       ESYS_TR_NONE, ESYS_TR_NONE, NULL, &pub, &nv),
+                   "TPM2_NV_DefineSpace", error) &&
+             nv_write_all(c, nv, der, chunk, error) &&
+             check(Esys_NV_WriteLock(c->esys, ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD,
+                                     ESYS_TR_NONE, ESYS_TR_NONE),
+                   "TPM2_NV_WriteLock", error);
+        if (nv != ESYS_TR_NONE)
+                Esys_TR_Close(c->esys, &nv);
+        return ok;
+}
+
+/* Microseconds since *@t; *@t becomes now. */
+static gint64 lap(gint64 *t)
+{
+        gint64 now = g_get_monotonic_time(), d = now - *t;
+
+        *t = now;
+        return d;
+}
+
+/* FALSE, with "@doing the RSA EK: " before the error. */
+static gboolean ek_failed(const char *doing, gsize i, GError **error)
+{
+        g_prefix_error(error, "%s the %s EK: ", doing, kinds[i].name);
+        return FALSE;
+}
+
+/*
+ * Create both EKs (transient), certify both, then store both, so that
+ * a failing signer changes nothing in the vTPM (endorse.h).  *@t is the
+ * start of the current step; @transient[] is flushed by the caller.
+ */
+static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorseParams *params,
+                        VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                        gint64 *t, GError **error)
+{
+        TpmInfo info;
+
+        if (!read_info(c, &info, error) || !check_not_endorsed(c, error))
+                return FALSE;
+        e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
+        e->tpm_manufacturer = info.manufacturer;
+        e->tpm_model = g_strdup(info.model);
+        e->tpm_version = info.firmware_1;
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!create_ek(c, &kinds[i], &transient[i], &e->ek[i], error))
+                        return ek_failed("creating", i, error);
+                e->step_usec[kinds[i].create_step] = lap(t);
+        }
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!certify_ek(signer, params, &info, &e->ek[i], error))
+                        return ek_failed("certifying", i, error);
+                e->step_usec[kinds[i].cert_step] = lap(t);
+        }
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!persist(c, &transient[i], kinds[i].handle, error) ||
+                    !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, info.nv_buffer_max, error))
+                        return ek_failed("storing", i, error);
+                e->step_usec[kinds[i].store_step] = lap(t);
+        }
+        return TRUE;
+}
+
+gboolean vrot_endorse_vtpm(const gchar *tcti, const VrotX509Signer *signer,
+                           const VrotEndorseParams *params, VrotEndorsement **ret,
+                           GError **error)
+{
+        g_autoptr(VrotEndorsement) e = NULL;
+        g_autoptr(Conn) c = NULL;
+        ESYS_TR transient[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
+        gint64 t = g_get_monotonic_time();
+        PipeGuard guard;
+        gboolean ok;
+
+        g_return_val_if_fail(tcti != NULL && signer != NULL && params != NULL, FALSE);
+        g_return_val_if_fail(ret != NULL, FALSE);
+        g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+        e = g_new0(VrotEndorsement, 1);
+        pipe_guard_begin(&guard);
+        c = conn_open(tcti, error);
+        ok = c && startup(c, error);
+        e->step_usec[VROT_ENDORSE_STEP_CONNECT] = lap(&t);
+        ok = ok && endorse(c, signer, params, e, transient, &t, error);
+        for (gsize i = 0; c && i < G_N_ELEMENTS(transient); i++)
+                if (transient[i] != ESYS_TR_NONE)
+                        (void)Esys_FlushContext(c->esys, transient[i]);
+        g_clear_pointer(&c, conn_free);
+        e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
+        pipe_guard_end(&guard);
+        if (!ok) {
+                g_prefix_error(error, "endorsing the vTPM at \"%s\": ", tcti);
+                return FALSE;
+        }
+        *ret = g_steal_pointer(&e);
+        return TRUE;
+}
+
+/* ---- reading back ------------------------------------------------------------------ */
+
+static gboolean bad_cert(TPM2_HANDLE index, const char *why, GError **error)
+{
+        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_BAD_CERT,
+                    "NV index 0x%08x: %s", index, why);
+        return FALSE;
+}
+
+/* All of NV index @nv, read with its own authValue (AUTHREAD), @chunk bytes at a time. */
+static gboolean nv_read_all(Conn *c, TPM2_HANDLE index, ESYS_TR nv, guint32 chunk,
+                            GBytes **ret, GError **error)
+{
+        const TPMA_NV expect = VROT_ENDORSE_CERT_NV_ATTRIBUTES | TPMA_NV_WRITTEN |
+                               TPMA_NV_WRITELOCKED;
+        g_autoptr(TPM2B_NV_PUBLIC) pub = NULL;
+        g_autoptr(GByteArray) all = g_byte_array_new();
+        TSS2_RC rc;
+
+        rc = Esys_NV_ReadPublic(c->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+                                NULL);
+        if (!check(rc, "TPM2_NV_ReadPublic", error))
+                return FALSE;
+        if (pub->nvPublic.attributes != expect)
+                return bad_cert(index, "not vrot's EK certificate index (other attributes)",
+                                error);
+        /* A UINT16 size is below VROT_X509_MAX_DER: no further bound is needed. */
+        if (pub->nvPublic.dataSize == 0)
+                return bad_cert(index, "the index is empty", error);
+        while (all->len < pub->nvPublic.dataSize) {
+                g_autoptr(TPM2B_MAX_NV_BUFFER) data = NULL;
+                UINT16 n = (UINT16)MIN(chunk, pub->nvPublic.dataSize - all->len);
+
+                rc = Esys_NV_Read(c->esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                  n, (UINT16)all->len, &data);
+                if (!check(rc, "TPM2_NV_Read", error))
+                        return FALSE;
+                if (data->size != n)
+                        return bad_cert(index, "TPM2_NV_Read returned a short chunk", error);
+                g_byte_array_append(all, data->buffer, data->size);
+        }
+        *ret = g_byte_array_free_to_bytes(g_steal_pointer(&all));
+        return TRUE;
+}
+
+static gboolean read_cert(Conn *c, TPM2_HANDLE index, guint32 chunk, X509 **ret,
+                          GError **error)
+{
+        g_autoptr(GBytes) der = NULL;
+        g_autoptr(GError) parse_error = NULL;
+        ESYS_TR nv = ESYS_TR_NONE;
+        gboolean exists = FALSE, ok;
+
+        if (!handle_exists(c, index, &exists, error))
+                return FALSE;
+        if (!exists) {
+                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_NOT_ENDORSED,
+                            "NV index 0x%08x is not defined: the vTPM is not endorsed", index);
+                return FALSE;
+        }
+        ok = check(Esys_TR_FromTPMPublic(c->esys, index, ESYS_TR_NONE, ESYS_TR_NONE,
+                                         ESYS_TR_NONE, &nv),
+                   "TPM2_NV_ReadPublic", error) &&
+             nv_read_all(c, index, nv, chunk, &der, error);
+        if (nv != ESYS_TR_NONE)
+                Esys_TR_Close(c->esys, &nv);
+        if (!ok)
+                return FALSE;
+        *ret = vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der),
+                                  &parse_error);
+        return *ret ? TRUE : bad_cert(index, parse_error->message, error);
+}
+
+static gboolean read_both(Conn *c, X509 **rsa, X509 **ecc, GError **error)
+{
+        TpmInfo info;
+
+        return read_info(c, &info, error) &&
+               (!rsa || read_cert(c, VROT_ENDORSE_RSA_CERT_INDEX, info.nv_buffer_max, rsa,
+                                  error)) &&
+               (!ecc || read_cert(c, VROT_ENDORSE_ECC_CERT_INDEX, info.nv_buffer_max, ecc,
+                                  error));
+}
+
+gboolean vrot_endorse_read_certs(const gchar *tcti, X509 **ret_rsa_cert, X509 **ret_ecc_cert,
+                                 GError **error)
+{
+        g_autoptr(X509) rsa = NULL;
+        g_autoptr(X509) ecc = NULL;
+        g_autoptr(Conn) c = NULL;
+        PipeGuard guard;
+        gboolean ok;
+
+        g_return_val_if_fail(tcti != NULL, FALSE);
+        g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+        pipe_guard_begin(&guard);
+        c = conn_open(tcti, error);
+        ok = c && read_both(c, ret_rsa_cert ? &rsa : NULL, ret_ecc_cert ? &ecc : NULL, error);
+        g_clear_pointer(&c, conn_free);
+        pipe_guard_end(&guard);
+        if (!ok) {
+                g_prefix_error(error, "reading the EK certificates of the vTPM at \"%s\": ",
+                               tcti);
+                return FALSE;
+        }
+        if (ret_rsa_cert)
+                *ret_rsa_cert = g_steal_pointer(&rsa);
+        if (ret_ecc_cert)
+                *ret_ecc_cert = g_steal_pointer(&ecc);
+        return TRUE;
+}
+
+/* ---- freeing --------------------------------------------------------------------- */
+
+void vrot_endorsement_free(VrotEndorsement *e)
+{
+        if (!e)
+                return;
+        for (gsize i = 0; i < G_N_ELEMENTS(e->ek); i++) {
+                g_clear_pointer(&e->ek[i].cert, X509_free);
+                g_clear_pointer(&e->ek[i].cert_der, g_bytes_unref);
+                g_clear_pointer(&e->ek[i].public_key, EVP_PKEY_free);
+                g_clear_pointer(&e->ek[i].tpm_public, g_bytes_unref);
+        }
+        g_free(e->tpm_model);
+        g_free(e);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * Instance lifecycle (DESIGN "Lifecycle"): create (state, manufacture, EK
+ * endorsement) -> start/stop any number of times -> delete (state wiped,
+ * tombstone kept).  Workers run through the fork server; a worker that
+ * dies unexpectedly is restarted from its last durable state with backoff,
+ * one whose state is refused (exit 3) is not.
+ */
+
+#include <glib.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "host.h"
+#include "registry.h"
+
+#define VROT_INSTANCES_ERROR (vrot_instances_error_quark())
+GQuark vrot_instances_error_quark(void);
+
+typedef enum {
+        VROT_INSTANCES_ERROR_FAILED,
+        VROT_INSTANCES_ERROR_NOT_FOUND,
+        VROT_INSTANCES_ERROR_EXISTS,
+        VROT_INSTANCES_ERROR_INVALID,
+        VROT_INSTANCES_ERROR_REFUSED,   /* state refused, rollback detected */
+} VrotInstancesError;
+
+typedef struct VrotInstances VrotInstances;
+
+/** What the API reports of one instance. */
+typedef struct VrotInstanceStatus {
+        const VrotInstance *entry;      /* transfer none */
+        gboolean running;
+        GPid pid;
+        gchar *ctrl_path;               /* transfer full */
+        gchar *data_path;               /* transfer full; services only */
+} VrotInstanceStatus;
+
+VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const gchar *vtpm_path,
+                                  GError **error);
+void vrot_instances_free(VrotInstances *self);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotInstances, vrot_instances_free)
+
+/** @uuid nullable: a new one is made.  *@ret_uuid (transfer full). */
+gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
+                               const gchar *name, uid_t owner, gchar **ret_uuid, GError **error);
+gboolean vrot_instances_start(VrotInstances *self, const gchar *uuid, GError **error);
+gboolean vrot_instances_stop(VrotInstances *self, const gchar *uuid, GError **error);
+gboolean vrot_instances_delete(VrotInstances *self, const gchar *uuid, GError **error);
+
+/** vrot_instances_status: fills @ret (free with _status_clear); NOT_FOUND. */
+gboolean vrot_instances_status(VrotInstances *self, const gchar *uuid, VrotInstanceStatus *ret,
+                               GError **error);
+void vrot_instances_status_clear(VrotInstanceStatus *st);
+
+/** vrot_instances_list: (transfer container) UUIDs of every entry, tombstones too. */
+GPtrArray *vrot_instances_list(VrotInstances *self);
+
+/** vrot_instances_ek_cert_pem: (transfer full) an EK certificate; @type "rsa" or "ecc". */
+gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const gchar *type,
+                                  GError **error);
+
+guint vrot_instances_n_running(VrotInstances *self);
+
+/** vrot_instances_stop_all: at daemon exit, every worker stopped cleanly. */
+void vrot_instances_stop_all(VrotInstances *self);
