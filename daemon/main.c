@@ -34,7 +34,7 @@ static gboolean parse_options(int *argc, char ***argv, Options *o, GError **erro
                 { "vtpm", 0, 0, G_OPTION_ARG_FILENAME, &o->vtpm, "The vrot-vtpm binary", "PATH" },
                 { "log-level", 0, 0, G_OPTION_ARG_STRING, &o->log_level, "error, warning, info or debug", "LEVEL" },
                 { "version", 0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL },
-                { NULL },
+                G_OPTION_ENTRY_NULL,
         };
         g_autoptr(GOptionContext) ctx = g_option_context_new("- the vrot host daemon");
 

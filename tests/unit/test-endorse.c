@@ -640,7 +640,7 @@ static void test_endorse_vtpm_twice_refused(void)
         CU_ASSERT_FALSE(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &second, &err));
         CU_ASSERT_PTR_NULL(second);
         CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED));
-        CU_ASSERT_PTR_NOT_NULL(err && strstr(err->message, "EK 0x81010001, NV index 0x01c00002, "
+        CU_ASSERT(err && strstr(err->message, "EK 0x81010001, NV index 0x01c00002, "
                                                            "EK 0x8101000a, NV index 0x01c0000a"));
         assert_read_back(v, first);
 }
@@ -724,8 +724,8 @@ static void test_endorse_vtpm_signer_errors(void)
                 CU_ASSERT_FALSE(vrot_endorse_vtpm(v->tcti, s, &p, &e, &err));
                 CU_ASSERT_PTR_NULL(e);
                 CU_ASSERT_TRUE(g_error_matches(err, cases[i].domain(), cases[i].code));
-                CU_ASSERT_PTR_NOT_NULL(err && strstr(err->message, "certifying the RSA EK: "));
-                CU_ASSERT_PTR_NOT_NULL(err && strstr(err->message, v->tcti));
+                CU_ASSERT(err && strstr(err->message, "certifying the RSA EK: "));
+                CU_ASSERT(err && strstr(err->message, v->tcti));
                 g_clear_error(&err);
                 CU_ASSERT_FALSE(vrot_endorse_read_certs(v->tcti, &x, NULL, &err));
                 CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR,
@@ -815,7 +815,7 @@ static void test_endorse_vtpm_unstarted(void)
 
         CU_ASSERT_FALSE(vrot_endorse_read_certs(w->tcti, &rsa, NULL, &err));
         CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_TPM));
-        CU_ASSERT_PTR_NOT_NULL(err && strstr(err->message, "0x100"));  /* TPM_RC_INITIALIZE */
+        CU_ASSERT(err && strstr(err->message, "0x100"));  /* TPM_RC_INITIALIZE */
         e = endorse_ok(v, TEST_URI);
         assert_read_back(v, e);
 }
