@@ -4,15 +4,13 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/core_names.h>
-#include <openssl/err.h>
-#include <openssl/params.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
 #include "endorse-priv.h"
+#include "tpmpub.h"
 
 G_DEFINE_QUARK(vrot-endorse-error-quark, vrot_endorse_error)
 
@@ -134,18 +132,6 @@ static gboolean check(TSS2_RC rc, const char *what, GError **error)
                 code = VROT_ENDORSE_ERROR_IO;
         g_set_error(error, VROT_ENDORSE_ERROR, code, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc),
                     (unsigned)rc);
-        return FALSE;
-}
-
-/* The one place where OpenSSL's error queue becomes GError. */
-static gboolean openssl_failed(const char *what, GError **error)
-{
-        unsigned long e = ERR_peek_last_error();
-        const char *reason = e ? ERR_reason_error_string(e) : NULL;
-
-        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED, "%s: %s", what,
-                    reason ? reason : "OpenSSL failed");
-        ERR_clear_error();
         return FALSE;
 }
 
@@ -377,63 +363,6 @@ static gboolean check_not_endorsed(Conn *c, GError **error)
 
 /* ---- EK public keys ------------------------------------------------------------------ */
 
-static EVP_PKEY *pkey_from_params(const char *type, OSSL_PARAM *params, GError **error)
-{
-        g_autoptr(EVP_PKEY_CTX) ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-        EVP_PKEY *pkey = NULL;
-
-        if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-                openssl_failed("importing the EK public key", error);
-                return NULL;
-        }
-        return pkey;
-}
-
-/* RSA-2048 public key; TPM exponent 0 means 65537 (Part 2, 12.2.3.5). */
-static EVP_PKEY *rsa_pkey(const TPMT_PUBLIC *pub, GError **error)
-{
-        const TPM2B_PUBLIC_KEY_RSA *n = &pub->unique.rsa;
-        guint32 e = pub->parameters.rsaDetail.exponent ? pub->parameters.rsaDetail.exponent : 65537;
-        guint8 n_native[256];           /* OSSL_PARAM integers are native-endian */
-        OSSL_PARAM params[3];
-
-        if (n->size != sizeof(n_native)) {
-                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
-                            "the RSA EK has a %u-byte modulus, not 256", n->size);
-                return NULL;
-        }
-        for (gsize i = 0; i < sizeof(n_native); i++)
-                n_native[i] = G_BYTE_ORDER == G_LITTLE_ENDIAN ? n->buffer[n->size - 1 - i]
-                                                              : n->buffer[i];
-        params[0] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, n_native, sizeof(n_native));
-        params[1] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, (guint8 *)&e, sizeof(e));
-        params[2] = OSSL_PARAM_construct_end();
-        return pkey_from_params("RSA", params, error);
-}
-
-/* ECC NIST P-256 public key from the TPM's point (coordinates left-padded). */
-static EVP_PKEY *ecc_pkey(const TPMT_PUBLIC *pub, GError **error)
-{
-        const TPMS_ECC_POINT *q = &pub->unique.ecc;
-        char group[] = "prime256v1";
-        guint8 point[65] = { 0x04 };    /* uncompressed: 04 || X || Y (SEC 1, 2.3.3) */
-        OSSL_PARAM params[3];
-
-        if (q->x.size > 32 || q->y.size > 32) {
-                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
-                            "the ECC EK's point does not fit P-256");
-                return NULL;
-        }
-        memcpy(point + 1 + 32 - q->x.size, q->x.buffer, q->x.size);
-        memcpy(point + 33 + 32 - q->y.size, q->y.buffer, q->y.size);
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point,
-                                                      sizeof(point));
-        params[2] = OSSL_PARAM_construct_end();
-        return pkey_from_params("EC", params, error);
-}
-
 static GBytes *marshal_public(const TPM2B_PUBLIC *pub)
 {
         guint8 buf[sizeof(TPM2B_PUBLIC)];
@@ -461,8 +390,7 @@ static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
                                 &no_pcrs, ret_transient, &pub, NULL, NULL, NULL);
         if (!check(rc, "TPM2_CreatePrimary", error))
                 return FALSE;
-        ek->public_key = pub->publicArea.type == TPM2_ALG_RSA ? rsa_pkey(&pub->publicArea, error)
-                                                              : ecc_pkey(&pub->publicArea, error);
+        ek->public_key = vrot_tpmpub_to_pkey(&pub->publicArea, error);
         if (!ek->public_key)
                 return FALSE;
         ek->tpm_public = marshal_public(pub);

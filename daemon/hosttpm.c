@@ -15,6 +15,7 @@
 
 #include "autoptr.h"
 #include "hosttpm.h"
+#include "tpmpub.h"
 
 G_DEFINE_QUARK(vrot-host-tpm-error-quark, vrot_host_tpm_error)
 
@@ -343,35 +344,15 @@ static gboolean matches_template(const TPMT_PUBLIC *found, const TPMT_PUBLIC *tm
         return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-/* The public key of an ECC P-256 TPM object as an OpenSSL key. */
+/* The public key of an ECC P-256 TPM object (the CA key, the AK). */
 static EVP_PKEY *pkey_from_public(const TPMT_PUBLIC *pub, GError **error)
 {
-        const TPMS_ECC_POINT *q = &pub->unique.ecc;
-        char group[] = "prime256v1";
-        guint8 point[65] = { 0x04 };            /* uncompressed: 04 || X || Y */
-        OSSL_PARAM params[3];
-        g_autoptr(EVP_PKEY_CTX) ctx = NULL;
-        EVP_PKEY *pkey = NULL;
-
-        if (pub->type != TPM2_ALG_ECC || pub->parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
-            q->x.size > 32 || q->y.size > 32) {
+        if (pub->type != TPM2_ALG_ECC || pub->parameters.eccDetail.curveID != TPM2_ECC_NIST_P256) {
                 g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
                             "not an ECC NIST P-256 key");
                 return NULL;
         }
-        memcpy(point + 1 + 32 - q->x.size, q->x.buffer, q->x.size);
-        memcpy(point + 33 + 32 - q->y.size, q->y.buffer, q->y.size);
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point,
-                                                      sizeof(point));
-        params[2] = OSSL_PARAM_construct_end();
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-                openssl_failed("importing an ECC public key", error);
-                return NULL;
-        }
-        return pkey;
+        return vrot_tpmpub_to_pkey(pub, error);
 }
 
 /* TPMT_SIGNATURE (ECDSA-SHA256) to DER ECDSA-Sig-Value (RFC 3279 2.2.3). */

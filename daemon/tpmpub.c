@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+
+#include "autoptr.h"
+#include "tpmpub.h"
+
+G_DEFINE_QUARK(vrot-tpmpub-error-quark, vrot_tpmpub_error)
+
+static EVP_PKEY *from_params(const char *type, OSSL_PARAM *params, GError **error)
+{
+        g_autoptr(EVP_PKEY_CTX) ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+        EVP_PKEY *pkey = NULL;
+
+        if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+                unsigned long e = ERR_peek_last_error();
+                g_set_error(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_CRYPTO,
+                            "OpenSSL refused the %s public key: %s", type,
+                            e ? ERR_reason_error_string(e) : "no reason given");
+                ERR_clear_error();
+                return NULL;
+        }
+        return pkey;
+}
+
+static EVP_PKEY *rsa_key(const TPMT_PUBLIC *pub, GError **error)
+{
+        const TPM2B_PUBLIC_KEY_RSA *n = &pub->unique.rsa;
+        guint32 e = pub->parameters.rsaDetail.exponent ? pub->parameters.rsaDetail.exponent : 65537;
+        guint8 n_native[TPM2_MAX_RSA_KEY_BYTES];        /* OSSL_PARAM integers are native-endian */
+        OSSL_PARAM params[3];
+
+        if (n->size == 0 || n->size > sizeof(n_native)) {
+                g_set_error(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_UNSUPPORTED,
+                            "an RSA modulus of %u bytes", n->size);
+                return NULL;
+        }
+        for (gsize i = 0; i < n->size; i++)
+                n_native[i] = G_BYTE_ORDER == G_LITTLE_ENDIAN ? n->buffer[n->size - 1 - i] : n->buffer[i];
+        params[0] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, n_native, n->size);
+        params[1] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, (guint8 *)&e, sizeof(e));
+        params[2] = OSSL_PARAM_construct_end();
+        return from_params("RSA", params, error);
+}
+
+static EVP_PKEY *ecc_key(const TPMT_PUBLIC *pub, GError **error)
+{
+        const TPMS_ECC_POINT *q = &pub->unique.ecc;
+        TPMI_ECC_CURVE curve = pub->parameters.eccDetail.curveID;
+        char p256[] = "prime256v1", p384[] = "secp384r1";
+        gsize size = curve == TPM2_ECC_NIST_P256 ? 32 : curve == TPM2_ECC_NIST_P384 ? 48 : 0;
+        guint8 point[1 + 2 * 48] = { 0x04 };    /* uncompressed: 04 || X || Y (SEC 1, 2.3.3) */
+        OSSL_PARAM params[3];
+
+        if (!size || q->x.size > size || q->y.size > size) {
+                g_set_error(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_UNSUPPORTED,
+                            "not an ECC NIST P-256 or P-384 point (curve 0x%04x)", curve);
+                return NULL;
+        }
+        /* TPM coordinates may come without their leading zero bytes. */
+        memcpy(point + 1 + size - q->x.size, q->x.buffer, q->x.size);
+        memcpy(point + 1 + 2 * size - q->y.size, q->y.buffer, q->y.size);
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                     size == 32 ? p256 : p384, 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * size);
+        params[2] = OSSL_PARAM_construct_end();
+        return from_params("EC", params, error);
+}
+
+EVP_PKEY *vrot_tpmpub_to_pkey(const TPMT_PUBLIC *pub, GError **error)
+{
+        switch (pub->type) {
+        case TPM2_ALG_RSA:
+                return rsa_key(pub, error);
+        case TPM2_ALG_ECC:
+                return ecc_key(pub, error);
+        }
+        g_set_error(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_UNSUPPORTED,
+                    "a TPM key of algorithm 0x%04x has no OpenSSL form here", pub->type);
+        return NULL;
+}
