@@ -826,9 +826,65 @@ def test_bad_input():
         d.stop_clean()
 
 
+
+def test_crashed_worker_restarted():
+    """kill -9 of a worker: vrotd restarts it from its last durable state."""
+    with Harness("vrotd-crash") as h:
+        d = Vrotd(h).start()
+        u = create(d, "service", "crashy")["uuid"]
+        s = start(d, u)
+        nv_write(h, s)
+        os.kill(s.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        info = {}
+        while time.monotonic() < deadline:
+            info = d.call("instance.info", uuid=u)
+            if info["state"] == "running" and info["pid"] not in (None, s.pid):
+                break
+            time.sleep(0.2)
+        check(info.get("state") == "running" and info.get("pid") not in (None, s.pid),
+              f"the killed worker was not restarted: {info!r}\n{d.log_text()[-1500:]}")
+        s2 = start(d, u)          # idempotent: the restarted worker
+        check(s2.pid == info["pid"], "instance.start did not return the restarted worker")
+        check(nv_read(h, s2, "nv-after-crash") == NV_DATA, "NV data lost by the crash")
+        check("restarting in" in d.log_text(), "no log line about the restart")
+
+
+def test_restored_state_dir_refused():
+    """An older copy of the whole state directory is refused at start: the
+    registry's checkpoint lags the host TPM's NV counter (DESIGN "Sealed
+    state").  The simulated host TPM lives inside the state directory with
+    --dev, so it is kept at its newest state, as a real TPM would be."""
+    with Harness("vrotd-rollback") as h:
+        d = Vrotd(h).start()
+        a = create(d, "vm", "old")["uuid"]
+        d.stop_clean()
+        backup = h.path("state-backup")
+        shutil.copytree(d.state_dir, backup, symlinks=True,
+                        ignore=shutil.ignore_patterns("dev-host-tpm"))
+        d.start()
+        d.call("instance.delete", uuid=a)       # advances the NV counter
+        d.stop_clean()
+        for name in os.listdir(backup):
+            dst = os.path.join(d.state_dir, name)
+            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+            src = os.path.join(backup, name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+        proc = h.spawn(d.argv(), log=h.path("rollback.log"))
+        try:
+            rc = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise Failure("vrotd started on a restored state directory")
+        with open(h.path("rollback.log"), errors="replace") as f:
+            log = f.read()
+        check(rc != 0, "vrotd must refuse a restored state directory")
+        check("restored from an older copy" in log, f"no clear message:\n{log[-1500:]}")
+
+
 TESTS = [test_provision_then_reuse, test_endorsement, test_start_stop, test_start_after_worker_exit,
          test_vm_guest_reads_ek_cert, test_delete_tombstone, test_restart_keeps_instances,
-         test_state_copied_to_other_host, test_bad_input]
+         test_state_copied_to_other_host, test_bad_input, test_crashed_worker_restarted,
+         test_restored_state_dir_refused]
 
 if __name__ == "__main__":
     main(TESTS)
