@@ -202,7 +202,7 @@ static Conn *conn_open(const gchar *tcti, GError **error)
 {
         g_autoptr(Conn) c = g_new0(Conn, 1);
 
-        if (!check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "loading the TCTI", error)) {
+        if (!check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "opening the TCTI", error)) {
                 c->tcti = NULL;
                 return NULL;
         }

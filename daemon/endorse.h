@@ -20,23 +20,24 @@
  * model, version and specification are what the vTPM itself reports
  * (TPM2_GetCapability, TPM_PT_FIXED): the certificate and the TPM agree.
  *
- * NV attributes of the certificate indices are swtpm_setup's (0.7-0.9,
- * swtpm_tpm2_write_ek_cert_nvram) with its --lock-nvram:
+ * NV attributes of the certificate indices (TPMA_NV, TPM2 Part 2 13.4)
+ * are swtpm_setup's (0.7.1 to 0.9, swtpm_tpm2_write_ek_cert_nvram), with
+ * the lock its --lock-nvram adds:
  *
- *   PLATFORMCREATE  defined with platform authorization, as the EK profile
- *                   and PC Client platform specs expect of certificates the
- *                   platform manufacturer provisions; only the platform can
- *                   undefine it (TPM2 Part 3 31.4)
+ *   PLATFORMCREATE  defined with platform authorization, as the platform
+ *                   manufacturer provisions EK certificates; only the
+ *                   platform can undefine it (TPM2_NV_UndefineSpace)
  *   PPWRITE         only the platform may write: no OWNERWRITE/AUTHWRITE
  *   WRITEDEFINE     after TPM2_NV_WriteLock the index stays write-locked
- *                   until it is undefined, across TPM Reset (Part 1 37.4.3).
+ *                   until it is undefined, across TPM Reset and Restart.
  *                   vrot sends the lock, so every TPM2_NV_Write fails
  *                   afterwards with TPM_RC_NV_LOCKED, the platform's and
  *                   the owner's alike (the lock is checked before the
- *                   authorization).  PPWRITE alone would let a guest whose
- *                   firmware leaves the platform authValue empty (a service
- *                   vTPM, a kernel booted without TPM-aware firmware)
- *                   rewrite its own certificate.
+ *                   authorization, Part 4 NvWriteAccessChecks()).
+ *                   PPWRITE alone would let a guest whose firmware leaves
+ *                   the platform authValue empty (a service vTPM, a kernel
+ *                   booted without TPM-aware firmware) rewrite its own
+ *                   certificate.
  *   PPREAD, OWNERREAD, AUTHREAD
  *                   readable by anyone: the authValue is empty, and
  *                   tpm2_getekcertificate and tpm2_nvread read with it
@@ -70,6 +71,7 @@
 #include <glib.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <tss2/tss2_tpm2_types.h>
 
 #include "x509.h"
 
@@ -231,9 +233,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotEndorsement, vrot_endorsement_free)
  * libtpms; a certificate with a short URI has ~700-900 bytes), one more per
  * further chunk: Startup, GetCapability x5 (properties, the four handles),
  * CreatePrimary x2, then per EK EvictControl, FlushContext, NV_DefineSpace,
- * NV_Write, NV_WriteLock.  8 of them change the vTPM's NV, and vrot-vtpm
- * writes its state durably after each (two fsync()ed files): on a quiet
- * disk that is about half of the storing steps' time.
+ * NV_Write, NV_WriteLock.  8 of them change the vTPM's NV, after each of
+ * which vrot-vtpm writes its state durably (permall and generation, each
+ * fsync()ed with its directory): ~2.5-3.5 ms apiece on the test machine,
+ * most of the storing steps' time.
  *
  * Errors: VROT_ENDORSE_ERROR_ENDORSED (endorsed before; nothing changed),
  * _TOO_LARGE (nothing changed), _IO, _TPM, _FAILED; the errors of
@@ -260,7 +263,11 @@ gboolean vrot_endorse_vtpm(const gchar *tcti, const VrotX509Signer *signer,
  * VROT_ENDORSE_CERT_NV_ATTRIBUTES, written and write-locked.  What NV
  * holds is parsed as untrusted input (vrot_x509_from_der()); no signature
  * is checked: verify the chain before trusting a certificate.  The out
- * parameters are written only on success.
+ * parameters are written only on success.  TPM commands: 1 (properties),
+ * plus per certificate asked for 3 (GetCapability, NV_ReadPublic x2) and
+ * one NV_Read per TPM_PT_NV_BUFFER_MAX chunk: 9 for both, of one chunk
+ * each.  It sends no TPM2_Startup, so a vTPM nobody started answers
+ * TPM_RC_INITIALIZE (VROT_ENDORSE_ERROR_TPM).
  *
  * Errors: VROT_ENDORSE_ERROR_NOT_ENDORSED (an index is missing),
  * _BAD_CERT, _IO, _TPM, _FAILED.

@@ -97,20 +97,23 @@ static int start_tpm(const VtpmArgs *a, Worker *w)
         return 0;
 }
 
+/* The data socket first: a listening control socket is the sign that the
+ * worker is ready (vrotd and the harness wait for it), so everything else
+ * must exist by then. */
 static int open_sockets(const VtpmArgs *a, Worker *w)
 {
         VrotError err = { 0 };
 
-        w->ctrl_listen = listen_unix(a->ctrl, a->ctrl_mode, &err);
-        if (w->ctrl_listen < 0)
-                goto fail;
-        w->ctrl_path = a->ctrl;
         if (a->server) {
                 w->data_listen = listen_unix(a->server, a->server_mode, &err);
                 if (w->data_listen < 0)
                         goto fail;
                 w->data_path = a->server;
         }
+        w->ctrl_listen = listen_unix(a->ctrl, a->ctrl_mode, &err);
+        if (w->ctrl_listen < 0)
+                goto fail;
+        w->ctrl_path = a->ctrl;
         return 0;
 fail:
         log_error("%s", err.msg);

@@ -40,6 +40,13 @@
 #define TPM_RC_NV_LOCKED 0x148u
 
 static const gchar *vtpm_binary;
+/*
+ * Started and stopped in main(), with every forked worker still running:
+ * a fatal assertion leaves a case without its scope cleanups, and neither
+ * the fork server nor its workers die with us.
+ */
+static VrotForkServer *fork_server;
+static GArray *forked_pids;
 
 /* ---- the software chain: fleet root -> host CA (both in memory) ------------------ */
 
@@ -133,6 +140,9 @@ static void vtpm_stop(Vtpm *v)
                 return;
         if (v->pid > 0)
                 kill(v->pid, SIGTERM);
+        for (guint i = 0; v->worker && i < forked_pids->len; i++)
+                if (g_array_index(forked_pids, GPid, i) == v->pid)
+                        g_array_remove_index_fast(forked_pids, i);
         if (v->pid > 0 && !v->worker)
                 CU_ASSERT_EQUAL(waitpid(v->pid, &status, 0), v->pid);
         while (v->worker && !v->ended && g_get_monotonic_time() < deadline)
@@ -197,13 +207,29 @@ static void die_with_parent(gpointer data)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
+/* Spawns @argv with a fresh state key on fd 3, output to @log; its PID. */
+static GPid spawn_keyed(const gchar *const *argv, const char *log)
+{
+        g_autoptr(GError) err = NULL;
+        gint source_fds[1] = { key_pipe() }, target_fds[1] = { 3 };
+        int logfd = open(log, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        GPid pid = 0;
+
+        CU_ASSERT_FATAL(logfd >= 0);
+        g_spawn_async_with_pipes_and_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                         die_with_parent, NULL, -1, logfd, logfd, source_fds,
+                                         target_fds, 1, &pid, NULL, NULL, NULL, &err);
+        close(source_fds[0]);
+        close(logfd);
+        CU_ASSERT_PTR_NULL_FATAL(err);
+        return pid;
+}
+
 /* A fresh worker: data socket DIR/tpm.sock (control at .ctrl), key on fd 3. */
 static Vtpm *vtpm_start_flags(const char *flags)
 {
         g_autoptr(Vtpm) v = g_new0(Vtpm, 1);
-        g_autoptr(GError) err = NULL;
         g_autofree gchar *state = NULL, *ctrl = NULL, *log = NULL;
-        int key, logfd;
 
         v->dir = g_build_filename(unit_tmpdir(), "vtpm.XXXXXX", NULL);
         CU_ASSERT_FATAL(g_mkdtemp(v->dir) != NULL);
@@ -214,25 +240,14 @@ static Vtpm *vtpm_start_flags(const char *flags)
         ctrl = g_strconcat(v->data, ".ctrl", NULL);
         log = g_build_filename(v->dir, "vtpm.log", NULL);
         {
-                const gchar *argv[] = {
+                const gchar *const argv[] = {
                         vtpm_binary, "--uuid", "6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b",
                         "--state-dir", state, "--ctrl", ctrl, "--server", v->data,
                         "--key-fd", "3", "--flags", flags, "--log-level", "warning", NULL,
                 };
-                gint source_fds[1], target_fds[1] = { 3 };
 
-                key = key_pipe();
-                logfd = open(log, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-                CU_ASSERT_FATAL(logfd >= 0);
-                source_fds[0] = key;
-                g_spawn_async_with_pipes_and_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                                 die_with_parent, NULL, -1, logfd, logfd, source_fds,
-                                                 target_fds, 1, &v->pid, NULL, NULL, NULL,
-                                                 &err);
-                close(key);
-                close(logfd);
+                v->pid = spawn_keyed(argv, log);
         }
-        CU_ASSERT_PTR_NULL_FATAL(err);
         wait_listening(v);
         return g_steal_pointer(&v);
 }
@@ -261,6 +276,14 @@ static Vtpm *vtpm_start_forked(VrotForkServer *fs)
                 fprintf(stderr, "%s\n", err->message);
         CU_ASSERT_PTR_NOT_NULL_FATAL(v->worker);
         v->pid = vrot_worker_pid(v->worker);
+        g_array_append_val(forked_pids, v->pid);
+        /*
+         * The spawn returns once the control socket listens; the worker
+         * binds its data socket just after it, and the swtpm TCTI connects
+         * to the data socket at once: without this wait, endorsing right
+         * after the spawn fails now and then with "connection refused".
+         */
+        wait_listening(v);
         return g_steal_pointer(&v);
 }
 
@@ -609,8 +632,8 @@ static void test_endorse_vtpm_guest_cannot_overwrite(void)
         CU_ASSERT_EQUAL(pub->nvPublic.attributes, expect_attrs);
         Esys_Free(pub);
         /*
-         * The lock is checked before the authorization (TPM2 Part 3 31.3,
-         * NvWriteAccessChecks): every write is TPM_RC_NV_LOCKED, even with
+         * The lock is checked before the authorization (TPM2 Part 4,
+         * NvWriteAccessChecks()): every write is TPM_RC_NV_LOCKED, even with
          * the platform authorization a guest may hold.  The index's own
          * authValue may not write at all (no AUTHWRITE).
          */
@@ -886,15 +909,9 @@ static void test_endorse_vtpm_timings(void)
 {
         const char *env = g_getenv("VROT_ENDORSE_RUNS");
         gsize runs = MAX(env ? (gsize)g_ascii_strtoull(env, NULL, 10) : 12, 1);
-        g_autofree gchar *sock = g_build_filename(unit_tmpdir(), "forkd.sock", NULL);
-        g_autofree gchar *log = g_build_filename(unit_tmpdir(), "forkd.log", NULL);
-        g_autoptr(GError) err = NULL;
-        g_autoptr(VrotForkServer) fs = NULL;
 
         time_runs("exec'd", NULL, runs);
-        fs = vrot_fork_server_start(vtpm_binary, sock, log, &err);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(fs);
-        time_runs("fork server", fs, runs);
+        time_runs("fork server", fork_server, runs);
 }
 
 int main(void)
@@ -914,6 +931,8 @@ int main(void)
                 UNIT_CASE(test_endorse_check_size),
                 UNIT_CASE(test_endorse_vtpm_timings),
         };
+        g_autofree gchar *sock = NULL, *log = NULL;
+        g_autoptr(GError) err = NULL;
         int ret;
 
         vtpm_binary = g_getenv("VROT_VTPM");
@@ -926,7 +945,16 @@ int main(void)
         /* tpm2-tss's own error lines: the cases check the GErrors instead. */
         g_setenv("TSS2_LOG", "all+none", TRUE);
         chain_init();
+        sock = g_build_filename(unit_tmpdir(), "forkd.sock", NULL);
+        log = g_build_filename(unit_tmpdir(), "forkd.log", NULL);
+        fork_server = vrot_fork_server_start(vtpm_binary, sock, log, &err);
+        g_assert_no_error(err);
+        forked_pids = g_array_new(FALSE, FALSE, sizeof(GPid));
         ret = UNIT_RUN("endorse", cases);
+        for (guint i = 0; i < forked_pids->len; i++)
+                kill(g_array_index(forked_pids, GPid, i), SIGKILL);
+        g_array_unref(forked_pids);
+        vrot_fork_server_free(fork_server);
         chain_clear();
         return ret;
 }
