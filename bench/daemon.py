@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""Benchmarks of the host daemon, vrotd --dev (see bench/README.md).
+
+  create  N `instance.create` calls against one vrotd --dev, each timed at
+          the client (vTPM manufactured, RSA-2048 and ECC P-256 EKs made,
+          both certificates signed in the simulated host TPM and written to
+          NV), against N runs of `swtpm_setup --tpm2 --create-ek-cert
+          --create-platform-cert` with swtpm_localca certificates (RSA-2048
+          and ECC P-384 EKs, three certificates), from a private swtpm-localca
+          configuration in the temporary directory.  swtpm_setup runs under a
+          forked wrapper that is a child subreaper and blocks in waitpid(-1),
+          so the swtpm it double-forks is reaped at once (FIELD-NOTES).
+  storm   M instances created (not timed) and stopped, then all started:
+          sequential `instance.start` calls over one connection, then again
+          with several concurrent clients; total time until every start has
+          answered (the daemon answers once the control socket listens),
+          host-TPM commands used by the starts, the daemon's memory before
+          and after, the workers' private memory.
+
+Used by bench/run.py (`--only create,storm`); also runnable alone:
+
+  python3 bench/daemon.py --build build [--quick] [--only create,storm] [--json out.json]
+"""
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+
+import harness as H  # noqa: E402  (path set up just above)
+import vrotd as V  # noqa: E402
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    v = sorted(values)
+    k = max(1, min(len(v), -(-len(v) * p // 100)))
+    return v[int(k) - 1]
+
+
+def stats_ms(seconds):
+    ms = [x * 1000.0 for x in seconds]
+    return {"n": len(ms), "median_ms": statistics.median(ms), "p90_ms": pct(ms, 90),
+            "p99_ms": pct(ms, 99), "min_ms": min(ms), "max_ms": max(ms),
+            "mean_ms": statistics.mean(ms), "all_ms": ms}
+
+
+def rollup(pid):
+    """smaps_rollup fields (KiB) plus Private = Private_Clean + Private_Dirty."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:", "Threads:")):
+                k, v = line.split(":", 1)
+                fields[k] = int(v.split()[0])
+    fields["Private"] = fields["Private_Clean"] + fields["Private_Dirty"]
+    return fields
+
+
+def mem_brief(r):
+    return {k: r.get(k) for k in ("Rss", "Pss", "Private", "Private_Dirty", "VmHWM", "Threads")}
+
+
+def start_daemon(h, name="vrotd"):
+    # log level "info": what a production daemon would log (one line per start)
+    return V.Vrotd(h, name=name, log_level="info").start()
+
+
+# -- 1. create + endorse ---------------------------------------------------------
+
+SWTPM_SETUP_CONF = """\
+create_certs_tool= {localca}
+create_certs_tool_config = {dir}/swtpm-localca.conf
+create_certs_tool_options = {dir}/swtpm-localca.options
+active_pcr_banks = sha256
+"""
+
+LOCALCA_CONF = """\
+statedir = {dir}/ca
+signingkey = {dir}/ca/signkey.pem
+issuercert = {dir}/ca/issuercert.pem
+certserial = {dir}/ca/certserial
+"""
+
+LOCALCA_OPTIONS = """\
+--platform-manufacturer vrot-bench
+--platform-version 2.1
+--platform-model QEMU
+"""
+
+
+def private_localca(h):
+    """A swtpm_setup configuration whose swtpm_localca CA lives in the
+    Harness's directory: nothing system-wide is read or written."""
+    d = h.path("swtpm-localca")
+    os.makedirs(os.path.join(d, "ca"), exist_ok=True)
+    for name, text in (("swtpm_setup.conf", SWTPM_SETUP_CONF),
+                       ("swtpm-localca.conf", LOCALCA_CONF),
+                       ("swtpm-localca.options", LOCALCA_OPTIONS)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text.format(dir=d, localca=H.require("swtpm_localca")))
+    return os.path.join(d, "swtpm_setup.conf")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def run_subreaped(argv, env, log_path):
+    """Run argv to its end under a forked wrapper that is a child subreaper
+    and blocks in waitpid(-1): every process argv leaves behind (swtpm_setup
+    double-forks swtpm and polls until it is gone, a zombie counting as
+    alive) is reaped the moment it exits.  Returns (seconds, exit status),
+    timed in the caller from before the fork to the wrapper's exit."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:                                    # the wrapper
+        code = 127
+        try:
+            _libc.prctl(36, 1, 0, 0, 0)             # PR_SET_CHILD_SUBREAPER
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.dup2(fd, 1)
+                    os.dup2(fd, 2)
+                    devnull = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(devnull, 0)
+                    os.execve(argv[0], argv, env)
+                finally:
+                    os._exit(127)
+            os.close(fd)
+            while True:
+                p, st = os.waitpid(-1, 0)
+                if p == child:
+                    code = os.waitstatus_to_exitcode(st)
+                    break
+            # anything still around is re-parented to the bench (a subreaper
+            # too) when we exit and killed by the Harness
+            while True:
+                try:
+                    p, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if p == 0:
+                    break
+        finally:
+            os._exit(code if 0 <= code < 256 else 126)
+    _, st = os.waitpid(pid, 0)
+    return time.perf_counter() - t0, os.waitstatus_to_exitcode(st)
+
+
+def swtpm_setup_once(h, conf, i, env):
+    state = h.path(f"swtpm-setup-{i}.state")
+    os.makedirs(state)
+    argv = [H.require("swtpm_setup"), "--tpm2", "--tpmstate", state, "--create-ek-cert",
+            "--create-platform-cert", "--config", conf]
+    logp = h.path(f"swtpm-setup-{i}.log")
+    dt, rc = run_subreaped(argv, env, logp)
+    with open(logp, errors="replace") as f:
+        text = f.read()
+    H.check(rc == 0, f"swtpm_setup failed ({rc}):\n{text[-3000:]}")
+    H.check("Successfully authored TPM state" in text, f"swtpm_setup:\n{text[-3000:]}")
+    shutil.rmtree(state, ignore_errors=True)
+    return dt
+
+
+def bench_create(args):
+    n = args.creates
+    log(f"== create: {n} x vrotd instance.create (RSA-2048 + ECC P-256 EKs, 2 certs) vs "
+        f"{n} x swtpm_setup --create-ek-cert --create-platform-cert "
+        f"(RSA-2048 + ECC P-384 EKs, 3 certs, swtpm_localca), interleaved")
+    vt, st = [], []
+    cmds = None
+    with V.Harness("vrot-bench-create") as h:
+        conf = private_localca(h)
+        tmp = h.path("tmp")
+        os.makedirs(tmp)
+        env = dict(os.environ, TMPDIR=tmp)   # swtpm_setup's certificate temp dirs
+        swtpm_setup_once(h, conf, "warmup", env)   # creates the local CA (not timed)
+        d = start_daemon(h)
+        with d.connect() as c:
+            c.call("instance.create", kind="service", name="warmup")   # not timed
+            c0 = c.call("host.info")["host_tpm_commands"]
+            for i in range(n):
+                # alternate who goes first, so a slow phase of the shared
+                # machine hits both alike
+                for who in (("vrot", "swtpm") if i % 2 == 0 else ("swtpm", "vrot")):
+                    if who == "vrot":
+                        t0 = time.perf_counter()
+                        r = c.call("instance.create", kind="service", name=f"bench-{i}")
+                        vt.append(time.perf_counter() - t0)
+                        H.check(r["ek_rsa_cert_pem"] and r["ek_ecc_cert_pem"],
+                                f"instance.create gave no certificates: {r}")
+                    else:
+                        st.append(swtpm_setup_once(h, conf, i, env))
+            cmds = c.call("host.info")["host_tpm_commands"] - c0
+    v, s = stats_ms(vt), stats_ms(st)
+    res = {"n": n, "vrot": v, "swtpm_setup": s,
+           "ratio_median": v["median_ms"] / s["median_ms"],
+           "ratio_p90": v["p90_ms"] / s["p90_ms"],
+           "host_tpm_commands_per_create": cmds / n}
+    log(f"   vrot instance.create: median {v['median_ms']:7.1f} ms  p90 {v['p90_ms']:7.1f} ms  "
+        f"(min {v['min_ms']:.1f}, max {v['max_ms']:.1f}); "
+        f"{res['host_tpm_commands_per_create']:.1f} host-TPM commands each")
+    log(f"   swtpm_setup         : median {s['median_ms']:7.1f} ms  p90 {s['p90_ms']:7.1f} ms  "
+        f"(min {s['min_ms']:.1f}, max {s['max_ms']:.1f})")
+    log(f"   ratio vrot/swtpm_setup: median {res['ratio_median']:.2f}, p90 {res['ratio_p90']:.2f} "
+        f"(target <= 0.33)")
+    return res
+
+
+# -- 2. boot storm ---------------------------------------------------------------
+
+def listening(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def start_all(d, uuids, clients):
+    """Start every instance through @clients connections, the list split
+    round-robin among them; returns (total seconds, {uuid: (seconds, result)})."""
+    out = {}
+    errors = []
+    parts = [uuids[i::clients] for i in range(clients)]
+    conns = [d.connect() for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(conn, part):
+        try:
+            barrier.wait()
+            for u in part:
+                t0 = time.perf_counter()
+                r = conn.call("instance.start", uuid=u)
+                out[u] = (time.perf_counter() - t0, r, t0)
+        except Exception as e:     # noqa: B902 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(c, p)) for c, p in zip(conns, parts)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    total = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    if errors:
+        raise errors[0]
+    return total, out, t0
+
+
+def stop_all(d, uuids):
+    t0 = time.perf_counter()
+    with d.connect() as c:
+        for u in uuids:
+            c.call("instance.stop", uuid=u)
+    return time.perf_counter() - t0
+
+
+def storm_round(d, h, uuids, kinds, clients, forkd_pid):
+    """One storm: every instance stopped, start all; returns the figures."""
+    with d.connect() as c:
+        info0 = c.call("host.info")
+    H.check(info0["running"] == 0, f"{info0['running']} instances still running")
+    dmem0 = rollup(d.pid)
+    total, out, t_begin = start_all(d, uuids, clients)
+    with d.connect() as c:
+        info1 = c.call("host.info")
+    dmem1 = rollup(d.pid)
+    # every control socket listens (checked after the clock stopped; the
+    # daemon answers a start only once it does)
+    ctrl_ok = sum(listening(out[u][1]["ctrl"]) for u in uuids)
+    H.check(ctrl_ok == len(uuids), f"only {ctrl_ok} of {len(uuids)} control sockets listen")
+    pids = [out[u][1]["pid"] for u in uuids]
+    wm = []
+    for p in pids:
+        try:
+            wm.append(rollup(p))
+        except OSError:
+            pass
+    H.check(len(wm) == len(uuids), f"only {len(wm)} of {len(uuids)} workers are alive")
+    lat = {k: [out[u][0] for u, kk in zip(uuids, kinds) if kk == k] for k in sorted(set(kinds))}
+    seq = [out[u][0] for u in uuids]
+    q = max(1, len(uuids) // 10)
+    res = {
+        "clients": clients,
+        "instances": len(uuids),
+        "total_s": total,
+        "starts_per_s": len(uuids) / total,
+        "host_tpm_commands": info1["host_tpm_commands"] - info0["host_tpm_commands"],
+        "running_after": info1["running"],
+        "latency_all": stats_ms(seq),
+        "latency_by_kind": {k: stats_ms(v) for k, v in lat.items()},
+        # growth with the number already running: first vs last tenth, in
+        # the order the starts were issued (sequential run only)
+        "first_tenth_median_ms": statistics.median(seq[:q]) * 1000.0,
+        "last_tenth_median_ms": statistics.median(seq[-q:]) * 1000.0,
+        "daemon_before": mem_brief(dmem0),
+        "daemon_after": mem_brief(dmem1),
+        "workers_private_kib": {"mean": statistics.mean(r["Private"] for r in wm),
+                                "median": statistics.median(r["Private"] for r in wm),
+                                "max": max(r["Private"] for r in wm)},
+        "workers_private_by_kind": {k: statistics.mean(r["Private"] for r, kk in zip(wm, kinds)
+                                                       if kk == k) for k in sorted(set(kinds))},
+        "forkserver": mem_brief(rollup(forkd_pid)) if forkd_pid else None,
+    }
+    res["stop_all_s"] = stop_all(d, uuids)
+    return res
+
+
+def forkserver_pid(d):
+    table = V.proc_table()
+    for p in V.descendants(d.pid, table):
+        if table[p][0] == d.pid and table[p][2] == "vrot-vtpm":
+            return p
+    return None
+
+
+def bench_storm(args):
+    n, kind = args.storm, args.storm_kind
+    kinds = ([("vm", "service")[i % 2] for i in range(n)] if kind == "mixed" else [kind] * n)
+    log(f"== storm: {n} instances ({kind}), created and stopped, then all started; "
+        f"sequentially over one connection, then with {args.storm_clients} concurrent clients")
+    with V.Harness("vrot-bench-storm") as h:
+        d = start_daemon(h)
+        t0 = time.perf_counter()
+        uuids = []
+        failures = []       # instance.create errors, retried (a daemon bug if any)
+        with d.connect(timeout=600) as c:
+            for i in range(n):
+                for attempt in range(3):
+                    try:
+                        uuids.append(c.call("instance.create", kind=kinds[i],
+                                            name=f"storm-{i}")["uuid"])
+                        break
+                    except V.RpcError as e:
+                        failures.append(f"#{i} attempt {attempt + 1}: {e.code} {e.message}")
+                        log(f"   instance.create #{i} failed, retrying: {e.code} {e.message}")
+                        if attempt == 2:
+                            raise
+        t_create = time.perf_counter() - t0
+        log(f"   created {n} in {t_create:.1f} s ({t_create / n * 1000:.0f} ms each, not timed "
+            f"as a benchmark; {len(failures)} failed create(s) retried)")
+        stop_all(d, uuids)                       # they are stopped after create: a no-op
+        fpid = forkserver_pid(d)
+        out = {"instances": n, "kind": kind, "create_all_s": t_create,
+               "create_failures": failures, "rounds": {}}
+        for clients in (1, args.storm_clients):
+            r = storm_round(d, h, uuids, kinds, clients, fpid)
+            out["rounds"][str(clients)] = r
+            la = r["latency_all"]
+            log(f"   {clients} client(s): all {n} listening after {r['total_s']:.2f} s "
+                f"({r['starts_per_s']:.0f}/s); host-TPM commands {r['host_tpm_commands']}; "
+                f"per start median {la['median_ms']:.1f} ms p90 {la['p90_ms']:.1f} ms "
+                f"max {la['max_ms']:.1f} ms; "
+                + ", ".join(f"{k} median {v['median_ms']:.1f} ms"
+                            for k, v in r["latency_by_kind"].items()))
+            log(f"      first tenth median {r['first_tenth_median_ms']:.1f} ms, last tenth "
+                f"{r['last_tenth_median_ms']:.1f} ms; stop all took {r['stop_all_s']:.2f} s")
+            b, a = r["daemon_before"], r["daemon_after"]
+            log(f"      vrotd: Rss {b['Rss']} -> {a['Rss']} KiB, private {b['Private']} -> "
+                f"{a['Private']} KiB (dirty {b['Private_Dirty']} -> {a['Private_Dirty']}); "
+                f"workers private mean {r['workers_private_kib']['mean']:.0f} KiB ("
+                + ", ".join(f"{k} {v:.0f}" for k, v in r["workers_private_by_kind"].items())
+                + ")" + (f"; fork server private {r['forkserver']['Private']} KiB"
+                         if r["forkserver"] else ""))
+        d.stop()
+    return out
+
+
+# -- table rows for run.py -------------------------------------------------------
+
+def table_rows(res):
+    """(name, vrot, swtpm or None, target) rows: target a float is a maximum
+    of vrot/swtpm; a tuple (limit, unit) is a maximum of the vrot figure."""
+    rows = []
+    if "create" in res:
+        c = res["create"]
+        rows.append((f"create+endorse N={c['n']} median [ms]", c["vrot"]["median_ms"],
+                     c["swtpm_setup"]["median_ms"], 1 / 3))
+        rows.append((f"create+endorse N={c['n']} p90 [ms]", c["vrot"]["p90_ms"],
+                     c["swtpm_setup"]["p90_ms"], 1 / 3))
+    if "storm" in res:
+        s = res["storm"]
+        for clients, r in s["rounds"].items():
+            how = "sequential" if clients == "1" else f"{clients} clients"
+            rows.append((f"storm {s['instances']} starts, {how} [s]", r["total_s"], None,
+                         (2.0, "s")))
+            rows.append((f"  storm host-TPM commands, {how}", r["host_tpm_commands"], None,
+                         (0, "")))
+        r1 = s["rounds"]["1"]
+        rows.append(("  (info) storm per start median [ms]", r1["latency_all"]["median_ms"],
+                     None, None))
+        rows.append(("  (info) vrotd private before [KiB]", r1["daemon_before"]["Private"],
+                     None, None))
+        rows.append(("  (info) vrotd private after [KiB]", r1["daemon_after"]["Private"],
+                     None, None))
+        rows.append(("  (info) worker private mean [KiB]", r1["workers_private_kib"]["mean"],
+                     None, None))
+    return rows
+
+
+def add_args(p):
+    p.add_argument("--creates", type=int, help="instance.create / swtpm_setup runs (20)")
+    p.add_argument("--storm", type=int, help="instances in the boot storm (500)")
+    p.add_argument("--storm-kind", choices=("mixed", "vm", "service"), default="mixed",
+                   help="kind of the storm's instances; mixed alternates (%(default)s)")
+    p.add_argument("--storm-clients", type=int, default=8,
+                   help="concurrent clients of the second storm round (%(default)s)")
+
+
+def fill_defaults(a):
+    for name, full, quick in (("creates", 20, 4), ("storm", 500, 40)):
+        if getattr(a, name) is None:
+            setattr(a, name, quick if a.quick else full)
+
+
+def main():
+    import argparse
+    import json
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", default=os.path.join(TOP, "build"))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", default="create,storm")
+    p.add_argument("--json", metavar="PATH")
+    add_args(p)
+    a = p.parse_args()
+    fill_defaults(a)
+    build = os.path.abspath(a.build)
+    os.environ["VROT_VTPM"] = os.path.join(build, "vtpm", "vrot-vtpm")
+    os.environ["VROT_VROTD"] = os.path.join(build, "daemon", "vrotd")
+    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(128 + s)))
+    res = {}
+    if "create" in a.only:
+        res["create"] = bench_create(a)
+    if "storm" in a.only:
+        res["storm"] = bench_storm(a)
+    for row in table_rows(res):
+        log(f"{row[0]:42s} {row[1]:9.1f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except H.Failure as e:
+        print(f"bench failed: {e}", file=sys.stderr)
+        sys.exit(1)
