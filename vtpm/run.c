@@ -26,9 +26,10 @@
 
 #define TPM2_RC_INITIALIZE 0x100
 
-/* Binds a listening UNIX socket at @path with permissions @mode.  A stale
- * socket left by a killed worker is replaced; any other file is not. */
-static int listen_unix(const char *path, mode_t mode, VrotError *err)
+/* Binds a UNIX socket at @path with permissions @mode; it listens later
+ * (start_listening).  A stale socket left by a killed worker is replaced;
+ * any other file is not. */
+static int bind_unix(const char *path, mode_t mode, VrotError *err)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct stat st;
@@ -49,8 +50,8 @@ static int listen_unix(const char *path, mode_t mode, VrotError *err)
         old = umask(0777 & ~mode);      /* no window with wider permissions */
         r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
         umask(old);
-        if (r < 0 || chmod(path, mode) < 0 || listen(fd, 8) < 0) {
-                r = vrot_err(err, errno, "listening on %s: %s", path, strerror(errno));
+        if (r < 0 || chmod(path, mode) < 0) {
+                r = vrot_err(err, errno, "binding %s: %s", path, strerror(errno));
                 close(fd);
                 return r;
         }
@@ -97,20 +98,19 @@ static int start_tpm(const VtpmArgs *a, Worker *w)
         return 0;
 }
 
-/* The data socket first: a listening control socket is the sign that the
- * worker is ready (vrotd and the harness wait for it), so everything else
- * must exist by then. */
+/* Bound at start-up, while the worker may still hold the privileges the
+ * paths need; listening only once it is sandboxed and its TPM is up. */
 static int open_sockets(const VtpmArgs *a, Worker *w)
 {
         VrotError err = { 0 };
 
         if (a->server) {
-                w->data_listen = listen_unix(a->server, a->server_mode, &err);
+                w->data_listen = bind_unix(a->server, a->server_mode, &err);
                 if (w->data_listen < 0)
                         goto fail;
                 w->data_path = a->server;
         }
-        w->ctrl_listen = listen_unix(a->ctrl, a->ctrl_mode, &err);
+        w->ctrl_listen = bind_unix(a->ctrl, a->ctrl_mode, &err);
         if (w->ctrl_listen < 0)
                 goto fail;
         w->ctrl_path = a->ctrl;
@@ -118,6 +118,18 @@ static int open_sockets(const VtpmArgs *a, Worker *w)
 fail:
         log_error("%s", err.msg);
         return -1;
+}
+
+/* A listening control socket is the sign that the worker is ready: vrotd
+ * and the tests wait for it.  So the data socket listens first, and both
+ * only after the sandbox is in force and the TPM is up. */
+static int start_listening(Worker *w)
+{
+        if ((w->data_listen >= 0 && listen(w->data_listen, 8) < 0) || listen(w->ctrl_listen, 8) < 0) {
+                log_error("listen: %s", strerror(errno));
+                return -1;
+        }
+        return 0;
 }
 
 static void close_sockets(Worker *w)
@@ -176,7 +188,7 @@ int vtpm_run(const VtpmArgs *a)
                 log_error("%s", err.msg);
                 goto out;
         }
-        if (start_tpm(a, &w) < 0)
+        if (start_tpm(a, &w) < 0 || start_listening(&w) < 0)
                 goto out;
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",

@@ -900,7 +900,7 @@ static void time_runs(const char *what, VrotForkServer *fs, gsize runs)
 }
 
 /*
- * Prints the times of VROT_ENDORSE_RUNS (default 12) endorsements of exec'd
+ * Prints the times of VROT_ENDORSE_RUNS (default 3) endorsements of exec'd
  * workers and as many of workers from a fork server, as vrotd starts them
  * ("worker-up": spawn to first answer; the worker manufactures its state
  * before it answers).
@@ -908,7 +908,7 @@ static void time_runs(const char *what, VrotForkServer *fs, gsize runs)
 static void test_endorse_vtpm_timings(void)
 {
         const char *env = g_getenv("VROT_ENDORSE_RUNS");
-        gsize runs = MAX(env ? (gsize)g_ascii_strtoull(env, NULL, 10) : 12, 1);
+        gsize runs = MAX(env ? (gsize)g_ascii_strtoull(env, NULL, 10) : 3, 1);
 
         time_runs("exec'd", NULL, runs);
         time_runs("fork server", fork_server, runs);
