@@ -194,6 +194,24 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         return res;
 }
 
+/* The prologue of every method on one instance: only @known parameters, a
+ * "uuid" among them, and an instance @caller may act on. */
+static gboolean target(VrotApi *api, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                       const char *const *known, gchar uuid[VROT_UUID_STR_LEN + 1], GError **error)
+{
+        VrotInstanceStatus st;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error))
+                return FALSE;
+        if (!may_touch(api, caller, uuid, &st, error)) {
+                to_rpc_error(error);
+                return FALSE;
+        }
+        vrot_instances_status_clear(&st);
+        return TRUE;
+}
+
 typedef gboolean (*Action)(VrotInstances *self, const gchar *uuid, GError **error);
 
 /* start, stop, delete: one UUID, an action, the instance's status back. */
@@ -201,16 +219,9 @@ static JsonNode *act(VrotApi *api, const VrotCaller *caller, const VrotJsonrpcRe
                      Action fn, const gchar *what, GError **error)
 {
         gchar uuid[VROT_UUID_STR_LEN + 1];
-        VrotInstanceStatus st;
 
-        if (!vrot_jsonrpc_params_check_known(req, uuid_only, error) ||
-            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error))
+        if (!target(api, caller, req, uuid_only, uuid, error))
                 return NULL;
-        if (!may_touch(api, caller, uuid, &st, error)) {
-                to_rpc_error(error);
-                return NULL;
-        }
-        vrot_instances_status_clear(&st);
         if (!fn(api->instances, uuid, error)) {
                 g_message("refused: %s %s by uid %u: %s", what, uuid, (unsigned)caller->uid,
                           (*error)->message);
@@ -244,16 +255,9 @@ static JsonNode *m_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrp
 {
         VrotApi *api = ctx;
         gchar uuid[VROT_UUID_STR_LEN + 1];
-        VrotInstanceStatus st;
 
-        if (!vrot_jsonrpc_params_check_known(req, uuid_only, error) ||
-            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error))
+        if (!target(api, caller, req, uuid_only, uuid, error))
                 return NULL;
-        if (!may_touch(api, caller, uuid, &st, error)) {
-                to_rpc_error(error);
-                return NULL;
-        }
-        vrot_instances_status_clear(&st);
         return status_json(api, uuid, TRUE);
 }
 
@@ -263,6 +267,7 @@ static JsonNode *m_list(gpointer ctx, const VrotCaller *caller, const VrotJsonrp
         VrotApi *api = ctx;
         g_autoptr(GPtrArray) uuids = NULL;
         JsonArray *list;
+        JsonObject *o;
         JsonNode *res;
 
         if (!vrot_jsonrpc_params_check_known(req, no_params, error))
@@ -277,7 +282,6 @@ static JsonNode *m_list(gpointer ctx, const VrotCaller *caller, const VrotJsonrp
                         json_array_add_element(list, status_json(api, uuids->pdata[i], FALSE));
                 vrot_instances_status_clear(&st);
         }
-        JsonObject *o;
         res = object_node(&o);
         json_object_set_array_member(o, "instances", list);
         return res;
@@ -291,25 +295,18 @@ static JsonNode *m_ek_cert(gpointer ctx, const VrotCaller *caller, const VrotJso
         VrotApi *api = ctx;
         gchar uuid[VROT_UUID_STR_LEN + 1];
         g_autofree gchar *pem = NULL;
-        VrotInstanceStatus st;
         guint type = 0;
         JsonNode *res;
+        JsonObject *o;
 
-        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
-            !param_uuid(req, VROT_JSONRPC_REQUIRED, uuid, error) ||
-            !vrot_jsonrpc_param_enum(req, "type", VROT_JSONRPC_OPTIONAL, types, &type, error))
+        if (!vrot_jsonrpc_param_enum(req, "type", VROT_JSONRPC_OPTIONAL, types, &type, error) ||
+            !target(api, caller, req, known, uuid, error))
                 return NULL;
-        if (!may_touch(api, caller, uuid, &st, error)) {
-                to_rpc_error(error);
-                return NULL;
-        }
-        vrot_instances_status_clear(&st);
         pem = vrot_instances_ek_cert_pem(api->instances, uuid, types[type], error);
         if (!pem) {
                 to_rpc_error(error);
                 return NULL;
         }
-        JsonObject *o;
         res = object_node(&o);
         json_object_set_string_member(o, "pem", pem);
         return res;
