@@ -134,37 +134,6 @@ static const TPM2B_PUBLIC ak_template = {
         },
 };
 
-/*
- * TCG EK Credential Profile 2.x, B.3.3 template L-1: the RSA 2048 EK, for a
- * TPM without a persistent one.  Its authPolicy is
- * PolicySecret(TPM_RH_ENDORSEMENT).
- */
-static const TPM2B_PUBLIC ek_template = {
-        .publicArea = {
-                .type = TPM2_ALG_RSA,
-                .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-                        TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
-                .authPolicy = {
-                        .size = 32,
-                        .buffer = {
-                                0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8,
-                                0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
-                                0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64,
-                                0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
-                        },
-                },
-                .parameters.rsaDetail = {
-                        .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
-                                       .mode.aes = TPM2_ALG_CFB },
-                        .scheme.scheme = TPM2_ALG_NULL,
-                        .keyBits = 2048,
-                },
-                .unique.rsa.size = 256,
-        },
-};
-
 /* The rollback counter: owner-written, readable with its (empty) authValue. */
 static const TPMS_NV_PUBLIC counter_public = {
         .nvIndex = VROT_HOST_TPM_COUNTER_INDEX,
@@ -865,7 +834,7 @@ static gboolean ek_load(VrotHostTpm *self, ESYS_TR *ret_ek, gboolean *ret_transi
         if (ek == ESYS_TR_NONE) {
                 rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
                                         ESYS_TR_NONE, ESYS_TR_NONE, &empty_sensitive,
-                                        &ek_template, &empty_data, &no_pcrs, &ek, ret_public,
+                                        &vrot_tpmpub_ek_rsa_template, &empty_data, &no_pcrs, &ek, ret_public,
                                         NULL, NULL, NULL);
                 if (!vrot_host_tpm_check(rc, "creating the EK: TPM2_CreatePrimary", error))
                         return FALSE;

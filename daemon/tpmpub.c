@@ -9,6 +9,64 @@
 
 G_DEFINE_QUARK(vrot-tpmpub-error-quark, vrot_tpmpub_error)
 
+/*
+ * TCG EK Credential Profile for TPM 2.0 (2.x), B.3.3 "Template L-1" and
+ * B.3.4 "Template L-2": the low-range default EK templates, the ones
+ * `tpm2_createek -G rsa` / `-G ecc` use when no template is in NV.  Both
+ * are restricted decryption keys with no userWithAuth: their authPolicy is
+ * PolicySecret(TPM_RH_ENDORSEMENT), and the unique field is zero-filled to
+ * the key size, which makes the key a pure function of the EPS.
+ */
+#define EK_ATTRIBUTES                                                                    \
+        (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN | \
+         TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT)
+
+/* PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256 (EK profile B.3.2, policy A). */
+#define EK_POLICY_A                                                                      \
+        {                                                                                \
+                .size = 32,                                                              \
+                .buffer = {                                                              \
+                        0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8,                  \
+                        0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,                  \
+                        0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64,                  \
+                        0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,                  \
+                },                                                                       \
+        }
+
+#define EK_SYMMETRIC { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB }
+
+const TPM2B_PUBLIC vrot_tpmpub_ek_rsa_template = {
+        .publicArea = {
+                .type = TPM2_ALG_RSA,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = EK_ATTRIBUTES,
+                .authPolicy = EK_POLICY_A,
+                .parameters.rsaDetail = {
+                        .symmetric = EK_SYMMETRIC,
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .keyBits = 2048,
+                        .exponent = 0,
+                },
+                .unique.rsa.size = 256,
+        },
+};
+
+const TPM2B_PUBLIC vrot_tpmpub_ek_ecc_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = EK_ATTRIBUTES,
+                .authPolicy = EK_POLICY_A,
+                .parameters.eccDetail = {
+                        .symmetric = EK_SYMMETRIC,
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+                .unique.ecc = { .x.size = 32, .y.size = 32 },
+        },
+};
+
 static EVP_PKEY *from_params(const char *type, OSSL_PARAM *params, GError **error)
 {
         g_autoptr(EVP_PKEY_CTX) ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);

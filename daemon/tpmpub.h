@@ -2,8 +2,9 @@
 #pragma once
 
 /*
- * TPM public areas as OpenSSL keys, in one place for every module that
- * reads keys out of a TPM (host CA key, EKs, AKs).
+ * TPM public areas in one place for every module that makes or reads keys
+ * in a TPM (host CA key, EKs, AKs): the TCG default EK templates, and
+ * public areas as OpenSSL keys.
  */
 
 #include <glib.h>
@@ -17,6 +18,15 @@ typedef enum {
         VROT_TPMPUB_ERROR_UNSUPPORTED,  /* not RSA, not ECC NIST P-256/P-384 */
         VROT_TPMPUB_ERROR_CRYPTO,       /* OpenSSL refused the key */
 } VrotTpmpubError;
+
+/*
+ * TCG EK Credential Profile 2.x, B.3.3 "Template L-1" (RSA 2048) and B.3.4
+ * "Template L-2" (ECC NIST P-256): the low-range default EK templates, the
+ * ones `tpm2_createek -G rsa|ecc` uses.  Used for the vTPMs' EKs and for the
+ * host TPM's EK when it has no persistent one.
+ */
+extern const TPM2B_PUBLIC vrot_tpmpub_ek_rsa_template;
+extern const TPM2B_PUBLIC vrot_tpmpub_ek_ecc_template;
 
 /**
  * vrot_tpmpub_to_pkey:
