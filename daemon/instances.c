@@ -47,11 +47,7 @@ static gboolean fail(GError **error, gint code, const gchar *fmt, ...)
         va_list ap;
 
         va_start(ap, fmt);
-        g_set_error_literal(error, VROT_INSTANCES_ERROR, code, "");
-        if (error && *error) {
-                g_free((*error)->message);
-                (*error)->message = g_strdup_vprintf(fmt, ap);
-        }
+        g_propagate_error(error, g_error_new_valist(VROT_INSTANCES_ERROR, code, fmt, ap));
         va_end(ap);
         return FALSE;
 }
