@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
 import harness as H  # noqa: E402  (path set up just above)
 import vrotd as V  # noqa: E402
+from memprobe import rollup  # noqa: E402  (bench/memprobe.py, next to this file)
 
 
 def log(msg=""):
@@ -57,23 +58,6 @@ def stats_ms(seconds):
     return {"n": len(ms), "median_ms": statistics.median(ms), "p90_ms": pct(ms, 90),
             "p99_ms": pct(ms, 99), "min_ms": min(ms), "max_ms": max(ms),
             "mean_ms": statistics.mean(ms), "all_ms": ms}
-
-
-def rollup(pid):
-    """smaps_rollup fields (KiB) plus Private = Private_Clean + Private_Dirty."""
-    fields = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 3 and parts[2] == "kB":
-                fields[parts[0].rstrip(":")] = int(parts[1])
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:", "Threads:")):
-                k, v = line.split(":", 1)
-                fields[k] = int(v.split()[0])
-    fields["Private"] = fields["Private_Clean"] + fields["Private_Dirty"]
-    return fields
 
 
 def mem_brief(r):

@@ -28,6 +28,24 @@ PM_PRESENT = 1 << 63
 PM_EXCLUSIVE = 1 << 56
 
 
+def rollup(pid):
+    """smaps_rollup fields (KiB), a few of /proc/PID/status, and
+    Private = Private_Clean + Private_Dirty."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:", "VmPTE:", "Threads:")):
+                k, v = line.split(":", 1)
+                fields[k] = int(v.split()[0])
+    fields["Private"] = fields["Private_Clean"] + fields["Private_Dirty"]
+    return fields
+
+
 def smaps(pid):
     """The mappings of @pid: dicts with start, end, perms, offset, path, fields."""
     maps, cur = [], None

@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
 import daemon as D  # noqa: E402  (bench/daemon.py, next to this file)
 import harness as H  # noqa: E402  (path set up just above)
-from memprobe import breakdown, print_probe, probe  # noqa: E402
+from memprobe import breakdown, print_probe, probe, rollup  # noqa: E402
 
 KINDS = ("vrot", "swtpm")                   # the round trip
 ALL_KINDS = ("vrot", "vrot-fork", "swtpm")  # memory and start-up
@@ -187,22 +187,6 @@ def bench_rtt(args, rtt):
 
 
 # -- 2. memory -----------------------------------------------------------------
-
-def rollup(pid):
-    fields = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 3 and parts[2] == "kB":
-                fields[parts[0].rstrip(":")] = int(parts[1])
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmPTE:", "Threads:")):
-                k, v = line.split(":", 1)
-                fields[k] = int(v.split()[0])
-    fields["Private"] = fields["Private_Clean"] + fields["Private_Dirty"]
-    return fields
-
 
 def bench_mem(args):
     n = args.instances
