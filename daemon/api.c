@@ -89,12 +89,13 @@ static JsonNode *status_json(VrotApi *api, const gchar *uuid, gboolean details)
         json_builder_set_member_name(b, "kind");
         json_builder_add_string_value(b, e->kind == VROT_INSTANCE_VM ? "vm" : "service");
         json_builder_set_member_name(b, "state");
-        json_builder_add_string_value(b, e->deleted ? "deleted" : st.running ? "running" : "stopped");
+        json_builder_add_string_value(b, e->deleted ? "deleted" : st.running ? "running"
+                                         : st.starting ? "starting" : "stopped");
         json_builder_set_member_name(b, "owner");
         json_builder_add_int_value(b, e->owner);
         if (details) {
                 json_builder_set_member_name(b, "pid");
-                if (st.running)
+                if (st.pid > 0)
                         json_builder_add_int_value(b, st.pid);
                 else
                         json_builder_add_null_value(b);
@@ -232,10 +233,46 @@ static JsonNode *act(VrotApi *api, const VrotCaller *caller, const VrotJsonrpcRe
         return status_json(api, uuid, TRUE);
 }
 
-static JsonNode *m_start(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
-                         GError **error)
+typedef struct StartCall {
+        VrotApi *api;
+        VrotCall *call;
+        uid_t uid;
+} StartCall;
+
+static void on_started(const gchar *uuid, const GError *error, gpointer data)
 {
-        return act(ctx, caller, req, vrot_instances_start, "start", error);
+        g_autofree StartCall *sc = data;
+        GError *rpc;
+
+        if (!error) {
+                g_message("start %s by uid %u", uuid, (unsigned)sc->uid);
+                vrot_call_return(sc->call, status_json(sc->api, uuid, TRUE));
+                return;
+        }
+        g_message("refused: start %s by uid %u: %s", uuid, (unsigned)sc->uid, error->message);
+        rpc = g_error_copy(error);
+        to_rpc_error(&rpc);
+        vrot_call_return_error(sc->call, rpc);
+}
+
+/* Answered once the worker's control socket listens, so that QEMU can
+ * connect at once; meanwhile the daemon serves everyone else, and many
+ * starts are under way together (a boot storm). */
+static void m_start(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                    VrotCall *call)
+{
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        GError *error = NULL;
+        StartCall *sc;
+
+        if (!target(api, caller, req, uuid_only, uuid, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        sc = g_new0(StartCall, 1);
+        *sc = (StartCall){ .api = api, .call = call, .uid = caller->uid };
+        vrot_instances_start_async(api->instances, uuid, on_started, sc);
 }
 
 static JsonNode *m_stop(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
@@ -313,14 +350,14 @@ static JsonNode *m_ek_cert(gpointer ctx, const VrotCaller *caller, const VrotJso
 }
 
 static const VrotMethod methods[] = {
-        { "host.info", m_host_info, FALSE },
-        { "instance.create", m_create, TRUE },
-        { "instance.start", m_start, FALSE },
-        { "instance.stop", m_stop, FALSE },
-        { "instance.delete", m_delete, TRUE },
-        { "instance.list", m_list, FALSE },
-        { "instance.info", m_info, FALSE },
-        { "instance.ek_cert", m_ek_cert, FALSE },
+        { .name = "host.info", .fn = m_host_info },
+        { .name = "instance.create", .fn = m_create, .admin_only = TRUE },
+        { .name = "instance.start", .async_fn = m_start },
+        { .name = "instance.stop", .fn = m_stop },
+        { .name = "instance.delete", .fn = m_delete, .admin_only = TRUE },
+        { .name = "instance.list", .fn = m_list },
+        { .name = "instance.info", .fn = m_info },
+        { .name = "instance.ek_cert", .fn = m_ek_cert },
 };
 
 const VrotMethod *vrot_api_methods(gsize *ret_n)

@@ -3,33 +3,42 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
-#include <stdlib.h>
 
 #include "bytes.h"
 #include "forkclient.h"
 
 G_DEFINE_QUARK(vrot-fork-error-quark, vrot_fork_error)
 
-#define MAX_REQUEST 4096
-#define START_TIMEOUT_MS 10000
+#define SERVER_START_TIMEOUT_MS 10000
+#define ANSWER_TIMEOUT_MS 5000          /* "ok PID" comes right after fork() */
+#define STOP_TIMEOUT_MS 5000
 
 struct VrotForkServer {
         GPid pid;
+        gboolean adopted;               /* not our child: a predecessor's */
         gchar *sock_path;
+        gchar *vtpm_path, *log_path;    /* to start it again if it died */
 };
 
 struct VrotWorker {
-        GPid pid;
-        int conn;                       /* the server reports the end here */
+        GPid pid;                       /* 0 until "ok PID" */
+        int conn;                       /* the server's news, -1 once closed */
+        int pidfd;                      /* when the server died: the worker itself */
         GString *line;
-        guint watch;
+        gboolean ready, ended, signaled;
+        gint code;
+        guint watch, deadline;
+        gboolean watched;
+        VrotWorkerReadyFunc on_ready;
         VrotWorkerExitFunc on_exit;
         gpointer user_data;
 };
@@ -54,66 +63,76 @@ static int connect_unix(const gchar *path)
         return fd;
 }
 
-/* Polls until @path accepts a connection, @status_fd has something to say
- * (the child ended) or @timeout_ms pass.  TRUE when listening. */
-static gboolean wait_listening(const gchar *path, int status_fd, guint timeout_ms, GError **error)
+static int pidfd_open_pid(GPid pid)
 {
-        gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+        return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* ---- the fork server ---------------------------------------------------- */
+
+/* The server is started once per daemon: polling its socket is fine here. */
+static gboolean wait_server(VrotForkServer *fs, GError **error)
+{
+        gint64 deadline = g_get_monotonic_time() + SERVER_START_TIMEOUT_MS * 1000;
 
         for (;;) {
-                struct pollfd p = { .fd = status_fd, .events = POLLIN };
-                int fd = connect_unix(path);
-
+                int fd = connect_unix(fs->sock_path);
                 if (fd >= 0) {
                         close(fd);
                         return TRUE;
                 }
-                if (status_fd >= 0 && poll(&p, 1, 0) > 0) {
-                        g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_WORKER_EXITED,
-                                    "ended before listening on %s", path);
+                if (waitpid(fs->pid, NULL, WNOHANG) == fs->pid) {
+                        fs->pid = 0;
+                        g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
+                                    "fork server ended before listening on %s", fs->sock_path);
                         return FALSE;
                 }
                 if (g_get_monotonic_time() > deadline) {
                         g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_TIMEOUT,
-                                    "not listening on %s after %u ms", path, timeout_ms);
+                                    "fork server not listening on %s after %d ms", fs->sock_path,
+                                    SERVER_START_TIMEOUT_MS);
                         return FALSE;
                 }
                 g_usleep(2000);
         }
 }
 
-VrotForkServer *vrot_fork_server_start(const gchar *vtpm_path, const gchar *sock_path,
-                                       const gchar *log_path, GError **error)
+static gboolean launch(VrotForkServer *fs, GError **error)
 {
-        const gchar *argv[] = { vtpm_path, "--fork-server", sock_path, NULL };
+        const gchar *argv[] = { fs->vtpm_path, "--fork-server", fs->sock_path, NULL };
         g_autoptr(GError) local = NULL;
-        VrotForkServer *fs;
-        GPid pid;
-        int logfd;
+        int logfd = open(fs->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 
-        logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (logfd < 0) {
-                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "%s: %s",
-                            log_path, g_strerror(errno));
-                return NULL;
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "%s: %s", fs->log_path,
+                            g_strerror(errno));
+                return FALSE;
         }
-        if (!g_spawn_async_with_fds(NULL, (gchar **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                    NULL, NULL, &pid, -1, logfd, logfd, &local)) {
+        if (!g_spawn_async_with_fds(NULL, (gchar **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                                    &fs->pid, -1, logfd, logfd, &local)) {
                 close(logfd);
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
                             "starting the fork server: %s", local->message);
-                return NULL;
+                return FALSE;
         }
         close(logfd);
-        fs = g_new0(VrotForkServer, 1);
-        fs->pid = pid;
+        fs->adopted = FALSE;
+        return wait_server(fs, error);
+}
+
+VrotForkServer *vrot_fork_server_start(const gchar *vtpm_path, const gchar *sock_path,
+                                       const gchar *log_path, GError **error)
+{
+        g_autoptr(VrotForkServer) fs = g_new0(VrotForkServer, 1);
+
         fs->sock_path = g_strdup(sock_path);
-        if (!wait_listening(sock_path, -1, START_TIMEOUT_MS, error)) {
+        fs->vtpm_path = g_strdup(vtpm_path);
+        fs->log_path = g_strdup(log_path);
+        if (!launch(fs, error)) {
                 g_prefix_error(error, "fork server: ");
-                vrot_fork_server_free(fs);
                 return NULL;
         }
-        return fs;
+        return g_steal_pointer(&fs);
 }
 
 GPid vrot_fork_server_pid(const VrotForkServer *fs)
@@ -121,16 +140,37 @@ GPid vrot_fork_server_pid(const VrotForkServer *fs)
         return fs->pid;
 }
 
+/* Ends the server: our child is reaped, an adopted one watched by pidfd. */
+static void stop_server(VrotForkServer *fs)
+{
+        int pidfd;
+
+        if (fs->pid <= 0)
+                return;
+        pidfd = fs->adopted ? pidfd_open_pid(fs->pid) : -1;
+        kill(fs->pid, SIGTERM);
+        if (!fs->adopted) {
+                (void)waitpid(fs->pid, NULL, 0);
+        } else if (pidfd >= 0) {
+                struct pollfd p = { .fd = pidfd, .events = POLLIN };
+                (void)poll(&p, 1, STOP_TIMEOUT_MS);
+                close(pidfd);
+        }
+        fs->pid = 0;
+}
+
 void vrot_fork_server_free(VrotForkServer *fs)
 {
         if (!fs)
                 return;
-        kill(fs->pid, SIGTERM);
-        (void)waitpid(fs->pid, NULL, 0);
-        g_spawn_close_pid(fs->pid);
+        stop_server(fs);
         g_free(fs->sock_path);
+        g_free(fs->vtpm_path);
+        g_free(fs->log_path);
         g_free(fs);
 }
+
+/* ---- requests ----------------------------------------------------------- */
 
 static GString *request_of(const VrotWorkerSpec *s)
 {
@@ -156,9 +196,9 @@ static GString *request_of(const VrotWorkerSpec *s)
         return req;
 }
 
-/* Sends the request with the key (and the log) descriptor; reads "ok PID". */
-static int send_request(VrotForkServer *fs, const GString *req, int key_fd, int log_fd,
-                        GPid *ret_pid, GError **error)
+/* Sends one request (with up to two descriptors); returns the connection
+ * its answers come on, or -errno. */
+static int send_request(const gchar *sock_path, const GString *req, const int *fds, gsize nfds)
 {
         union {
                 char b[CMSG_SPACE(sizeof(int) * 2)];
@@ -166,97 +206,236 @@ static int send_request(VrotForkServer *fs, const GString *req, int key_fd, int 
         } ctl;
         uint8_t hdr[4];
         struct iovec iov[2] = { { hdr, 4 }, { req->str, req->len } };
-        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2,
-                              .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        int fds[2] = { key_fd, log_fd };
-        char line[128];
-        ssize_t n;
-        int conn;
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+        int conn, e;
 
+        g_return_val_if_fail(nfds <= 2, -EINVAL);
         vrot_put_be32(hdr, (uint32_t)req->len);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(fds));
-        memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-        conn = connect_unix(fs->sock_path);
-        if (conn < 0 || sendmsg(conn, &msg, MSG_NOSIGNAL) != (ssize_t)(4 + req->len)) {
-                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
-                            "fork server at %s: %s", fs->sock_path, g_strerror(conn < 0 ? -conn : errno));
-                if (conn >= 0)
-                        close(conn);
+        if (nfds > 0) {
+                struct cmsghdr *cm;
+                msg.msg_control = ctl.b;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+                cm = CMSG_FIRSTHDR(&msg);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+                memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+        }
+        conn = connect_unix(sock_path);
+        if (conn < 0)
+                return conn;
+        if (sendmsg(conn, &msg, MSG_NOSIGNAL) == (ssize_t)(4 + req->len))
+                return conn;
+        e = errno;
+        close(conn);
+        return -e;
+}
+
+/* A request that must reach the server: one that died is started again. */
+static int request(VrotForkServer *fs, const GString *req, const int *fds, gsize nfds, GError **error)
+{
+        g_autoptr(GError) local = NULL;
+        int conn = send_request(fs->sock_path, req, fds, nfds);
+
+        if (conn >= 0 || (conn != -ECONNREFUSED && conn != -ENOENT))
+                goto out;
+        g_warning("the fork server on %s is gone: starting it again", fs->sock_path);
+        stop_server(fs);
+        if (!launch(fs, &local)) {
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server: %s",
+                            local->message);
                 return -1;
         }
-        /* The first line is short and comes at once ("ok PID" / "error ..."). */
-        n = recv(conn, line, sizeof(line) - 1, 0);
-        line[n > 0 ? n : 0] = '\0';
-        if (n <= 0 || strncmp(line, "ok ", 3) != 0 || !strchr(line, '\n')) {
-                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
-                            "fork server refused: %s", n > 0 ? g_strchomp(line) : "no answer");
-                close(conn);
-                return -1;
-        }
-        *ret_pid = (GPid)atoi(line + 3);
+        conn = send_request(fs->sock_path, req, fds, nfds);
+out:
+        if (conn < 0)
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server at %s: %s",
+                            fs->sock_path, g_strerror(-conn));
         return conn;
 }
 
-static gboolean on_status(gint fd, GIOCondition cond, gpointer data)
+/* Reads from @fd into @line until it holds a whole line or @timeout_ms
+ * pass; returns the line (transfer full) without its newline, or NULL. */
+static gchar *read_line(int fd, GString *line, guint timeout_ms)
 {
-        VrotWorker *w = data;
-        char buf[64];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        gint code = -1;
-        gboolean signaled = FALSE;
+        gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+        const gchar *nl;
 
-        (void)cond;
-        if (n > 0) {
-                g_string_append_len(w->line, buf, n);
-                if (!strchr(w->line->str, '\n'))
-                        return G_SOURCE_CONTINUE;
+        while (!(nl = memchr(line->str, '\n', line->len))) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+                char buf[256];
+                ssize_t n;
+
+                if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+                        return NULL;
+                n = read(fd, buf, sizeof(buf));
+                if (n <= 0)
+                        return NULL;
+                g_string_append_len(line, buf, n);
         }
-        if (g_str_has_prefix(w->line->str, "exit "))
-                code = atoi(w->line->str + 5);
-        else if (g_str_has_prefix(w->line->str, "signal ")) {
-                signaled = TRUE;
-                code = atoi(w->line->str + 7);
+        {
+                gchar *out = g_strndup(line->str, nl - line->str);
+                g_string_erase(line, 0, nl - line->str + 1);
+                return out;
         }
-        w->watch = 0;
-        if (w->on_exit)
-                w->on_exit(w, signaled, code, w->user_data);
-        return G_SOURCE_REMOVE;
+}
+
+/* ---- adoption ----------------------------------------------------------- */
+
+static gboolean parse_worker_line(const gchar *line, GHashTable *workers)
+{
+        g_auto(GStrv) f = g_strsplit(line, " ", 0);
+        gint64 pid;
+
+        if (g_strv_length(f) != 3 || !g_str_equal(f[0], "worker") ||
+            !g_ascii_string_to_signed(f[1], 10, 1, G_MAXINT32, &pid, NULL))
+                return FALSE;
+        g_hash_table_insert(workers, g_strdup(f[2]), GINT_TO_POINTER((gint)pid));
+        return TRUE;
+}
+
+VrotForkServer *vrot_fork_server_adopt(const gchar *vtpm_path, const gchar *sock_path,
+                                       const gchar *log_path, GHashTable **ret_workers,
+                                       GError **error)
+{
+        g_autoptr(GString) req = g_string_new_len("--list", sizeof("--list"));     /* NUL included */
+        g_autoptr(GString) buf = g_string_new(NULL);
+        g_autoptr(GHashTable) workers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_autoptr(VrotForkServer) fs = NULL;
+        struct ucred cred = { 0 };
+        socklen_t len = sizeof(cred);
+        int conn;
+
+        conn = send_request(sock_path, req, NULL, 0);
+        if (conn < 0) {
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "no fork server on %s: %s",
+                            sock_path, g_strerror(-conn));
+                return NULL;
+        }
+        if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0)
+                cred.pid = 0;
+        for (;;) {
+                g_autofree gchar *line = read_line(conn, buf, ANSWER_TIMEOUT_MS);
+                if (line && g_str_equal(line, "end"))
+                        break;
+                if (!line || !parse_worker_line(line, workers)) {
+                        close(conn);
+                        g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
+                                    "the fork server on %s answered --list with %s%s%s", sock_path,
+                                    line ? "'" : "nothing", line ? line : "", line ? "'" : "");
+                        return NULL;
+                }
+        }
+        close(conn);
+        fs = g_new0(VrotForkServer, 1);
+        fs->pid = cred.pid;
+        fs->adopted = TRUE;
+        fs->sock_path = g_strdup(sock_path);
+        fs->vtpm_path = g_strdup(vtpm_path);
+        fs->log_path = g_strdup(log_path);
+        *ret_workers = g_steal_pointer(&workers);
+        return g_steal_pointer(&fs);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static VrotWorker *worker_new(int conn)
+{
+        VrotWorker *w = g_new0(VrotWorker, 1);
+
+        w->conn = conn;
+        w->pidfd = -1;
+        w->line = g_string_new(NULL);
+        return w;
+}
+
+/* One line of news: "ok PID", "ready", "exit N" or "signal N". */
+static void take_line(VrotWorker *w, const gchar *line)
+{
+        gint64 v = 0;
+
+        if (g_str_has_prefix(line, "ok ") && g_ascii_string_to_signed(line + 3, 10, 1, G_MAXINT32, &v, NULL))
+                w->pid = (GPid)v;
+        else if (g_str_equal(line, "ready"))
+                w->ready = TRUE;
+        else if (g_str_has_prefix(line, "exit ") || g_str_has_prefix(line, "signal ")) {
+                w->signaled = line[0] == 's';
+                w->code = atoi(strchr(line, ' ') + 1);
+                w->ended = TRUE;
+        }
+}
+
+/* Takes every whole line received so far. */
+static void take_lines(VrotWorker *w)
+{
+        const gchar *nl;
+
+        while ((nl = memchr(w->line->str, '\n', w->line->len))) {
+                g_autofree gchar *line = g_strndup(w->line->str, nl - w->line->str);
+                g_string_erase(w->line, 0, nl - w->line->str + 1);
+                take_line(w, line);
+        }
 }
 
 VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spec, int key_fd,
-                                   guint timeout_ms, VrotWorkerExitFunc on_exit,
-                                   gpointer user_data, GError **error)
+                                   GError **error)
 {
         g_autoptr(GString) req = request_of(spec);
         g_autoptr(VrotWorker) w = NULL;
-        int log_fd;
-        GPid pid = 0;
+        g_autofree gchar *line = NULL;
+        int fds[2] = { key_fd, -1 };
         int conn;
 
-        log_fd = open(spec->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (log_fd < 0) {
-                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "%s: %s",
-                            spec->log_path, g_strerror(errno));
+        fds[1] = open(spec->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fds[1] < 0) {
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "%s: %s", spec->log_path,
+                            g_strerror(errno));
                 return NULL;
         }
-        conn = send_request(fs, req, key_fd, log_fd, &pid, error);
-        close(log_fd);
+        conn = request(fs, req, fds, 2, error);
+        close(fds[1]);
         if (conn < 0)
                 return NULL;
-        w = g_new0(VrotWorker, 1);
-        w->pid = pid;
-        w->conn = conn;
-        w->line = g_string_new(NULL);
-        if (!wait_listening(spec->ctrl_path, conn, timeout_ms, error)) {
-                g_prefix_error(error, "worker %d for %s: ", (int)pid, spec->uuid);
+        w = worker_new(conn);
+        /* The worker may say "ready" before the server says "ok PID". */
+        while (w->pid == 0 && (line = read_line(conn, w->line, ANSWER_TIMEOUT_MS))) {
+                if (g_str_has_prefix(line, "error ")) {
+                        g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
+                                    "fork server refused: %s", line + 6);
+                        return NULL;
+                }
+                take_line(w, line);
+                g_clear_pointer(&line, g_free);
+        }
+        if (w->pid == 0) {
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server: no answer");
                 return NULL;
         }
-        w->on_exit = on_exit;
-        w->user_data = user_data;
-        w->watch = g_unix_fd_add(conn, G_IO_IN | G_IO_HUP | G_IO_ERR, on_status, w);
+        take_lines(w);          /* "ready" may have come with "ok" */
+        return g_steal_pointer(&w);
+}
+
+VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error)
+{
+        g_autoptr(GString) req = g_string_new(NULL);
+        g_autoptr(VrotWorker) w = NULL;
+        g_autofree gchar *line = NULL;
+        int conn;
+
+        g_string_append_printf(req, "--watch%c%d%c", '\0', (int)pid, '\0');
+        conn = request(fs, req, NULL, 0, error);
+        if (conn < 0)
+                return NULL;
+        w = worker_new(conn);
+        line = read_line(conn, w->line, ANSWER_TIMEOUT_MS);
+        if (!line || !g_str_has_prefix(line, "ok ")) {
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server: watching %d: %s",
+                            (int)pid, line ? line : "no answer");
+                return NULL;
+        }
+        take_line(w, line);
+        w->ready = TRUE;
         return g_steal_pointer(&w);
 }
 
@@ -265,13 +444,186 @@ GPid vrot_worker_pid(const VrotWorker *w)
         return w->pid;
 }
 
+/* Why a worker that never listened is gone, as an error. */
+static void set_end_error(const VrotWorker *w, GError **error)
+{
+        if (!w->signaled && w->code == 3)
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_REFUSED,
+                            "worker %d refused its state (exit 3)", (int)w->pid);
+        else
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_WORKER_EXITED,
+                            "worker %d ended before listening (%s %d)", (int)w->pid,
+                            w->signaled ? "signal" : "exit", w->code);
+}
+
+/* The connection closed without an end: the server died, and the worker
+ * (if alive) is re-parented to us, the subreaper.  Watch it directly. */
+static void lost_server(VrotWorker *w)
+{
+        close(w->conn);
+        w->conn = -1;
+        w->pidfd = pidfd_open_pid(w->pid);
+        if (w->pidfd < 0) {
+                /* Gone already, reaped by someone else: nothing to learn. */
+                w->ended = TRUE;
+                w->signaled = TRUE;
+                w->code = SIGKILL;
+        }
+}
+
+/* Collects the status of a worker whose pidfd said it ended. */
+static void reap_pidfd(VrotWorker *w)
+{
+        siginfo_t si = { 0 };
+
+        if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid != 0) {
+                w->signaled = si.si_code != CLD_EXITED;
+                w->code = si.si_status;
+        } else {
+                w->signaled = TRUE;     /* not our child after all: unknown */
+                w->code = SIGKILL;
+        }
+        w->ended = TRUE;
+        close(w->pidfd);
+        w->pidfd = -1;
+}
+
+/* Reads what is there; FALSE once nothing more can come. */
+static gboolean pump(VrotWorker *w)
+{
+        char buf[256];
+        ssize_t n;
+
+        if (w->pidfd >= 0) {
+                reap_pidfd(w);
+                return FALSE;
+        }
+        n = read(w->conn, buf, sizeof(buf));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return TRUE;
+        if (n <= 0) {
+                if (!w->ended)
+                        lost_server(w);
+                return !w->ended;
+        }
+        g_string_append_len(w->line, buf, n);
+        take_lines(w);
+        return !w->ended;
+}
+
+static int news_fd(const VrotWorker *w)
+{
+        return w->pidfd >= 0 ? w->pidfd : w->conn;
+}
+
+gboolean vrot_worker_wait_ready(VrotWorker *w, guint timeout_ms, GError **error)
+{
+        gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+        g_return_val_if_fail(!w->watch, FALSE);
+        while (!w->ready && !w->ended) {
+                struct pollfd p = { .fd = news_fd(w), .events = POLLIN };
+                gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+
+                if (left <= 0) {
+                        kill(w->pid, SIGKILL);
+                        g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_TIMEOUT,
+                                    "worker %d not listening after %u ms: killed", (int)w->pid, timeout_ms);
+                        return FALSE;
+                }
+                if (poll(&p, 1, (int)left) > 0)
+                        (void)pump(w);
+        }
+        if (w->ready)
+                return TRUE;
+        set_end_error(w, error);
+        return FALSE;
+}
+
+static gboolean on_news(gint fd, GIOCondition cond, gpointer data);
+
+static void rewatch(VrotWorker *w)
+{
+        if (w->watch)
+                g_source_remove(w->watch);
+        w->watch = g_unix_fd_add(news_fd(w), G_IO_IN | G_IO_HUP | G_IO_ERR, on_news, w);
+}
+
+static void report_ready(VrotWorker *w, const GError *error)
+{
+        VrotWorkerReadyFunc fn = w->on_ready;
+
+        g_clear_handle_id(&w->deadline, g_source_remove);
+        w->on_ready = NULL;
+        if (fn)
+                fn(w, error, w->user_data);
+}
+
+static gboolean on_news(gint fd, GIOCondition cond, gpointer data)
+{
+        VrotWorker *w = data;
+        int before = news_fd(w);
+        gboolean was_ready = w->ready;
+
+        (void)fd, (void)cond;
+        (void)pump(w);
+        if (!was_ready && w->ready)
+                report_ready(w, NULL);
+        if (!w->ended) {
+                if (news_fd(w) != before) {
+                        w->watch = 0;
+                        rewatch(w);
+                        return G_SOURCE_REMOVE;
+                }
+                return G_SOURCE_CONTINUE;
+        }
+        w->watch = 0;
+        if (!w->ready) {
+                g_autoptr(GError) error = NULL;
+                set_end_error(w, &error);
+                report_ready(w, error);
+        } else if (w->on_exit) {
+                w->on_exit(w, w->signaled, w->code, w->user_data);
+        }
+        return G_SOURCE_REMOVE;
+}
+
+static gboolean on_deadline(gpointer data)
+{
+        VrotWorker *w = data;
+        g_autoptr(GError) error = NULL;
+
+        w->deadline = 0;
+        kill(w->pid, SIGKILL);
+        g_set_error(&error, VROT_FORK_ERROR, VROT_FORK_ERROR_TIMEOUT,
+                    "worker %d not listening in time: killed", (int)w->pid);
+        report_ready(w, error);
+        return G_SOURCE_REMOVE;
+}
+
+void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_ready,
+                       VrotWorkerExitFunc on_exit, gpointer user_data)
+{
+        g_return_if_fail(!w->watched && !w->ended);
+        w->watched = TRUE;
+        w->on_ready = w->ready ? NULL : on_ready;
+        w->on_exit = on_exit;
+        w->user_data = user_data;
+        if (!w->ready)
+                w->deadline = g_timeout_add(timeout_ms, on_deadline, w);
+        rewatch(w);
+}
+
 void vrot_worker_free(VrotWorker *w)
 {
         if (!w)
                 return;
-        if (w->watch)
-                g_source_remove(w->watch);
-        close(w->conn);
+        g_clear_handle_id(&w->watch, g_source_remove);
+        g_clear_handle_id(&w->deadline, g_source_remove);
+        if (w->conn >= 0)
+                close(w->conn);
+        if (w->pidfd >= 0)
+                close(w->pidfd);
         g_string_free(w->line, TRUE);
         g_free(w);
 }

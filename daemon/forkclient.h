@@ -4,9 +4,12 @@
 /*
  * vrotd's side of `vrot-vtpm --fork-server` (protocol in vrot-vtpm(8)): the
  * daemon starts one fork server per run and every worker through it, so
- * that workers share the server's pre-initialised pages.  A worker's end
- * is reported on the connection its spawn request used; the daemon watches
- * it in its main loop.
+ * that workers share the server's pre-initialised pages.  A worker says
+ * "ready" once its sockets listen and the server reports its end, both on
+ * the connection its spawn request used, so a start costs no polling and
+ * many starts can be under way at once.  A restarted daemon finds the
+ * server its predecessor left behind and adopts its workers (--list,
+ * --watch).
  */
 
 #include <glib.h>
@@ -17,6 +20,7 @@ GQuark vrot_fork_error_quark(void);
 typedef enum {
         VROT_FORK_ERROR_FAILED,         /* the server or the system said no */
         VROT_FORK_ERROR_WORKER_EXITED,  /* the worker ended before it listened */
+        VROT_FORK_ERROR_REFUSED,        /* ... with exit 3: its state was refused */
         VROT_FORK_ERROR_TIMEOUT,
 } VrotForkError;
 
@@ -35,7 +39,15 @@ typedef struct VrotWorkerSpec {
         gboolean not_need_init;         /* services: start the TPM at once */
 } VrotWorkerSpec;
 
-/** Called once when a worker ends: "exit N" or "signal N" from the server. */
+/**
+ * VrotWorkerReadyFunc:
+ * Called once per watched start: @error NULL when the worker listens, else
+ * why it never will (it ended: WORKER_EXITED or REFUSED; TIMEOUT: it was
+ * killed).
+ */
+typedef void (*VrotWorkerReadyFunc)(VrotWorker *w, const GError *error, gpointer user_data);
+
+/** Called once when a worker that was ready ends: "exit N" or "signal N". */
 typedef void (*VrotWorkerExitFunc)(VrotWorker *w, gboolean signaled, gint code, gpointer user_data);
 
 /**
@@ -47,33 +59,68 @@ typedef void (*VrotWorkerExitFunc)(VrotWorker *w, gboolean signaled, gint code, 
 VrotForkServer *vrot_fork_server_start(const gchar *vtpm_path, const gchar *sock_path,
                                        const gchar *log_path, GError **error);
 
+/**
+ * vrot_fork_server_adopt:
+ * Connects to a fork server already listening on @sock_path (left running
+ * by a daemon that was killed) and asks for its workers.  Returns (transfer
+ * full) the server and, in *@ret_workers (transfer full), a table UUID ->
+ * PID (GINT_TO_POINTER) of the workers it parents; NULL with @error when
+ * nothing answers there.  Should it die later, the next request starts
+ * `@vtpm_path --fork-server` again, as vrot_fork_server_start() does.
+ */
+VrotForkServer *vrot_fork_server_adopt(const gchar *vtpm_path, const gchar *sock_path,
+                                       const gchar *log_path, GHashTable **ret_workers,
+                                       GError **error);
+
 /** vrot_fork_server_pid: the server's PID. */
 GPid vrot_fork_server_pid(const VrotForkServer *fs);
 
 /**
  * vrot_fork_server_spawn:
- * Starts a worker with @spec and the state key readable on @key_fd (not
- * consumed), and returns once its control socket accepts connections, so
- * that QEMU can connect at once.  @on_exit runs in the thread-default main
- * context when the worker ends later.  Returns (transfer full) the worker.
+ * Asks the server for a worker with @spec and the state key readable on
+ * @key_fd (not consumed).  Returns (transfer full) the worker as soon as it
+ * is forked, before it listens: wait with vrot_worker_wait_ready() or
+ * vrot_worker_watch().
  */
 VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spec, int key_fd,
-                                   guint timeout_ms, VrotWorkerExitFunc on_exit,
-                                   gpointer user_data, GError **error);
+                                   GError **error);
+
+/**
+ * vrot_fork_server_watch:
+ * A running worker of an adopted server (vrot_fork_server_adopt()):
+ * returns (transfer full) it, ready, for vrot_worker_watch().
+ */
+VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error);
 
 GPid vrot_worker_pid(const VrotWorker *w);
 
 /**
+ * vrot_worker_wait_ready:
+ * Blocks until the worker listens (TRUE), ends, or @timeout_ms pass (then
+ * it is killed); for code that cannot return to the main loop meanwhile.
+ */
+gboolean vrot_worker_wait_ready(VrotWorker *w, guint timeout_ms, GError **error);
+
+/**
+ * vrot_worker_watch:
+ * From now on the worker's news arrive in the thread-default main context:
+ * @on_ready (nullable) once, unless it is ready already, with a deadline of
+ * @timeout_ms; @on_exit once when a ready worker ends.
+ */
+void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_ready,
+                       VrotWorkerExitFunc on_exit, gpointer user_data);
+
+/**
  * vrot_worker_free:
- * Stops watching the worker (its exit is no longer reported); does not stop
- * it.  Accepts NULL.
+ * Stops watching the worker (its news are no longer reported); does not
+ * stop it.  Accepts NULL.
  */
 void vrot_worker_free(VrotWorker *w);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotWorker, vrot_worker_free)
 
 /**
  * vrot_fork_server_free:
- * Ends the fork server (SIGTERM, then reaps it).  Workers keep running:
+ * Ends the fork server (SIGTERM, then waits for it).  Workers keep running:
  * their parent becomes the nearest child subreaper (vrotd is one).
  */
 void vrot_fork_server_free(VrotForkServer *fs);

@@ -13,6 +13,7 @@
 #include "forkclient.h"
 #include "instances.h"
 #include "instkey.h"
+#include "pidfile.h"
 #include "seal.h"
 #include "uuid.h"
 
@@ -22,13 +23,21 @@ G_DEFINE_QUARK(vrot-instances-error-quark, vrot_instances_error)
 #define STOP_TIMEOUT_MS 10000
 #define MAX_BACKOFF_S 60
 
+/* Someone waiting for a start to finish (an API call). */
+typedef struct Waiter {
+        VrotInstancesStartFunc fn;
+        gpointer data;
+} Waiter;
+
 typedef struct Running {
         VrotInstances *owner;
         gchar *uuid;
-        VrotWorker *worker;
+        VrotWorker *worker;             /* NULL while waiting out a back-off */
+        gboolean ready;                 /* its control socket listens */
         gboolean stopping;              /* we asked it to end */
         guint restart_source;
         guint failures;                 /* consecutive unexpected ends */
+        GArray *waiters;                /* Waiter, until ready or failed */
 } Running;
 
 struct VrotInstances {
@@ -129,6 +138,127 @@ static gboolean make_dirs(const VrotConfig *cfg, GError **error)
         return TRUE;
 }
 
+static Running *running_new(VrotInstances *self, const gchar *uuid);
+static void on_worker_end(VrotWorker *w, gboolean signaled, gint code, gpointer data);
+static void wait_gone(GPid pid);
+
+/*
+ * After a crash (kill -9) of the previous daemon, its fork server still
+ * runs and parents its workers: QEMU keeps its TPM.  Take them over; a
+ * worker of an instance the registry does not know as live is stopped.
+ * FALSE when there is no server to adopt.
+ */
+static gboolean adopt_workers(VrotInstances *self, const gchar *sock, const gchar *log)
+{
+        g_autoptr(GHashTable) workers = NULL;
+        g_autoptr(GError) local = NULL;
+        GHashTableIter it;
+        gpointer k, v;
+
+        self->forkd = vrot_fork_server_adopt(self->vtpm_path, sock, log, &workers, &local);
+        if (!self->forkd)
+                return FALSE;
+        g_message("adopting the fork server (pid %d) of a previous vrotd with %u workers",
+                  (int)vrot_fork_server_pid(self->forkd), g_hash_table_size(workers));
+        g_hash_table_iter_init(&it, workers);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+                const VrotInstance *inst = vrot_registry_lookup(self->registry, k);
+                GPid pid = GPOINTER_TO_INT(v);
+                VrotWorker *w;
+                Running *r;
+
+                if (!inst || inst->deleted || g_hash_table_contains(self->running, k)) {
+                        g_warning("worker %d serves %s, which is not a live instance: stopping it", (int)pid,
+                                  (const gchar *)k);
+                        kill(pid, SIGTERM);
+                        continue;
+                }
+                w = vrot_fork_server_watch(self->forkd, pid, &local);
+                if (!w) {
+                        g_warning("instance %s: cannot adopt worker %d: %s", inst->uuid, (int)pid, local->message);
+                        g_clear_error(&local);
+                        continue;
+                }
+                r = running_new(self, inst->uuid);
+                r->worker = w;
+                r->ready = TRUE;
+                vrot_worker_watch(w, 0, NULL, on_worker_end, r);
+                g_message("instance %s: adopted running worker %d", inst->uuid, (int)pid);
+        }
+        return TRUE;
+}
+
+/*
+ * No fork server to adopt, yet a worker may have outlived both it and the
+ * previous daemon (each killed).  It holds its state directory, so a new
+ * worker could not start: stop it (it saves its state) and start it again
+ * through our own fork server.  Returns (transfer full) their UUIDs.
+ */
+static GPtrArray *stop_orphans(VrotInstances *self)
+{
+        g_autoptr(GPtrArray) all = vrot_registry_list(self->registry);
+        GPtrArray *stopped = g_ptr_array_new_with_free_func(g_free);
+
+        for (guint i = 0; i < all->len; i++) {
+                const VrotInstance *inst = all->pdata[i];
+                g_autofree gchar *pidfile = run_path(self, inst->uuid, "worker.pid");
+                GPid pid = vrot_pidfile_live(pidfile);
+
+                if (pid <= 0)
+                        continue;
+                g_warning("instance %s: worker %d outlived its fork server and the previous vrotd: "
+                          "stopping it to start it again", inst->uuid, (int)pid);
+                kill(pid, SIGTERM);
+                wait_gone(pid);
+                if (!inst->deleted)
+                        g_ptr_array_add(stopped, g_strdup(inst->uuid));
+        }
+        return stopped;
+}
+
+static void on_resumed(const gchar *uuid, const GError *error, gpointer data)
+{
+        (void)data;
+        if (error)
+                g_warning("instance %s: not started again: %s", uuid, error->message);
+}
+
+/* Starts the instances in @uuids again (they were running before). */
+static void resume(VrotInstances *self, GPtrArray *uuids)
+{
+        for (guint i = 0; uuids && i < uuids->len; i++) {
+                const VrotInstance *inst = vrot_registry_lookup(self->registry, uuids->pdata[i]);
+                if (inst && !inst->deleted)
+                        vrot_instances_start_async(self, inst->uuid, on_resumed, NULL);
+        }
+}
+
+static gchar *resume_path(VrotInstances *self)
+{
+        return g_build_filename(self->cfg->runtime_dir, "resume", NULL);
+}
+
+/* A clean shutdown (SIGTERM) stopped every worker and wrote down which
+ * ran; they run again now.  The list lives in the runtime directory, so
+ * a reboot forgets it: after a reboot libvirt and the orchestrator decide. */
+static void resume_after_shutdown(VrotInstances *self)
+{
+        g_autofree gchar *path = resume_path(self);
+        g_autofree gchar *text = NULL;
+        g_auto(GStrv) lines = NULL;
+        g_autoptr(GPtrArray) uuids = g_ptr_array_new();
+
+        if (!g_file_get_contents(path, &text, NULL, NULL))
+                return;
+        (void)unlink(path);
+        lines = g_strsplit(text, "\n", 0);
+        for (gchar **l = lines; *l; l++)
+                if (**l)
+                        g_ptr_array_add(uuids, *l);
+        g_message("starting again the %u instances that ran at the last shutdown", uuids->len);
+        resume(self, uuids);
+}
+
 VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const gchar *vtpm_path,
                                   GError **error)
 {
@@ -143,9 +273,14 @@ VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const g
         self->running = g_hash_table_new(g_str_hash, g_str_equal);
         if (!make_dirs(cfg, error) || !open_registry(self, error))
                 return NULL;
-        self->forkd = vrot_fork_server_start(vtpm_path, sock, log, error);
-        if (!self->forkd)
-                return NULL;
+        if (!adopt_workers(self, sock, log)) {
+                g_autoptr(GPtrArray) orphans = stop_orphans(self);
+                self->forkd = vrot_fork_server_start(vtpm_path, sock, log, error);
+                if (!self->forkd)
+                        return NULL;
+                resume(self, orphans);
+        }
+        resume_after_shutdown(self);
         return g_steal_pointer(&self);
 }
 
@@ -177,11 +312,44 @@ static void wait_gone(GPid pid)
         close(fd);
 }
 
-static void running_free(Running *r)
+static Running *running_new(VrotInstances *self, const gchar *uuid)
 {
-        if (r->restart_source)
-                g_source_remove(r->restart_source);
+        Running *r = g_new0(Running, 1);
+
+        r->owner = self;
+        r->uuid = g_strdup(uuid);
+        r->waiters = g_array_new(FALSE, FALSE, sizeof(Waiter));
+        g_hash_table_insert(self->running, r->uuid, r);
+        return r;
+}
+
+/* Tells everyone waiting for the start how it went (@error NULL: ready). */
+static void answer_waiters(Running *r, const GError *error)
+{
+        g_autoptr(GArray) waiters = g_steal_pointer(&r->waiters);
+
+        r->waiters = g_array_new(FALSE, FALSE, sizeof(Waiter));
+        for (guint i = 0; i < waiters->len; i++) {
+                Waiter *wt = &g_array_index(waiters, Waiter, i);
+                wt->fn(r->uuid, error, wt->data);
+        }
+}
+
+/* Forgets a running entry; its waiters hear @why (nullable: "stopped"). */
+static void running_drop(Running *r, const GError *why)
+{
+        g_autoptr(GError) stopped = NULL;
+
+        g_hash_table_remove(r->owner->running, r->uuid);
+        if (r->waiters->len > 0) {
+                if (!why)
+                        why = stopped = g_error_new(VROT_INSTANCES_ERROR, VROT_INSTANCES_ERROR_FAILED,
+                                                    "instance %s was stopped while starting", r->uuid);
+                answer_waiters(r, why);
+        }
+        g_clear_handle_id(&r->restart_source, g_source_remove);
         vrot_worker_free(r->worker);
+        g_array_unref(r->waiters);
         g_free(r->uuid);
         g_free(r);
 }
@@ -196,22 +364,31 @@ static gboolean restart_now(gpointer data)
         r->restart_source = 0;
         if (!spawn(r->owner, r, &error)) {
                 g_warning("instance %s: restart failed: %s", r->uuid, error->message);
-                g_hash_table_remove(r->owner->running, r->uuid);
-                running_free(r);
+                running_drop(r, error);
         }
         return G_SOURCE_REMOVE;
+}
+
+/* An unexpected end: try again after a back-off that doubles up to 60 s. */
+static void schedule_restart(Running *r, const gchar *why)
+{
+        guint delay = MIN(1u << MIN(r->failures, 6u), (guint)MAX_BACKOFF_S);
+
+        vrot_worker_free(g_steal_pointer(&r->worker));
+        r->ready = FALSE;
+        r->failures++;
+        g_warning("instance %s: worker %s: restarting in %u s", r->uuid, why, delay);
+        r->restart_source = g_timeout_add_seconds(delay, restart_now, r);
 }
 
 static void on_worker_end(VrotWorker *w, gboolean signaled, gint code, gpointer data)
 {
         Running *r = data;
-        VrotInstances *self = r->owner;
-        guint delay;
+        g_autofree gchar *why = NULL;
 
         (void)w;
         if (r->stopping)
                 return;
-        vrot_worker_free(g_steal_pointer(&r->worker));
         if (!signaled && (code == 0 || code == 3)) {
                 /* 0: told to shut down (QEMU sends SHUTDOWN when the VM ends);
                  * 3: its state was refused, which a restart would not change. */
@@ -219,98 +396,177 @@ static void on_worker_end(VrotWorker *w, gboolean signaled, gint code, gpointer 
                         g_message("instance %s: worker shut down: stopped", r->uuid);
                 else
                         g_warning("instance %s: state refused by its worker (exit 3): not restarted", r->uuid);
-                g_hash_table_remove(self->running, r->uuid);
-                running_free(r);
+                running_drop(r, NULL);
                 return;
         }
-        delay = MIN(1u << MIN(r->failures, 6u), (guint)MAX_BACKOFF_S);
-        r->failures++;
-        g_warning("instance %s: worker ended (%s %d): restarting in %u s", r->uuid,
-                  signaled ? "signal" : "exit", code, delay);
-        r->restart_source = g_timeout_add_seconds(delay, restart_now, r);
+        why = g_strdup_printf("ended (%s %d)", signaled ? "signal" : "exit", code);
+        schedule_restart(r, why);
 }
 
-/* A worker that ended before listening: when its log says it refused its
- * state (exit 3), that is the error, with the worker's reason. */
-static gboolean refused_or_failed(const gchar *uuid, const gchar *log, GError **error)
+/* A worker that refused its state (exit 3): the error carries the
+ * worker's reason, from its log. */
+static GError *start_error(const gchar *uuid, const gchar *log, const GError *error)
 {
         g_autofree gchar *text = NULL;
         const gchar *at;
 
-        if (error && *error && g_error_matches(*error, VROT_FORK_ERROR, VROT_FORK_ERROR_WORKER_EXITED) &&
-            g_file_get_contents(log, &text, NULL, NULL) && (at = g_strrstr(text, "refusing to start: "))) {
+        if (!g_error_matches(error, VROT_FORK_ERROR, VROT_FORK_ERROR_REFUSED))
+                return g_error_new(VROT_INSTANCES_ERROR, VROT_INSTANCES_ERROR_FAILED, "instance %s: %s",
+                                   uuid, error->message);
+        if (g_file_get_contents(log, &text, NULL, NULL) && (at = g_strrstr(text, "refusing to start: "))) {
                 g_autofree gchar *reason = g_strndup(at, strcspn(at, "\n"));
-                g_clear_error(error);
-                return fail(error, VROT_INSTANCES_ERROR_REFUSED, "instance %s: %s", uuid, reason);
+                return g_error_new(VROT_INSTANCES_ERROR, VROT_INSTANCES_ERROR_REFUSED, "instance %s: %s",
+                                   uuid, reason);
         }
-        g_prefix_error(error, "instance %s: ", uuid);
-        return FALSE;
+        return g_error_new(VROT_INSTANCES_ERROR, VROT_INSTANCES_ERROR_REFUSED, "instance %s: %s", uuid,
+                           error->message);
 }
 
-static gboolean spawn(VrotInstances *self, Running *r, GError **error)
+static void on_worker_ready(VrotWorker *w, const GError *error, gpointer data)
 {
-        VrotInstance *inst = lookup(self, r->uuid, TRUE, error);
-        g_autofree gchar *dir = inst ? state_dir(self, r->uuid) : NULL;
-        g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, r->uuid, NULL);
-        g_autofree gchar *ctrl = run_path(self, r->uuid, "ctrl.sock");
-        g_autofree gchar *data = run_path(self, r->uuid, "data.sock");
-        g_autofree gchar *data_ctrl = run_path(self, r->uuid, "data.sock.ctrl");
-        g_autofree gchar *log = run_path(self, r->uuid, "worker.log");
+        Running *r = data;
+        g_autofree gchar *log = NULL;
+        g_autoptr(GError) why = NULL;
+
+        if (!error) {
+                r->ready = TRUE;
+                g_message("instance %s: started (pid %d)", r->uuid, (int)vrot_worker_pid(w));
+                answer_waiters(r, NULL);
+                return;
+        }
+        log = run_path(r->owner, r->uuid, "worker.log");
+        why = start_error(r->uuid, log, error);
+        g_warning("%s", why->message);
+        /* Someone is waiting: the start failed, tell them.  A restart after
+         * a crash that fails the same way backs off again, unless the state
+         * was refused: a restart would not change that. */
+        if (r->waiters->len > 0 || g_error_matches(why, VROT_INSTANCES_ERROR, VROT_INSTANCES_ERROR_REFUSED))
+                running_drop(r, why);
+        else
+                schedule_restart(r, "failed to start");
+}
+
+/* The worker's spec, with its state key on a pipe (*@ret_key_fd). */
+static gboolean prepare(VrotInstances *self, const VrotInstance *inst, gboolean as_service,
+                        VrotWorkerSpec *spec, gchar **owned, int *ret_key_fd, GError **error)
+{
+        g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, inst->uuid, NULL);
         g_autoptr(VrotSecret) key = NULL;
         guint8 raw[16];
-        VrotWorkerSpec spec = { 0 };
-        int key_fd;
 
-        if (!inst)
-                return FALSE;
         if (g_mkdir_with_parents(rundir, 0755) < 0)
                 return fail(error, VROT_INSTANCES_ERROR_FAILED, "%s: %s", rundir, g_strerror(errno));
-        vrot_uuid_parse(r->uuid, raw, NULL);
+        vrot_uuid_parse(inst->uuid, raw, NULL);
         if (!vrot_instkey_derive(vrot_host_master(self->host), inst->salt, raw, &key, error) ||
-            (key_fd = vrot_instkey_pipe(key, error)) < 0)
+            (*ret_key_fd = vrot_instkey_pipe(key, error)) < 0)
                 return FALSE;
-        spec = (VrotWorkerSpec){ .uuid = r->uuid, .state_dir = dir, .ctrl_path = ctrl, .log_path = log,
-                                 .runas = self->cfg->worker_user, .min_generation = inst->generation };
-        if (inst->kind == VROT_INSTANCE_SERVICE) {
+        owned[0] = state_dir(self, inst->uuid);
+        owned[1] = run_path(self, inst->uuid, "ctrl.sock");
+        owned[2] = run_path(self, inst->uuid, "data.sock");
+        owned[3] = run_path(self, inst->uuid, "worker.log");
+        *spec = (VrotWorkerSpec){ .uuid = inst->uuid, .state_dir = owned[0], .ctrl_path = owned[1],
+                                  .log_path = owned[3], .runas = self->cfg->worker_user,
+                                  .min_generation = inst->generation };
+        if (as_service) {
                 /* tpm2-tss's swtpm TCTI finds the control socket at DATA.ctrl. */
-                spec.data_path = data;
-                spec.not_need_init = TRUE;
+                g_autofree gchar *data_ctrl = run_path(self, inst->uuid, "data.sock.ctrl");
+                spec->data_path = owned[2];
+                spec->not_need_init = TRUE;
                 (void)unlink(data_ctrl);
                 if (symlink("ctrl.sock", data_ctrl) < 0 && errno != EEXIST)
                         g_warning("%s: %s", data_ctrl, g_strerror(errno));
         }
-        r->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, START_TIMEOUT_MS, on_worker_end, r,
-                                           error);
-        close(key_fd);
-        if (!r->worker)
-                return refused_or_failed(r->uuid, log, error);
         return TRUE;
 }
 
-gboolean vrot_instances_start(VrotInstances *self, const gchar *uuid, GError **error)
+static void record_pid(VrotInstances *self, const gchar *uuid, GPid pid)
 {
+        g_autofree gchar *path = run_path(self, uuid, "worker.pid");
+        g_autoptr(GError) error = NULL;
+
+        if (!vrot_pidfile_write(path, pid, &error))
+                g_warning("instance %s: %s", uuid, error->message);
+}
+
+/* Starts the worker; it reports readiness and its end to @r. */
+static gboolean spawn(VrotInstances *self, Running *r, GError **error)
+{
+        VrotInstance *inst = lookup(self, r->uuid, TRUE, error);
+        g_auto(GStrv) owned = g_new0(gchar *, 5);
+        VrotWorkerSpec spec;
+        int key_fd = -1;
+
+        if (!inst || !prepare(self, inst, inst->kind == VROT_INSTANCE_SERVICE, &spec, owned, &key_fd, error))
+                return FALSE;
+        r->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, error);
+        close(key_fd);
+        if (!r->worker) {
+                g_prefix_error(error, "instance %s: ", r->uuid);
+                return FALSE;
+        }
+        r->ready = FALSE;
+        record_pid(self, r->uuid, vrot_worker_pid(r->worker));
+        vrot_worker_watch(r->worker, START_TIMEOUT_MS, on_worker_ready, on_worker_end, r);
+        return TRUE;
+}
+
+void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInstancesStartFunc fn,
+                                gpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        Waiter wt = { fn, data };
         Running *r;
 
-        if (!lookup(self, uuid, TRUE, error))
-                return FALSE;
+        if (!lookup(self, uuid, TRUE, &error)) {
+                fn(uuid, error, data);
+                return;
+        }
         r = g_hash_table_lookup(self->running, uuid);
-        if (r && r->worker)
-                return TRUE;            /* idempotent */
+        if (r && r->ready) {
+                fn(uuid, NULL, data);   /* idempotent */
+                return;
+        }
+        if (r && r->worker) {
+                g_array_append_val(r->waiters, wt);     /* starting already */
+                return;
+        }
         if (r) {
                 /* Waiting out a restart back-off: start now instead. */
                 g_clear_handle_id(&r->restart_source, g_source_remove);
-                return spawn(self, r, error);
+        } else {
+                r = running_new(self, uuid);
         }
-        r = g_new0(Running, 1);
-        r->owner = self;
-        r->uuid = g_strdup(uuid);
-        if (!spawn(self, r, error)) {
-                running_free(r);
+        g_array_append_val(r->waiters, wt);
+        if (!spawn(self, r, &error))
+                running_drop(r, error);
+}
+
+/* Starts a worker and waits for it here, outside the main loop (the first
+ * start, which manufactures the vTPM). */
+static gboolean start_now(VrotInstances *self, const VrotInstance *inst, GError **error)
+{
+        g_auto(GStrv) owned = g_new0(gchar *, 5);
+        g_autoptr(GError) local = NULL;
+        VrotWorkerSpec spec;
+        Running *r;
+        int key_fd = -1;
+
+        if (!prepare(self, inst, TRUE, &spec, owned, &key_fd, error))
                 return FALSE;
+        r = running_new(self, inst->uuid);
+        r->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, error);
+        close(key_fd);
+        if (r->worker)
+                record_pid(self, inst->uuid, vrot_worker_pid(r->worker));
+        if (r->worker && !vrot_worker_wait_ready(r->worker, START_TIMEOUT_MS, &local))
+                g_propagate_error(error, start_error(inst->uuid, owned[3], local));
+        else if (r->worker) {
+                r->ready = TRUE;
+                vrot_worker_watch(r->worker, 0, NULL, on_worker_end, r);
+                return TRUE;
         }
-        g_hash_table_insert(self->running, r->uuid, r);
-        g_message("instance %s: started (pid %d)", uuid, (int)vrot_worker_pid(r->worker));
-        return TRUE;
+        running_drop(r, NULL);
+        return FALSE;
 }
 
 /* Stops a running worker (if any) and records its state's generation. */
@@ -327,8 +583,7 @@ static gboolean stop_worker(VrotInstances *self, const gchar *uuid, GError **err
                         kill(pid, SIGTERM);
                         wait_gone(pid);
                 }
-                g_hash_table_remove(self->running, uuid);
-                running_free(r);
+                running_drop(r, NULL);
         }
         gen = state_generation(self, uuid);
         if (inst && gen > inst->generation) {
@@ -368,14 +623,10 @@ static gboolean manufacture(VrotInstances *self, VrotInstance *inst, GError **er
         g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data);
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) stop_error = NULL;
-        VrotInstanceKind kind = inst->kind;
         VrotEndorseParams params = { .host_attestation_uri = "urn:vrot:host-attestation" };
         gboolean ok;
 
-        inst->kind = VROT_INSTANCE_SERVICE;
-        ok = vrot_instances_start(self, inst->uuid, error);
-        inst->kind = kind;
-        if (!ok)
+        if (!start_now(self, inst, error))
                 return FALSE;
         vrot_uuid_parse(inst->uuid, params.instance_uuid, NULL);
         ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), &params, &e, error) &&
@@ -384,7 +635,7 @@ static gboolean manufacture(VrotInstances *self, VrotInstance *inst, GError **er
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
         }
-        if (kind == VROT_INSTANCE_VM) {
+        if (inst->kind == VROT_INSTANCE_VM) {
                 g_autofree gchar *data_ctrl = run_path(self, inst->uuid, "data.sock.ctrl");
                 (void)unlink(data_ctrl);        /* a VM's TPM has no data socket */
         }
@@ -501,8 +752,9 @@ gboolean vrot_instances_status(VrotInstances *self, const gchar *uuid, VrotInsta
                 return FALSE;
         r = g_hash_table_lookup(self->running, uuid);
         *ret = (VrotInstanceStatus){ .entry = inst };
-        ret->running = r && r->worker;
-        ret->pid = ret->running ? vrot_worker_pid(r->worker) : 0;
+        ret->running = r && r->ready;
+        ret->starting = r && !r->ready;
+        ret->pid = r && r->worker ? vrot_worker_pid(r->worker) : 0;
         ret->ctrl_path = run_path(self, uuid, "ctrl.sock");
         if (inst->kind == VROT_INSTANCE_SERVICE)
                 ret->data_path = run_path(self, uuid, "data.sock");
@@ -548,13 +800,21 @@ guint vrot_instances_n_running(VrotInstances *self)
 
         g_hash_table_iter_init(&it, self->running);
         while (g_hash_table_iter_next(&it, NULL, &v))
-                n += ((Running *)v)->worker != NULL;
+                n += ((Running *)v)->ready;
         return n;
 }
 
 void vrot_instances_stop_all(VrotInstances *self)
 {
         g_autoptr(GList) uuids = g_hash_table_get_keys(self->running);
+        g_autofree gchar *path = resume_path(self);
+        g_autoptr(GString) list = g_string_new(NULL);
+        g_autoptr(GError) werr = NULL;
+
+        for (GList *l = uuids; l; l = l->next)
+                g_string_append_printf(list, "%s\n", (const gchar *)l->data);
+        if (!g_file_set_contents_full(path, list->str, list->len, G_FILE_SET_CONTENTS_NONE, 0600, &werr))
+                g_warning("%s: %s", path, werr->message);
 
         for (GList *l = uuids; l; l = l->next) {
                 g_autofree gchar *uuid = g_strdup(l->data);
@@ -569,11 +829,9 @@ void vrot_instances_free(VrotInstances *self)
         if (!self)
                 return;
         if (self->running) {
-                GHashTableIter it;
-                gpointer v;
-                g_hash_table_iter_init(&it, self->running);
-                while (g_hash_table_iter_next(&it, NULL, &v))
-                        running_free(v);
+                g_autoptr(GList) all = g_hash_table_get_values(self->running);
+                for (GList *l = all; l; l = l->next)
+                        running_drop(l->data, NULL);
                 g_hash_table_unref(self->running);
         }
         vrot_fork_server_free(self->forkd);

@@ -32,7 +32,8 @@ typedef struct VrotInstances VrotInstances;
 /** What the API reports of one instance. */
 typedef struct VrotInstanceStatus {
         const VrotInstance *entry;      /* transfer none */
-        gboolean running;
+        gboolean running;               /* its control socket listens */
+        gboolean starting;              /* started, not listening yet, or backing off */
         GPid pid;
         gchar *ctrl_path;               /* transfer full */
         gchar *data_path;               /* transfer full; services only */
@@ -46,7 +47,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotInstances, vrot_instances_free)
 /** @uuid nullable: a new one is made.  *@ret_uuid (transfer full). */
 gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
                                const gchar *name, uid_t owner, gchar **ret_uuid, GError **error);
-gboolean vrot_instances_start(VrotInstances *self, const gchar *uuid, GError **error);
+/**
+ * VrotInstancesStartFunc:
+ * How a start went: @error NULL when the control socket listens.
+ */
+typedef void (*VrotInstancesStartFunc)(const gchar *uuid, const GError *error, gpointer data);
+
+/**
+ * vrot_instances_start_async:
+ * Starts the instance's worker (idempotent) and calls @fn once its control
+ * socket listens or the start failed (REFUSED: its state was refused);
+ * maybe at once, before returning.  Starts of many instances overlap.
+ */
+void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInstancesStartFunc fn,
+                                gpointer data);
 gboolean vrot_instances_stop(VrotInstances *self, const gchar *uuid, GError **error);
 gboolean vrot_instances_delete(VrotInstances *self, const gchar *uuid, GError **error);
 

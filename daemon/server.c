@@ -12,6 +12,7 @@
 
 #define READ_CHUNK 65536
 #define MAX_OUTPUT (8u << 20)           /* unread answers a client may pile up */
+#define MAX_PENDING 1024                /* unanswered asynchronous calls per client */
 
 typedef struct Client Client;
 
@@ -38,7 +39,22 @@ struct Client {
         GString *out;                   /* answers not yet written */
         gint64 last_request, partial_since;
         gboolean closing;               /* close once the output is written */
+        GList *calls;                   /* VrotCall *, unanswered */
+        guint n_calls;
+        gboolean reading;               /* in on_readable: it flushes at the end */
 };
+
+struct VrotCall {
+        Client *client;                 /* NULL once the client has gone */
+        JsonNode *id;                   /* NULL: a notification, not answered */
+};
+
+static void call_free(VrotCall *call)
+{
+        if (call->id)
+                json_node_unref(call->id);
+        g_free(call);
+}
 
 static void client_free(Client *c)
 {
@@ -49,6 +65,9 @@ static void client_free(Client *c)
         if (c->out_watch)
                 g_source_remove(c->out_watch);
         close(c->fd);
+        for (GList *l = c->calls; l; l = l->next)
+                ((VrotCall *)l->data)->client = NULL;   /* answered into the void */
+        g_list_free(c->calls);
         vrot_jsonrpc_splitter_free(c->splitter);
         g_string_free(c->out, TRUE);
         s->clients = g_list_remove(s->clients, c);
@@ -98,7 +117,9 @@ static void flush(Client *c)
                 }
                 g_string_erase(c->out, 0, n);
         }
-        if (c->closing)
+        /* A client that half-closed after its requests still gets the
+         * answers of its calls under way. */
+        if (c->closing && c->n_calls == 0)
                 client_free(c);
 }
 
@@ -130,38 +151,94 @@ static const VrotMethod *find_method(const VrotServer *s, const gchar *name)
         return NULL;
 }
 
+static void answer_result(Client *c, JsonNode *id, JsonNode *result, const GError *error)
+{
+        if (error)
+                answer(c, vrot_jsonrpc_build_error_from_gerror(id, error));
+        else if (!result)
+                answer(c, vrot_jsonrpc_build_error(id, VROT_JSONRPC_ERROR_INTERNAL, "the method returned nothing", NULL));
+        else
+                answer(c, vrot_jsonrpc_build_result(id, result));
+}
+
+/* The method's answer, or an error when it may not be called. */
+static const VrotMethod *check_method(Client *c, const VrotJsonrpcRequest *req, GError **error)
+{
+        const VrotMethod *m = find_method(c->server, vrot_jsonrpc_request_get_method(req));
+
+        if (!m) {
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_METHOD_NOT_FOUND,
+                            "no method '%s'", vrot_jsonrpc_request_get_method(req));
+        } else if (m->admin_only && !c->caller.admin) {
+                g_message("refused: %s by uid %u (pid %d): not an administrator", m->name,
+                          (unsigned)c->caller.uid, (int)c->caller.pid);
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_PERMISSION_DENIED,
+                            "permission denied: %s is for root and the admin group", m->name);
+        } else if (m->async_fn && c->n_calls >= MAX_PENDING) {
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_BUSY,
+                            "%u calls of this client are still under way", c->n_calls);
+        } else {
+                return m;
+        }
+        return NULL;
+}
+
 static void handle_line(Client *c, const gchar *line, gsize len)
 {
         g_autoptr(VrotJsonrpcRequest) req = NULL;
         g_autoptr(GError) error = NULL;
         g_autoptr(JsonNode) result = NULL;
         const VrotMethod *m;
+        JsonNode *id;
 
         if (!vrot_jsonrpc_parse_request(line, len, &req, &error)) {
                 answer(c, vrot_jsonrpc_build_error_from_gerror(NULL, error));
                 return;
         }
-        m = find_method(c->server, vrot_jsonrpc_request_get_method(req));
-        if (!m)
-                g_set_error(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_METHOD_NOT_FOUND,
-                            "no method '%s'", vrot_jsonrpc_request_get_method(req));
-        else if (m->admin_only && !c->caller.admin) {
-                g_message("refused: %s by uid %u (pid %d): not an administrator", m->name,
-                          (unsigned)c->caller.uid, (int)c->caller.pid);
-                g_set_error(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_PERMISSION_DENIED,
-                            "permission denied: %s is for root and the admin group", m->name);
-        }
-        else
-                result = m->fn(c->server->ctx, &c->caller, req, &error);
-        if (vrot_jsonrpc_request_is_notification(req))
+        id = vrot_jsonrpc_request_is_notification(req) ? NULL : vrot_jsonrpc_request_get_id(req);
+        m = check_method(c, req, &error);
+        if (m && m->async_fn) {
+                VrotCall *call = g_new0(VrotCall, 1);
+                call->client = c;
+                call->id = id ? json_node_copy(id) : NULL;
+                c->calls = g_list_prepend(c->calls, call);
+                c->n_calls++;
+                m->async_fn(c->server->ctx, &c->caller, req, call);
                 return;
-        if (error || !result)
-                answer(c, error ? vrot_jsonrpc_build_error_from_gerror(vrot_jsonrpc_request_get_id(req), error)
-                                : vrot_jsonrpc_build_error(vrot_jsonrpc_request_get_id(req),
-                                                           VROT_JSONRPC_ERROR_INTERNAL,
-                                                           "the method returned nothing", NULL));
-        else
-                answer(c, vrot_jsonrpc_build_result(vrot_jsonrpc_request_get_id(req), result));
+        }
+        if (m)
+                result = m->fn(c->server->ctx, &c->caller, req, &error);
+        if (id)
+                answer_result(c, id, result, error);
+}
+
+/* Answers an asynchronous call; the client may have gone meanwhile. */
+static void call_finish(VrotCall *call, JsonNode *result, GError *error)
+{
+        Client *c = call->client;
+
+        if (c) {
+                c->calls = g_list_remove(c->calls, call);
+                c->n_calls--;
+                if (call->id)
+                        answer_result(c, call->id, result, error);
+                if (!c->reading)
+                        flush(c);
+        }
+        if (result)
+                json_node_unref(result);
+        g_clear_error(&error);
+        call_free(call);
+}
+
+void vrot_call_return(VrotCall *call, JsonNode *result)
+{
+        call_finish(call, result, NULL);
+}
+
+void vrot_call_return_error(VrotCall *call, GError *error)
+{
+        call_finish(call, NULL, error);
 }
 
 static gboolean on_readable(gint fd, GIOCondition cond, gpointer data)
@@ -187,12 +264,14 @@ static gboolean on_readable(gint fd, GIOCondition cond, gpointer data)
                 /* Answer what came before, then the error, then hang up. */
                 c->closing = TRUE;
         }
+        c->reading = TRUE;
         while ((line = vrot_jsonrpc_splitter_pop(c->splitter, &len))) {
                 c->last_request = g_get_monotonic_time();
                 if (len > 0)
                         handle_line(c, line, len);
                 g_free(line);
         }
+        c->reading = FALSE;
         c->partial_since = vrot_jsonrpc_splitter_pending(c->splitter)
                            ? (c->partial_since ? c->partial_since : g_get_monotonic_time()) : 0;
         if (error)
@@ -247,7 +326,7 @@ static gboolean on_tick(gpointer data)
                 l = l->next;
                 /* A closing client is one that does not read its answers. */
                 if ((c->partial_since && now - c->partial_since > (gint64)s->limits.line_timeout_ms * 1000) ||
-                    now - c->last_request > (gint64)s->limits.idle_timeout_ms * 1000)
+                    (c->n_calls == 0 && now - c->last_request > (gint64)s->limits.idle_timeout_ms * 1000))
                         client_free(c);
         }
         return G_SOURCE_CONTINUE;

@@ -31,11 +31,34 @@ typedef struct VrotCaller {
 typedef JsonNode *(*VrotMethodFunc)(gpointer ctx, const VrotCaller *caller,
                                     const VrotJsonrpcRequest *req, GError **error);
 
+/* A method call whose answer comes later, from the main loop. */
+typedef struct VrotCall VrotCall;
+
+/**
+ * VrotMethodAsyncFunc:
+ * Starts one method for @caller; the answer goes with vrot_call_return()
+ * or vrot_call_return_error(), maybe before this returns.  Meanwhile the
+ * server serves everyone, this client's further requests included.
+ */
+typedef void (*VrotMethodAsyncFunc)(gpointer ctx, const VrotCaller *caller,
+                                    const VrotJsonrpcRequest *req, VrotCall *call);
+
 typedef struct VrotMethod {
         const gchar *name;
-        VrotMethodFunc fn;
+        VrotMethodFunc fn;              /* one of fn and async_fn */
+        VrotMethodAsyncFunc async_fn;
         gboolean admin_only;            /* refused to others before fn runs */
 } VrotMethod;
+
+/**
+ * vrot_call_return:
+ * Answers @call (transfer full) with @result (transfer full).  A client
+ * that has gone meanwhile is not answered.
+ */
+void vrot_call_return(VrotCall *call, JsonNode *result);
+
+/** vrot_call_return_error: answers @call (transfer full) with @error (transfer full, VROT_JSONRPC_ERROR). */
+void vrot_call_return_error(VrotCall *call, GError *error);
 
 typedef struct VrotServerLimits {
         guint max_clients;              /* beyond: answered BUSY and closed */

@@ -26,6 +26,7 @@ void vtpm_args_usage(FILE *f)
               "                         send TPM2_Startup(CLEAR)\n"
               "  --min-generation N     refuse state older than generation N (rollback anchor)\n"
               "  --runas USER           drop to USER after start-up\n"
+              "  --ready-fd N           write \"ready\" to descriptor N once the sockets listen\n"
               "  --log-level LEVEL      error, warning, info (default) or debug\n"
               "  --fork-server PATH     pre-load libtpms and OpenSSL once and start workers on\n"
               "                         request on the socket PATH (see vrot-vtpm(8))\n"
@@ -77,7 +78,7 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *ret)
 int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
 {
         enum { O_UUID = 256, O_STATE, O_CTRL, O_CTRL_MODE, O_SERVER, O_SERVER_MODE, O_KEY_FD,
-               O_INSECURE, O_FLAGS, O_MIN_GEN, O_RUNAS, O_LOG, O_VERSION, O_FORK_SERVER };
+               O_INSECURE, O_FLAGS, O_MIN_GEN, O_RUNAS, O_LOG, O_VERSION, O_FORK_SERVER, O_READY_FD };
         static const struct option opts[] = {
                 { "uuid", required_argument, NULL, O_UUID },
                 { "state-dir", required_argument, NULL, O_STATE },
@@ -94,13 +95,14 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, O_VERSION },
                 { "fork-server", required_argument, NULL, O_FORK_SERVER },
+                { "ready-fd", required_argument, NULL, O_READY_FD },
                 { 0 },
         };
         uint64_t v;
         int c;
 
         optind = 0;     /* a fork-server child parses a second command line */
-        *a = (VtpmArgs){ .ctrl_mode = 0600, .server_mode = 0600, .key_fd = -1,
+        *a = (VtpmArgs){ .ctrl_mode = 0600, .server_mode = 0600, .key_fd = -1, .ready_fd = -1,
                      .log_level = VROT_LOG_INFO };
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
@@ -120,6 +122,11 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
                         if (parse_uint(optarg, 1 << 20, &v) < 0 || v < 3)
                                 return fprintf(stderr, "vrot-vtpm: bad --key-fd '%s'\n", optarg), -1;
                         a->key_fd = (int)v;
+                        break;
+                case O_READY_FD:
+                        if (parse_uint(optarg, 1 << 20, &v) < 0 || v < 3)
+                                return fprintf(stderr, "vrot-vtpm: bad --ready-fd '%s'\n", optarg), -1;
+                        a->ready_fd = (int)v;
                         break;
                 case O_FLAGS:
                         if (parse_flags(optarg, a) < 0)
@@ -141,13 +148,16 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
         if (optind < argc)
                 return fprintf(stderr, "vrot-vtpm: unexpected argument '%s'\n", argv[optind]), -1;
         if (a->fork_server) {
-                if (a->uuid || a->state_dir || a->ctrl || a->server || a->key_fd >= 0 || a->insecure)
+                if (a->uuid || a->state_dir || a->ctrl || a->server || a->key_fd >= 0 || a->insecure ||
+                    a->ready_fd >= 0)
                         return fprintf(stderr, "vrot-vtpm: --fork-server takes instance options "
                                        "per request, not on its command line\n"), -1;
                 return 0;
         }
         if (!a->uuid || !a->state_dir || !a->ctrl)
                 return fprintf(stderr, "vrot-vtpm: --uuid, --state-dir and --ctrl are required\n"), -1;
+        if (a->ready_fd >= 0 && a->ready_fd == a->key_fd)
+                return fprintf(stderr, "vrot-vtpm: --ready-fd and --key-fd must differ\n"), -1;
         if ((a->key_fd >= 0) == a->insecure)
                 return fprintf(stderr, "vrot-vtpm: give exactly one of --key-fd and --insecure-plaintext\n"), -1;
         if (a->startup_clear && !a->not_need_init)

@@ -19,6 +19,7 @@ typedef struct VtpmArgs {
         const char *runas;
         mode_t ctrl_mode, server_mode;
         int key_fd;
+        int ready_fd;              /* -1: none; else "ready\n" once listening */
         bool insecure;
         bool not_need_init, startup_clear;
         uint64_t min_generation;

@@ -9,15 +9,23 @@
  *
  * Protocol on the server's UNIX socket, one request per connection:
  *   client -> server  u32 big-endian N, then N bytes: the worker's options,
- *                     each NUL-terminated, without --key-fd; SCM_RIGHTS:
- *                     the key descriptor first (absent with
+ *                     each NUL-terminated, without --key-fd and --ready-fd;
+ *                     SCM_RIGHTS: the key descriptor first (absent with
  *                     --insecure-plaintext), then optionally a descriptor
  *                     the worker uses as its stderr
  *   server -> client  "ok PID\n", or "error MESSAGE\n" and close;
- *                     later "exit STATUS\n" or "signal N\n" when the worker
+ *                     "ready\n" from the worker once its sockets listen
+ *                     (it may come before "ok": the worker writes it);
+ *                     "exit STATUS\n" or "signal N\n" when the worker
  *                     ends, then close
+ * Two requests let a restarted vrotd adopt the workers of its predecessor
+ * (which the server still parents): the options "--list" (answer: a line
+ * "worker PID UUID" per worker, then "end") and "--watch PID" (answer
+ * "ok PID", then the end of that worker as above; its previous watcher
+ * hears nothing more).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,11 +54,12 @@
 typedef struct Child {
         pid_t pid;
         int conn;                 /* where its exit is reported, -1: nobody listens */
+        char uuid[40];            /* its --uuid, for --list */
 } Child;
 
 typedef struct Request {
         char buf[MAX_REQUEST + 1];
-        char *argv[MAX_ARGS + 4];
+        char *argv[MAX_ARGS + 6];      /* + --key-fd N --ready-fd N NULL */
         int argc;
         int fds[2];
         int nfds;
@@ -133,6 +142,8 @@ static const char *read_request(int conn, Request *r)
                                 close(fd);
                 }
         }
+        if (n == 0)
+                return "";              /* a connection to see that we listen */
         if (n < 4)
                 return "request too short";
         want = vrot_get_be32(hdr);
@@ -150,8 +161,9 @@ static const char *read_request(int conn, Request *r)
         for (char *p = r->buf; p < r->buf + want; p += strlen(p) + 1) {
                 if (r->argc >= MAX_ARGS)
                         return "too many options";
-                if (strncmp(p, "--key-fd", 8) == 0 || strncmp(p, "--fork-server", 13) == 0)
-                        return "--key-fd and --fork-server are not request options";
+                if (strncmp(p, "--key-fd", 8) == 0 || strncmp(p, "--ready-fd", 10) == 0 ||
+                    strncmp(p, "--fork-server", 13) == 0)
+                        return "--key-fd, --ready-fd and --fork-server are not request options";
                 r->argv[r->argc++] = p;
         }
         return NULL;
@@ -165,12 +177,34 @@ static bool has_option(const Request *r, const char *opt)
         return false;
 }
 
-/* In the child: become the worker the request describes; never returns. */
+/* The value of "--name VALUE" in the request, or NULL. */
+static const char *option_value(const Request *r, const char *opt)
+{
+        for (int i = 1; i + 1 < r->argc; i++)
+                if (strcmp(r->argv[i], opt) == 0)
+                        return r->argv[i + 1];
+        return NULL;
+}
+
+/* Moves @fd to exactly @target (which must be free or @fd itself). */
+static int move_fd(int fd, int target)
+{
+        if (fd == target)
+                return fd;
+        if (dup2(fd, target) != target)
+                return -1;
+        close(fd);
+        return target;
+}
+
+/* In the child: become the worker the request describes; never returns.
+ * It keeps stdio, the key at descriptor 3 and the request's connection at
+ * the next one, on which it says "ready" (--ready-fd). */
 static void become_worker(Request *r, int listen_fd, int conn)
 {
         sigset_t none;
-        char key_arg[16];
-        int key_fd = -1, log_fd = -1, i = 0;
+        char key_arg[16], ready_arg[16];
+        int key_fd = -1, log_fd = -1, i = 0, next = 3;
         VtpmArgs a;
 
         sigemptyset(&none);
@@ -179,7 +213,6 @@ static void become_worker(Request *r, int listen_fd, int conn)
         signal(SIGINT, SIG_DFL);
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(listen_fd);
-        close(conn);
         setsid();
         if (!has_option(r, "--insecure-plaintext") && r->nfds > i)
                 key_fd = r->fds[i++];
@@ -189,41 +222,68 @@ static void become_worker(Request *r, int listen_fd, int conn)
                 dup2(log_fd, STDERR_FILENO);
                 close(log_fd);
         }
-        /* Nothing of the server's but stdio and the key goes on. */
+        /* Out of the way of 3 and 4 first, so that neither move clobbers
+         * the other descriptor. */
+        conn = fcntl(conn, F_DUPFD_CLOEXEC, 64);
+        if (conn < 0 || (key_fd >= 0 && (key_fd = fcntl(key_fd, F_DUPFD_CLOEXEC, 64)) < 0))
+                _exit(EXIT_FAILURE);
         if (key_fd >= 0) {
-                if (key_fd != 3 && dup2(key_fd, 3) == 3)
-                        close(key_fd);
-                key_fd = 3;
+                key_fd = move_fd(key_fd, next++);
                 snprintf(key_arg, sizeof(key_arg), "%d", key_fd);
                 r->argv[r->argc++] = (char *)"--key-fd";
                 r->argv[r->argc++] = key_arg;
         }
-        close_range(key_fd >= 0 ? 4 : 3, ~0u, 0);
+        conn = move_fd(conn, next++);
+        snprintf(ready_arg, sizeof(ready_arg), "%d", conn);
+        r->argv[r->argc++] = (char *)"--ready-fd";
+        r->argv[r->argc++] = ready_arg;
+        /* Nothing of the server's but stdio, the key and the connection. */
+        close_range((unsigned)next, ~0u, 0);
         r->argv[r->argc] = NULL;
-        if (vtpm_args_parse(r->argc, r->argv, &a) < 0 || a.fork_server)
+        if (conn < 0 || vtpm_args_parse(r->argc, r->argv, &a) < 0 || a.fork_server)
                 _exit(VTPM_EXIT_USAGE);
         _exit(vtpm_run(&a));
 }
 
-static void spawn(int listen_fd, int conn, Child *kids, size_t *nkids)
+/* "--list": every worker this server parents, for a restarted vrotd. */
+static void list_children(int conn, const Child *kids, size_t nkids)
 {
-        Request *r = calloc(1, sizeof(*r));
-        const char *bad;
-        pid_t pid;
+        for (size_t i = 0; i < nkids; i++)
+                say(conn, "worker %d %s\n", (int)kids[i].pid, kids[i].uuid[0] ? kids[i].uuid : "-");
+        say(conn, "end\n");
+        close(conn);
+}
 
-        if (!r) {
-                say(conn, "error out of memory\n");
-                close(conn);
+/* "--watch PID": @conn hears that worker's end from now on. */
+static void watch_child(int conn, const char *arg, Child *kids, size_t nkids)
+{
+        char *end;
+        long pid = strtol(arg, &end, 10);
+
+        for (size_t i = 0; *arg && !*end && pid > 0 && i < nkids; i++) {
+                if (kids[i].pid != (pid_t)pid)
+                        continue;
+                if (kids[i].conn >= 0)
+                        close(kids[i].conn);
+                kids[i].conn = conn;
+                say(conn, "ok %d\n", (int)pid);
+                log_info("fork server: worker %ld has a new watcher", pid);
                 return;
         }
-        bad = read_request(conn, r);
-        if (!bad && *nkids >= MAX_CHILDREN)
-                bad = "too many workers";
-        if (bad) {
-                log_warn("fork server: refused a request: %s", bad);
-                say(conn, "error %s\n", bad);
+        say(conn, "error no worker %s\n", arg);
+        close(conn);
+}
+
+static void fork_worker(Request *r, int listen_fd, int conn, Child *kids, size_t *nkids)
+{
+        const char *uuid = option_value(r, "--uuid");
+        pid_t pid;
+
+        if (*nkids >= MAX_CHILDREN) {
+                log_warn("fork server: refused a request: too many workers");
+                say(conn, "error too many workers\n");
                 close(conn);
-                goto out;
+                return;
         }
         pid = fork();
         if (pid == 0)
@@ -231,12 +291,39 @@ static void spawn(int listen_fd, int conn, Child *kids, size_t *nkids)
         if (pid < 0) {
                 say(conn, "error fork: %s\n", strerror(errno));
                 close(conn);
-                goto out;
+                return;
         }
-        kids[(*nkids)++] = (Child){ .pid = pid, .conn = conn };
+        kids[*nkids] = (Child){ .pid = pid, .conn = conn };
+        snprintf(kids[*nkids].uuid, sizeof(kids[*nkids].uuid), "%s", uuid ? uuid : "");
+        (*nkids)++;
         say(conn, "ok %d\n", (int)pid);
         log_info("fork server: started worker %d", (int)pid);
-out:
+}
+
+static void serve(int listen_fd, int conn, Child *kids, size_t *nkids)
+{
+        Request *r = calloc(1, sizeof(*r));
+        const char *bad;
+
+        if (!r) {
+                say(conn, "error out of memory\n");
+                close(conn);
+                return;
+        }
+        bad = read_request(conn, r);
+        if (bad && !*bad) {
+                close(conn);
+        } else if (bad) {
+                log_warn("fork server: refused a request: %s", bad);
+                say(conn, "error %s\n", bad);
+                close(conn);
+        } else if (r->argc == 2 && strcmp(r->argv[1], "--list") == 0) {
+                list_children(conn, kids, *nkids);
+        } else if (r->argc == 3 && strcmp(r->argv[1], "--watch") == 0) {
+                watch_child(conn, r->argv[2], kids, *nkids);
+        } else {
+                fork_worker(r, listen_fd, conn, kids, nkids);
+        }
         for (int i = 0; i < r->nfds; i++)
                 close(r->fds[i]);
         free(r);
@@ -327,7 +414,7 @@ int vtpm_forkserver_run(const char *path, VrotLogLevel level)
                 if (n > 0 && (p.revents & POLLIN)) {
                         int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
                         if (conn >= 0)
-                                spawn(lfd, conn, kids, &nkids);
+                                serve(lfd, conn, kids, &nkids);
                 }
         }
         /* Workers outlive the server: a restart of it must not take the

@@ -132,6 +132,20 @@ static int start_listening(Worker *w)
         return 0;
 }
 
+/* Tells whoever started the worker that it listens (vrotd through the fork
+ * server, a test through a pipe), so nobody needs to poll the socket.  A
+ * reader that went away is no reason to stop serving. */
+static void notify_ready(int fd)
+{
+        static const char line[] = "ready\n";
+
+        if (fd < 0)
+                return;
+        if (write(fd, line, sizeof(line) - 1) < 0)
+                log_debug("--ready-fd: %s", strerror(errno));
+        close(fd);
+}
+
 static void close_sockets(Worker *w)
 {
         if (w->ctrl_listen >= 0) {
@@ -190,6 +204,7 @@ int vtpm_run(const VtpmArgs *a)
         }
         if (start_tpm(a, &w) < 0 || start_listening(&w) < 0)
                 goto out;
+        notify_ready(a->ready_fd);
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
                  vtpm_store_generation(w.store));

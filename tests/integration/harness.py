@@ -10,6 +10,7 @@ default build directory.
 """
 
 import os
+import select
 import shutil
 import signal
 import socket
@@ -163,16 +164,29 @@ class Harness:
             argv += ["--key-fd", str(rfd)]
             fds = (rfd,)
         argv += list(extra)
+        ready_r = ready_w = None
+        if wait:
+            # --ready-fd: no polling; the sockets must accept once it says so.
+            ready_r, ready_w = os.pipe()
+            argv += ["--ready-fd", str(ready_w)]
+            fds += (ready_w,)
         try:
             proc = self.spawn(argv, log=log, pass_fds=fds)
         finally:
             if rfd is not None:
                 os.close(rfd)
+            if ready_w is not None:
+                os.close(ready_w)
         srv = Server("vrot", proc, ctrl, data, state_dir, log)
         if wait:
-            wait_listening(srv, ctrl)
-            if data:
-                wait_listening(srv, data)
+            with os.fdopen(ready_r, "rb") as f:
+                ready, _, _ = select.select([f], [], [], 20.0)
+                line = f.readline() if ready else b"(nothing within 20 s)"
+            if line != b"ready\n":
+                raise Failure(f"vrot-vtpm did not say ready: {line!r}\n{srv.log_text()}")
+            for path in (ctrl, data):
+                if path:
+                    connect_now(path)
         return srv
 
     def start_forkserver(self, name="forkd"):
@@ -264,24 +278,35 @@ class ForkServer:
         finally:
             for fd in fds:
                 os.close(fd)
+        ready = line == "ready"         # the worker may say it before the server's "ok"
+        if ready:
+            line = conn.readline().strip()
         check(line.startswith("ok "), f"fork server refused the spawn: {line!r}")
         pid = int(line.split()[1])
         self.h.pids.append(pid)
-        w = ForkedWorker(pid, conn, ctrl, data, state_dir, log)
+        w = ForkedWorker(pid, conn, ctrl, data, state_dir, log, ready)
         if wait:
-            wait_listening(w, ctrl)
-            if data:
-                wait_listening(w, data)
+            w.wait_ready()
         return w
 
 
 class ForkedWorker(Server):
     """A worker started by the fork server: no Popen, a PID and a status line."""
 
-    def __init__(self, pid, conn, ctrl, data, state_dir, log):
+    def __init__(self, pid, conn, ctrl, data, state_dir, log, ready=False):
         super().__init__("vrot(forked)", None, ctrl, data, state_dir, log)
-        self._pid, self.conn = pid, conn
+        self._pid, self.conn, self.ready = pid, conn, ready
         self.proc = self
+
+    def wait_ready(self):
+        """Read the worker's "ready"; its sockets must accept at once then."""
+        if not self.ready:
+            line = self.conn.readline().strip()
+            check(line == "ready", f"worker {self._pid}: expected \"ready\", got {line!r}")
+            self.ready = True
+        for path in (self.ctrl, self.data):
+            if path:
+                connect_now(path)
 
     @property
     def pid(self):
@@ -298,7 +323,10 @@ class ForkedWorker(Server):
 
     def status(self):
         """The server's final line for this worker: "exit N" or "signal N"."""
-        return self.conn.readline().strip()
+        line = self.conn.readline().strip()
+        while line == "ready":
+            line = self.conn.readline().strip()
+        return line
 
 
 def socket_paths(h, name, server):
@@ -311,6 +339,17 @@ def socket_paths(h, name, server):
         return None, h.path(name + ".ctrl")
     data = h.path(name + ".sock")
     return data, data + ".ctrl"
+
+
+def connect_now(path):
+    """The UNIX socket at path must accept right now."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        raise Failure(f"{path} refuses a connection although the worker said ready: {e}") from None
+    finally:
+        s.close()
 
 
 def wait_listening(srv, path, timeout=20.0):

@@ -65,6 +65,9 @@ def test_bad_requests_refused_server_survives():
             "short": b"\x00\x00",
             "not NUL-terminated": struct.pack(">I", 6) + b"--uuid",
             "key fd option": struct.pack(">I", 11) + b"--key-fd\x003\x00",
+            "ready fd option": struct.pack(">I", 13) + b"--ready-fd\x004\x00",
+            "watch not a worker": struct.pack(">I", 10) + b"--watch\x001\x00",
+            "watch junk": struct.pack(">I", 12) + b"--watch\x00abc\x00",
             "fork server option": struct.pack(">I", 16) + b"--fork-server\x00x\x00",
         }
         for what, payload in cases.items():
@@ -77,6 +80,37 @@ def test_bad_requests_refused_server_survives():
         check(len(random8(good)) == 8, "a running worker was disturbed")
         late = fs.spawn("late", server=True, uuid=UUID2, extra=["--flags", "not-need-init"])
         check(late.pid > 0, "the server no longer spawns")
+
+
+def alive_pid(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_list_and_watch():
+    """What a restarted vrotd uses to adopt workers: --list names every
+    worker with its UUID, --watch moves a worker's exit report to a new
+    connection (the old one hears nothing more)."""
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        a = fs.spawn("a", server=True, extra=["--flags", "not-need-init,startup-clear"])
+        b = fs.spawn("b", uuid=UUID2)
+        reader, line = fs.request(["--list"])
+        lines = [line]
+        while lines[-1] != "end":
+            lines.append(reader.readline().strip())
+            check(lines[-1] != "", f"--list ended without 'end': {lines!r}")
+        want = {f"worker {a.pid} 6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b", f"worker {b.pid} {UUID2}"}
+        check(set(lines[:-1]) == want, f"--list answered {lines!r}, expected {sorted(want)}")
+        watcher, line = fs.request(["--watch", str(a.pid)])
+        check(line == f"ok {a.pid}", f"--watch answered {line!r}")
+        os.kill(a.pid, signal.SIGTERM)
+        check(watcher.readline().strip() == "exit 0", "the new watcher did not hear the exit")
+        check(a.conn.readline() == "", "the old watcher still hears the worker")
+        check(alive_pid(b.pid), "the other worker was disturbed")
 
 
 def test_workers_outlive_the_server():
@@ -105,5 +139,6 @@ def test_forked_workers_share_library_memory():
 
 if __name__ == "__main__":
     H.main([test_spawned_workers_serve_and_report_exit, test_refused_state_is_reported,
-            test_bad_requests_refused_server_survives, test_workers_outlive_the_server,
+            test_bad_requests_refused_server_survives, test_list_and_watch,
+            test_workers_outlive_the_server,
             test_forked_workers_share_library_memory])

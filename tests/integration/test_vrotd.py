@@ -49,7 +49,7 @@ import ptm  # noqa: E402
 from vrotd import (CONFLICT, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,  # noqa: E402
                    NOT_FOUND, PARSE_ERROR, PERMISSION_DENIED, STATE_REFUSED, TOO_LARGE,
                    Client, Harness, RpcError, Vrotd, alive, as_user, describe,
-                   expect_error, kill_tree)
+                   descendants, expect_error, kill_tree, proc_table)
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\n.+?\n-----END CERTIFICATE-----\n?", re.S)
@@ -582,30 +582,126 @@ def test_restart_keeps_instances():
                   f"{u} changed across the restart: {a!r} -> {b!r}")
         check(after[vm]["state"] == "stopped", f"stopped vm after restart: {after[vm]!r}")
         check(after[gone]["state"] == "deleted", f"tombstone after restart: {after[gone]!r}")
-        check(after[svc]["state"] in ("running", "stopped"), f"service after restart: {after[svc]!r}")
-        note(f"an instance running at SIGTERM is {after[svc]['state']!r} after the restart")
+        # "As they were": what ran at SIGTERM is started again.
+        info = wait_state(d, svc, "running")
+        check(info["pid"] != s.pid, "the service runs the worker of before the SIGTERM?")
         s = start(d, svc)
         check_listening(s.ctrl, "control socket after the restart")
         check(nv_read(h, s, "nv-2") == NV_DATA, "NV data lost across the daemon restart")
         gen2 = d.call("instance.info", uuid=svc)["generation"]
         check(gen2 >= gen, f"generation went back across the restart: {gen} -> {gen2}")
+        check(d.call("instance.info", uuid=vm)["state"] == "stopped", "a stopped vm was started")
         start(d, vm)
         d.call("instance.stop", uuid=vm)
+        d.call("instance.stop", uuid=svc)
+        d.stop_clean()
+        # Nothing ran at this SIGTERM: nothing is started again.
+        d.start()
+        check(listed(d)[svc]["state"] == "stopped", "the resume list outlived its use")
+        d.stop_clean()
 
-        # kill -9: the workers keep running (contract); adopting them is
-        # later work, so the leftovers are killed here before the restart.
-        d.note_tree()
+
+def wait_state(d, u, state, timeout=30.0, not_pid=None):
+    deadline = time.monotonic() + timeout
+    while True:
+        info = d.call("instance.info", uuid=u)
+        if info["state"] == state and (not_pid is None or info["pid"] != not_pid):
+            return info
+        if time.monotonic() > deadline:
+            raise Failure(f"instance {u} is {info['state']!r}, not {state!r}, after {timeout}s:\n"
+                          f"{d.log_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def fork_server_of(d):
+    """The daemon's child running --fork-server (its forked workers share
+    that command line, but are its grandchildren)."""
+    table = proc_table()
+    for pid in descendants(d.pid, table):
+        if table[pid][0] == d.pid and b"--fork-server" in cmdline(pid):
+            return pid
+    raise Failure(f"no fork server below vrotd {d.pid}")
+
+
+def test_daemon_crash_adopts_workers():
+    """kill -9 of vrotd: its fork server and workers run on (QEMU keeps its
+    TPM); the next vrotd adopts them - same PIDs, exits still reported - and
+    leaves nothing behind when it stops.  kill -9 of vrotd and the fork
+    server together: the orphaned worker is stopped and started again."""
+    with Harness("vrotd-adopt") as h:
+        d = Vrotd(h).start()
+        svc = create(d, "service", "survivor")["uuid"]
+        s = start(d, svc)
+        nv_write(h, s)
+        forkd = fork_server_of(d)
         rc = d.stop(signal.SIGKILL)
         check(rc == -signal.SIGKILL, f"kill -9 gave {rc}")
-        time.sleep(0.5)
-        left = d.leftovers(grace=0)
-        check(alive(s.pid), f"the service's worker {s.pid} died with the daemon's kill -9 "
-              f"(contract: workers keep running); left: {sorted(left)}")
-        note(f"after kill -9 of vrotd still running: {describe(left)}")
-        kill_tree(left, h.known_pids())
+        check(alive(s.pid) and alive(forkd), "the worker or the fork server died with vrotd")
         d.start()
+        info = d.call("instance.info", uuid=svc)
+        check(info["state"] == "running" and info["pid"] == s.pid,
+              f"the running worker {s.pid} was not adopted: {info!r}\n{d.log_text()[-1500:]}")
+        check("adopted running worker" in d.log_text(), "no log line about the adoption")
+        check(nv_read(h, s, "nv-adopted") == NV_DATA, "NV data through the adopted worker")
+        # The adopted worker's crash is seen and handled like any other.
+        os.kill(s.pid, signal.SIGKILL)
+        info = wait_state(d, svc, "running", not_pid=s.pid)
         s = start(d, svc)
-        check(nv_read(h, s, "nv-3") == NV_DATA, "NV data lost across kill -9 and restart")
+        check(nv_read(h, s, "nv-restarted") == NV_DATA, "NV data after the adopted worker's crash")
+
+        # Both the daemon and its fork server (the adopted one, still the
+        # parent of the restarted worker) killed: the worker is orphaned.
+        check(alive(forkd), "the adopted fork server is gone")
+        rc = d.stop(signal.SIGKILL)
+        os.kill(forkd, signal.SIGKILL)
+        check(pid_gone(forkd, 10), "the fork server survived SIGKILL")
+        check(alive(s.pid), "the worker died with its fork server")
+        d.start()
+        info = wait_state(d, svc, "running", not_pid=s.pid)
+        check(pid_gone(s.pid, 10),
+              f"the orphaned worker {s.pid} still runs beside {info!r}")
+        check("outlived its fork server" in d.log_text(), "no log line about the orphan")
+        s = start(d, svc)
+        check(nv_read(h, s, "nv-orphan") == NV_DATA, "NV data after the orphaned worker's restart")
+        d.stop_clean()
+
+
+def test_overlapping_starts():
+    """Starts are answered when each control socket listens, not in order:
+    a client may pipeline many, several clients may wait for the same one,
+    and one that half-closes after its request still gets its answer."""
+    with Harness("vrotd-overlap") as h:
+        d = Vrotd(h).start()
+        uuids = [create(d, "vm", f"storm-{i}")["uuid"] for i in range(6)]
+        with d.connect() as c1, d.connect() as c2:
+            lines = [c1.request_line("instance.start", {"uuid": u}, i + 1) for i, u in enumerate(uuids)]
+            lines.insert(3, c1.request_line("host.info", None, 100))
+            check(c1.send_raw(b"".join(lines)), "the daemon closed on a pipelined batch")
+            check(c2.send_raw(c2.request_line("instance.start", {"uuid": uuids[0]}, 7)), "second client")
+            replies = {}
+            for _ in range(len(lines)):
+                r = c1.read_reply()
+                check(r is not None and "result" in r, f"pipelined start: {r!r}")
+                replies[r["id"]] = r["result"]
+            check(set(replies) == set(range(1, 7)) | {100}, f"answered ids {sorted(replies)}")
+            other = c2.read_reply()
+            check(other and other.get("id") == 7 and "result" in other, f"second client: {other!r}")
+        pids = set()
+        for i, u in enumerate(uuids):
+            res = replies[i + 1]
+            check(res["uuid"] == u and res["state"] == "running", f"start {u}: {res!r}")
+            check_listening(res["ctrl"], f"control socket of {u}")
+            pids.add(res["pid"])
+        check(len(pids) == 6, f"six starts, workers {sorted(pids)}")
+        check(other["result"]["pid"] == replies[1]["pid"],
+              "two clients starting the same instance got different workers")
+        d.call("instance.stop", uuid=uuids[0])
+        with d.connect() as c:
+            c.send_raw(c.request_line("instance.start", {"uuid": uuids[0]}, 1))
+            c.sock.shutdown(socket.SHUT_WR)
+            r = c.read_reply()
+            check(r and r.get("result", {}).get("state") == "running",
+                  f"a client that half-closed after its start: {r!r}")
         d.stop_clean()
 
 
@@ -883,6 +979,7 @@ def test_restored_state_dir_refused():
 
 TESTS = [test_provision_then_reuse, test_endorsement, test_start_stop, test_start_after_worker_exit,
          test_vm_guest_reads_ek_cert, test_delete_tombstone, test_restart_keeps_instances,
+         test_daemon_crash_adopts_workers, test_overlapping_starts,
          test_state_copied_to_other_host, test_bad_input, test_crashed_worker_restarted,
          test_restored_state_dir_refused]
 

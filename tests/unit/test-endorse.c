@@ -270,20 +270,16 @@ static Vtpm *vtpm_start_forked(VrotForkServer *fs)
         spec.ctrl_path = ctrl = g_strconcat(v->data, ".ctrl", NULL);
         spec.log_path = log = g_build_filename(v->dir, "vtpm.log", NULL);
         v->tcti = g_strdup_printf("swtpm:path=%s", v->data);
-        v->worker = vrot_fork_server_spawn(fs, &spec, key, 10000, worker_ended, v, &err);
+        v->worker = vrot_fork_server_spawn(fs, &spec, key, &err);
         close(key);
-        if (err)
-                fprintf(stderr, "%s\n", err->message);
         CU_ASSERT_PTR_NOT_NULL_FATAL(v->worker);
         v->pid = vrot_worker_pid(v->worker);
         g_array_append_val(forked_pids, v->pid);
-        /*
-         * The spawn returns once the control socket listens; the worker
-         * binds its data socket just after it, and the swtpm TCTI connects
-         * to the data socket at once: without this wait, endorsing right
-         * after the spawn fails now and then with "connection refused".
-         */
-        wait_listening(v);
+        /* "ready" comes once both sockets listen: the TCTI may connect. */
+        if (!vrot_worker_wait_ready(v->worker, 10000, &err))
+                fprintf(stderr, "%s\n", err->message);
+        CU_ASSERT_PTR_NULL_FATAL(err);
+        vrot_worker_watch(v->worker, 0, NULL, worker_ended, v);
         return g_steal_pointer(&v);
 }
 

@@ -42,11 +42,56 @@ static JsonNode *m_fail(gpointer ctx, const VrotCaller *caller, const VrotJsonrp
         return NULL;
 }
 
+typedef struct Later {
+        VrotCall *call;
+        gchar *text;
+} Later;
+
+static gboolean later_answer(gpointer data)
+{
+        Later *l = data;
+
+        if (g_str_equal(l->text, "fail"))
+                vrot_call_return_error(l->call, g_error_new(VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_CONFLICT,
+                                                            "failed later"));
+        else
+                vrot_call_return(l->call, json_node_init_string(json_node_alloc(), l->text));
+        g_free(l->text);
+        g_free(l);
+        return G_SOURCE_REMOVE;
+}
+
+/* Answers {"ms": N, "text": T} after N ms with T ("fail": an error). */
+static void m_later(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        static const char *const known[] = { "ms", "text", NULL };
+        GError *error = NULL;
+        const gchar *text = NULL;
+        guint64 ms = 0;
+        Later *l;
+
+        (void)ctx, (void)caller;
+        if (!vrot_jsonrpc_params_check_known(req, known, &error) ||
+            !vrot_jsonrpc_param_uint(req, "ms", VROT_JSONRPC_REQUIRED, 0, 5000, &ms, &error) ||
+            !vrot_jsonrpc_param_string(req, "text", VROT_JSONRPC_REQUIRED, 100, &text, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        l = g_new0(Later, 1);
+        l->call = call;
+        l->text = g_strdup(text);
+        if (ms == 0)
+                later_answer(l);        /* answered before m_later returns */
+        else
+                g_timeout_add((guint)ms, later_answer, l);
+}
+
 static const VrotMethod methods[] = {
-        { "test.echo", m_echo, FALSE },
-        { "test.whoami", m_whoami, FALSE },
-        { "test.fail", m_fail, FALSE },
-        { "test.admin", m_whoami, TRUE },
+        { .name = "test.later", .async_fn = m_later },
+        { .name = "test.echo", .fn = m_echo },
+        { .name = "test.whoami", .fn = m_whoami },
+        { .name = "test.fail", .fn = m_fail },
+        { .name = "test.admin", .fn = m_whoami, .admin_only = TRUE },
 };
 
 /* ---- client side (runs in threads) ---- */
@@ -243,6 +288,103 @@ static void test_server_non_admin_denied(void)
         CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Sends @req on a fresh connection (then half-closes if @shut) and reads
+ * @n lines; runs in a thread. */
+typedef struct Lines {
+        const gchar *req;
+        gboolean shut, hang_up;
+        guint n;
+        GString *got;
+        gboolean done;
+} Lines;
+
+static gpointer run_lines(gpointer data)
+{
+        Lines *l = data;
+        int fd = dial();
+        char buf[4096];
+        guint seen = 0;
+
+        l->got = g_string_new(NULL);
+        if (fd >= 0 && send(fd, l->req, strlen(l->req), MSG_NOSIGNAL) > 0) {
+                if (l->shut)
+                        shutdown(fd, SHUT_WR);
+                while (!l->hang_up && seen < l->n) {
+                        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+                        if (n <= 0)
+                                break;
+                        g_string_append_len(l->got, buf, n);
+                        seen = 0;
+                        for (const gchar *p = l->got->str; (p = strchr(p, '\n')); p++)
+                                seen++;
+                }
+        }
+        if (fd >= 0)
+                close(fd);
+        g_atomic_int_set(&l->done, TRUE);
+        return NULL;
+}
+
+static void serve_until(Lines *l, gint64 extra_us)
+{
+        GThread *t = g_thread_new("lines", run_lines, l);
+        gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+
+        while (!g_atomic_int_get(&l->done) && g_get_monotonic_time() < deadline) {
+                g_main_context_iteration(NULL, FALSE);
+                g_usleep(500);
+        }
+        g_thread_join(t);
+        deadline = g_get_monotonic_time() + extra_us;
+        while (g_get_monotonic_time() < deadline) {
+                g_main_context_iteration(NULL, FALSE);
+                g_usleep(500);
+        }
+        CU_ASSERT_TRUE(l->done);
+}
+
+/* A slow call does not hold up the next ones: answers come as they are
+ * ready, each with its own id; errors too. */
+static void test_server_async_out_of_order(void)
+{
+        Lines l = { .n = 4, .req =
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"test.later\",\"params\":{\"ms\":300,\"text\":\"slow\"}}\n"
+                "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"test.echo\",\"params\":{\"text\":\"quick\"}}\n"
+                "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"test.later\",\"params\":{\"ms\":0,\"text\":\"now\"}}\n"
+                "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"test.later\",\"params\":{\"ms\":100,\"text\":\"fail\"}}\n" };
+        const gchar *quick, *now, *fail, *slow;
+
+        serve_until(&l, 0);
+        quick = strstr(l.got->str, "\"quick\"");
+        now = strstr(l.got->str, "\"now\"");
+        fail = strstr(l.got->str, "failed later");
+        slow = strstr(l.got->str, "\"slow\"");
+        CU_ASSERT(quick && now && fail && slow);
+        CU_ASSERT(quick && slow && quick < slow);
+        CU_ASSERT(fail && slow && fail < slow);
+        CU_ASSERT_PTR_NOT_NULL(strstr(l.got->str, "\"id\":4,\"error\":{\"code\":-32002"));
+        g_string_free(l.got, TRUE);
+}
+
+/* A client that half-closes after its request gets its answer; one that
+ * hangs up is answered into the void, and the server carries on. */
+static void test_server_async_client_gone(void)
+{
+        Lines half = { .n = 1, .shut = TRUE, .req =
+                "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"test.later\",\"params\":{\"ms\":100,\"text\":\"half\"}}\n" };
+        Lines gone = { .hang_up = TRUE, .req =
+                "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"test.later\",\"params\":{\"ms\":100,\"text\":\"gone\"}}\n" };
+        g_autofree gchar *after = NULL;
+
+        serve_until(&half, 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(half.got->str, "\"result\":\"half\""));
+        serve_until(&gone, 300 * 1000);
+        after = one("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"test.echo\",\"params\":{\"text\":\"still\"}}\n");
+        CU_ASSERT(after && strstr(after, "still"));
+        g_string_free(half.got, TRUE);
+        g_string_free(gone.got, TRUE);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -252,6 +394,8 @@ int main(void)
                 UNIT_CASE(test_server_half_line_times_out),
                 UNIT_CASE(test_server_hundred_clients),
                 UNIT_CASE(test_server_non_admin_denied),
+                UNIT_CASE(test_server_async_out_of_order),
+                UNIT_CASE(test_server_async_client_gone),
         };
         VrotServerLimits limits = { .max_clients = 256, .line_timeout_ms = 300, .idle_timeout_ms = 60000 };
         g_autoptr(GError) err = NULL;
