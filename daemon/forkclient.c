@@ -601,15 +601,27 @@ static gboolean on_deadline(gpointer data)
         return G_SOURCE_REMOVE;
 }
 
+/* "ready" came with "ok PID", before anyone watched: report it now. */
+static gboolean on_ready_already(gpointer data)
+{
+        VrotWorker *w = data;
+
+        w->deadline = 0;
+        report_ready(w, NULL);
+        return G_SOURCE_REMOVE;
+}
+
 void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_ready,
                        VrotWorkerExitFunc on_exit, gpointer user_data)
 {
         g_return_if_fail(!w->watched && !w->ended);
         w->watched = TRUE;
-        w->on_ready = w->ready ? NULL : on_ready;
+        w->on_ready = on_ready;
         w->on_exit = on_exit;
         w->user_data = user_data;
-        if (!w->ready)
+        if (w->ready && on_ready)
+                w->deadline = g_idle_add(on_ready_already, w);
+        else if (!w->ready)
                 w->deadline = g_timeout_add(timeout_ms, on_deadline, w);
         rewatch(w);
 }

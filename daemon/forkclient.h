@@ -104,8 +104,9 @@ gboolean vrot_worker_wait_ready(VrotWorker *w, guint timeout_ms, GError **error)
 /**
  * vrot_worker_watch:
  * From now on the worker's news arrive in the thread-default main context:
- * @on_ready (nullable) once, unless it is ready already, with a deadline of
- * @timeout_ms; @on_exit once when a ready worker ends.
+ * @on_ready (nullable) once, from the main loop even if the worker is ready
+ * already, with a deadline of @timeout_ms; @on_exit once when a ready
+ * worker ends.
  */
 void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_ready,
                        VrotWorkerExitFunc on_exit, gpointer user_data);

@@ -166,6 +166,27 @@ static void test_forkclient_watch_overlapping_starts(void)
         }
 }
 
+/* Readiness that came before anyone watched is still reported, from the
+ * main loop (it may come with the server's "ok PID"). */
+static void test_forkclient_ready_before_watch(void)
+{
+        gchar *owned[3];
+        VrotWorkerSpec s = spec_for("early", owned);
+        g_autoptr(GError) err = NULL;
+        Ready r = { 0 };
+        VrotWorker *w = spawn_with_key(&s, 7, &err);
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        CU_ASSERT_TRUE_FATAL(vrot_worker_wait_ready(w, 10000, &err));
+        vrot_worker_watch(w, 10000, worker_ready, NULL, &r);
+        CU_ASSERT_FALSE(r.done);                /* not from inside the call */
+        wait_ready_async(&r);
+        CU_ASSERT_PTR_NULL(r.error);
+        kill(vrot_worker_pid(w), SIGTERM);
+        vrot_worker_free(w);
+        free_owned(owned);
+}
+
 static void test_forkclient_refused_state_reported(void)
 {
         gchar *owned[3];
@@ -301,6 +322,7 @@ int main(void)
         static const UnitCase cases[] = {
                 UNIT_CASE(test_forkclient_wait_ready_then_exit),
                 UNIT_CASE(test_forkclient_watch_overlapping_starts),
+                UNIT_CASE(test_forkclient_ready_before_watch),
                 UNIT_CASE(test_forkclient_refused_state_reported),
                 UNIT_CASE(test_forkclient_bad_spec_refused),
                 UNIT_CASE(test_forkclient_server_death),
