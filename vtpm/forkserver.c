@@ -200,7 +200,7 @@ static int move_fd(int fd, int target)
 /* In the child: become the worker the request describes; never returns.
  * It keeps stdio, the key at descriptor 3 and the request's connection at
  * the next one, on which it says "ready" (--ready-fd). */
-static void become_worker(Request *r, int listen_fd, int conn)
+static void become_worker(Request *r, int listen_fd, int conn, const VtpmFilter *filter)
 {
         sigset_t none;
         char key_arg[16], ready_arg[16];
@@ -242,7 +242,7 @@ static void become_worker(Request *r, int listen_fd, int conn)
         r->argv[r->argc] = NULL;
         if (conn < 0 || vtpm_args_parse(r->argc, r->argv, &a) < 0 || a.fork_server)
                 _exit(VTPM_EXIT_USAGE);
-        _exit(vtpm_run(&a));
+        _exit(vtpm_run(&a, filter));
 }
 
 /* "--list": every worker this server parents, for a restarted vrotd. */
@@ -274,7 +274,8 @@ static void watch_child(int conn, const char *arg, Child *kids, size_t nkids)
         close(conn);
 }
 
-static void fork_worker(Request *r, int listen_fd, int conn, Child *kids, size_t *nkids)
+static void fork_worker(Request *r, int listen_fd, int conn, const VtpmFilter *filter, Child *kids,
+                        size_t *nkids)
 {
         const char *uuid = option_value(r, "--uuid");
         pid_t pid;
@@ -287,7 +288,7 @@ static void fork_worker(Request *r, int listen_fd, int conn, Child *kids, size_t
         }
         pid = fork();
         if (pid == 0)
-                become_worker(r, listen_fd, conn);
+                become_worker(r, listen_fd, conn, filter);
         if (pid < 0) {
                 say(conn, "error fork: %s\n", strerror(errno));
                 close(conn);
@@ -300,7 +301,7 @@ static void fork_worker(Request *r, int listen_fd, int conn, Child *kids, size_t
         log_info("fork server: started worker %d", (int)pid);
 }
 
-static void serve(int listen_fd, int conn, Child *kids, size_t *nkids)
+static void serve(int listen_fd, int conn, const VtpmFilter *filter, Child *kids, size_t *nkids)
 {
         Request *r = calloc(1, sizeof(*r));
         const char *bad;
@@ -322,7 +323,7 @@ static void serve(int listen_fd, int conn, Child *kids, size_t *nkids)
         } else if (r->argc == 3 && strcmp(r->argv[1], "--watch") == 0) {
                 watch_child(conn, r->argv[2], kids, *nkids);
         } else {
-                fork_worker(r, listen_fd, conn, kids, nkids);
+                fork_worker(r, listen_fd, conn, filter, kids, nkids);
         }
         for (int i = 0; i < r->nfds; i++)
                 close(r->fds[i]);
@@ -383,13 +384,21 @@ int vtpm_forkserver_run(const char *path, VrotLogLevel level)
         static Child kids[MAX_CHILDREN];
         size_t nkids = 0;
         sigset_t block, wait_mask;
+        VtpmFilter filter;
+        VrotError err = { 0 };
         int lfd;
 
         vrot_log_init("vrot-vtpm-forkd", level);
         preload();
+        /* Every worker installs the same filter: build it once. */
+        if (vtpm_sandbox_filter_build(&filter, &err) < 0) {
+                log_error("fork server: %s", err.msg);
+                return EXIT_FAILURE;
+        }
         lfd = listen_on(path);
         if (lfd < 0) {
                 log_error("fork server: cannot listen on %s: %s", path, strerror(-lfd));
+                vtpm_sandbox_filter_free(&filter);
                 return EXIT_FAILURE;
         }
         sigemptyset(&block);
@@ -414,7 +423,7 @@ int vtpm_forkserver_run(const char *path, VrotLogLevel level)
                 if (n > 0 && (p.revents & POLLIN)) {
                         int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
                         if (conn >= 0)
-                                serve(lfd, conn, kids, &nkids);
+                                serve(lfd, conn, &filter, kids, &nkids);
                 }
         }
         /* Workers outlive the server: a restart of it must not take the
@@ -425,5 +434,6 @@ int vtpm_forkserver_run(const char *path, VrotLogLevel level)
                         close(kids[i].conn);
         close(lfd);
         unlink(path);
+        vtpm_sandbox_filter_free(&filter);
         return EXIT_SUCCESS;
 }

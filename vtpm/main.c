@@ -21,5 +21,5 @@ int main(int argc, char **argv)
         }
         if (a.fork_server)
                 return vtpm_forkserver_run(a.fork_server, a.log_level);
-        return vtpm_run(&a);
+        return vtpm_run(&a, NULL);
 }

@@ -158,7 +158,7 @@ static void close_sockets(Worker *w)
         }
 }
 
-int vtpm_run(const VtpmArgs *a)
+int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
 {
         _cleanup_secret_ VrotSecret *key = NULL;
         VrotSealer sealer = { 0 };
@@ -198,7 +198,7 @@ int vtpm_run(const VtpmArgs *a)
                 goto out;
         /* Drop privileges before the TPM runs, so that every state file it
          * writes belongs to the --runas user, who must read it back later. */
-        if (vtpm_sandbox_enter(a->runas, a->state_dir, &err) < 0) {
+        if (vtpm_sandbox_enter(a->runas, a->state_dir, filter, &err) < 0) {
                 log_error("%s", err.msg);
                 goto out;
         }

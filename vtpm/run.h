@@ -2,6 +2,7 @@
 #pragma once
 
 #include "args.h"
+#include "sandbox.h"
 
 /* Exit statuses of a worker (vrot-vtpm(8)). */
 #define VTPM_EXIT_USAGE 2
@@ -10,9 +11,10 @@
 /**
  * vtpm_run:
  * Runs one worker with options @a until it is told to stop.  Takes
- * ownership of a->key_fd.  Returns the process exit status.
+ * ownership of a->key_fd.  @filter: the seccomp filter prebuilt by a fork
+ * server, or NULL.  Returns the process exit status.
  */
-int vtpm_run(const VtpmArgs *a);
+int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter);
 
 /**
  * vtpm_forkserver_run:

@@ -3,8 +3,12 @@
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
+#include <linux/seccomp.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <seccomp.h>
@@ -61,7 +65,8 @@ static int drop_to(const char *user, const char *state_dir, VrotError *err)
         return vtpm_sandbox_no_dumps(err);
 }
 
-static int install_seccomp(VrotError *err)
+/* The allow-list as a libseccomp context (transfer full), or NULL. */
+static scmp_filter_ctx allow_list(void)
 {
         /* Sanitizer runtimes (LeakSanitizer's ptrace at exit) need syscalls
          * a worker never makes; in such builds violations are logged, not
@@ -74,20 +79,73 @@ static int install_seccomp(VrotError *err)
         scmp_filter_ctx ctx = seccomp_init(deny);
         int r = 0;
 
-        if (!ctx)
-                return vrot_err(err, ENOMEM, "seccomp_init failed");
-        for (size_t i = 0; r == 0 && i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        for (size_t i = 0; ctx && r == 0 && i < sizeof(allowed) / sizeof(allowed[0]); i++)
                 if (allowed[i] >= 0)    /* __NR_SCMP_ERROR on arches without it */
                         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
-        if (r == 0)
-                r = seccomp_load(ctx);
+        if (r < 0) {
+                seccomp_release(ctx);
+                return NULL;
+        }
+        return ctx;
+}
+
+int vtpm_sandbox_filter_build(VtpmFilter *ret, VrotError *err)
+{
+        scmp_filter_ctx ctx = allow_list();
+        struct stat st;
+        int fd = -1, r = -EIO;
+
+        *ret = (VtpmFilter){ 0 };
+        /* libseccomp 2.5 exports BPF to a descriptor only. */
+        if (ctx && (fd = memfd_create("vrot-seccomp", MFD_CLOEXEC)) >= 0 &&
+            seccomp_export_bpf(ctx, fd) == 0 && fstat(fd, &st) == 0 && st.st_size > 0 &&
+            st.st_size % sizeof(struct sock_filter) == 0 &&
+            st.st_size / sizeof(struct sock_filter) <= BPF_MAXINSNS &&
+            (ret->insns = malloc((size_t)st.st_size)) &&
+            pread(fd, ret->insns, (size_t)st.st_size, 0) == st.st_size) {
+                ret->len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+                r = 0;
+        }
+        if (fd >= 0)
+                close(fd);
+        seccomp_release(ctx);
+        if (r < 0) {
+                vtpm_sandbox_filter_free(ret);
+                return vrot_err(err, EIO, "building the seccomp filter failed");
+        }
+        return 0;
+}
+
+void vtpm_sandbox_filter_free(VtpmFilter *f)
+{
+        free(f->insns);
+        *f = (VtpmFilter){ 0 };
+}
+
+static int install_seccomp(const VtpmFilter *filter, VrotError *err)
+{
+        struct sock_fprog prog;
+        scmp_filter_ctx ctx;
+        int r;
+
+        if (filter && filter->len) {
+                prog = (struct sock_fprog){ .len = filter->len, .filter = filter->insns };
+                if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+                        return vrot_err(err, errno, "installing the seccomp filter: %s", strerror(errno));
+                return 0;
+        }
+        ctx = allow_list();
+        if (!ctx)
+                return vrot_err(err, ENOMEM, "building the seccomp filter failed");
+        r = seccomp_load(ctx);
         seccomp_release(ctx);
         if (r < 0)
                 return vrot_err(err, -r, "installing the seccomp filter: %s", strerror(-r));
         return 0;
 }
 
-int vtpm_sandbox_enter(const char *runas, const char *state_dir, VrotError *err)
+int vtpm_sandbox_enter(const char *runas, const char *state_dir, const VtpmFilter *filter,
+                       VrotError *err)
 {
         int r;
 
@@ -95,5 +153,5 @@ int vtpm_sandbox_enter(const char *runas, const char *state_dir, VrotError *err)
                 return r;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return vrot_err(err, errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-        return install_seccomp(err);
+        return install_seccomp(filter, err);
 }

@@ -1,7 +1,25 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #pragma once
 
+#include <linux/filter.h>
+
 #include "err.h"
+
+/* The seccomp allow-list as a BPF program, built once (transfer full). */
+typedef struct VtpmFilter {
+        struct sock_filter *insns;
+        unsigned short len;
+} VtpmFilter;
+
+/**
+ * vtpm_sandbox_filter_build:
+ * Builds the allow-list with libseccomp into @ret, so that a fork server
+ * builds it once instead of every worker (it costs each worker about a
+ * millisecond and a heap full of libseccomp state).  Returns 0 or -errno.
+ */
+int vtpm_sandbox_filter_build(VtpmFilter *ret, VrotError *err);
+
+void vtpm_sandbox_filter_free(VtpmFilter *f);
 
 /**
  * vtpm_sandbox_no_dumps:
@@ -14,6 +32,8 @@ int vtpm_sandbox_no_dumps(VrotError *err);
  * vtpm_sandbox_enter:
  * After start-up: drops to @runas (NULL: stay), sets no_new_privs and
  * installs the seccomp allow-list for the rest of the process's life
- * (R-VTPM-4).  @state_dir must stay writable for the new user.
+ * (R-VTPM-4): @filter when given (vtpm_sandbox_filter_build()), else built
+ * now.  @state_dir must stay writable for the new user.
  */
-int vtpm_sandbox_enter(const char *runas, const char *state_dir, VrotError *err);
+int vtpm_sandbox_enter(const char *runas, const char *state_dir, const VtpmFilter *filter,
+                       VrotError *err);

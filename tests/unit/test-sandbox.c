@@ -13,6 +13,8 @@
 #include "sandbox.h"
 #include "unit.h"
 
+static const VtpmFilter *prebuilt;     /* NULL: each child builds the filter */
+
 /* Runs @fn in a child that has entered the sandbox; returns its wait status. */
 static int in_sandbox(void (*fn)(void))
 {
@@ -22,7 +24,7 @@ static int in_sandbox(void (*fn)(void))
 
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
-                if (vtpm_sandbox_enter(NULL, dir, NULL) < 0)
+                if (vtpm_sandbox_enter(NULL, dir, prebuilt, NULL) < 0)
                         _exit(99);
                 fn();
                 _exit(0);
@@ -118,6 +120,25 @@ static void test_sandbox_no_dumps(void)
         CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* The fork server's path: the filter built once, installed by each child;
+ * the same allow-list, the same kills. */
+static void test_sandbox_prebuilt_filter(void)
+{
+        VtpmFilter f;
+        VrotError err = { 0 };
+
+        CU_ASSERT_EQUAL_FATAL(vtpm_sandbox_filter_build(&f, &err), 0);
+        CU_ASSERT(f.len > 10 && f.insns != NULL);
+        prebuilt = &f;
+        test_sandbox_allows_worker_syscalls();
+        test_sandbox_kills_on_forbidden_syscalls();
+        test_sandbox_sets_no_new_privs();
+        prebuilt = NULL;
+        vtpm_sandbox_filter_free(&f);
+        CU_ASSERT_PTR_NULL(f.insns);
+        CU_ASSERT_EQUAL(f.len, 0);
+}
+
 static void test_sandbox_runas_unknown_user(void)
 {
         int status;
@@ -126,7 +147,7 @@ static void test_sandbox_runas_unknown_user(void)
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
                 VrotError err = { 0 };
-                int r = vtpm_sandbox_enter("no-such-user-vrot", "/", &err);
+                int r = vtpm_sandbox_enter("no-such-user-vrot", "/", NULL, &err);
                 _exit(r == -ENOENT && strstr(err.msg, "no user") ? 0 : 1);
         }
         waitpid(pid, &status, 0);
@@ -141,6 +162,7 @@ int main(void)
                 UNIT_CASE(test_sandbox_sets_no_new_privs),
                 UNIT_CASE(test_sandbox_no_dumps),
                 UNIT_CASE(test_sandbox_runas_unknown_user),
+                UNIT_CASE(test_sandbox_prebuilt_filter),
         };
         return UNIT_RUN("sandbox", cases);
 }
