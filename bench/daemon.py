@@ -30,6 +30,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -65,9 +66,16 @@ def mem_brief(r):
     return {k: r.get(k) for k in ("Rss", "Pss", "Private", "Private_Dirty", "VmHWM", "Threads")}
 
 
-def start_daemon(h, name="vrotd"):
+def start_daemon(h, name="vrotd", runtime_dir=None):
     # log level "info": what a production daemon would log (one line per start)
-    return V.Vrotd(h, name=name, log_level="info").start()
+    return V.Vrotd(h, name=name, log_level="info", runtime_dir=runtime_dir).start()
+
+
+def tmpfs_dir(prefix):
+    """A directory on a tmpfs, as /run is in production (sockets are bound
+    there at every start: on ext4 each bind costs a new inode); the caller
+    removes it."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
 # -- 1. create + endorse ---------------------------------------------------------
@@ -355,8 +363,16 @@ def bench_storm(args):
     log(f"== storm: {n} instances ({kind}), created and stopped, then all started; "
         f"sequentially over one connection, with {args.storm_clients} concurrent clients, "
         f"and all requests at once on one connection")
+    run = tmpfs_dir("vrot-bench-storm-run.")
+    try:
+        return storm_all(args, n, kind, kinds, run)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def storm_all(args, n, kind, kinds, run):
     with V.Harness("vrot-bench-storm") as h:
-        d = start_daemon(h)
+        d = start_daemon(h, runtime_dir=run)
         t0 = time.perf_counter()
         uuids = []
         failures = []       # instance.create errors, retried (a daemon bug if any)
