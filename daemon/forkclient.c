@@ -36,6 +36,7 @@ struct VrotWorker {
         GString *line;
         gboolean ready, ended, signaled;
         gint code;
+        gchar *refusal;                 /* the server's "error ..." */
         guint watch, deadline;
         gboolean watched;
         VrotWorkerReadyFunc on_ready;
@@ -363,6 +364,11 @@ static void take_line(VrotWorker *w, const gchar *line)
                 w->signaled = line[0] == 's';
                 w->code = atoi(strchr(line, ' ') + 1);
                 w->ended = TRUE;
+        } else if (g_str_has_prefix(line, "error ") && w->pid == 0) {
+                g_free(w->refusal);
+                w->refusal = g_strdup(line + 6);
+                w->ended = TRUE;
+                w->code = -1;
         }
 }
 
@@ -382,8 +388,6 @@ VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spe
                                    GError **error)
 {
         g_autoptr(GString) req = request_of(spec);
-        g_autoptr(VrotWorker) w = NULL;
-        g_autofree gchar *line = NULL;
         int fds[2] = { key_fd, -1 };
         int conn;
 
@@ -397,23 +401,9 @@ VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spe
         close(fds[1]);
         if (conn < 0)
                 return NULL;
-        w = worker_new(conn);
-        /* The worker may say "ready" before the server says "ok PID". */
-        while (w->pid == 0 && (line = read_line(conn, w->line, ANSWER_TIMEOUT_MS))) {
-                if (g_str_has_prefix(line, "error ")) {
-                        g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED,
-                                    "fork server refused: %s", line + 6);
-                        return NULL;
-                }
-                take_line(w, line);
-                g_clear_pointer(&line, g_free);
-        }
-        if (w->pid == 0) {
-                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server: no answer");
-                return NULL;
-        }
-        take_lines(w);          /* "ready" may have come with "ok" */
-        return g_steal_pointer(&w);
+        /* Not waiting for "ok PID": in a storm the server forks while the
+         * daemon sends the next requests (vrot_worker_pid() waits if asked). */
+        return worker_new(conn);
 }
 
 VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error)
@@ -439,15 +429,43 @@ VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error)
         return g_steal_pointer(&w);
 }
 
-GPid vrot_worker_pid(const VrotWorker *w)
+/* Reads the news until the server's "ok PID" (or the end) has come. */
+static void resolve_pid(VrotWorker *w)
 {
+        while (w->pid == 0 && !w->ended && w->conn >= 0) {
+                g_autofree gchar *line = read_line(w->conn, w->line, ANSWER_TIMEOUT_MS);
+                if (!line) {
+                        w->ended = TRUE;
+                        w->code = -1;
+                        w->refusal = g_strdup("no answer from the fork server");
+                        return;
+                }
+                take_line(w, line);
+        }
+        take_lines(w);
+}
+
+GPid vrot_worker_pid(VrotWorker *w)
+{
+        resolve_pid(w);
         return w->pid;
+}
+
+/* Signals the worker, never "pid 0" (our own process group). */
+static void kill_worker(VrotWorker *w, int sig)
+{
+        resolve_pid(w);
+        if (w->pid > 0)
+                kill(w->pid, sig);
 }
 
 /* Why a worker that never listened is gone, as an error. */
 static void set_end_error(const VrotWorker *w, GError **error)
 {
-        if (!w->signaled && w->code == 3)
+        if (w->refusal)
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server refused: %s",
+                            w->refusal);
+        else if (!w->signaled && w->code == 3)
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_REFUSED,
                             "worker %d refused its state (exit 3)", (int)w->pid);
         else
@@ -462,7 +480,7 @@ static void lost_server(VrotWorker *w)
 {
         close(w->conn);
         w->conn = -1;
-        w->pidfd = pidfd_open_pid(w->pid);
+        w->pidfd = w->pid > 0 ? pidfd_open_pid(w->pid) : -1;
         if (w->pidfd < 0) {
                 /* Gone already, reaped by someone else: nothing to learn. */
                 w->ended = TRUE;
@@ -526,7 +544,7 @@ gboolean vrot_worker_wait_ready(VrotWorker *w, guint timeout_ms, GError **error)
                 gint64 left = (deadline - g_get_monotonic_time()) / 1000;
 
                 if (left <= 0) {
-                        kill(w->pid, SIGKILL);
+                        kill_worker(w, SIGKILL);
                         g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_TIMEOUT,
                                     "worker %d not listening after %u ms: killed", (int)w->pid, timeout_ms);
                         return FALSE;
@@ -594,7 +612,7 @@ static gboolean on_deadline(gpointer data)
         g_autoptr(GError) error = NULL;
 
         w->deadline = 0;
-        kill(w->pid, SIGKILL);
+        kill_worker(w, SIGKILL);
         g_set_error(&error, VROT_FORK_ERROR, VROT_FORK_ERROR_TIMEOUT,
                     "worker %d not listening in time: killed", (int)w->pid);
         report_ready(w, error);
@@ -637,5 +655,6 @@ void vrot_worker_free(VrotWorker *w)
         if (w->pidfd >= 0)
                 close(w->pidfd);
         g_string_free(w->line, TRUE);
+        g_free(w->refusal);
         g_free(w);
 }

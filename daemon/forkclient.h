@@ -78,9 +78,10 @@ GPid vrot_fork_server_pid(const VrotForkServer *fs);
 /**
  * vrot_fork_server_spawn:
  * Asks the server for a worker with @spec and the state key readable on
- * @key_fd (not consumed).  Returns (transfer full) the worker as soon as it
- * is forked, before it listens: wait with vrot_worker_wait_ready() or
- * vrot_worker_watch().
+ * @key_fd (not consumed).  Returns (transfer full) the worker as soon as the
+ * request is sent, before the server has forked it: wait with
+ * vrot_worker_wait_ready() or vrot_worker_watch(); a refusal of the server
+ * is reported there (FAILED).
  */
 VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spec, int key_fd,
                                    GError **error);
@@ -92,7 +93,12 @@ VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spe
  */
 VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error);
 
-GPid vrot_worker_pid(const VrotWorker *w);
+/**
+ * vrot_worker_pid:
+ * The worker's PID; waits for the server's answer if it has not come yet
+ * (0: the server refused the request).
+ */
+GPid vrot_worker_pid(VrotWorker *w);
 
 /**
  * vrot_worker_wait_ready:

@@ -422,6 +422,15 @@ static GError *start_error(const gchar *uuid, const gchar *log, const GError *er
                            error->message);
 }
 
+static void record_pid(VrotInstances *self, const gchar *uuid, GPid pid)
+{
+        g_autofree gchar *path = run_path(self, uuid, "worker.pid");
+        g_autoptr(GError) error = NULL;
+
+        if (!vrot_pidfile_write(path, pid, &error))
+                g_warning("instance %s: %s", uuid, error->message);
+}
+
 static void on_worker_ready(VrotWorker *w, const GError *error, gpointer data)
 {
         Running *r = data;
@@ -430,6 +439,7 @@ static void on_worker_ready(VrotWorker *w, const GError *error, gpointer data)
 
         if (!error) {
                 r->ready = TRUE;
+                record_pid(r->owner, r->uuid, vrot_worker_pid(w));
                 g_message("instance %s: started (pid %d)", r->uuid, (int)vrot_worker_pid(w));
                 answer_waiters(r, NULL);
                 return;
@@ -479,15 +489,6 @@ static gboolean prepare(VrotInstances *self, const VrotInstance *inst, gboolean 
         return TRUE;
 }
 
-static void record_pid(VrotInstances *self, const gchar *uuid, GPid pid)
-{
-        g_autofree gchar *path = run_path(self, uuid, "worker.pid");
-        g_autoptr(GError) error = NULL;
-
-        if (!vrot_pidfile_write(path, pid, &error))
-                g_warning("instance %s: %s", uuid, error->message);
-}
-
 /* Starts the worker; it reports readiness and its end to @r. */
 static gboolean spawn(VrotInstances *self, Running *r, GError **error)
 {
@@ -505,7 +506,6 @@ static gboolean spawn(VrotInstances *self, Running *r, GError **error)
                 return FALSE;
         }
         r->ready = FALSE;
-        record_pid(self, r->uuid, vrot_worker_pid(r->worker));
         vrot_worker_watch(r->worker, START_TIMEOUT_MS, on_worker_ready, on_worker_end, r);
         return TRUE;
 }
@@ -580,8 +580,10 @@ static gboolean stop_worker(VrotInstances *self, const gchar *uuid, GError **err
                 r->stopping = TRUE;
                 if (r->worker) {
                         GPid pid = vrot_worker_pid(r->worker);
-                        kill(pid, SIGTERM);
-                        wait_gone(pid);
+                        if (pid > 0) {
+                                kill(pid, SIGTERM);
+                                wait_gone(pid);
+                        }
                 }
                 running_drop(r, NULL);
         }

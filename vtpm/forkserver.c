@@ -370,7 +370,8 @@ static int listen_on(const char *path)
         old = umask(0177);
         r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
         umask(old);
-        if (r < 0 || listen(fd, 64) < 0) {
+        /* A boot storm queues hundreds of requests at once. */
+        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
                 r = -errno;
                 close(fd);
                 return r;
