@@ -55,6 +55,7 @@ static const struct {
         { VROT_JSONRPC_ERROR_HOST_TPM, "host TPM failure" },
         { VROT_JSONRPC_ERROR_BUSY, "busy" },
         { VROT_JSONRPC_ERROR_TOO_LARGE, "request too large" },
+        { VROT_JSONRPC_ERROR_NOT_ENROLLED, "not enrolled" },
 };
 
 const char *vrot_jsonrpc_error_name(gint code)
@@ -854,6 +855,100 @@ gboolean vrot_jsonrpc_param_enum(const VrotJsonrpcRequest *req, const char *name
         }
         list = g_strjoinv(", ", (gchar **)choices);
         return param_error(error, name, "must be one of: %s", list);
+}
+
+/* The value of a base64 character (RFC 4648 4), or -1. */
+static int b64_value(guchar c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Four characters of a quantum into up to three bytes; -1 if not canonical. */
+static int b64_quantum(const guchar *q, gboolean last, guint8 out[3])
+{
+        int v[4], pad = last ? (q[3] == '=') + (q[2] == '=' && q[3] == '=') : 0;
+        guint32 bits = 0;
+
+        for (int i = 0; i < 4 - pad; i++) {
+                if ((v[i] = b64_value(q[i])) < 0)
+                        return -1;
+                bits |= (guint32)v[i] << (18 - 6 * i);
+        }
+        /* The bits that padding leaves over must be zero (RFC 4648 3.5):
+         * exactly one string decodes to each byte sequence. */
+        if ((pad == 1 && (bits & 0xff)) || (pad == 2 && (bits & 0xffff)))
+                return -1;
+        out[0] = bits >> 16;
+        out[1] = (bits >> 8) & 0xff;
+        out[2] = bits & 0xff;
+        return 3 - pad;
+}
+
+gboolean vrot_jsonrpc_base64_decode(const char *s, gsize len, gsize max, GBytes **ret,
+                                    GError **error)
+{
+        g_autoptr(GByteArray) out = NULL;
+
+        g_return_val_if_fail((s != NULL || len == 0) && ret != NULL, FALSE);
+        if (len % 4 != 0 || len / 4 * 3 > max + 2) {
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                            len % 4 ? "not base64: %" G_GSIZE_FORMAT " characters, not a multiple of 4"
+                                    : "base64 of more than %" G_GSIZE_FORMAT " bytes",
+                            len % 4 ? len : max);
+                return FALSE;
+        }
+        out = g_byte_array_sized_new((guint)(len / 4 * 3));
+        for (gsize i = 0; i < len; i += 4) {
+                guint8 bytes[3];
+                int n = b64_quantum((const guchar *)s + i, i + 4 == len, bytes);
+
+                if (n < 0) {
+                        g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                                    "not canonical base64 (RFC 4648 4, padded, no white space) "
+                                    "at character %" G_GSIZE_FORMAT, i);
+                        return FALSE;
+                }
+                g_byte_array_append(out, bytes, (guint)n);
+        }
+        if (out->len > max) {
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                            "base64 of more than %" G_GSIZE_FORMAT " bytes", max);
+                return FALSE;
+        }
+        *ret = g_byte_array_free_to_bytes(g_steal_pointer(&out));
+        return TRUE;
+}
+
+gboolean vrot_jsonrpc_param_base64(const VrotJsonrpcRequest *req, const char *name,
+                                   VrotJsonrpcPresence presence, gsize min, gsize max,
+                                   GBytes **ret, GError **error)
+{
+        g_autoptr(GError) local = NULL;
+        g_autoptr(GBytes) bytes = NULL;
+        JsonNode *node = NULL;
+        const char *s;
+
+        g_return_val_if_fail(ret != NULL && min <= max, FALSE);
+        if (!param_get(req, name, presence, &node, error))
+                return FALSE;
+        if (!node)
+                return TRUE;
+        if (!node_holds(node, G_TYPE_STRING))
+                return param_error(error, name, "must be a base64 string");
+        s = json_node_get_string(node);
+        if (!vrot_jsonrpc_base64_decode(s, strlen(s), max, &bytes, &local))
+                return param_error(error, name, "%s", local->message);
+        if (g_bytes_get_size(bytes) < min)
+                return param_error(error, name, "must hold %" G_GSIZE_FORMAT " to %" G_GSIZE_FORMAT
+                                   " bytes, not %" G_GSIZE_FORMAT, min, max, g_bytes_get_size(bytes));
+        *ret = g_steal_pointer(&bytes);
+        return TRUE;
 }
 
 /* ---- Building lines ---- */

@@ -71,6 +71,9 @@ typedef enum VrotJsonrpcError {
         VROT_JSONRPC_ERROR_BUSY = -32005,
         /* A line longer than VROT_JSONRPC_MAX_LINE. */
         VROT_JSONRPC_ERROR_TOO_LARGE = -32006,
+        /* The host has no host CA certificate yet: nothing can be signed
+         * until an operator enrols it (vrotd(8) ENROLMENT). */
+        VROT_JSONRPC_ERROR_NOT_ENROLLED = -32007,
 } VrotJsonrpcError;
 
 #define VROT_JSONRPC_ERROR vrot_jsonrpc_error_quark()
@@ -224,6 +227,33 @@ gboolean vrot_jsonrpc_param_bool(const VrotJsonrpcRequest *req, const char *name
 gboolean vrot_jsonrpc_param_enum(const VrotJsonrpcRequest *req, const char *name,
                                  VrotJsonrpcPresence presence, const char *const *choices,
                                  guint *ret, GError **error);
+
+/**
+ * vrot_jsonrpc_param_base64:
+ * Reads a string of canonical base64 (vrot_jsonrpc_base64_decode()) that
+ * decodes to @min to @max bytes.  *@ret is (transfer full).
+ */
+gboolean vrot_jsonrpc_param_base64(const VrotJsonrpcRequest *req, const char *name,
+                                   VrotJsonrpcPresence presence, gsize min, gsize max,
+                                   GBytes **ret, GError **error);
+
+/**
+ * vrot_jsonrpc_base64_decode:
+ * @s: (array length=len): untrusted text, need not be NUL-terminated
+ * @max: the most bytes the caller accepts
+ * @ret: (out) (transfer full): the bytes, written only on success
+ *
+ * Strict RFC 4648 section 4 base64, the form g_base64_encode() writes:
+ * padded to a multiple of 4 characters, no white space or line breaks,
+ * and the unused bits before padding zero, so that every byte sequence
+ * has exactly one accepted encoding.  (g_base64_decode() skips invalid
+ * characters and cannot fail, so two different strings could carry the
+ * same key or blob.)  Pure; an empty string is zero bytes.
+ * Errors: VROT_JSONRPC_ERROR_INVALID_PARAMS naming the first bad position,
+ * or when the result would exceed @max.
+ */
+gboolean vrot_jsonrpc_base64_decode(const char *s, gsize len, gsize max, GBytes **ret,
+                                    GError **error);
 
 /*
  * ---- Building lines (each compact JSON ending in "\n", transfer full) ----

@@ -17,6 +17,21 @@ static void check(gboolean ok)
                 abort();
 }
 
+/* Canonical base64: what decodes must encode back to the very same text. */
+static void read_base64(const VrotJsonrpcRequest *req, const char *name)
+{
+        g_autoptr(GBytes) b = NULL;
+        g_autofree gchar *again = NULL;
+        const char *s = NULL;
+
+        if (!vrot_jsonrpc_param_base64(req, name, VROT_JSONRPC_REQUIRED, 0, 4096, &b, NULL))
+                return;
+        check(g_bytes_get_size(b) <= 4096);
+        check(vrot_jsonrpc_param_string(req, name, VROT_JSONRPC_REQUIRED, G_MAXSIZE, &s, NULL));
+        again = g_base64_encode(g_bytes_get_data(b, NULL), g_bytes_get_size(b));
+        check(strcmp(again, s) == 0);
+}
+
 /* Reads every parameter with every accessor; only the outcome's shape is
  * checked. */
 static void read_params(const VrotJsonrpcRequest *req)
@@ -46,6 +61,7 @@ static void read_params(const VrotJsonrpcRequest *req)
                         check(error->code == VROT_JSONRPC_ERROR_INVALID_PARAMS);
                 else
                         check(e < 2);
+                read_base64(req, name);
         }
 }
 

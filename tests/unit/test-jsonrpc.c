@@ -339,7 +339,7 @@ static void test_jsonrpc_parse_request_depth_bomb(void)
 
 /* ---- Typed parameters ---- */
 
-typedef enum Kind { STRING, UUID, UINT, BOOL, ENUM } Kind;
+typedef enum Kind { STRING, UUID, UINT, BOOL, ENUM, BASE64 } Kind;
 
 typedef struct ParamCase {
         const char *what;
@@ -416,7 +416,43 @@ static const ParamCase param_cases[] = {
         { "enum, missing", "{}", ENUM, VROT_JSONRPC_REQUIRED, FALSE,
           "missing required parameter 'p'" },
         { "enum, optional", "{}", ENUM, VROT_JSONRPC_OPTIONAL, TRUE, "99" },
+        /* base64 of 2 to 4 bytes, read back as hex */
+        { "base64", "{\"p\":\"AQID\"}", BASE64, VROT_JSONRPC_REQUIRED, TRUE, "010203" },
+        { "base64, padded", "{\"p\":\"AQI=\"}", BASE64, VROT_JSONRPC_REQUIRED, TRUE, "0102" },
+        { "base64, max", "{\"p\":\"/////w==\"}", BASE64, VROT_JSONRPC_REQUIRED, TRUE, "ffffffff" },
+        { "base64, too short", "{\"p\":\"AQ==\"}", BASE64, VROT_JSONRPC_REQUIRED, FALSE,
+          "parameter 'p' must hold 2 to 4 bytes, not 1" },
+        { "base64, too long", "{\"p\":\"AQIDBAU=\"}", BASE64, VROT_JSONRPC_REQUIRED, FALSE,
+          "parameter 'p' base64 of more than 4 bytes" },
+        { "base64, not base64", "{\"p\":\"AQ-D\"}", BASE64, VROT_JSONRPC_REQUIRED, FALSE,
+          "parameter 'p' not canonical base64" },
+        { "base64, number", "{\"p\":12}", BASE64, VROT_JSONRPC_REQUIRED, FALSE,
+          "parameter 'p' must be a base64 string" },
+        { "base64, missing", "{}", BASE64, VROT_JSONRPC_REQUIRED, FALSE,
+          "missing required parameter 'p'" },
+        { "base64, optional", "{}", BASE64, VROT_JSONRPC_OPTIONAL, TRUE, "(none)" },
 };
+
+static gboolean read_base64(const VrotJsonrpcRequest *req, const ParamCase *c, gchar **ret,
+                            GError **error)
+{
+        g_autoptr(GBytes) b = NULL;
+        g_autoptr(GString) hex = g_string_new(NULL);
+        gsize len = 0;
+        const guint8 *p;
+
+        if (!vrot_jsonrpc_param_base64(req, "p", c->presence, 2, 4, &b, error))
+                return FALSE;
+        if (!b) {
+                *ret = g_strdup("(none)");
+                return TRUE;
+        }
+        p = g_bytes_get_data(b, &len);
+        for (gsize i = 0; i < len; i++)
+                g_string_append_printf(hex, "%02x", p[i]);
+        *ret = g_string_free(g_steal_pointer(&hex), FALSE);
+        return TRUE;
+}
 
 /* Reads parameter "p" as @kind; on success returns the value as text. */
 static gboolean read_param(const VrotJsonrpcRequest *req, const ParamCase *c, gchar **ret,
@@ -457,6 +493,8 @@ static gboolean read_param(const VrotJsonrpcRequest *req, const ParamCase *c, gc
                         return FALSE;
                 *ret = g_strdup_printf("%u", e);
                 return TRUE;
+        case BASE64:
+                return read_base64(req, c, ret, error);
         }
         return FALSE;
 }
@@ -552,6 +590,79 @@ static void test_jsonrpc_param_has(void)
         CU_ASSERT_TRUE(vrot_jsonrpc_param_has(req, "b"));
         CU_ASSERT_FALSE(vrot_jsonrpc_param_has(req, "c"));
         CU_ASSERT_TRUE(vrot_jsonrpc_request_is_notification(req));
+}
+
+typedef struct Base64Case {
+        const char *text;
+        const char *bytes;      /* NULL: refused */
+        gsize len;
+} Base64Case;
+
+/* RFC 4648 section 10 vectors, and what a lenient decoder would let through. */
+static void test_jsonrpc_base64_decode(void)
+{
+        static const Base64Case cases[] = {
+                { "", "", 0 },
+                { "Zg==", "f", 1 },
+                { "Zm8=", "fo", 2 },
+                { "Zm9v", "foo", 3 },
+                { "Zm9vYg==", "foob", 4 },
+                { "Zm9vYmE=", "fooba", 5 },
+                { "Zm9vYmFy", "foobar", 6 },
+                { "AP8A", "\x00\xff\x00", 3 },
+                { "Zg", NULL, 0 },              /* unpadded */
+                { "Zg=", NULL, 0 },
+                { "Zh==", NULL, 0 },            /* non-zero bits before padding */
+                { "Zm9=", NULL, 0 },
+                { "Zm9v\n", NULL, 0 },          /* a line break */
+                { "Zm 9", NULL, 0 },            /* white space */
+                { "Zm9v====", NULL, 0 },
+                { "Z===", NULL, 0 },
+                { "=Zg=", NULL, 0 },
+                { "Zg==Zg==", NULL, 0 },        /* padding inside */
+                { "Zm9-", NULL, 0 },            /* base64url */
+                { "Zm9_", NULL, 0 },
+                { "Zm9vYmFyYg==", NULL, 0 },    /* 7 bytes: over the limit of 6 */
+        };
+
+        for (size_t i = 0; i < N(cases); i++) {
+                g_autoptr(GBytes) b = NULL;
+                g_autoptr(GError) error = NULL;
+                gboolean ok = vrot_jsonrpc_base64_decode(cases[i].text, strlen(cases[i].text), 6,
+                                                         &b, &error);
+
+                if (ok != (cases[i].bytes != NULL))
+                        fprintf(stderr, "\n  '%s': %s\n", cases[i].text,
+                                ok ? "accepted" : error->message);
+                CU_ASSERT_EQUAL(ok, cases[i].bytes != NULL);
+                if (!ok) {
+                        CU_ASSERT_PTR_NULL(b);
+                        CU_ASSERT(error && error->code == VROT_JSONRPC_ERROR_INVALID_PARAMS);
+                        continue;
+                }
+                /* An empty GBytes has no data pointer: memcmp() may not see it. */
+                CU_ASSERT(g_bytes_get_size(b) == cases[i].len &&
+                          (cases[i].len == 0 ||
+                           memcmp(g_bytes_get_data(b, NULL), cases[i].bytes, cases[i].len) == 0));
+        }
+}
+
+/* Every byte string survives g_base64_encode() and back. */
+static void test_jsonrpc_base64_round_trip(void)
+{
+        guint8 buf[64];
+
+        for (gsize len = 0; len <= sizeof(buf); len++) {
+                g_autofree gchar *text = NULL;
+                g_autoptr(GBytes) b = NULL;
+
+                for (gsize i = 0; i < len; i++)
+                        buf[i] = (guint8)(i * 37 + len);
+                text = g_base64_encode(buf, len);
+                CU_ASSERT_TRUE_FATAL(vrot_jsonrpc_base64_decode(text, strlen(text), 64, &b, NULL));
+                CU_ASSERT(g_bytes_get_size(b) == len &&
+                          (len == 0 || memcmp(g_bytes_get_data(b, NULL), buf, len) == 0));
+        }
 }
 
 /* ---- Building lines ---- */
@@ -849,6 +960,7 @@ static void test_jsonrpc_error_names(void)
                 { VROT_JSONRPC_ERROR_HOST_TPM, "host TPM failure" },
                 { VROT_JSONRPC_ERROR_BUSY, "busy" },
                 { VROT_JSONRPC_ERROR_TOO_LARGE, "request too large" },
+                { VROT_JSONRPC_ERROR_NOT_ENROLLED, "not enrolled" },
                 { -32050, "server error" },
                 { 0, "server error" },
         };
@@ -988,6 +1100,8 @@ int main(void)
                 UNIT_CASE(test_jsonrpc_param_no_params),
                 UNIT_CASE(test_jsonrpc_params_check_known),
                 UNIT_CASE(test_jsonrpc_param_has),
+                UNIT_CASE(test_jsonrpc_base64_decode),
+                UNIT_CASE(test_jsonrpc_base64_round_trip),
                 UNIT_CASE(test_jsonrpc_build_table),
                 UNIT_CASE(test_jsonrpc_round_trip),
                 UNIT_CASE(test_jsonrpc_parse_response_errors),
