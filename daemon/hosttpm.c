@@ -14,49 +14,13 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "autoptr.h"
-#include "hosttpm.h"
+#include "hosttpm-int.h"
 #include "tpmpub.h"
 
 G_DEFINE_QUARK(vrot-host-tpm-error-quark, vrot_host_tpm_error)
 
-/* ESYS hands out malloc()ed results to be freed with Esys_Free(). */
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_PUBLIC, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_PRIVATE, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_NAME, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_NV_PUBLIC, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_MAX_NV_BUFFER, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_ATTEST, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPM2B_DIGEST, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMT_SIGNATURE, Esys_Free)
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMS_CAPABILITY_DATA, Esys_Free)
-
 #define COUNTING_TCTI_MAGIC 0x76726f74636e7400ull  /* "vrotcnt" */
 #define NV_BUFFER_FALLBACK 512
-
-/*
- * A pass-through TCTI in front of the real one that counts every command
- * handed to the TPM.  It sits below ESYS so that nothing escapes the count:
- * not the commands ESYS sends on its own (Esys_TR_FromTPMPublic's
- * ReadPublic, resubmissions after TPM_RC_RETRY), nor those of sibling
- * modules that use the ESYS context directly.
- */
-typedef struct CountingTcti {
-        TSS2_TCTI_CONTEXT_COMMON_V2 common;     /* first: ESYS casts to it */
-        TSS2_TCTI_CONTEXT *inner;
-        guint64 count;
-        TSS2_RC lost;                           /* first transport failure, or 0 */
-} CountingTcti;
-
-struct VrotHostTpm {
-        CountingTcti tcti;
-        ESYS_CONTEXT *esys;
-        ESYS_TR srk;
-        ESYS_TR ca_key;
-        ESYS_TR counter;
-        TPM2B_PUBLIC ca_public;
-        guint32 nv_buffer_max;                  /* 0: not asked yet */
-        gboolean provisioned;
-};
 
 /* ---- templates ------------------------------------------------------------ */
 
@@ -106,34 +70,6 @@ static const TPM2B_PUBLIC ca_template = {
         },
 };
 
-/*
- * The attestation key: a restricted signing primary in the endorsement
- * hierarchy.  Primary keys derive from the hierarchy seed and the
- * template, so the same template gives the same key on every call: nothing
- * is stored, no persistent handle is used.  Restricted: it signs only
- * TPM-made structures (TPMS_ATTEST), so its signature on a certification
- * cannot be forged by whoever can use it.  unique makes it vrot's own;
- * noDA as the CA key.
- */
-static const TPM2B_PUBLIC ak_template = {
-        .publicArea = {
-                .type = TPM2_ALG_ECC,
-                .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                        TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |
-                        TPMA_OBJECT_SIGN_ENCRYPT,
-                .parameters.eccDetail = {
-                        .symmetric.algorithm = TPM2_ALG_NULL,
-                        .scheme = { .scheme = TPM2_ALG_ECDSA,
-                                    .details.ecdsa.hashAlg = TPM2_ALG_SHA256 },
-                        .curveID = TPM2_ECC_NIST_P256,
-                        .kdf.scheme = TPM2_ALG_NULL,
-                },
-                .unique.ecc.x = { .size = 12, .buffer = "vrot-host-ak" },
-        },
-};
-
 /* The rollback counter: owner-written, readable with its (empty) authValue. */
 static const TPMS_NV_PUBLIC counter_public = {
         .nvIndex = VROT_HOST_TPM_COUNTER_INDEX,
@@ -143,9 +79,9 @@ static const TPMS_NV_PUBLIC counter_public = {
         .dataSize = 8,
 };
 
-static const TPM2B_SENSITIVE_CREATE empty_sensitive;
-static const TPM2B_DATA empty_data;
-static const TPML_PCR_SELECTION no_pcrs;
+const TPM2B_SENSITIVE_CREATE hosttpm_empty_sensitive = { 0 };
+const TPM2B_DATA hosttpm_empty_data = { 0 };
+const TPML_PCR_SELECTION hosttpm_no_pcrs = { 0 };
 
 /* ---- errors ------------------------------------------------------------------ */
 
@@ -199,7 +135,7 @@ static CountingTcti *counting(TSS2_TCTI_CONTEXT *ctx)
 /*
  * ESYS cannot recover from a broken transport: after one, every ESYS call
  * on the context fails with TSS2_ESYS_RC_BAD_SEQUENCE.  Remember it, so
- * that later calls say what happened (usable()).
+ * that later calls say what happened (hosttpm_usable()).
  */
 static TSS2_RC note_failure(CountingTcti *t, TSS2_RC rc)
 {
@@ -289,7 +225,7 @@ static void counting_init(CountingTcti *t, TSS2_TCTI_CONTEXT *inner)
 
 /* ---- conversions ---------------------------------------------------------------- */
 
-static GBytes *marshal_public(const TPM2B_PUBLIC *pub)
+GBytes *hosttpm_marshal_public(const TPM2B_PUBLIC *pub)
 {
         guint8 buf[sizeof(TPM2B_PUBLIC)];
         size_t off = 0;
@@ -325,7 +261,7 @@ static EVP_PKEY *pkey_from_public(const TPMT_PUBLIC *pub, GError **error)
 }
 
 /* TPMT_SIGNATURE (ECDSA-SHA256) to DER ECDSA-Sig-Value (RFC 3279 2.2.3). */
-static gboolean der_from_signature(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error)
+gboolean hosttpm_der_from_signature(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error)
 {
         const TPMS_SIGNATURE_ECC *e = &sig->signature.ecdsa;
         g_autoptr(ECDSA_SIG) es = NULL;
@@ -432,7 +368,7 @@ ESYS_TR vrot_host_tpm_srk(VrotHostTpm *self)
 }
 
 /* FALSE with VROT_HOST_TPM_ERROR_IO once the connection to the TPM broke. */
-static gboolean usable(VrotHostTpm *self, GError **error)
+gboolean hosttpm_usable(VrotHostTpm *self, GError **error)
 {
         if (!self->tcti.lost)
                 return TRUE;
@@ -445,7 +381,7 @@ static gboolean usable(VrotHostTpm *self, GError **error)
 /* ---- provisioning ------------------------------------------------------------------ */
 
 /* Flushes a transient object or session; ESYS_TR_NONE afterwards. */
-static TSS2_RC flush(VrotHostTpm *self, ESYS_TR *h)
+TSS2_RC hosttpm_flush(VrotHostTpm *self, ESYS_TR *h)
 {
         TSS2_RC rc = TSS2_RC_SUCCESS;
 
@@ -459,8 +395,8 @@ static TSS2_RC flush(VrotHostTpm *self, ESYS_TR *h)
  * Looks up persistent @handle.  Found: *@ret and, if asked, its public
  * area (one ReadPublic more).  Absent: TRUE with *@ret ESYS_TR_NONE.
  */
-static gboolean find_persistent(VrotHostTpm *self, TPM2_HANDLE handle, ESYS_TR *ret,
-                                TPM2B_PUBLIC **ret_public, GError **error)
+gboolean hosttpm_find_persistent(VrotHostTpm *self, TPM2_HANDLE handle, ESYS_TR *ret,
+                                 TPM2B_PUBLIC **ret_public, GError **error)
 {
         ESYS_TR tr = ESYS_TR_NONE;
         TSS2_RC rc;
@@ -504,7 +440,7 @@ static gboolean persist(VrotHostTpm *self, ESYS_TR *transient, TPM2_HANDLE handl
 
         rc = Esys_EvictControl(self->esys, ESYS_TR_RH_OWNER, *transient, ESYS_TR_PASSWORD,
                                ESYS_TR_NONE, ESYS_TR_NONE, handle, ret);
-        frc = flush(self, transient);
+        frc = hosttpm_flush(self, transient);
         if (!vrot_host_tpm_check(rc, "TPM2_EvictControl", error) ||
             !vrot_host_tpm_check(frc, "TPM2_FlushContext", error)) {
                 g_prefix_error(error, "persisting at 0x%08x: ", handle);
@@ -519,14 +455,15 @@ static gboolean ensure_srk(VrotHostTpm *self, VrotHostTpmCreated *created, GErro
         ESYS_TR transient = ESYS_TR_NONE;
         TSS2_RC rc;
 
-        if (!find_persistent(self, VROT_HOST_TPM_SRK_HANDLE, &self->srk, &pub, error))
+        if (!hosttpm_find_persistent(self, VROT_HOST_TPM_SRK_HANDLE, &self->srk, &pub, error))
                 return FALSE;
         if (self->srk != ESYS_TR_NONE)
                 return expect_template(pub, &srk_template, VROT_HOST_TPM_SRK_HANDLE,
                                        "storage primary key (TCG ECC P-256 SRK)", error);
         rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                ESYS_TR_NONE, &empty_sensitive, &srk_template, &empty_data,
-                                &no_pcrs, &transient, NULL, NULL, NULL, NULL);
+                                ESYS_TR_NONE, &hosttpm_empty_sensitive, &srk_template,
+                                &hosttpm_empty_data, &hosttpm_no_pcrs, &transient, NULL, NULL,
+                                NULL, NULL);
         if (!vrot_host_tpm_check(rc, "creating the storage primary key: TPM2_CreatePrimary",
                                  error) ||
             !persist(self, &transient, VROT_HOST_TPM_SRK_HANDLE, &self->srk, error))
@@ -542,7 +479,8 @@ static gboolean ensure_ca_key(VrotHostTpm *self, VrotHostTpmCreated *created, GE
         ESYS_TR loaded = ESYS_TR_NONE;
         TSS2_RC rc;
 
-        if (!find_persistent(self, VROT_HOST_TPM_CA_KEY_HANDLE, &self->ca_key, &pub, error))
+        if (!hosttpm_find_persistent(self, VROT_HOST_TPM_CA_KEY_HANDLE, &self->ca_key, &pub,
+                                     error))
                 return FALSE;
         if (self->ca_key != ESYS_TR_NONE) {
                 if (!expect_template(pub, &ca_template, VROT_HOST_TPM_CA_KEY_HANDLE,
@@ -552,8 +490,8 @@ static gboolean ensure_ca_key(VrotHostTpm *self, VrotHostTpmCreated *created, GE
                 return TRUE;
         }
         rc = Esys_Create(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                         &empty_sensitive, &ca_template, &empty_data, &no_pcrs, &priv, &pub,
-                         NULL, NULL, NULL);
+                         &hosttpm_empty_sensitive, &ca_template, &hosttpm_empty_data,
+                         &hosttpm_no_pcrs, &priv, &pub, NULL, NULL, NULL);
         if (!vrot_host_tpm_check(rc, "creating the endorsement CA key: TPM2_Create", error))
                 return FALSE;
         rc = Esys_Load(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
@@ -591,7 +529,7 @@ static gboolean ensure_counter(VrotHostTpm *self, VrotHostTpmCreated *created, G
         written.attributes |= TPMA_NV_WRITTEN;
         if (!nv_name(&written, &expect) || !nv_name(&counter_public, &expect_unwritten))
                 return openssl_failed("computing the NV counter's name", error);
-        if (!find_persistent(self, VROT_HOST_TPM_COUNTER_INDEX, &self->counter, NULL, error))
+        if (!hosttpm_find_persistent(self, VROT_HOST_TPM_COUNTER_INDEX, &self->counter, NULL, error))
                 return FALSE;
         if (self->counter == ESYS_TR_NONE) {
                 rc = Esys_NV_DefineSpace(self->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD,
@@ -637,7 +575,7 @@ gboolean vrot_host_tpm_provision(VrotHostTpm *self, VrotHostTpmCreated *ret_crea
         g_return_val_if_fail(self != NULL, FALSE);
         g_return_val_if_fail(!self->provisioned, FALSE);
 
-        if (!usable(self, error))
+        if (!hosttpm_usable(self, error))
                 return FALSE;
         if (!ensure_srk(self, &created, error) || !ensure_ca_key(self, &created, error) ||
             !ensure_counter(self, &created, error)) {
@@ -675,14 +613,14 @@ gboolean vrot_host_tpm_sign_digest(VrotHostTpm *self, const guint8 digest[32],
         g_return_val_if_fail(self->provisioned, FALSE);
         g_return_val_if_fail(digest != NULL && ret_der_ecdsa_sig != NULL, FALSE);
 
-        if (!usable(self, error))
+        if (!hosttpm_usable(self, error))
                 return FALSE;
         memcpy(d.buffer, digest, 32);
         rc = Esys_Sign(self->esys, self->ca_key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                        &d, &scheme, &no_ticket, &sig);
         if (!vrot_host_tpm_check(rc, "signing with the endorsement CA key: TPM2_Sign", error))
                 return FALSE;
-        return der_from_signature(sig, ret_der_ecdsa_sig, error);
+        return hosttpm_der_from_signature(sig, ret_der_ecdsa_sig, error);
 }
 
 /* ---- NV ---------------------------------------------------------------------------------- */
@@ -696,7 +634,7 @@ gboolean vrot_host_tpm_counter_read(VrotHostTpm *self, guint64 *ret_value, GErro
         g_return_val_if_fail(self->provisioned, FALSE);
         g_return_val_if_fail(ret_value != NULL, FALSE);
 
-        if (!usable(self, error))
+        if (!hosttpm_usable(self, error))
                 return FALSE;
         rc = Esys_NV_Read(self->esys, self->counter, self->counter, ESYS_TR_PASSWORD,
                           ESYS_TR_NONE, ESYS_TR_NONE, 8, 0, &data);
@@ -717,7 +655,7 @@ gboolean vrot_host_tpm_counter_increment(VrotHostTpm *self, guint64 *ret_value, 
 {
         g_return_val_if_fail(self->provisioned, FALSE);
 
-        if (!usable(self, error) || !counter_increment(self, error))
+        if (!hosttpm_usable(self, error) || !counter_increment(self, error))
                 return FALSE;
         return ret_value ? vrot_host_tpm_counter_read(self, ret_value, error) : TRUE;
 }
@@ -788,7 +726,7 @@ gboolean vrot_host_tpm_read_ek_cert(VrotHostTpm *self, GBytes **ret_der, GError 
 
         g_return_val_if_fail(ret_der != NULL, FALSE);
 
-        if (!usable(self, error))
+        if (!hosttpm_usable(self, error))
                 return FALSE;
         rc = Esys_TR_FromTPMPublic(self->esys, VROT_HOST_TPM_EK_CERT_INDEX, ESYS_TR_NONE,
                                    ESYS_TR_NONE, ESYS_TR_NONE, &nv);
@@ -800,218 +738,4 @@ gboolean vrot_host_tpm_read_ek_cert(VrotHostTpm *self, GBytes **ret_der, GError 
                 g_prefix_error(error, "reading the EK certificate (NV 0x%08x): ",
                                VROT_HOST_TPM_EK_CERT_INDEX);
         return ok;
-}
-
-/* ---- evidence (docs/host-evidence.md) ------------------------------------------------------- */
-
-void vrot_host_evidence_free(VrotHostEvidence *ev)
-{
-        if (!ev)
-                return;
-        g_clear_pointer(&ev->attest, g_bytes_unref);
-        g_clear_pointer(&ev->signature, g_bytes_unref);
-        g_clear_pointer(&ev->ak_public, g_bytes_unref);
-        g_clear_pointer(&ev->ca_public, g_bytes_unref);
-        g_clear_pointer(&ev->ek_public, g_bytes_unref);
-        g_clear_pointer(&ev->ek_cert, g_bytes_unref);
-        g_free(ev);
-}
-
-/*
- * The RSA EK: the persistent one at 0x81010001 when there is one, else the
- * standard L-1 primary, created (*@ret_transient: flush it afterwards).
- * @ret_public (optional): its public area.
- */
-static gboolean ek_load(VrotHostTpm *self, ESYS_TR *ret_ek, gboolean *ret_transient,
-                        TPM2B_PUBLIC **ret_public, GError **error)
-{
-        ESYS_TR ek = ESYS_TR_NONE;
-        TSS2_RC rc;
-
-        if (!find_persistent(self, VROT_HOST_TPM_EK_HANDLE, &ek, ret_public, error))
-                return FALSE;
-        *ret_transient = ek == ESYS_TR_NONE;
-        if (ek == ESYS_TR_NONE) {
-                rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
-                                        ESYS_TR_NONE, ESYS_TR_NONE, &empty_sensitive,
-                                        &vrot_tpmpub_ek_rsa_template, &empty_data, &no_pcrs, &ek, ret_public,
-                                        NULL, NULL, NULL);
-                if (!vrot_host_tpm_check(rc, "creating the EK: TPM2_CreatePrimary", error))
-                        return FALSE;
-        }
-        *ret_ek = ek;
-        return TRUE;
-}
-
-static void ek_release(VrotHostTpm *self, ESYS_TR *ek, gboolean transient)
-{
-        if (transient)
-                (void)flush(self, ek);
-        else if (*ek != ESYS_TR_NONE)
-                Esys_TR_Close(self->esys, ek);
-        *ek = ESYS_TR_NONE;
-}
-
-static gboolean ak_create(VrotHostTpm *self, ESYS_TR *ret_ak, TPM2B_PUBLIC **ret_public,
-                          GError **error)
-{
-        TSS2_RC rc = Esys_CreatePrimary(self->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
-                                        ESYS_TR_NONE, ESYS_TR_NONE, &empty_sensitive,
-                                        &ak_template, &empty_data, &no_pcrs, ret_ak,
-                                        ret_public, NULL, NULL, NULL);
-
-        return vrot_host_tpm_check(rc, "creating the attestation key: TPM2_CreatePrimary",
-                                   error);
-}
-
-/* TPM2_Certify(CA key) by a fresh AK; fills attest, signature, ak_public. */
-static gboolean certify(VrotHostTpm *self, const TPM2B_DATA *nonce, VrotHostEvidence *ev,
-                        GError **error)
-{
-        static const TPMT_SIG_SCHEME key_scheme = { .scheme = TPM2_ALG_NULL };
-        g_autoptr(TPM2B_PUBLIC) ak_pub = NULL;
-        g_autoptr(TPM2B_ATTEST) attest = NULL;
-        g_autoptr(TPMT_SIGNATURE) sig = NULL;
-        ESYS_TR ak = ESYS_TR_NONE;
-        TSS2_RC rc, frc;
-
-        if (!ak_create(self, &ak, &ak_pub, error))
-                return FALSE;
-        rc = Esys_Certify(self->esys, self->ca_key, ak, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
-                          ESYS_TR_NONE, nonce, &key_scheme, &attest, &sig);
-        frc = flush(self, &ak);
-        if (!vrot_host_tpm_check(rc, "TPM2_Certify", error) ||
-            !vrot_host_tpm_check(frc, "flushing the attestation key", error) ||
-            !der_from_signature(sig, &ev->signature, error))
-                return FALSE;
-        ev->attest = g_bytes_new(attest->attestationData, attest->size);
-        ev->ak_public = marshal_public(ak_pub);
-        return TRUE;
-}
-
-gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data,
-                                      VrotHostEvidence **ret_evidence, GError **error)
-{
-        g_autoptr(VrotHostEvidence) ev = g_new0(VrotHostEvidence, 1);
-        g_autoptr(TPM2B_PUBLIC) ek_pub = NULL;
-        TPM2B_DATA nonce = { 0 };
-        ESYS_TR ek = ESYS_TR_NONE;
-        gboolean transient = FALSE;
-        gsize len = qualifying_data ? g_bytes_get_size(qualifying_data) : 0;
-
-        g_return_val_if_fail(self->provisioned, FALSE);
-        g_return_val_if_fail(ret_evidence != NULL, FALSE);
-
-        if (!usable(self, error))
-                return FALSE;
-        if (len > 64) {
-                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID,
-                            "certifying the CA key: nonce of %" G_GSIZE_FORMAT
-                            " bytes, at most 64", len);
-                return FALSE;
-        }
-        nonce.size = (UINT16)len;
-        if (len)
-                memcpy(nonce.buffer, g_bytes_get_data(qualifying_data, NULL), len);
-        /* Only the EK's public area is needed: released before the AK comes,
-         * so that no more than one transient object is ever loaded. */
-        if (ek_load(self, &ek, &transient, &ek_pub, error))
-                ek_release(self, &ek, transient);
-        if (!ek_pub || !certify(self, &nonce, ev, error)) {
-                g_prefix_error(error, "certifying the CA key: ");
-                return FALSE;
-        }
-        ev->ek_public = marshal_public(ek_pub);
-        ev->ca_public = marshal_public(&self->ca_public);
-        if (!vrot_host_tpm_read_ek_cert(self, &ev->ek_cert, error))
-                return FALSE;
-        *ret_evidence = g_steal_pointer(&ev);
-        return TRUE;
-}
-
-/* After Tss2_MU_*_Unmarshal of @len bytes: no error, nothing left over. */
-static gboolean unmarshaled_all(TSS2_RC rc, size_t off, gsize len, const char *what,
-                                GError **error)
-{
-        if (!vrot_host_tpm_check(rc, what, error))
-                return FALSE;
-        if (off != len) {
-                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID,
-                            "%s: %" G_GSIZE_FORMAT " bytes after the structure", what,
-                            len - off);
-                return FALSE;
-        }
-        return TRUE;
-}
-
-static gboolean parse_credential(GBytes *id_object, GBytes *encrypted_secret,
-                                 TPM2B_ID_OBJECT *id, TPM2B_ENCRYPTED_SECRET *secret,
-                                 GError **error)
-{
-        gsize id_len, secret_len;
-        const guint8 *id_buf = g_bytes_get_data(id_object, &id_len);
-        const guint8 *secret_buf = g_bytes_get_data(encrypted_secret, &secret_len);
-        size_t off = 0;
-        TSS2_RC rc;
-
-        rc = Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(id_buf, id_len, &off, id);
-        if (!unmarshaled_all(rc, off, id_len, "credential blob (TPM2B_ID_OBJECT)", error))
-                return FALSE;
-        off = 0;
-        rc = Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(secret_buf, secret_len, &off, secret);
-        return unmarshaled_all(rc, off, secret_len, "encrypted secret (TPM2B_ENCRYPTED_SECRET)",
-                               error);
-}
-
-/* PolicySecret(TPM_RH_ENDORSEMENT) session, the EK's policy (EK profile B.3.3). */
-static gboolean ek_policy_session(VrotHostTpm *self, ESYS_TR *ret_session, GError **error)
-{
-        static const TPMT_SYM_DEF no_sym = { .algorithm = TPM2_ALG_NULL };
-        TSS2_RC rc;
-
-        rc = Esys_StartAuthSession(self->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                   ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &no_sym,
-                                   TPM2_ALG_SHA256, ret_session);
-        if (!vrot_host_tpm_check(rc, "TPM2_StartAuthSession", error))
-                return FALSE;
-        rc = Esys_PolicySecret(self->esys, ESYS_TR_RH_ENDORSEMENT, *ret_session,
-                               ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL,
-                               0, NULL, NULL);
-        return vrot_host_tpm_check(rc, "TPM2_PolicySecret(endorsement)", error);
-}
-
-gboolean vrot_host_tpm_activate_credential(VrotHostTpm *self, GBytes *id_object,
-                                           GBytes *encrypted_secret, GBytes **ret_secret,
-                                           GError **error)
-{
-        TPM2B_ID_OBJECT id = { 0 };
-        TPM2B_ENCRYPTED_SECRET secret = { 0 };
-        g_autoptr(TPM2B_DIGEST) cert_info = NULL;
-        ESYS_TR ek = ESYS_TR_NONE, ak = ESYS_TR_NONE, session = ESYS_TR_NONE;
-        gboolean transient = FALSE, ok = FALSE;
-        TSS2_RC rc;
-
-        g_return_val_if_fail(id_object != NULL && encrypted_secret != NULL, FALSE);
-        g_return_val_if_fail(ret_secret != NULL, FALSE);
-
-        if (!usable(self, error) ||
-            !parse_credential(id_object, encrypted_secret, &id, &secret, error))
-                goto cleanup;
-        if (!ek_load(self, &ek, &transient, NULL, error) || !ak_create(self, &ak, NULL, error) ||
-            !ek_policy_session(self, &session, error))
-                goto cleanup;
-        rc = Esys_ActivateCredential(self->esys, ak, ek, ESYS_TR_PASSWORD, session,
-                                     ESYS_TR_NONE, &id, &secret, &cert_info);
-        ok = vrot_host_tpm_check(rc, "TPM2_ActivateCredential", error);
-
-cleanup:
-        (void)flush(self, &session);
-        (void)flush(self, &ak);
-        ek_release(self, &ek, transient);
-        if (!ok) {
-                g_prefix_error(error, "activating a credential: ");
-                return FALSE;
-        }
-        *ret_secret = g_bytes_new(cert_info->buffer, cert_info->size);
-        return TRUE;
 }

@@ -29,7 +29,8 @@
  * TPM of the EK certificate (R-ROT-4) is an attestation key derived anew
  * each time in the endorsement hierarchy, linked to the EK by credential
  * activation, that certifies the CA key; docs/host-evidence.md has the
- * design and the verifier's steps.
+ * design and the verifier's steps.  (That part is in hosttpm-evidence.c;
+ * hosttpm-int.h is what the two files share.)
  *
  * Every TPM command sent through the context is counted, whoever sends it
  * (sibling modules using vrot_host_tpm_esys() included): the count sits
@@ -52,6 +53,8 @@
 #include <glib.h>
 #include <openssl/evp.h>
 #include <tss2/tss2_esys.h>
+
+#include "tpmevidence.h"
 
 #define VROT_HOST_TPM_ERROR (vrot_host_tpm_error_quark())
 GQuark vrot_host_tpm_error_quark(void);
@@ -220,34 +223,11 @@ gboolean vrot_host_tpm_counter_increment(VrotHostTpm *self, guint64 *ret_value,
 gboolean vrot_host_tpm_read_ek_cert(VrotHostTpm *self, GBytes **ret_der, GError **error);
 
 /**
- * VrotHostEvidence:
- * What a verifier needs to check that the CA key lives in the host TPM
- * (docs/host-evidence.md).  TPM structures are in their TPM wire form
- * (tpm2-tss Tss2_MU_*_Marshal, what `tpm2_print -t TYPE` reads).
- * @attest: TPMS_ATTEST of TPM2_Certify(CA key) by the AK: the bytes signed
- * @signature: DER ECDSA-Sig-Value by the AK over SHA-256(@attest)
- * @ak_public: TPM2B_PUBLIC of the AK (restricted ECC P-256 signing key)
- * @ca_public: TPM2B_PUBLIC of the CA key
- * @ek_public: TPM2B_PUBLIC of the RSA EK the AK is linked to
- * @ek_cert: DER RSA EK certificate from NV 0x01c00002
- */
-typedef struct VrotHostEvidence {
-        GBytes *attest;
-        GBytes *signature;
-        GBytes *ak_public;
-        GBytes *ca_public;
-        GBytes *ek_public;
-        GBytes *ek_cert;
-} VrotHostEvidence;
-
-void vrot_host_evidence_free(VrotHostEvidence *ev);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotHostEvidence, vrot_host_evidence_free)
-
-/**
  * vrot_host_tpm_certify_ca_key:
  * @qualifying_data: (nullable): the verifier's nonce (at most 64 bytes),
  *   copied into the TPMS_ATTEST's extraData
- * @ret_evidence: (out) (transfer full)
+ * @ret_evidence: (out) (transfer full): the evidence in wire form (see
+ *   lib/tpmevidence.h, whose vrot_tpmevidence_verify() checks it)
  *
  * Derives the AK (CreatePrimary in the endorsement hierarchy, same key
  * every time), has it TPM2_Certify the CA key, flushes it, and reads the
@@ -259,7 +239,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotHostEvidence, vrot_host_evidence_free)
  * Errors: VROT_HOST_TPM_ERROR_INVALID (nonce too long), _TPM, _IO, _FAILED.
  */
 gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data,
-                                      VrotHostEvidence **ret_evidence, GError **error);
+                                      VrotTpmevidence **ret_evidence, GError **error);
 
 /**
  * vrot_host_tpm_activate_credential:

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The host TPM module against a real swtpm (started through devtpm), checked
- * from the outside with OpenSSL: signatures, the certification evidence and
- * a software TPM2_MakeCredential, as a verifier would do it
+ * from the outside: signatures with OpenSSL, the certification evidence
+ * and credential activation with lib/tpmevidence, the verifier's code
  * (docs/host-evidence.md).  Cases run in order on one TPM.
  */
 #include <errno.h>
@@ -24,6 +24,8 @@
 
 #include "devtpm.h"
 #include "hosttpm.h"
+#include "tpmevidence.h"
+#include "x509.h"
 #include "unit.h"
 
 /* TPM2_TRANSIENT_FIRST of tss2_tpm2_types.h shifts an int into its sign bit. */
@@ -94,27 +96,6 @@ static guint32 loaded_handles(VrotHostTpm *tpm, TPM2_HANDLE first)
 
 /* ---- the verifier's side, in OpenSSL ------------------------------------------- */
 
-static EVP_PKEY *ecc_pkey(const TPMT_PUBLIC *pub)
-{
-        char group[] = "prime256v1";
-        guint8 point[65] = { 0x04 };
-        OSSL_PARAM params[3];
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        EVP_PKEY *pkey = NULL;
-
-        CU_ASSERT_FATAL(pub->type == TPM2_ALG_ECC && pub->unique.ecc.x.size == 32 &&
-                        pub->unique.ecc.y.size == 32);
-        memcpy(point + 1, pub->unique.ecc.x.buffer, 32);
-        memcpy(point + 33, pub->unique.ecc.y.buffer, 32);
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, 65);
-        params[2] = OSSL_PARAM_construct_end();
-        CU_ASSERT_FATAL(ctx && EVP_PKEY_fromdata_init(ctx) == 1 &&
-                        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1);
-        EVP_PKEY_CTX_free(ctx);
-        return pkey;
-}
-
 static gboolean verify_digest(EVP_PKEY *key, const guint8 digest[32], GBytes *der)
 {
         EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
@@ -138,156 +119,30 @@ static gboolean verify_message(EVP_PKEY *key, GBytes *msg, GBytes *der)
         return r == 1;
 }
 
-static TPM2B_PUBLIC unmarshal_public(GBytes *b)
-{
-        TPM2B_PUBLIC pub = { 0 };
-        size_t off = 0;
-
-        CU_ASSERT_FATAL(Tss2_MU_TPM2B_PUBLIC_Unmarshal(g_bytes_get_data(b, NULL),
-                                                        g_bytes_get_size(b), &off,
-                                                        &pub) == TSS2_RC_SUCCESS);
-        CU_ASSERT_EQUAL(off, g_bytes_get_size(b));
-        return pub;
-}
-
-/* Name = nameAlg (SHA-256) || SHA-256(TPMT_PUBLIC) (TPM2 Part 1, 16). */
-static TPM2B_NAME name_of(const TPMT_PUBLIC *pub)
-{
-        guint8 buf[sizeof(TPMT_PUBLIC)];
-        TPM2B_NAME name = { .size = 34, .name = { 0x00, 0x0b } };
-        size_t off = 0;
-
-        CU_ASSERT_FATAL(Tss2_MU_TPMT_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) == 0);
-        SHA256(buf, off, name.name + 2);
-        return name;
-}
-
-/* KDFa with HMAC-SHA256, empty contextV (TPM2 Part 1, 11.4.10.2). */
-static void kdfa(const guint8 *key, gsize key_len, const char *label, const guint8 *context,
-                 gsize context_len, guint32 bits, guint8 *out)
-{
-        g_autoptr(GByteArray) in = g_byte_array_new();
-        guint8 be[4], mac[32];
-        gsize done = 0;
-
-        for (guint32 i = 1; done < bits / 8; i++) {
-                g_byte_array_set_size(in, 0);
-                be[0] = i >> 24; be[1] = i >> 16; be[2] = i >> 8; be[3] = i;
-                g_byte_array_append(in, be, 4);
-                g_byte_array_append(in, (const guint8 *)label, strlen(label) + 1);
-                g_byte_array_append(in, context, context_len);
-                be[0] = bits >> 24; be[1] = bits >> 16; be[2] = bits >> 8; be[3] = bits;
-                g_byte_array_append(in, be, 4);
-                HMAC(EVP_sha256(), key, (int)key_len, in->data, in->len, mac, NULL);
-                memcpy(out + done, mac, MIN(32, bits / 8 - done));
-                done += MIN(32, bits / 8 - done);
-        }
-}
-
-static GBytes *tpm2b(const guint8 *data, gsize len)
-{
-        g_autoptr(GByteArray) b = g_byte_array_new();
-        guint8 size[2] = { len >> 8, len & 0xff };
-
-        g_byte_array_append(b, size, 2);
-        g_byte_array_append(b, data, len);
-        return g_byte_array_free_to_bytes(g_steal_pointer(&b));
-}
-
-/*
- * TPM2_MakeCredential in software (TPM2 Part 1, 24): the verifier encrypts
- * @credential to the EK (RSA-OAEP-SHA256, label "IDENTITY") so that only
- * the TPM holding the EK, with an object named @name loaded, releases it.
- */
-static void make_credential(EVP_PKEY *ek, const TPM2B_NAME *name, const guint8 *credential,
-                            gsize cred_len, GBytes **ret_id_object, GBytes **ret_secret)
-{
-        guint8 seed[32], sym_key[16], hmac_key[32], iv[16] = { 0 }, hmac[32];
-        guint8 plain[2 + 64], enc[2 + 64], rsa_out[512];
-        size_t rsa_len = sizeof(rsa_out);
-        EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(ek, NULL);
-        EVP_CIPHER_CTX *cctx = EVP_CIPHER_CTX_new();
-        g_autoptr(GByteArray) mac_in = g_byte_array_new(), blob = g_byte_array_new();
-        int n1 = 0, n2 = 0;
-
-        CU_ASSERT_FATAL(cred_len <= 64 && RAND_bytes(seed, sizeof(seed)) == 1);
-        CU_ASSERT_FATAL(pctx && EVP_PKEY_encrypt_init(pctx) == 1 &&
-                        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
-                        EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) == 1 &&
-                        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) == 1 &&
-                        EVP_PKEY_CTX_set0_rsa_oaep_label(pctx, OPENSSL_memdup("IDENTITY", 9),
-                                                         9) == 1 &&
-                        EVP_PKEY_encrypt(pctx, rsa_out, &rsa_len, seed, sizeof(seed)) == 1);
-        EVP_PKEY_CTX_free(pctx);
-
-        kdfa(seed, 32, "STORAGE", name->name, name->size, 128, sym_key);
-        kdfa(seed, 32, "INTEGRITY", NULL, 0, 256, hmac_key);
-        plain[0] = cred_len >> 8;
-        plain[1] = cred_len & 0xff;
-        memcpy(plain + 2, credential, cred_len);
-        CU_ASSERT_FATAL(cctx && EVP_EncryptInit_ex(cctx, EVP_aes_128_cfb(), NULL, sym_key, iv) &&
-                        EVP_EncryptUpdate(cctx, enc, &n1, plain, (int)(2 + cred_len)) &&
-                        EVP_EncryptFinal_ex(cctx, enc + n1, &n2));
-        EVP_CIPHER_CTX_free(cctx);
-        g_byte_array_append(mac_in, enc, n1 + n2);
-        g_byte_array_append(mac_in, name->name, name->size);
-        HMAC(EVP_sha256(), hmac_key, 32, mac_in->data, mac_in->len, hmac, NULL);
-
-        /* TPM2B_ID_OBJECT: size || TPM2B_DIGEST(integrityHMAC) || encIdentity */
-        g_byte_array_append(blob, (const guint8[]){ 0, 32 }, 2);
-        g_byte_array_append(blob, hmac, 32);
-        g_byte_array_append(blob, enc, n1 + n2);
-        *ret_id_object = tpm2b(blob->data, blob->len);
-        *ret_secret = tpm2b(rsa_out, rsa_len);
-}
-
+/* The dev TPM's local CA: root trusted, issuer as an untrusted intermediate. */
 static X509 *x509_of(GBytes *der)
 {
-        const unsigned char *p = g_bytes_get_data(der, NULL);
-        X509 *x = d2i_X509(NULL, &p, (long)g_bytes_get_size(der));
+        X509 *x = vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der), NULL);
 
         CU_ASSERT_FATAL(x != NULL);
         return x;
 }
 
-/* The EK certificate chains to the dev TPM's CA; returns its key. */
-static EVP_PKEY *verified_ek_key(GBytes *ek_cert)
+/* Steps 1-5 with lib/tpmevidence against the dev TPM's vendor CA. */
+static VrotTpmevidenceVerified *verify_evidence(const VrotTpmevidence *ev, GBytes *nonce,
+                                                GError **error)
 {
-        X509 *root = x509_of(vrot_dev_tpm_root_cert(dev));
-        X509 *issuer = x509_of(vrot_dev_tpm_issuer_cert(dev));
-        X509 *leaf = x509_of(ek_cert);
-        X509_STORE *store = X509_STORE_new();
-        X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        g_autoptr(X509_STORE) store = X509_STORE_new();
+        g_autoptr(X509) root = x509_of(vrot_dev_tpm_root_cert(dev));
         STACK_OF(X509) *chain = sk_X509_new_null();
-        EVP_PKEY *key;
+        VrotTpmevidenceVerified *v = NULL;
 
-        X509_STORE_add_cert(store, root);
-        sk_X509_push(chain, issuer);
-        X509_STORE_CTX_init(ctx, store, leaf, chain);
-        CU_ASSERT_EQUAL(X509_verify_cert(ctx), 1);
-        key = X509_get_pubkey(leaf);
-        X509_STORE_CTX_free(ctx);
-        sk_X509_free(chain);
-        X509_STORE_free(store);
-        X509_free(root);
-        X509_free(issuer);
-        X509_free(leaf);
-        return key;
+        CU_ASSERT_FATAL(store && chain && X509_STORE_add_cert(store, root) == 1);
+        sk_X509_push(chain, x509_of(vrot_dev_tpm_issuer_cert(dev)));
+        (void)vrot_tpmevidence_verify(ev, nonce, store, chain, &v, error);
+        sk_X509_pop_free(chain, X509_free);
+        return v;
 }
-
-static gboolean rsa_modulus_is(EVP_PKEY *key, const TPM2B_PUBLIC_KEY_RSA *n)
-{
-        BIGNUM *bn = NULL, *tpm_n = BN_bin2bn(n->buffer, n->size, NULL);
-        gboolean same;
-
-        CU_ASSERT_FATAL(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &bn) == 1);
-        same = BN_cmp(bn, tpm_n) == 0;
-        BN_free(bn);
-        BN_free(tpm_n);
-        return same;
-}
-
-#define ATTRS(pub) ((pub).publicArea.objectAttributes)
 
 static void evict(VrotHostTpm *tpm, TPM2_HANDLE handle);
 
@@ -409,75 +264,68 @@ static void test_hosttpm_read_ek_cert(void)
 }
 
 /* The certification as a verifier checks it (docs/host-evidence.md, steps 1-5). */
-static void check_evidence(const VrotHostEvidence *ev, const guint8 *nonce, gsize nonce_len)
+static void check_evidence(const VrotTpmevidence *ev, const guint8 *nonce, gsize nonce_len)
 {
-        TPM2B_PUBLIC ak = unmarshal_public(ev->ak_public);
-        TPM2B_PUBLIC ca = unmarshal_public(ev->ca_public);
-        TPM2B_PUBLIC ek = unmarshal_public(ev->ek_public);
-        TPM2B_NAME ca_name = name_of(&ca.publicArea);
-        TPMS_ATTEST attest = { 0 };
-        EVP_PKEY *ak_key, *ek_key, *ca_key;
-        size_t off = 0;
+        g_autoptr(GBytes) n = g_bytes_new(nonce, nonce_len);
+        g_autoptr(GBytes) other = g_bytes_new("other", 5);
+        g_autoptr(VrotTpmevidenceVerified) v = NULL, w = NULL;
+        g_autoptr(GError) err = NULL, err2 = NULL;
 
-        ek_key = verified_ek_key(ev->ek_cert);
-        CU_ASSERT_TRUE(rsa_modulus_is(ek_key, &ek.publicArea.unique.rsa));
-        EVP_PKEY_free(ek_key);
-        CU_ASSERT_EQUAL(ATTRS(ak) & (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_RESTRICTED |
-                                     TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT),
-                        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT);
-        ak_key = ecc_pkey(&ak.publicArea);
-        CU_ASSERT_TRUE(verify_message(ak_key, ev->attest, ev->signature));
-        EVP_PKEY_free(ak_key);
-        CU_ASSERT_FATAL(Tss2_MU_TPMS_ATTEST_Unmarshal(g_bytes_get_data(ev->attest, NULL),
-                                                       g_bytes_get_size(ev->attest), &off,
-                                                       &attest) == TSS2_RC_SUCCESS);
-        CU_ASSERT_EQUAL(attest.magic, TPM2_GENERATED_VALUE);
-        CU_ASSERT_EQUAL(attest.type, TPM2_ST_ATTEST_CERTIFY);
-        CU_ASSERT(attest.extraData.size == nonce_len &&
-                  memcmp(attest.extraData.buffer, nonce, nonce_len) == 0);
-        CU_ASSERT(attest.attested.certify.name.size == ca_name.size &&
-                  memcmp(attest.attested.certify.name.name, ca_name.name, ca_name.size) == 0);
-        CU_ASSERT_EQUAL(ATTRS(ca) & (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                     TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT |
-                                     TPMA_OBJECT_DECRYPT | TPMA_OBJECT_RESTRICTED),
-                        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT);
-        ca_key = ecc_pkey(&ca.publicArea);
-        CU_ASSERT_EQUAL(EVP_PKEY_eq(ca_key, first_ca_key), 1);
-        EVP_PKEY_free(ca_key);
+        v = verify_evidence(ev, n, &err);
+        if (err)
+                fprintf(stderr, "\n  %s\n", err->message);
+        CU_ASSERT_FATAL(v != NULL);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(vrot_tpmevidence_verified_ca_key(v), first_ca_key), 1);
+        /* The same evidence for another nonce is stale. */
+        w = verify_evidence(ev, other, &err2);
+        CU_ASSERT_PTR_NULL(w);
+        CU_ASSERT_TRUE(g_error_matches(err2, VROT_TPMEVIDENCE_ERROR, VROT_TPMEVIDENCE_ERROR_NONCE));
 }
 
 /* Step 6: the AK is in the TPM of the EK certificate (credential activation). */
-static void check_activation(VrotHostTpm *tpm, const VrotHostEvidence *ev, guint64 cost)
+static void check_activation(VrotHostTpm *tpm, const VrotTpmevidence *ev, guint64 cost)
 {
-        TPM2B_PUBLIC ak = unmarshal_public(ev->ak_public);
-        TPM2B_PUBLIC ca = unmarshal_public(ev->ca_public);
-        TPM2B_NAME ak_name = name_of(&ak.publicArea), ca_name = name_of(&ca.publicArea);
-        g_autoptr(GBytes) id = NULL, secret = NULL, got = NULL, id2 = NULL, secret2 = NULL;
+        g_autoptr(GBytes) nonce = NULL, id = NULL, secret = NULL, got = NULL, id2 = NULL;
+        g_autoptr(GBytes) secret2 = NULL, ca_name = vrot_tpmevidence_name(ev->ca_public, NULL);
+        g_autoptr(VrotTpmevidenceVerified) v = NULL;
         g_autoptr(GError) err = NULL, err2 = NULL;
-        EVP_PKEY *ek_key = verified_ek_key(ev->ek_cert);
         guint8 challenge[32];
+        TPMS_ATTEST attest = { 0 };
+        size_t off = 0;
+        GBytes *ak_name;
 
+        /* The nonce the evidence carries, to get the verified keys again. */
+        CU_ASSERT_FATAL(Tss2_MU_TPMS_ATTEST_Unmarshal(g_bytes_get_data(ev->attest, NULL),
+                                                       g_bytes_get_size(ev->attest), &off,
+                                                       &attest) == TSS2_RC_SUCCESS);
+        nonce = g_bytes_new(attest.extraData.buffer, attest.extraData.size);
+        v = verify_evidence(ev, nonce, NULL);
+        CU_ASSERT_FATAL(v != NULL && ca_name != NULL);
+        ak_name = vrot_tpmevidence_verified_ak_name(v);
         CU_ASSERT_FATAL(RAND_bytes(challenge, sizeof(challenge)) == 1);
-        make_credential(ek_key, &ak_name, challenge, sizeof(challenge), &id, &secret);
+        CU_ASSERT_FATAL(vrot_tpmevidence_make_credential(
+                vrot_tpmevidence_verified_ek_key(v), g_bytes_get_data(ak_name, NULL),
+                g_bytes_get_size(ak_name), challenge, sizeof(challenge), &id, &secret, NULL));
         CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_activate_credential(tpm, id, secret, &got, &err)),
                         cost);
         CU_ASSERT_PTR_NULL(err);
         CU_ASSERT_FATAL(got != NULL);
         CU_ASSERT(g_bytes_get_size(got) == 32 &&
                   memcmp(g_bytes_get_data(got, NULL), challenge, 32) == 0);
+        g_clear_pointer(&got, g_bytes_unref);
 
         /* Made for another object's name: the TPM refuses. */
-        make_credential(ek_key, &ca_name, challenge, sizeof(challenge), &id2, &secret2);
+        CU_ASSERT_FATAL(vrot_tpmevidence_make_credential(
+                vrot_tpmevidence_verified_ek_key(v), g_bytes_get_data(ca_name, NULL),
+                g_bytes_get_size(ca_name), challenge, sizeof(challenge), &id2, &secret2, NULL));
         CU_ASSERT_FALSE(vrot_host_tpm_activate_credential(tpm, id2, secret2, &got, &err2));
         CU_ASSERT_TRUE(g_error_matches(err2, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_TPM));
-        EVP_PKEY_free(ek_key);
 }
 
 static void test_hosttpm_evidence_verifies(void)
 {
         g_autoptr(VrotHostTpm) tpm = open_provisioned();
-        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(VrotTpmevidence) ev = NULL;
         g_autoptr(GError) err = NULL;
         guint8 nonce[32];
         g_autoptr(GBytes) nonce_b = NULL;
@@ -505,7 +353,7 @@ static void test_hosttpm_evidence_verifies(void)
 static void test_hosttpm_evidence_without_persistent_ek(void)
 {
         g_autoptr(VrotHostTpm) tpm = open_provisioned();
-        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(VrotTpmevidence) ev = NULL;
         g_autoptr(GError) err = NULL;
         static const guint8 nonce[] = "fresh";
         g_autoptr(GBytes) nonce_b = g_bytes_new_static(nonce, sizeof(nonce));
@@ -545,7 +393,7 @@ static void test_hosttpm_evidence_bad_input(void)
         };
         g_autoptr(VrotHostTpm) tpm = open_provisioned();
         g_autoptr(GBytes) long_nonce = g_bytes_new_take(g_malloc0(65), 65);
-        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(VrotTpmevidence) ev = NULL;
         g_autoptr(GError) err = NULL;
 
         for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -730,7 +578,7 @@ static void test_hosttpm_tpm_killed(void)
         g_autoptr(VrotHostTpm) tpm = open_provisioned();
         g_autoptr(VrotHostTpm) none = NULL;
         g_autoptr(GBytes) sig = NULL, cert = NULL;
-        g_autoptr(VrotHostEvidence) ev = NULL;
+        g_autoptr(VrotTpmevidence) ev = NULL;
         g_autoptr(GError) e1 = NULL, e2 = NULL, e3 = NULL, e4 = NULL, e5 = NULL;
         guint8 digest[32] = { 0 };
         guint64 v;
