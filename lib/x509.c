@@ -981,6 +981,150 @@ X509 *vrot_x509_ek_cert(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509Ek
         return cert;
 }
 
+/* --- certification requests --- */
+
+static X509_REQ *build_csr(EVP_PKEY *key, const VrotX509CaParams *p, GError **error)
+{
+        g_autoptr(X509_NAME) name = NULL;
+        g_autoptr(X509_REQ) req = X509_REQ_new();
+
+        if (!check_text("common name", p->common_name, MAX_COMMON_NAME, error) ||
+            (p->organization && !check_text("organization", p->organization, MAX_COMMON_NAME,
+                                            error)) ||
+            !(name = name_new(p->organization, p->common_name, error)))
+                return NULL;
+        if (!req || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
+            !X509_REQ_set_subject_name(req, name) || !X509_REQ_set_pubkey(req, key)) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "setting the request's fields");
+                return NULL;
+        }
+        return g_steal_pointer(&req);
+}
+
+/* As sign_cert(), for a request: OpenSSL 3 has the setters here. */
+static gboolean sign_csr(X509_REQ *req, const SigAlg *alg, VrotSignDigestFunc func,
+                         gpointer user_data, GError **error)
+{
+        g_autoptr(X509_ALGOR) algor = X509_ALGOR_new();
+        g_autoptr(GBytes) digest = NULL, sig = NULL;
+        ASN1_BIT_STRING *bits = ASN1_BIT_STRING_new();
+        unsigned char *tbs = NULL;
+        guint8 md[EVP_MAX_MD_SIZE];
+        size_t md_len = 0;
+        int len;
+
+        if (!algor || !bits ||
+            !X509_ALGOR_set0(algor, OBJ_nid2obj(alg->sig_nid), alg->param_type, NULL) ||
+            !X509_REQ_set1_signature_algo(req, algor) || (len = i2d_re_X509_REQ_tbs(req, &tbs)) <= 0 ||
+            !EVP_Q_digest(NULL, alg->md, NULL, tbs, (size_t)len, md, &md_len)) {
+                OPENSSL_free(tbs);
+                ASN1_BIT_STRING_free(bits);
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "encoding the request");
+        }
+        OPENSSL_free(tbs);
+        digest = g_bytes_new(md, md_len);
+        if (!(sig = call_signer(func, user_data, digest, error)) ||
+            !ASN1_STRING_set(bits, g_bytes_get_data(sig, NULL), (int)g_bytes_get_size(sig))) {
+                ASN1_BIT_STRING_free(bits);
+                return sig ? ossl_error(error, VROT_X509_ERROR_CRYPTO, "the signature") : FALSE;
+        }
+        bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+        bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+        X509_REQ_set0_signature(req, bits);
+        return TRUE;
+}
+
+/* Re-parses @req from its DER and checks its signature under @key. */
+static X509_REQ *reparse_csr(X509_REQ *req, EVP_PKEY *key, GError **error)
+{
+        unsigned char *der = NULL;
+        const unsigned char *p;
+        g_autoptr(X509_REQ) out = NULL;
+        int len = i2d_X509_REQ(req, &der);
+
+        if (len <= 0) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "encoding the request");
+                return NULL;
+        }
+        p = der;
+        out = d2i_X509_REQ(NULL, &p, len);
+        OPENSSL_free(der);
+        if (!out) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "re-reading the request");
+                return NULL;
+        }
+        if (X509_REQ_verify(out, key) != 1) {
+                ossl_error(error, VROT_X509_ERROR_BAD_SIGNATURE,
+                           "the request's signature does not verify under its key");
+                return NULL;
+        }
+        return g_steal_pointer(&out);
+}
+
+X509_REQ *vrot_x509_csr(EVP_PKEY *key, const VrotX509CaParams *subject, VrotSignDigestFunc func,
+                        gpointer user_data, GError **error)
+{
+        g_autoptr(X509_REQ) req = NULL;
+        X509_REQ *out = NULL;
+        const SigAlg *alg;
+
+        g_return_val_if_fail(key != NULL && subject != NULL && func != NULL, NULL);
+        g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+
+        ERR_clear_error();
+        if ((alg = issuer_sig_alg(key, error)) && (req = build_csr(key, subject, error)) &&
+            sign_csr(req, alg, func, user_data, error))
+                out = reparse_csr(req, key, error);
+        if (!out)
+                g_prefix_error(error, "certification request: ");
+        return out;
+}
+
+gchar *vrot_x509_csr_to_pem(const X509_REQ *csr, GError **error)
+{
+        g_autoptr(BIO) bio = BIO_new(BIO_s_mem());
+        char *data = NULL;
+        long len;
+
+        g_return_val_if_fail(csr != NULL, NULL);
+
+        if (!bio || !PEM_write_bio_X509_REQ(bio, csr) || (len = BIO_get_mem_data(bio, &data)) <= 0) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "writing PEM");
+                return NULL;
+        }
+        return g_strndup(data, (gsize)len);
+}
+
+X509_REQ *vrot_x509_csr_from_pem(const gchar *pem, gsize len, GError **error)
+{
+        g_autoptr(BIO) bio = NULL;
+        g_autoptr(X509_REQ) req = NULL;
+
+        g_return_val_if_fail(pem != NULL || len == 0, NULL);
+        g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+
+        if (len == 0 || len > MAX_PEM) {
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE,
+                            "PEM text of %" G_GSIZE_FORMAT " bytes (1 to %d expected)", len, MAX_PEM);
+                return NULL;
+        }
+        ERR_clear_error();
+        if (!(bio = BIO_new_mem_buf(pem, (int)len))) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "reading PEM");
+                return NULL;
+        }
+        if (!(req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL))) {
+                ossl_error(error, VROT_X509_ERROR_PARSE, "no PEM certificate request");
+                return NULL;
+        }
+        if (i2d_X509_REQ(req, NULL) > VROT_X509_MAX_DER) {
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE,
+                            "the request is larger than %d bytes", VROT_X509_MAX_DER);
+                return NULL;
+        }
+        return g_steal_pointer(&req);
+}
+
 /* --- encodings --- */
 
 GBytes *vrot_x509_to_der(const X509 *cert, GError **error)
@@ -1070,4 +1214,64 @@ X509 *vrot_x509_from_pem(const gchar *pem, gsize len, GError **error)
                 return NULL;
         }
         return g_steal_pointer(&x);
+}
+
+static void chain_free(STACK_OF(X509) *chain)
+{
+        sk_X509_pop_free(chain, X509_free);
+}
+
+/* The next block of @bio into *@ret; TRUE with NULL at the end of the text. */
+static gboolean next_cert(BIO *bio, X509 **ret, GError **error)
+{
+        unsigned long e;
+
+        ERR_clear_error();
+        *ret = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (*ret)
+                return TRUE;
+        e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+                ERR_clear_error();
+                return TRUE;
+        }
+        return ossl_error(error, VROT_X509_ERROR_PARSE, "a malformed PEM certificate");
+}
+
+STACK_OF(X509) *vrot_x509_chain_from_pem(const gchar *pem, gsize len, guint max, GError **error)
+{
+        STACK_OF(X509) *chain = NULL;
+        g_autoptr(BIO) bio = NULL;
+        g_autoptr(GError) local = NULL;
+        X509 *x = NULL;
+
+        g_return_val_if_fail((pem != NULL || len == 0) && max > 0, NULL);
+        if (len == 0 || len > MAX_PEM) {
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE,
+                            "PEM text of %" G_GSIZE_FORMAT " bytes (1 to %d expected)", len, MAX_PEM);
+                return NULL;
+        }
+        if (!(bio = BIO_new_mem_buf(pem, (int)len)) || !(chain = sk_X509_new_null())) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "reading PEM");
+                return NULL;
+        }
+        while (next_cert(bio, &x, &local) && x) {
+                if ((guint)sk_X509_num(chain) == max || i2d_X509(x, NULL) > VROT_X509_MAX_DER ||
+                    !sk_X509_push(chain, x)) {
+                        X509_free(x);
+                        g_set_error(&local, VROT_X509_ERROR, VROT_X509_ERROR_PARSE,
+                                    "more than %u certificates, or one over %d bytes", max,
+                                    VROT_X509_MAX_DER);
+                        break;
+                }
+        }
+        if (!local && sk_X509_num(chain) == 0)
+                g_set_error_literal(&local, VROT_X509_ERROR, VROT_X509_ERROR_PARSE,
+                                    "no PEM certificate");
+        if (local) {
+                chain_free(chain);
+                g_propagate_error(error, g_steal_pointer(&local));
+                return NULL;
+        }
+        return chain;
 }

@@ -187,6 +187,47 @@ typedef struct VrotX509EkParams {
 X509 *vrot_x509_ek_cert(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509EkParams *params,
                         GError **error);
 
+/**
+ * vrot_x509_csr:
+ * A PKCS#10 certification request (RFC 2986) for @key (transfer none: the
+ * public key, EC P-256, P-384 or RSA >= 2048; the private half stays where
+ * it is), subject O=@subject->organization (if set), CN=@subject->common_name
+ * (@subject->not_after is not used), no attributes.  OpenSSL builds the
+ * structure; @func signs its digest, e.g. TPM2_Sign in the host TPM: the
+ * request proves possession of a key that never leaves the TPM.  The
+ * request is re-parsed and its signature verified under @key before it is
+ * returned.
+ *
+ * Returns: (transfer full): the request, or NULL with @error set (as
+ * vrot_x509_ca_cert(): _INVALID, _UNSUPPORTED_KEY, _SIGNER,
+ * _BAD_SIGNATURE, _CRYPTO, or the signer's own error).
+ */
+X509_REQ *vrot_x509_csr(EVP_PKEY *key, const VrotX509CaParams *subject, VrotSignDigestFunc func,
+                        gpointer user_data, GError **error);
+
+/** vrot_x509_csr_to_pem: (transfer full) @csr as a PEM "CERTIFICATE REQUEST"; errors: _CRYPTO. */
+gchar *vrot_x509_csr_to_pem(const X509_REQ *csr, GError **error);
+
+/**
+ * vrot_x509_csr_from_pem:
+ * Parses the first "CERTIFICATE REQUEST" block of @len bytes of PEM text
+ * (untrusted: at most 64 KiB of DER).  Checks no signature
+ * (X509_REQ_verify() does).  Returns (transfer full) the request, or NULL
+ * with VROT_X509_ERROR_PARSE.
+ */
+X509_REQ *vrot_x509_csr_from_pem(const gchar *pem, gsize len, GError **error);
+
+/**
+ * vrot_x509_chain_from_pem:
+ * Parses every "CERTIFICATE" block of @len bytes of PEM text (untrusted;
+ * text between blocks is ignored): 1 to @max certificates, each at most
+ * VROT_X509_MAX_DER.  Returns (transfer full) them in their order, or NULL
+ * with VROT_X509_ERROR_PARSE (none, more than @max, a malformed block).
+ * Checks no signature.  Free with sk_X509_pop_free(…, X509_free).
+ */
+STACK_OF(X509) *vrot_x509_chain_from_pem(const gchar *pem, gsize len, guint max,
+                                         GError **error);
+
 /** vrot_x509_to_der: (transfer full) the DER encoding of @cert; errors: _CRYPTO. */
 GBytes *vrot_x509_to_der(const X509 *cert, GError **error);
 

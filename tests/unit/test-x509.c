@@ -1102,6 +1102,149 @@ static void test_x509_pem_round_trip(void)
         }
 }
 
+/* --- certification requests --- */
+
+static void test_x509_csr_signed_by_tpm(void)
+{
+        Tpm tpm = { .mode = SIGN_OK, .key = key(K_TPM) };
+        GError *error = NULL;
+        g_autoptr(X509_REQ) req = vrot_x509_csr(key(K_TPM), &ca_params, tpm_sign, &tpm, &error);
+        g_autofree gchar *pem = NULL, *path = NULL, *out = NULL;
+        g_autoptr(X509_REQ) back = NULL;
+        char cn[80] = "", org[80] = "";
+
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        CU_ASSERT_EQUAL(tpm.calls, 1);
+        CU_ASSERT_EQUAL(tpm.last_len, 32);
+        CU_ASSERT_EQUAL(X509_REQ_verify(req, key(K_TPM)), 1);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(X509_REQ_get0_pubkey(req), key(K_TPM)), 1);
+        X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof(cn));
+        X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_organizationName, org,
+                                  sizeof(org));
+        CU_ASSERT_STRING_EQUAL(cn, ca_params.common_name);
+        CU_ASSERT_STRING_EQUAL(org, ca_params.organization);
+        pem = vrot_x509_csr_to_pem(req, &error);
+        CU_ASSERT_FATAL(pem && g_str_has_prefix(pem, "-----BEGIN CERTIFICATE REQUEST-----\n"));
+        back = vrot_x509_csr_from_pem(pem, strlen(pem), &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        CU_ASSERT_EQUAL(X509_REQ_verify(back, key(K_TPM)), 1);
+        path = g_build_filename(unit_tmpdir(), "req.pem", NULL);
+        unit_write_file(path, pem, strlen(pem));
+        {
+                const char *verify[] = { "openssl", "req", "-verify", "-noout", "-in", path, NULL };
+                CU_ASSERT(run_openssl(verify, &out));
+        }
+        g_clear_pointer(&tpm.last_sig, g_bytes_unref);
+}
+
+static void test_x509_csr_errors(void)
+{
+        static const VrotX509CaParams no_cn = { .common_name = "" };
+        Tpm tpm = { .key = key(K_TPM) };
+        const SignCase cases[] = {
+                { SIGN_FAIL, test_tpm_error_quark(), 0x921, "certification request: signer: TPM_RC" },
+                { SIGN_OTHER_KEY, VROT_X509_ERROR, VROT_X509_ERROR_BAD_SIGNATURE, "does not verify" },
+                { SIGN_GARBAGE, VROT_X509_ERROR, VROT_X509_ERROR_BAD_SIGNATURE, "does not verify" },
+                { SIGN_NOTHING, VROT_X509_ERROR, VROT_X509_ERROR_SIGNER, "signature of 0 bytes" },
+        };
+        GError *error = NULL;
+        X509_REQ *req;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                tpm.mode = cases[i].mode;
+                req = vrot_x509_csr(key(K_TPM), &ca_params, tpm_sign, &tpm, &error);
+                CU_ASSERT_PTR_NULL(req);
+                CU_ASSERT(g_error_matches(error, cases[i].domain, cases[i].code));
+                if (!error || !strstr(error->message, cases[i].msg))
+                        fprintf(stderr, "case %zu: %s\n", i, error ? error->message : "ok");
+                CU_ASSERT(error && strstr(error->message, cases[i].msg) != NULL);
+                CU_ASSERT_EQUAL(ERR_peek_error(), 0);
+                g_clear_error(&error);
+                X509_REQ_free(req);
+        }
+        tpm.mode = SIGN_OK;
+        req = vrot_x509_csr(key(K_ED25519), &ca_params, tpm_sign, &tpm, &error);
+        CU_ASSERT(req == NULL && g_error_matches(error, VROT_X509_ERROR,
+                                                 VROT_X509_ERROR_UNSUPPORTED_KEY));
+        g_clear_error(&error);
+        req = vrot_x509_csr(key(K_TPM), &no_cn, tpm_sign, &tpm, &error);
+        CU_ASSERT(req == NULL && g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID));
+        g_clear_error(&error);
+        g_clear_pointer(&tpm.last_sig, g_bytes_unref);
+}
+
+static void test_x509_csr_from_pem_refusals(void)
+{
+        GError *error = NULL;
+        g_autoptr(X509) root = vrot_x509_root_cert(key(K_ROOT_P256), &root_params, &error);
+        g_autofree gchar *cert_pem = vrot_x509_to_pem(root, &error);
+        const char *bad[] = {
+                "", "no request\n", cert_pem,
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        };
+
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                X509_REQ *req = vrot_x509_csr_from_pem(bad[i], strlen(bad[i]), &error);
+
+                CU_ASSERT_PTR_NULL(req);
+                CU_ASSERT(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE));
+                CU_ASSERT_EQUAL(ERR_peek_error(), 0);
+                g_clear_error(&error);
+                X509_REQ_free(req);
+        }
+}
+
+typedef struct ChainCase {
+        const char *what;
+        const char *text;       /* %1$s and %2$s: two certificates */
+        int n;                  /* -1: refused */
+} ChainCase;
+
+static void test_x509_chain_from_pem(void)
+{
+        static const ChainCase cases[] = {
+                { "one", "%1$s", 1 },
+                { "two with words around", "issuer\n%1$sroot\n%2$send\n", 2 },
+                { "three (max 3)", "%1$s%2$s%1$s", 3 },
+                { "four (max 3)", "%1$s%2$s%1$s%2$s", -1 },
+                { "none", "just words\n", -1 },
+                { "a broken second block",
+                  "%1$s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", -1 },
+        };
+        GError *error = NULL;
+        Chain c;
+
+        chain_init(&c, K_ROOT_P256);
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                g_autofree gchar *a = vrot_x509_to_pem(c.ca, NULL), *b = vrot_x509_to_pem(c.root, NULL);
+                g_autofree gchar *text = NULL;
+                STACK_OF(X509) *chain;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+                text = g_strdup_printf(cases[i].text, a, b);
+#pragma GCC diagnostic pop
+                chain = vrot_x509_chain_from_pem(text, strlen(text), 3, &error);
+                if (cases[i].n < 0) {
+                        CU_ASSERT_PTR_NULL(chain);
+                        CU_ASSERT(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE));
+                        CU_ASSERT_EQUAL(ERR_peek_error(), 0);
+                        g_clear_error(&error);
+                        continue;
+                }
+                if (!chain)
+                        fprintf(stderr, "%s: %s\n", cases[i].what, error->message);
+                CU_ASSERT_FATAL(chain != NULL);
+                CU_ASSERT_EQUAL(sk_X509_num(chain), cases[i].n);
+                CU_ASSERT_EQUAL(X509_cmp(sk_X509_value(chain, 0), c.ca), 0);
+                if (cases[i].n > 1)
+                        CU_ASSERT_EQUAL(X509_cmp(sk_X509_value(chain, 1), c.root), 0);
+                sk_X509_pop_free(chain, X509_free);
+        }
+        chain_clear(&c);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -1123,6 +1266,10 @@ int main(void)
                 UNIT_CASE(test_x509_ek_cert_serial_unique),
                 UNIT_CASE(test_x509_der_round_trip),
                 UNIT_CASE(test_x509_pem_round_trip),
+                UNIT_CASE(test_x509_csr_signed_by_tpm),
+                UNIT_CASE(test_x509_csr_errors),
+                UNIT_CASE(test_x509_csr_from_pem_refusals),
+                UNIT_CASE(test_x509_chain_from_pem),
         };
         int rc = UNIT_RUN("x509", cases);
 
