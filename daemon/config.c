@@ -24,6 +24,9 @@ static const Key keys[] = {
         { "daemon", "log-level", LEVEL, G_STRUCT_OFFSET(VrotConfig, log_level) },
         { "host-tpm", "tcti", STRING, G_STRUCT_OFFSET(VrotConfig, tcti) },
         { "host-tpm", "seal-pcrs", PCRS, G_STRUCT_OFFSET(VrotConfig, seal_pcrs) },
+        { "operator", "policy-key", PATH, G_STRUCT_OFFSET(VrotConfig, policy_key) },
+        { "operator", "recovery-key", PATH, G_STRUCT_OFFSET(VrotConfig, recovery_key) },
+        { "operator", "fleet-root", PATH, G_STRUCT_OFFSET(VrotConfig, fleet_root) },
 };
 
 VrotConfig *vrot_config_new(void)
@@ -48,6 +51,9 @@ void vrot_config_free(VrotConfig *cfg)
         g_free(cfg->admin_group);
         g_free(cfg->worker_user);
         g_free(cfg->log_level);
+        g_free(cfg->policy_key);
+        g_free(cfg->recovery_key);
+        g_free(cfg->fleet_root);
         g_free(cfg);
 }
 

@@ -25,6 +25,11 @@ typedef struct VrotConfig {
         gchar *worker_user;             /* workers' --runas; NULL: stay */
         gchar *log_level;               /* error, warning, info, debug */
         guint seal_pcrs;                /* bit n: host PCR n in the sealing policy */
+        /* [operator]: the operator's public trust material, files on the
+         * host (vrotd.conf(5)); NULL: not set.  Unused with --dev. */
+        gchar *policy_key;              /* ECC P-256 public key (PEM): signs PCR authorisations */
+        gchar *recovery_key;            /* RSA public key (PEM): the master key's recovery copy */
+        gchar *fleet_root;              /* CA certificate (PEM): the host CA's trust anchor */
         gboolean dev;                   /* --dev: simulated host TPM, local fleet root */
 } VrotConfig;
 

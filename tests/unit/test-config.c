@@ -13,6 +13,9 @@ static void test_config_defaults(void)
         CU_ASSERT_STRING_EQUAL(c->tcti, "device:/dev/tpmrm0");
         CU_ASSERT_PTR_NULL(c->admin_group);
         CU_ASSERT_EQUAL(c->seal_pcrs, 0x95u);
+        CU_ASSERT_PTR_NULL(c->policy_key);
+        CU_ASSERT_PTR_NULL(c->recovery_key);
+        CU_ASSERT_PTR_NULL(c->fleet_root);
 }
 
 static void test_config_parse_all_keys(void)
@@ -21,7 +24,9 @@ static void test_config_parse_all_keys(void)
                 "# comment\n"
                 "[daemon]\nstate-dir=/srv/vrot\nruntime-dir=/run/v\nadmin-group=vrot-admin\n"
                 "worker-user=vrot-vtpm\nlog-level=debug\n"
-                "[host-tpm]\ntcti=swtpm:path=/tmp/x\nseal-pcrs=0, 7 ,23\n";
+                "[host-tpm]\ntcti=swtpm:path=/tmp/x\nseal-pcrs=0, 7 ,23\n"
+                "[operator]\npolicy-key=/etc/vrot/policy.pem\nrecovery-key=/etc/vrot/recovery.pem\n"
+                "fleet-root=/etc/vrot/fleet-root.pem\n";
         g_autoptr(VrotConfig) c = vrot_config_new();
         g_autoptr(GError) err = NULL;
 
@@ -33,6 +38,9 @@ static void test_config_parse_all_keys(void)
         CU_ASSERT_STRING_EQUAL(c->log_level, "debug");
         CU_ASSERT_STRING_EQUAL(c->tcti, "swtpm:path=/tmp/x");
         CU_ASSERT_EQUAL(c->seal_pcrs, 1u << 0 | 1u << 7 | 1u << 23);
+        CU_ASSERT_STRING_EQUAL(c->policy_key, "/etc/vrot/policy.pem");
+        CU_ASSERT_STRING_EQUAL(c->recovery_key, "/etc/vrot/recovery.pem");
+        CU_ASSERT_STRING_EQUAL(c->fleet_root, "/etc/vrot/fleet-root.pem");
 }
 
 typedef struct BadCase {
@@ -51,6 +59,13 @@ static void test_config_parse_refusals_change_nothing(void)
                 { "[host-tpm]\nseal-pcrs=24\n", VROT_CONFIG_ERROR_INVALID, "seal-pcrs" },
                 { "[host-tpm]\nseal-pcrs=\n", VROT_CONFIG_ERROR_INVALID, "seal-pcrs: empty value" },
                 { "[host-tpm]\ntcti=\n", VROT_CONFIG_ERROR_INVALID, "empty value" },
+                { "[operator]\npolicy-key=policy.pem\n", VROT_CONFIG_ERROR_INVALID,
+                  "[operator] policy-key: 'policy.pem' is not an absolute path" },
+                { "[operator]\nfleet-root=\n", VROT_CONFIG_ERROR_INVALID, "fleet-root" },
+                { "[operator]\npolicy_key=/x\n", VROT_CONFIG_ERROR_UNKNOWN_KEY,
+                  "unknown key [operator] policy_key" },
+                { "[operator]\nrecovery-key=/r.pem\nfleet-root=rel\n", VROT_CONFIG_ERROR_INVALID,
+                  "fleet-root" },
                 { "state-dir=/x\n", VROT_CONFIG_ERROR_INVALID, "malformed" },
                 { "[daemon\n", VROT_CONFIG_ERROR_INVALID, "malformed" },
                 /* The first key is good: still nothing may be applied. */
@@ -69,6 +84,7 @@ static void test_config_parse_refusals_change_nothing(void)
                 CU_ASSERT_STRING_EQUAL(c->runtime_dir, "/run/vrot");
                 CU_ASSERT_STRING_EQUAL(c->state_dir, "/var/lib/vrot");
                 CU_ASSERT_EQUAL(c->seal_pcrs, 0x95u);
+                CU_ASSERT_PTR_NULL(c->recovery_key);
         }
 }
 
