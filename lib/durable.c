@@ -55,6 +55,29 @@ int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
         return 0;
 }
 
+int vrot_durable_write_path(const char *path, const void *buf, size_t len, mode_t mode,
+                            VrotError *err)
+{
+        const char *slash = strrchr(path, '/');
+        char dir[4096];
+        int dirfd, r;
+
+        if (!slash || !slash[1])
+                return vrot_err(err, EINVAL, "%s: not a path to a file", path);
+        if ((size_t)(slash - path) >= sizeof(dir))
+                return vrot_err(err, ENAMETOOLONG, "%s: path too long", path);
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash == path ? 1 : slash - path] = '\0';
+        if (slash == path)
+                dir[0] = '/';
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+                return vrot_err(err, errno, "opening directory %s: %s", dir, strerror(errno));
+        r = vrot_durable_write(dirfd, slash + 1, buf, len, mode, err);
+        close(dirfd);
+        return r;
+}
+
 int vrot_durable_read(int dirfd, const char *name, size_t max,
                       uint8_t **ret_buf, size_t *ret_len, VrotError *err)
 {

@@ -29,6 +29,14 @@ int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
                        mode_t mode, VrotError *err);
 
 /**
+ * vrot_durable_write_path:
+ * vrot_durable_write() of the file at @path (its directory must exist),
+ * for callers that hold a path rather than a directory descriptor.
+ */
+int vrot_durable_write_path(const char *path, const void *buf, size_t len, mode_t mode,
+                            VrotError *err);
+
+/**
  * vrot_durable_read:
  * Reads the whole of @name (at most @max bytes; larger is -EFBIG).  On
  * success *@ret_buf is (transfer full) malloc()ed memory of *@ret_len bytes.

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,26 @@ static void test_durable_write_read_replace(void)
         CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
         /* No temporary file is left behind. */
         CU_ASSERT_EQUAL(faccessat(d, ".f.tmp", F_OK, 0), -1);
+        close(d);
+}
+
+static void test_durable_write_path(void)
+{
+        char path[512];
+        int d = open_dir("bypath");
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        VrotError err = { 0 };
+
+        snprintf(path, sizeof(path), "%s/bypath/cert.pem", unit_tmpdir());
+        CU_ASSERT_EQUAL(vrot_durable_write_path(path, "pem", 3, 0644, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "cert.pem", 100, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 3 && memcmp(buf, "pem", 3) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(vrot_durable_write_path("relative", "x", 1, 0644, &err), -EINVAL);
+        CU_ASSERT_EQUAL(vrot_durable_write_path("/tmp/dir/", "x", 1, 0644, &err), -EINVAL);
+        CU_ASSERT_EQUAL(vrot_durable_write_path("/nonexistent/dir/f", "x", 1, 0644, &err), -ENOENT);
+        CU_ASSERT(strstr(err.msg, "/nonexistent/dir") != NULL);
         close(d);
 }
 
@@ -90,6 +111,7 @@ int main(void)
 {
         static const UnitCase cases[] = {
                 UNIT_CASE(test_durable_write_read_replace),
+                UNIT_CASE(test_durable_write_path),
                 UNIT_CASE(test_durable_read_errors),
                 UNIT_CASE(test_durable_write_fails_cleanly),
                 UNIT_CASE(test_durable_unlink),
