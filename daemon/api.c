@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "hostca.h"
+#include "tpmevidence.h"
 #include "uuid.h"
 #include "x509.h"
 
@@ -42,10 +44,15 @@ static void to_rpc_error(GError **error)
                 default: break;
                 }
         } else if ((*error)->domain == VROT_HOST_TPM_ERROR) {
-                code = VROT_JSONRPC_ERROR_HOST_TPM;
+                /* INVALID: the caller's blobs are malformed, not the TPM's fault. */
+                code = (*error)->code == VROT_HOST_TPM_ERROR_INVALID
+                       ? VROT_JSONRPC_ERROR_INVALID_PARAMS : VROT_JSONRPC_ERROR_HOST_TPM;
         } else if ((*error)->domain == VROT_REGISTRY_ERROR &&
                    (*error)->code == VROT_REGISTRY_ERROR_EXISTS) {
                 code = VROT_JSONRPC_ERROR_CONFLICT;
+        } else if ((*error)->domain == VROT_HOSTCA_ERROR &&
+                   (*error)->code != VROT_HOSTCA_ERROR_FAILED) {
+                code = VROT_JSONRPC_ERROR_INVALID_PARAMS;       /* the certificate offered */
         }
         /* A new error, not the old one relabelled: errors of the JSON-RPC
          * domain carry extra data (GLib extended errors). */
@@ -114,14 +121,45 @@ static JsonNode *status_json(VrotApi *api, const gchar *uuid, gboolean details)
         return json_builder_get_root(b);
 }
 
+/* The verified chain as PEM strings, host CA first, fleet root last. */
+static void add_chain(JsonBuilder *b, VrotHost *host)
+{
+        STACK_OF(X509) *path = vrot_host_ca_path(host);
+
+        json_builder_begin_array(b);
+        for (int i = 0; path && i < sk_X509_num(path); i++) {
+                g_autofree gchar *pem = vrot_x509_to_pem(sk_X509_value(path, i), NULL);
+                json_builder_add_string_value(b, pem ? pem : "");
+        }
+        json_builder_end_array(b);
+}
+
+/* enrolled, host_ca_pem, fleet_root_pem and chain_pem, as host.info has them. */
+static void add_enrolment(JsonBuilder *b, VrotHost *host)
+{
+        g_autofree gchar *root = vrot_x509_to_pem(vrot_host_root_cert(host), NULL);
+        g_autofree gchar *ca = vrot_host_ca_cert(host) ? vrot_x509_to_pem(vrot_host_ca_cert(host), NULL)
+                                                       : NULL;
+
+        json_builder_set_member_name(b, "enrolled");
+        json_builder_add_boolean_value(b, vrot_host_enrolled(host));
+        json_builder_set_member_name(b, "fleet_root_pem");
+        json_builder_add_string_value(b, root ? root : "");
+        json_builder_set_member_name(b, "host_ca_pem");
+        if (ca)
+                json_builder_add_string_value(b, ca);
+        else
+                json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "chain_pem");
+        add_chain(b, host);
+}
+
 static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                              GError **error)
 {
         VrotApi *api = ctx;
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autoptr(GPtrArray) all = vrot_instances_list(api->instances);
-        g_autofree gchar *root = vrot_host_root_cert(api->host) ? vrot_x509_to_pem(vrot_host_root_cert(api->host), NULL) : NULL;
-        g_autofree gchar *ca = vrot_x509_to_pem(vrot_host_ca_cert(api->host), NULL);
 
         (void)caller;
         if (!vrot_jsonrpc_params_check_known(req, no_params, error))
@@ -137,13 +175,104 @@ static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJ
         json_builder_add_int_value(b, all->len);
         json_builder_set_member_name(b, "running");
         json_builder_add_int_value(b, vrot_instances_n_running(api->instances));
-        json_builder_set_member_name(b, "fleet_root_pem");
-        if (root)
-                json_builder_add_string_value(b, root);
-        else
-                json_builder_add_null_value(b);
-        json_builder_set_member_name(b, "host_ca_pem");
-        json_builder_add_string_value(b, ca ? ca : "");
+        add_enrolment(b, api->host);
+        json_builder_end_object(b);
+        return json_builder_get_root(b);
+}
+
+/* Largest credential blobs: a TPM2B_ID_OBJECT, a TPM2B_ENCRYPTED_SECRET. */
+#define MAX_CREDENTIAL_BLOB 1024
+/* Largest PEM texts host.import_ca_cert takes. */
+#define MAX_CERT_PEM (64 * 1024)
+#define MAX_CHAIN_PEM (512 * 1024)
+
+static JsonNode *m_host_evidence(gpointer ctx, const VrotCaller *caller,
+                                 const VrotJsonrpcRequest *req, GError **error)
+{
+        static const char *const known[] = { "nonce", NULL };
+        VrotApi *api = ctx;
+        g_autoptr(GBytes) nonce = NULL;
+        g_autoptr(VrotTpmevidence) ev = NULL;
+        g_autoptr(X509_REQ) csr = NULL;
+        g_autofree gchar *csr_pem = NULL;
+        JsonNode *evidence, *res;
+        JsonObject *o;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !vrot_jsonrpc_param_base64(req, "nonce", VROT_JSONRPC_REQUIRED, 1,
+                                       VROT_TPMEVIDENCE_MAX_NONCE, &nonce, error))
+                return NULL;
+        if (!vrot_host_evidence(api->host, nonce, &ev, &csr, error) ||
+            !(csr_pem = vrot_x509_csr_to_pem(csr, error)) ||
+            !(evidence = vrot_tpmevidence_to_json(ev, error))) {
+                g_message("host evidence for uid %u failed: %s", (unsigned)caller->uid,
+                          (*error)->message);
+                to_rpc_error(error);
+                return NULL;
+        }
+        g_message("host evidence given to uid %u", (unsigned)caller->uid);
+        res = object_node(&o);
+        json_object_set_member(o, "evidence", evidence);
+        json_object_set_string_member(o, "csr_pem", csr_pem);
+        return res;
+}
+
+static JsonNode *m_host_activate_credential(gpointer ctx, const VrotCaller *caller,
+                                            const VrotJsonrpcRequest *req, GError **error)
+{
+        static const char *const known[] = { "id_object", "encrypted_secret", NULL };
+        VrotApi *api = ctx;
+        g_autoptr(GBytes) id = NULL, encrypted = NULL, secret = NULL;
+        g_autofree gchar *text = NULL;
+        JsonNode *res;
+        JsonObject *o;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !vrot_jsonrpc_param_base64(req, "id_object", VROT_JSONRPC_REQUIRED, 1,
+                                       MAX_CREDENTIAL_BLOB, &id, error) ||
+            !vrot_jsonrpc_param_base64(req, "encrypted_secret", VROT_JSONRPC_REQUIRED, 1,
+                                       MAX_CREDENTIAL_BLOB, &encrypted, error))
+                return NULL;
+        if (!vrot_host_tpm_activate_credential(vrot_host_tpm(api->host), id, encrypted, &secret,
+                                               error)) {
+                g_message("refused: credential activation by uid %u: %s", (unsigned)caller->uid,
+                          (*error)->message);
+                to_rpc_error(error);
+                return NULL;
+        }
+        g_message("credential activated for uid %u", (unsigned)caller->uid);
+        text = g_base64_encode(g_bytes_get_data(secret, NULL), g_bytes_get_size(secret));
+        res = object_node(&o);
+        json_object_set_string_member(o, "secret", text);
+        return res;
+}
+
+static JsonNode *m_host_import_ca_cert(gpointer ctx, const VrotCaller *caller,
+                                       const VrotJsonrpcRequest *req, GError **error)
+{
+        static const char *const known[] = { "pem", "chain_pem", NULL };
+        VrotApi *api = ctx;
+        g_autoptr(JsonBuilder) b = NULL;
+        const char *pem = NULL, *chain = NULL;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !vrot_jsonrpc_param_string(req, "pem", VROT_JSONRPC_REQUIRED, MAX_CERT_PEM, &pem,
+                                       error) ||
+            !vrot_jsonrpc_param_string(req, "chain_pem", VROT_JSONRPC_OPTIONAL, MAX_CHAIN_PEM,
+                                       &chain, error))
+                return NULL;
+        if (!vrot_host_import_ca_cert(api->host, pem, strlen(pem), chain, chain ? strlen(chain) : 0,
+                                      error)) {
+                g_message("refused: host CA certificate from uid %u: %s", (unsigned)caller->uid,
+                          (*error)->message);
+                to_rpc_error(error);
+                return NULL;
+        }
+        g_message("host CA certificate imported by uid %u: the host is enrolled",
+                  (unsigned)caller->uid);
+        b = json_builder_new();
+        json_builder_begin_object(b);
+        add_enrolment(b, api->host);
         json_builder_end_object(b);
         return json_builder_get_root(b);
 }
@@ -179,6 +308,15 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
             !vrot_jsonrpc_param_enum(req, "kind", VROT_JSONRPC_REQUIRED, kinds, &kind, error) ||
             !vrot_jsonrpc_param_string(req, "name", VROT_JSONRPC_REQUIRED, 64, &name, error))
                 return NULL;
+        if (!vrot_host_enrolled(api->host)) {
+                g_message("refused: create %s by uid %u: the host is not enrolled",
+                          uuid[0] ? uuid : "(new)", (unsigned)caller->uid);
+                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
+                                    "this host is not enrolled: it has no host CA certificate to "
+                                    "sign EK certificates with; an operator enrols it with "
+                                    "'vrotctl host-enrol' (vrotd(8), ENROLMENT)");
+                return NULL;
+        }
         if (!vrot_instances_create(api->instances, uuid[0] ? uuid : NULL,
                                    kind == 0 ? VROT_INSTANCE_VM : VROT_INSTANCE_SERVICE, name,
                                    caller->uid, &made, error)) {
@@ -351,6 +489,10 @@ static JsonNode *m_ek_cert(gpointer ctx, const VrotCaller *caller, const VrotJso
 
 static const VrotMethod methods[] = {
         { .name = "host.info", .fn = m_host_info },
+        { .name = "host.evidence", .fn = m_host_evidence, .admin_only = TRUE },
+        { .name = "host.activate_credential", .fn = m_host_activate_credential,
+          .admin_only = TRUE },
+        { .name = "host.import_ca_cert", .fn = m_host_import_ca_cert, .admin_only = TRUE },
         { .name = "instance.create", .fn = m_create, .admin_only = TRUE },
         { .name = "instance.start", .async_fn = m_start },
         { .name = "instance.stop", .fn = m_stop },

@@ -6,13 +6,16 @@
 
 #include "devtpm.h"
 #include "host.h"
+#include "hostca.h"
 #include "instkey-priv.h"
+#include "operator.h"
 #include "registry.h"
 #include "sealkey.h"
 
 G_DEFINE_QUARK(vrot-host-error-quark, vrot_host_error)
 
 #define REGISTRY_KEY_INFO "vrot registry key v1"
+#define HOST_CA_FILE "host-ca.pem"
 
 struct VrotHost {
         gchar *host_dir;                /* <state>/host */
@@ -20,10 +23,12 @@ struct VrotHost {
         gboolean first_start;           /* the master key was made this start */
         VrotDevTpm *dev;
         VrotHostTpm *tpm;
+        VrotOperator *op;
         VrotSecret *master;
         VrotSecret *registry_key;
-        X509 *root_cert, *ca_cert;
-        VrotX509Signer *ca_signer;
+        VrotHostca *ca;                 /* NULL: not enrolled */
+        VrotX509Signer *ca_signer;      /* NULL: not enrolled */
+        GPtrArray *retired;             /* signers an import replaced, kept for callers */
 };
 
 void vrot_host_free(VrotHost *h)
@@ -31,10 +36,11 @@ void vrot_host_free(VrotHost *h)
         if (!h)
                 return;
         vrot_x509_signer_free(h->ca_signer);
-        X509_free(h->root_cert);
-        X509_free(h->ca_cert);
+        g_clear_pointer(&h->retired, g_ptr_array_unref);
+        vrot_hostca_free(h->ca);
         vrot_secret_free(h->registry_key);
         vrot_secret_free(h->master);
+        vrot_operator_free(h->op);
         vrot_host_tpm_free(h->tpm);
         vrot_dev_tpm_free(h->dev);
         g_free(h->host_dir);
@@ -42,52 +48,44 @@ void vrot_host_free(VrotHost *h)
         g_free(h);
 }
 
-/* Loads the PEM key at @path, or makes and saves one (--dev operator keys). */
-static EVP_PKEY *dev_key(const gchar *path, gboolean rsa, GError **error)
+static gchar *sealing_dir(const VrotHost *h)
 {
-        g_autoptr(EVP_PKEY) key = NULL;
+        return g_build_filename(h->host_dir, "sealing", NULL);
+}
 
-        if (g_file_test(path, G_FILE_TEST_EXISTS))
-                return vrot_sealkey_key_load(path, error);
-        key = rsa ? EVP_RSA_gen(3072) : vrot_sealkey_key_generate(error);
-        if (!key) {
-                if (error && !*error)
-                        g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_FAILED,
-                                    "cannot generate %s", path);
-                return NULL;
-        }
-        if (!vrot_sealkey_key_save(key, path, TRUE, error))
-                return NULL;
-        return g_steal_pointer(&key);
+/*
+ * The operator's keys and fleet root: from the configuration, or made
+ * locally with --dev.  Read before the host TPM is touched, so that a
+ * configuration error costs nothing.
+ */
+static gboolean open_operator(VrotHost *h, const VrotConfig *cfg, GError **error)
+{
+        g_autofree gchar *dir = sealing_dir(h);
+        g_autofree gchar *sealed = g_build_filename(dir, VROT_SEALKEY_SEALED_FILE, NULL);
+
+        h->first_start = !g_file_test(sealed, G_FILE_TEST_EXISTS);
+        h->op = cfg->dev ? vrot_operator_dev(h->host_dir, error)
+                         : vrot_operator_load(cfg, h->first_start, error);
+        return h->op != NULL;
 }
 
 /* The master key: unsealed, or (first start) created and sealed. */
 static gboolean open_master(VrotHost *h, const VrotConfig *cfg, GError **error)
 {
-        g_autofree gchar *dir = g_build_filename(h->host_dir, "sealing", NULL);
-        g_autofree gchar *sealed = g_build_filename(dir, "master.sealed", NULL);
-        g_autofree gchar *policy_path = g_build_filename(h->host_dir, "operator-policy.pem", NULL);
-        g_autofree gchar *recovery_path = g_build_filename(h->host_dir, "operator-recovery.pem", NULL);
-        g_autoptr(EVP_PKEY) policy = NULL, recovery = NULL;
+        g_autofree gchar *dir = sealing_dir(h);
         VrotSealkeyPcrs pcrs = { .bank = TPM2_ALG_SHA256, .mask = cfg->seal_pcrs };
 
-        if (!cfg->dev) {
-                g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_UNSUPPORTED,
-                            "operator keys for a real host TPM are not configurable yet: run with --dev");
-                return FALSE;
-        }
         if (g_mkdir_with_parents(dir, 0700) < 0) {
-                g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_FAILED, "%s: %s", dir, g_strerror(errno));
+                g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_FAILED, "%s: %s", dir,
+                            g_strerror(errno));
                 return FALSE;
         }
-        if (!(policy = dev_key(policy_path, FALSE, error)) || !(recovery = dev_key(recovery_path, TRUE, error)))
-                return FALSE;
-        h->first_start = !g_file_test(sealed, G_FILE_TEST_EXISTS);
         if (!h->first_start)
                 return vrot_sealkey_open(vrot_host_tpm_esys(h->tpm), vrot_host_tpm_srk(h->tpm), dir,
-                                         policy, &h->master, error);
-        return vrot_sealkey_provision(vrot_host_tpm_esys(h->tpm), vrot_host_tpm_srk(h->tpm), dir, &pcrs,
-                                      policy, recovery, &h->master, error);
+                                         h->op->policy_key, &h->master, error);
+        return vrot_sealkey_provision(vrot_host_tpm_esys(h->tpm), vrot_host_tpm_srk(h->tpm), dir,
+                                      &pcrs, h->op->policy_key, h->op->recovery_key, &h->master,
+                                      error);
 }
 
 static gboolean derive_registry_key(VrotHost *h, GError **error)
@@ -103,23 +101,6 @@ static gboolean derive_registry_key(VrotHost *h, GError **error)
                                         error);
 }
 
-static X509 *load_cert(const gchar *path, GError **error)
-{
-        g_autofree gchar *pem = NULL;
-        gsize len = 0;
-
-        if (!g_file_get_contents(path, &pem, &len, error))
-                return NULL;
-        return vrot_x509_from_pem(pem, len, error);
-}
-
-static gboolean save_cert(X509 *cert, const gchar *path, GError **error)
-{
-        g_autofree gchar *pem = vrot_x509_to_pem(cert, error);
-
-        return pem && g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
-}
-
 static gboolean sign_in_host_tpm(const guint8 *digest, gsize len, GBytes **ret_sig, gpointer data,
                                  GError **error)
 {
@@ -130,46 +111,67 @@ static gboolean sign_in_host_tpm(const guint8 *digest, gsize len, GBytes **ret_s
         return vrot_host_tpm_sign_digest(data, digest, ret_sig, error);
 }
 
+/* The signer of @ca's certificate, whose key signs in the host TPM. */
+static VrotX509Signer *signer_for(VrotHost *h, const VrotHostca *ca, GError **error)
+{
+        return vrot_x509_signer_new(ca->cert, sign_in_host_tpm, h->tpm, NULL, error);
+}
+
+/* Puts @ca and its @signer (both transfer full) in force. */
+static void enrol(VrotHost *h, VrotHostca *ca, VrotX509Signer *signer)
+{
+        /* A caller may still hold the old signer (transfer none): kept till the end. */
+        if (h->ca_signer)
+                g_ptr_array_add(h->retired, h->ca_signer);
+        h->ca_signer = signer;
+        vrot_hostca_free(h->ca);
+        h->ca = ca;
+}
+
+static VrotHostca *load_certs(const gchar *path, X509 *root, EVP_PKEY *ca_key, GError **error)
+{
+        g_autoptr(GError) local = NULL;
+        VrotHostca *ca = vrot_hostca_load(path, root, ca_key, &local);
+
+        if (!ca)
+                g_set_error(error, local->domain, local->code, "%s: %s; if the host TPM or the "
+                            "fleet root changed, remove it and enrol the host again", path,
+                            local->message);
+        return ca;
+}
+
 /*
- * --dev: a local fleet root (software key in the state directory) issues the
- * host CA certificate for the CA key that lives in the (simulated) host TPM.
- * The production path - a CSR with TPM2_Certify evidence, signed by the
- * operator's CA - is issue 4's remaining work.
+ * The host CA certificate in STATE/host/host-ca.pem, checked again at
+ * every start.  Without one: --dev has its local fleet root issue it
+ * after checking the evidence; in production the host stays not enrolled
+ * until an operator's CA imports one (host.import_ca_cert).
  */
 static gboolean open_certs(VrotHost *h, const VrotConfig *cfg, GError **error)
 {
-        g_autofree gchar *root_key_path = g_build_filename(h->host_dir, "fleet-root.key", NULL);
-        g_autofree gchar *root_path = g_build_filename(h->host_dir, "fleet-root.pem", NULL);
-        g_autofree gchar *ca_path = g_build_filename(h->host_dir, "host-ca.pem", NULL);
-        g_autoptr(EVP_PKEY) root_key = NULL, ca_pub = NULL;
-        g_autoptr(VrotX509Signer) root_signer = NULL;
-        VrotX509CaParams root_params = { .common_name = "vrot dev fleet root", .organization = "vrot --dev" };
-        VrotX509CaParams ca_params = { .common_name = "vrot host endorsement CA", .organization = "vrot --dev" };
+        g_autofree gchar *path = g_build_filename(h->host_dir, HOST_CA_FILE, NULL);
+        g_autoptr(EVP_PKEY) ca_key = vrot_host_tpm_ca_public_key(h->tpm, error);
+        g_autoptr(VrotHostca) ca = NULL;
+        g_autoptr(X509) issued = NULL;
+        VrotX509Signer *signer;
 
-        if (!cfg->dev) {
-                g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_UNSUPPORTED,
-                            "host CA enrolment with an operator CA is not written yet: run with --dev");
+        if (!ca_key)
                 return FALSE;
-        }
-        if (!(root_key = dev_key(root_key_path, FALSE, error)))
-                return FALSE;
-        h->root_cert = g_file_test(root_path, G_FILE_TEST_EXISTS) ? load_cert(root_path, error)
-                                                                 : vrot_x509_root_cert(root_key, &root_params, error);
-        if (!h->root_cert || !save_cert(h->root_cert, root_path, error))
-                return FALSE;
-        if (g_file_test(ca_path, G_FILE_TEST_EXISTS)) {
-                h->ca_cert = load_cert(ca_path, error);
-        } else {
-                root_signer = vrot_x509_signer_new_software(h->root_cert, root_key, error);
-                ca_pub = root_signer ? vrot_host_tpm_ca_public_key(h->tpm, error) : NULL;
-                h->ca_cert = ca_pub ? vrot_x509_ca_cert(root_signer, ca_pub, &ca_params, error) : NULL;
-                if (h->ca_cert && !save_cert(h->ca_cert, ca_path, error))
+        if (g_file_test(path, G_FILE_TEST_EXISTS)) {
+                ca = load_certs(path, h->op->fleet_root, ca_key, error);
+        } else if (cfg->dev) {
+                issued = vrot_hostca_dev_issue(h->tpm, h->dev, h->op->fleet_root,
+                                               h->op->fleet_root_key, error);
+                ca = issued ? vrot_hostca_check(issued, NULL, h->op->fleet_root, ca_key, error)
+                            : NULL;
+                if (ca && !vrot_hostca_save(ca, path, error))
                         return FALSE;
+        } else {
+                return TRUE;
         }
-        if (!h->ca_cert)
+        if (!ca || !(signer = signer_for(h, ca, error)))
                 return FALSE;
-        h->ca_signer = vrot_x509_signer_new(h->ca_cert, sign_in_host_tpm, h->tpm, NULL, error);
-        return h->ca_signer != NULL;
+        enrol(h, g_steal_pointer(&ca), signer);
+        return TRUE;
 }
 
 VrotHost *vrot_host_open(const VrotConfig *cfg, GError **error)
@@ -183,6 +185,9 @@ VrotHost *vrot_host_open(const VrotConfig *cfg, GError **error)
                             g_strerror(errno));
                 return NULL;
         }
+        h->retired = g_ptr_array_new_with_free_func((GDestroyNotify)vrot_x509_signer_free);
+        if (!open_operator(h, cfg, error))
+                return NULL;
         if (cfg->dev) {
                 g_autofree gchar *dir = g_build_filename(cfg->state_dir, "dev-host-tpm", NULL);
                 if (!(h->dev = vrot_dev_tpm_start(dir, error))) {
@@ -192,7 +197,8 @@ VrotHost *vrot_host_open(const VrotConfig *cfg, GError **error)
                 tcti = vrot_dev_tpm_tcti(h->dev);
         }
         h->tcti = g_strdup(tcti);
-        if (!(h->tpm = vrot_host_tpm_open(tcti, error)) || !vrot_host_tpm_provision(h->tpm, NULL, error)) {
+        if (!(h->tpm = vrot_host_tpm_open(tcti, error)) ||
+            !vrot_host_tpm_provision(h->tpm, NULL, error)) {
                 g_prefix_error(error, "host TPM (%s): ", tcti);
                 return NULL;
         }
@@ -237,12 +243,71 @@ const VrotX509Signer *vrot_host_ca_signer(const VrotHost *h)
         return h->ca_signer;
 }
 
+gboolean vrot_host_enrolled(const VrotHost *h)
+{
+        return h->ca != NULL;
+}
+
 X509 *vrot_host_root_cert(const VrotHost *h)
 {
-        return h->root_cert;
+        return h->op->fleet_root;
 }
 
 X509 *vrot_host_ca_cert(const VrotHost *h)
 {
-        return h->ca_cert;
+        return h->ca ? h->ca->cert : NULL;
+}
+
+STACK_OF(X509) *vrot_host_ca_path(const VrotHost *h)
+{
+        return h->ca ? h->ca->path : NULL;
+}
+
+/* "vrot host CA <hostname>", within the 64 characters of a CN. */
+static gchar *csr_common_name(void)
+{
+        const gchar *host = g_get_host_name();
+        g_autofree gchar *name = g_strdup_printf("vrot host CA %.48s", host ? host : "");
+
+        for (gchar *p = name; *p; p++)
+                if (!g_ascii_isprint(*p))
+                        *p = '?';
+        return g_steal_pointer(&name);
+}
+
+gboolean vrot_host_evidence(VrotHost *h, GBytes *nonce, VrotTpmevidence **ret_evidence,
+                            X509_REQ **ret_csr, GError **error)
+{
+        g_autofree gchar *cn = csr_common_name();
+        VrotX509CaParams subject = { .common_name = cn, .organization = "vrot" };
+        g_autoptr(VrotTpmevidence) ev = NULL;
+        g_autoptr(EVP_PKEY) key = NULL;
+        X509_REQ *csr;
+
+        g_return_val_if_fail(nonce && ret_evidence && ret_csr, FALSE);
+        if (!vrot_host_tpm_certify_ca_key(h->tpm, nonce, &ev, error) ||
+            !(key = vrot_host_tpm_ca_public_key(h->tpm, error)) ||
+            !(csr = vrot_x509_csr(key, &subject, sign_in_host_tpm, h->tpm, error)))
+                return FALSE;
+        *ret_evidence = g_steal_pointer(&ev);
+        *ret_csr = csr;
+        return TRUE;
+}
+
+gboolean vrot_host_import_ca_cert(VrotHost *h, const gchar *pem, gsize len,
+                                  const gchar *chain_pem, gsize chain_len, GError **error)
+{
+        g_autofree gchar *path = g_build_filename(h->host_dir, HOST_CA_FILE, NULL);
+        g_autoptr(EVP_PKEY) ca_key = vrot_host_tpm_ca_public_key(h->tpm, error);
+        g_autoptr(VrotHostca) ca = NULL;
+        g_autoptr(VrotX509Signer) signer = NULL;
+
+        if (!ca_key || !(ca = vrot_hostca_import(pem, len, chain_pem, chain_len,
+                                                 h->op->fleet_root, ca_key, error)))
+                return FALSE;
+        /* Everything that can refuse it, before anything is written. */
+        if (!(signer = signer_for(h, ca, error)) || !vrot_hostca_save(ca, path, error))
+                return FALSE;
+        enrol(h, g_steal_pointer(&ca), g_steal_pointer(&signer));
+        return TRUE;
 }

@@ -15,6 +15,7 @@
 #include "autoptr.h"
 #include "config.h"
 #include "hosttpm.h"
+#include "tpmevidence.h"
 #include "x509.h"
 
 #define VROT_HOST_ERROR (vrot_host_error_quark())
@@ -22,17 +23,22 @@ GQuark vrot_host_error_quark(void);
 
 typedef enum {
         VROT_HOST_ERROR_FAILED,
-        VROT_HOST_ERROR_UNSUPPORTED,    /* production enrolment not written yet */
 } VrotHostError;
 
 typedef struct VrotHost VrotHost;
 
 /**
  * vrot_host_open:
- * Brings the host up: starts the simulated host TPM with cfg->dev, opens the
- * host TPM, provisions what is missing (first start), unseals the master
- * key, and loads or (--dev) makes the fleet root and host CA certificates.
- * Returns (transfer full) the host, or NULL with @error naming the step.
+ * Brings the host up: reads the operator's keys and fleet root from the
+ * configuration (or, with cfg->dev, makes them locally and starts the
+ * simulated host TPM), opens the host TPM, provisions what is missing
+ * (first start), unseals the master key, and loads and checks the host CA
+ * certificate.  Without one, --dev's local fleet root issues it after
+ * checking the host evidence; in production the host comes up not
+ * enrolled (vrot_host_enrolled()) until vrot_host_import_ca_cert().
+ * Returns (transfer full) the host, or NULL with @error naming the step
+ * (a missing operator key: VROT_OPERATOR_ERROR naming the configuration
+ * key).
  */
 VrotHost *vrot_host_open(const VrotConfig *cfg, GError **error);
 
@@ -51,9 +57,56 @@ const VrotSecret *vrot_host_master(const VrotHost *host);
 /** vrot_host_registry_key: (transfer none) 32 bytes that MAC the registry. */
 const guint8 *vrot_host_registry_key(const VrotHost *host);
 
-/** vrot_host_ca_signer: (transfer none) signs with the CA key in the host TPM. */
+/**
+ * vrot_host_ca_signer:
+ * Returns: (transfer none) (nullable): signs with the CA key in the host
+ *   TPM, under the host CA certificate; NULL while not enrolled.  Valid
+ *   until the host is freed, even after an import replaced it.
+ */
 const VrotX509Signer *vrot_host_ca_signer(const VrotHost *host);
 
-/** (transfer none) certificates; the root is NULL outside --dev. */
+/** vrot_host_enrolled: TRUE once the host has a host CA certificate. */
+gboolean vrot_host_enrolled(const VrotHost *host);
+
+/** vrot_host_root_cert: (transfer none) the fleet root (the trust anchor). */
 X509 *vrot_host_root_cert(const VrotHost *host);
+
+/** vrot_host_ca_cert: (transfer none) (nullable) the host CA certificate; NULL: not enrolled. */
 X509 *vrot_host_ca_cert(const VrotHost *host);
+
+/**
+ * vrot_host_ca_path:
+ * Returns: (transfer none) (nullable): the verified chain, host CA
+ *   certificate first, fleet root last; NULL while not enrolled.
+ */
+STACK_OF(X509) *vrot_host_ca_path(const VrotHost *host);
+
+/**
+ * vrot_host_evidence:
+ * @nonce: the verifier's nonce, 1 to 64 bytes
+ * @ret_evidence: (out) (transfer full): TPM2_Certify of the CA key by the
+ *   AK over @nonce, with the EK and its certificate (docs/host-evidence.md)
+ * @ret_csr: (out) (transfer full): a PKCS#10 request for the CA key,
+ *   signed by it in the host TPM
+ *
+ * What an operator's CA needs to issue the host CA certificate.  Cost: 9
+ * host-TPM commands (8 + 1 Sign).  Errors: VROT_HOST_TPM_ERROR, VROT_X509_ERROR.
+ */
+gboolean vrot_host_evidence(VrotHost *host, GBytes *nonce, VrotTpmevidence **ret_evidence,
+                            X509_REQ **ret_csr, GError **error);
+
+/**
+ * vrot_host_import_ca_cert:
+ * @pem: untrusted PEM text of the host CA certificate
+ * @chain_pem: (nullable): untrusted PEM text of the certificates between
+ *   it and the fleet root
+ *
+ * Accepts the certificate only if it certifies the CA key in the host
+ * TPM, is a CA certificate with keyCertSign and chains to the configured
+ * fleet root (vrot_hostca_check()); then writes it durably to
+ * STATE/host/host-ca.pem and puts it in force at once.  On any error
+ * nothing changes, in memory or on disk.  Errors: VROT_HOSTCA_ERROR,
+ * VROT_X509_ERROR.
+ */
+gboolean vrot_host_import_ca_cert(VrotHost *host, const gchar *pem, gsize len,
+                                  const gchar *chain_pem, gsize chain_len, GError **error);

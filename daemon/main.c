@@ -125,6 +125,9 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
                 g_critical("%s", error->message);
                 return EXIT_FAILURE;
         }
+        if (!vrot_host_enrolled(host))
+                g_warning("this host is not enrolled: it signs nothing and refuses instance.create "
+                          "until an operator enrols it (vrotctl host-enrol; vrotd(8) ENROLMENT)");
         api.host = host;
         api.instances = instances;
         methods = vrot_api_methods(&n);
