@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "autoptr.h"
+#include "jsonrpc.h"
+#include "vrotctl.h"
+#include "x509.h"
+
+G_DEFINE_QUARK(vrotctl-usage-error-quark, vrotctl_usage_error)
+
+#define MAX_FILE (1024 * 1024)
+#define MAX_CERTS 16
+
+gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                            char ***argv, GError **error)
+{
+        g_autoptr(GOptionContext) oc = g_option_context_new(cmd->args);
+        g_autoptr(GError) local = NULL;
+
+        g_option_context_add_main_entries(oc, entries, NULL);
+        g_option_context_set_help_enabled(oc, FALSE);
+        if (!g_option_context_parse(oc, argc, argv, &local)) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s", cmd->name, local->message);
+                return FALSE;
+        }
+        if (*argc > 1) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: unexpected argument '%s' "
+                            "(usage: vrotctl %s %s)", cmd->name, (*argv)[1], cmd->name, cmd->args);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+gboolean vrotctl_require(const VrotctlCommand *cmd, const char *option, const char *value,
+                         GError **error)
+{
+        if (value)
+                return TRUE;
+        g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s is required (usage: vrotctl %s %s)",
+                    cmd->name, option, cmd->name, cmd->args);
+        return FALSE;
+}
+
+VrotRpcclient *vrotctl_connect(const VrotctlContext *ctx, GError **error)
+{
+        VrotRpcclient *c = NULL;
+
+        if (!vrot_rpcclient_connect(ctx->socket, 0, &c, error))
+                return NULL;
+        return c;
+}
+
+gboolean vrotctl_call(VrotRpcclient *c, const char *method, JsonObject *params,
+                      JsonNode **ret_result, GError **error)
+{
+        if (vrot_rpcclient_call(c, method, params, ret_result, error))
+                return TRUE;
+        if ((*error)->domain == VROT_JSONRPC_ERROR)
+                g_prefix_error(error, "vrotd refused %s (%d, %s): ", method, (*error)->code,
+                               vrot_jsonrpc_error_name((*error)->code));
+        else
+                g_prefix_error(error, "%s: ", method);
+        return FALSE;
+}
+
+void vrotctl_print_json(JsonNode *node)
+{
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        g_autofree gchar *text = NULL;
+
+        json_generator_set_pretty(gen, TRUE);
+        json_generator_set_root(gen, node);
+        text = json_generator_to_data(gen, NULL);
+        printf("%s\n", text);
+}
+
+void vrotctl_print_field(const char *name, const char *value)
+{
+        printf("%-20s %s\n", name, value ? value : "-");
+}
+
+const char *vrotctl_member_string(JsonObject *o, const char *name)
+{
+        JsonNode *n = o ? json_object_get_member(o, name) : NULL;
+
+        if (!n || !JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING)
+                return NULL;
+        return json_node_get_string(n);
+}
+
+gchar *vrotctl_subject(const X509_NAME *name)
+{
+        g_autoptr(BIO) bio = BIO_new(BIO_s_mem());
+        char *data = NULL;
+        long len;
+
+        if (!bio || X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) < 0)
+                return g_strdup("?");
+        len = BIO_get_mem_data(bio, &data);
+        return g_strndup(data, (gsize)len);
+}
+
+gchar *vrotctl_read_file(const char *path, gsize *ret_len, GError **error)
+{
+        gchar *text = NULL;
+        gsize len = 0;
+
+        if (!g_file_get_contents(path, &text, &len, error))
+                return NULL;
+        if (len > MAX_FILE) {
+                g_free(text);
+                g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: larger than %d bytes",
+                            path, MAX_FILE);
+                return NULL;
+        }
+        if (ret_len)
+                *ret_len = len;
+        return text;
+}
+
+STACK_OF(X509) *vrotctl_load_certs(const char *path, GError **error)
+{
+        g_autofree gchar *text = NULL;
+        STACK_OF(X509) *certs;
+        gsize len = 0;
+
+        if (!(text = vrotctl_read_file(path, &len, error)))
+                return NULL;
+        certs = vrot_x509_chain_from_pem(text, len, MAX_CERTS, error);
+        if (!certs)
+                g_prefix_error(error, "%s: ", path);
+        return certs;
+}
