@@ -1,4 +1,6 @@
-"""Start `vrotd --dev` in a test's temporary directory and talk to it.
+"""Start `vrotd --dev` (or, with dev=False, vrotd on a host TPM and an
+operator configuration of the test's own) in a test's temporary directory
+and talk to it.
 
     with Harness("vrotd-x") as h:
         d = Vrotd(h).start()
@@ -48,6 +50,7 @@ STATE_REFUSED = -32003
 HOST_TPM_FAILURE = -32004
 BUSY = -32005
 TOO_LARGE = -32006
+NOT_ENROLLED = -32007
 
 
 def vrotd_binary():
@@ -296,11 +299,13 @@ def expect_error(code, fn, *args, **kw):
 # -- the daemon ----------------------------------------------------------------
 
 class Vrotd:
-    """One `vrotd --dev` with its own state and runtime directories."""
+    """One `vrotd --dev` with its own state and runtime directories (dev=False:
+    without --dev; the configuration must then name the host TPM and the
+    operator's keys)."""
 
     def __init__(self, h, name="vrotd", state_dir=None, runtime_dir=None, config=None,
-                 extra=(), log_level="debug"):
-        self.h, self.name = h, name
+                 extra=(), log_level="debug", dev=True):
+        self.h, self.name, self.dev = h, name, dev
         self.state_dir = state_dir or h.path(name + ".state")
         self.runtime_dir = runtime_dir or h.path(name + ".run")
         self.config, self.extra, self.log_level = config, list(extra), log_level
@@ -329,8 +334,9 @@ class Vrotd:
             return ""
 
     def argv(self):
-        argv = [vrotd_binary(), "--dev", "--state-dir", self.state_dir,
-                "--runtime-dir", self.runtime_dir, "--vtpm", vtpm_binary()]
+        argv = [vrotd_binary()] + (["--dev"] if self.dev else [])
+        argv += ["--state-dir", self.state_dir, "--runtime-dir", self.runtime_dir,
+                 "--vtpm", vtpm_binary()]
         if self.config:
             argv += ["--config", self.config]
         if self.log_level:
