@@ -37,8 +37,9 @@ struct VrotWorker {
         gboolean ready, ended, signaled;
         gint code;
         gchar *refusal;                 /* the server's "error ..." */
-        guint watch, deadline;
+        guint watch, deadline, kick;
         gboolean watched;
+        gboolean ready_told, end_told;  /* news handed to the callbacks */
         VrotWorkerReadyFunc on_ready;
         VrotWorkerExitFunc on_exit;
         gpointer user_data;
@@ -429,6 +430,8 @@ VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error)
         return g_steal_pointer(&w);
 }
 
+static gboolean on_kick(gpointer data);
+
 /* Reads the news until the server's "ok PID" (or the end) has come. */
 static void resolve_pid(VrotWorker *w)
 {
@@ -443,6 +446,10 @@ static void resolve_pid(VrotWorker *w)
                 take_line(w, line);
         }
         take_lines(w);
+        /* What was read here ("ready", even the end) never wakes the watch
+         * on the descriptor: hand it over from the main loop. */
+        if (w->watched && !w->kick && ((w->ready && !w->ready_told) || (w->ended && !w->end_told)))
+                w->kick = g_idle_add(on_kick, w);
 }
 
 GPid vrot_worker_pid(VrotWorker *w)
@@ -573,37 +580,59 @@ static void report_ready(VrotWorker *w, const GError *error)
 
         g_clear_handle_id(&w->deadline, g_source_remove);
         w->on_ready = NULL;
+        w->ready_told = TRUE;
         if (fn)
                 fn(w, error, w->user_data);
+}
+
+/* Hands what is known and not yet told to the callbacks; FALSE once the
+ * worker's end has been told (nothing more will come). */
+static gboolean deliver(VrotWorker *w)
+{
+        if (w->ready && !w->ready_told)
+                report_ready(w, NULL);
+        if (!w->ended || w->end_told)
+                return !w->end_told;
+        w->end_told = TRUE;
+        g_clear_handle_id(&w->watch, g_source_remove);
+        if (!w->ready_told) {
+                g_autoptr(GError) error = NULL;
+                set_end_error(w, &error);
+                report_ready(w, error);
+        } else if (w->ready && w->on_exit) {
+                w->on_exit(w, w->signaled, w->code, w->user_data);
+        }
+        return FALSE;
+}
+
+static gboolean on_kick(gpointer data)
+{
+        VrotWorker *w = data;
+
+        w->kick = 0;
+        (void)deliver(w);
+        return G_SOURCE_REMOVE;
 }
 
 static gboolean on_news(gint fd, GIOCondition cond, gpointer data)
 {
         VrotWorker *w = data;
         int before = news_fd(w);
-        gboolean was_ready = w->ready;
 
         (void)fd, (void)cond;
         (void)pump(w);
-        if (!was_ready && w->ready)
-                report_ready(w, NULL);
-        if (!w->ended) {
-                if (news_fd(w) != before) {
-                        w->watch = 0;
-                        rewatch(w);
-                        return G_SOURCE_REMOVE;
-                }
-                return G_SOURCE_CONTINUE;
+        if (w->ended) {
+                w->watch = 0;           /* deliver() must not remove this source */
+                (void)deliver(w);
+                return G_SOURCE_REMOVE;
         }
-        w->watch = 0;
-        if (!w->ready) {
-                g_autoptr(GError) error = NULL;
-                set_end_error(w, &error);
-                report_ready(w, error);
-        } else if (w->on_exit) {
-                w->on_exit(w, w->signaled, w->code, w->user_data);
+        (void)deliver(w);
+        if (news_fd(w) != before) {
+                w->watch = 0;
+                rewatch(w);
+                return G_SOURCE_REMOVE;
         }
-        return G_SOURCE_REMOVE;
+        return G_SOURCE_CONTINUE;
 }
 
 static gboolean on_deadline(gpointer data)
@@ -619,16 +648,6 @@ static gboolean on_deadline(gpointer data)
         return G_SOURCE_REMOVE;
 }
 
-/* "ready" came with "ok PID", before anyone watched: report it now. */
-static gboolean on_ready_already(gpointer data)
-{
-        VrotWorker *w = data;
-
-        w->deadline = 0;
-        report_ready(w, NULL);
-        return G_SOURCE_REMOVE;
-}
-
 void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_ready,
                        VrotWorkerExitFunc on_exit, gpointer user_data)
 {
@@ -637,9 +656,10 @@ void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_r
         w->on_ready = on_ready;
         w->on_exit = on_exit;
         w->user_data = user_data;
-        if (w->ready && on_ready)
-                w->deadline = g_idle_add(on_ready_already, w);
-        else if (!w->ready)
+        /* "ready" may have come with "ok PID", before anyone watched. */
+        if (w->ready)
+                w->kick = g_idle_add(on_kick, w);
+        else
                 w->deadline = g_timeout_add(timeout_ms, on_deadline, w);
         rewatch(w);
 }
@@ -650,6 +670,7 @@ void vrot_worker_free(VrotWorker *w)
                 return;
         g_clear_handle_id(&w->watch, g_source_remove);
         g_clear_handle_id(&w->deadline, g_source_remove);
+        g_clear_handle_id(&w->kick, g_source_remove);
         if (w->conn >= 0)
                 close(w->conn);
         if (w->pidfd >= 0)

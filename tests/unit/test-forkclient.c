@@ -187,6 +187,32 @@ static void test_forkclient_ready_before_watch(void)
         free_owned(owned);
 }
 
+/* Asking for the PID of a watched, starting worker reads its news off the
+ * connection ("ok PID", and "ready" if it came too): that must still reach
+ * the callback.  (A second instance.start of a starting instance did this
+ * and left the first one unanswered.) */
+static void test_forkclient_pid_keeps_news(void)
+{
+        gchar *owned[3];
+        VrotWorkerSpec s = spec_for("pid", owned);
+        g_autoptr(GError) err = NULL;
+        Ready r = { 0 };
+        VrotWorker *w = spawn_with_key(&s, 8, &err);
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        vrot_worker_watch(w, 10000, worker_ready, NULL, &r);
+        /* Let both lines arrive before anyone reads them. */
+        for (int i = 0; i < 2000 && access(s.ctrl_path, F_OK) != 0; i++)
+                g_usleep(1000);
+        g_usleep(50 * 1000);
+        CU_ASSERT(vrot_worker_pid(w) > 0);
+        wait_ready_async(&r);
+        CU_ASSERT_PTR_NULL(r.error);
+        kill(vrot_worker_pid(w), SIGTERM);
+        vrot_worker_free(w);
+        free_owned(owned);
+}
+
 static void test_forkclient_refused_state_reported(void)
 {
         gchar *owned[3];
@@ -323,6 +349,7 @@ int main(void)
                 UNIT_CASE(test_forkclient_wait_ready_then_exit),
                 UNIT_CASE(test_forkclient_watch_overlapping_starts),
                 UNIT_CASE(test_forkclient_ready_before_watch),
+                UNIT_CASE(test_forkclient_pid_keeps_news),
                 UNIT_CASE(test_forkclient_refused_state_reported),
                 UNIT_CASE(test_forkclient_bad_spec_refused),
                 UNIT_CASE(test_forkclient_server_death),
