@@ -193,7 +193,8 @@ static GString *request_of(const VrotWorkerSpec *s)
                 OPT("--min-generation", gen);
         }
         if (s->not_need_init)
-                OPT("--flags", "not-need-init,startup-clear");
+                OPT("--flags", s->defer_writes ? "not-need-init,startup-clear,defer-writes"
+                                               : "not-need-init,startup-clear");
 #undef OPT
         return req;
 }

@@ -37,6 +37,7 @@ typedef struct VrotWorkerSpec {
         const gchar *runas;             /* nullable */
         guint64 min_generation;
         gboolean not_need_init;         /* services: start the TPM at once */
+        gboolean defer_writes;          /* manufacture: state written once, at exit */
 } VrotWorkerSpec;
 
 /**

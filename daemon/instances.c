@@ -553,6 +553,9 @@ static gboolean start_now(VrotInstances *self, const VrotInstance *inst, GError 
 
         if (!prepare(self, inst, TRUE, &spec, owned, &key_fd, error))
                 return FALSE;
+        /* Manufacture changes the state a dozen times; a crash fails the
+         * create anyway, so the worker writes it once, when it stops. */
+        spec.defer_writes = TRUE;
         r = running_new(self, inst->uuid);
         r->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, error);
         close(key_fd);
@@ -637,6 +640,9 @@ static gboolean manufacture(VrotInstances *self, VrotInstance *inst, GError **er
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
         }
+        if (ok && inst->generation == 0)
+                return fail(error, VROT_INSTANCES_ERROR_FAILED,
+                            "the manufactured state of %s was not written (see its worker.log)", inst->uuid);
         if (inst->kind == VROT_INSTANCE_VM) {
                 g_autofree gchar *data_ctrl = run_path(self, inst->uuid, "data.sock.ctrl");
                 (void)unlink(data_ctrl);        /* a VM's TPM has no data socket */

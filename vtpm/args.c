@@ -23,7 +23,8 @@ void vtpm_args_usage(FILE *f)
               "  --key-fd N             read the 32-byte state key from descriptor N\n"
               "  --insecure-plaintext   no key: state sealed under a public all-zero key (tests only)\n"
               "  --flags LIST           not-need-init: start the TPM at once; startup-clear: and\n"
-              "                         send TPM2_Startup(CLEAR)\n"
+              "                         send TPM2_Startup(CLEAR); defer-writes: write the state\n"
+              "                         once, durably, at exit (manufacture only)\n"
               "  --min-generation N     refuse state older than generation N (rollback anchor)\n"
               "  --runas USER           drop to USER after start-up\n"
               "  --ready-fd N           write \"ready\" to descriptor N once the sockets listen\n"
@@ -56,6 +57,8 @@ static int parse_flags(const char *s, VtpmArgs *a)
                         a->not_need_init = true;
                 else if (strcmp(t, "startup-clear") == 0)
                         a->startup_clear = true;
+                else if (strcmp(t, "defer-writes") == 0)
+                        a->defer_writes = true;
                 else
                         return -1;
         }

@@ -22,6 +22,7 @@ typedef struct VtpmArgs {
         int ready_fd;              /* -1: none; else "ready\n" once listening */
         bool insecure;
         bool not_need_init, startup_clear;
+        bool defer_writes;         /* state written once, at exit (manufacture) */
         uint64_t min_generation;
         VrotLogLevel log_level;
         const char *fork_server;   /* --fork-server PATH: serve spawn requests */

@@ -193,6 +193,8 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         ret = open_state(a, &sealer, &w.store);
         if (ret != 0)
                 return ret;
+        if (a->defer_writes)
+                vtpm_store_defer(w.store);
         ret = EXIT_FAILURE;
         if (open_sockets(a, &w) < 0)
                 goto out;
@@ -212,6 +214,12 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
                 ret = EXIT_SUCCESS;
 out:
         vtpm_tpm_free();
+        /* defer-writes: what the TPM stored is written now, once; a state
+         * that could not be written is a failure of the whole run. */
+        if (a->defer_writes && vtpm_store_flush(w.store, &err) < 0) {
+                log_error("writing the state at exit: %s", err.msg);
+                ret = EXIT_FAILURE;
+        }
         close_sockets(&w);
         vtpm_store_free(w.store);
         return ret;

@@ -22,7 +22,17 @@ struct VtpmStore {
         uint64_t gen;                 /* current generation G */
         uint64_t blob_gen[NBLOBS];    /* generation of each blob, 0 = absent */
         bool record_stale;            /* the record on disk lags behind */
+        bool deferred;                /* saves wait in memory for the flush */
+        uint8_t *pending[NBLOBS];     /* plaintext not yet written */
+        uint32_t pending_len[NBLOBS];
 };
+
+static void drop_pending(VtpmStore *s, int i)
+{
+        vrot_free_wiped(s->pending[i], s->pending_len[i]);
+        s->pending[i] = NULL;
+        s->pending_len[i] = 0;
+}
 
 const char *vtpm_store_file_name(uint32_t type)
 {
@@ -187,6 +197,14 @@ int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_le
         uint64_t got;
         int r;
 
+        if (s->pending[slot(type)]) {
+                *ret = malloc(s->pending_len[slot(type)] ? s->pending_len[slot(type)] : 1);
+                if (!*ret)
+                        return vrot_err(err, ENOMEM, "out of memory");
+                memcpy(*ret, s->pending[slot(type)], s->pending_len[slot(type)]);
+                *ret_len = s->pending_len[slot(type)];
+                return 0;
+        }
         if (s->blob_gen[slot(type)] == 0)
                 return vrot_err(err, ENOENT, "no %s", vtpm_store_file_name(type));
         r = read_sealed(s, type, &plain, &len, &got, err);
@@ -210,6 +228,16 @@ int vtpm_store_save(VtpmStore *s, uint32_t type, const uint8_t *buf, uint32_t le
         size_t blob_len;
         int r;
 
+        if (s->deferred) {
+                uint8_t *copy = malloc(len ? len : 1);
+                if (!copy)
+                        return vrot_err(err, ENOMEM, "out of memory");
+                memcpy(copy, buf, len);
+                drop_pending(s, slot(type));
+                s->pending[slot(type)] = copy;
+                s->pending_len[slot(type)] = len;
+                return 0;
+        }
         /* A record left behind by a failed write must land before the next
          * blob, or that blob would be two generations ahead of it. */
         if (s->record_stale && (r = write_record(s, err)) < 0)
@@ -230,6 +258,7 @@ int vtpm_store_delete(VtpmStore *s, uint32_t type, VrotError *err)
 {
         int r;
 
+        drop_pending(s, slot(type));
         if (s->blob_gen[slot(type)] == 0)
                 return 0;
         r = vrot_durable_unlink(s->dirfd, vtpm_store_file_name(type), err);
@@ -245,10 +274,31 @@ uint64_t vtpm_store_generation(const VtpmStore *s)
         return s->gen;
 }
 
+void vtpm_store_defer(VtpmStore *s)
+{
+        s->deferred = true;
+}
+
+int vtpm_store_flush(VtpmStore *s, VrotError *err)
+{
+        int r = 0;
+
+        s->deferred = false;
+        for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
+                if (!s->pending[slot(t)])
+                        continue;
+                r = vtpm_store_save(s, t, s->pending[slot(t)], s->pending_len[slot(t)], err);
+                drop_pending(s, slot(t));
+        }
+        return r;
+}
+
 void vtpm_store_free(VtpmStore *s)
 {
         if (!s)
                 return;
+        for (int i = 0; i < NBLOBS; i++)
+                drop_pending(s, i);
         if (s->dirfd >= 0)
                 close(s->dirfd);
         free(s);

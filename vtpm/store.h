@@ -50,6 +50,18 @@ int vtpm_store_save(VtpmStore *s, uint32_t type, const uint8_t *buf, uint32_t le
 
 int vtpm_store_delete(VtpmStore *s, uint32_t type, VrotError *err);
 
+/**
+ * vtpm_store_defer:
+ * From now on saves are kept in memory (loads see them) until
+ * vtpm_store_flush(): for the first start that manufactures a vTPM, where
+ * a crash fails the whole create anyway and eight durable writes would
+ * cost more than the rest of the manufacture.
+ */
+void vtpm_store_defer(VtpmStore *s);
+
+/** vtpm_store_flush: writes what waits, durably, and ends deferral. */
+int vtpm_store_flush(VtpmStore *s, VrotError *err);
+
 /** vtpm_store_generation: the current generation (0 for a new instance). */
 uint64_t vtpm_store_generation(const VtpmStore *s);
 

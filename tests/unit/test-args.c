@@ -63,6 +63,8 @@ static void test_args_table(void)
                 { "ready fd junk", { "x", "--uuid", U, "--state-dir", "/s", "--ctrl", "/c", "--key-fd", "3",
                                      "--ready-fd", "" }, -1 },
                 { "fork server with ready fd", { "x", "--fork-server", "/f", "--ready-fd", "4" }, -1 },
+                { "defer writes", { "x", "--uuid", U, "--state-dir", "/s", "--ctrl", "/c", "--key-fd", "3",
+                                    "--flags", "not-need-init,startup-clear,defer-writes" }, 0 },
                 { "fork server", { "x", "--fork-server", "/f" }, 0 },
                 { "fork server with instance", { "x", "--fork-server", "/f", "--uuid", U }, -1 },
         };

@@ -105,6 +105,48 @@ static void test_store_round_trip_and_generations(void)
         vtpm_store_free(open_ok(dir));
 }
 
+/* defer-writes: saves stay in memory (loads see them), nothing reaches the
+ * disk until the flush, which writes each blob once; freeing without a
+ * flush leaves the directory as it was. */
+static void test_store_deferred_writes(void)
+{
+        const char *dir = fresh_dir("deferred");
+        VtpmStore *s = open_ok(dir);
+        char path[512];
+        uint8_t *buf;
+        uint32_t len;
+
+        vtpm_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        save(s, VROT_BLOB_PERMANENT, "perm-2");
+        save(s, VROT_BLOB_VOLATILE, "vol-1");
+        CU_ASSERT_EQUAL(vtpm_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
+        file_path(path, dir, "permall");
+        CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 0);
+        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "perm-2", 6) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(vtpm_store_load(s, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
+        CU_ASSERT_EQUAL(vtpm_store_flush(s, NULL), 0);
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 1);
+        CU_ASSERT_EQUAL(access(path, F_OK), 0);
+        save(s, VROT_BLOB_PERMANENT, "perm-3");         /* deferral ended */
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 2);
+        vtpm_store_free(s);
+
+        s = open_ok(dir);
+        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "perm-3", 6) == 0);
+        free(buf);
+        vtpm_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "lost");
+        vtpm_store_free(s);                             /* no flush: nothing written */
+        s = open_ok(dir);
+        CU_ASSERT_EQUAL(vtpm_store_generation(s), 2);
+        vtpm_store_free(s);
+}
+
 static void test_store_lock_excludes_second_worker(void)
 {
         const char *dir = fresh_dir("lock");
@@ -263,6 +305,7 @@ int main(void)
 {
         static const UnitCase cases[] = {
                 UNIT_CASE(test_store_round_trip_and_generations),
+                UNIT_CASE(test_store_deferred_writes),
                 UNIT_CASE(test_store_lock_excludes_second_worker),
                 UNIT_CASE(test_store_refuses_older_blob),
                 UNIT_CASE(test_store_refuses_rolled_back_record),
