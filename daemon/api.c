@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "endorse.h"
 #include "hostca.h"
 #include "tpmevidence.h"
 #include "uuid.h"
@@ -291,21 +292,32 @@ static gboolean param_uuid(const VrotJsonrpcRequest *req, VrotJsonrpcPresence pr
         return TRUE;
 }
 
+static void set_string_or_null(JsonObject *o, const gchar *name, const gchar *value)
+{
+        if (value)
+                json_object_set_string_member(o, name, value);
+        else
+                json_object_set_null_member(o, name);
+}
+
 static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                           GError **error)
 {
-        static const char *const known[] = { "uuid", "kind", "name", NULL };
+        static const char *const known[] = { "uuid", "kind", "name", "ek", NULL };
         static const char *const kinds[] = { "vm", "service", NULL };
+        static const char *const eks[] = { "both", "rsa", "ecc", NULL };
+        static const guint ek_masks[] = { 0, 1u << VROT_ENDORSE_EK_RSA, 1u << VROT_ENDORSE_EK_ECC };
         VrotApi *api = ctx;
         gchar uuid[VROT_UUID_STR_LEN + 1];
         const gchar *name = NULL;
         g_autofree gchar *made = NULL, *rsa = NULL, *ecc = NULL;
-        guint kind = 0;
+        guint kind = 0, ek = 0;
         JsonNode *res;
 
         if (!vrot_jsonrpc_params_check_known(req, known, error) ||
             !param_uuid(req, VROT_JSONRPC_OPTIONAL, uuid, error) ||
             !vrot_jsonrpc_param_enum(req, "kind", VROT_JSONRPC_REQUIRED, kinds, &kind, error) ||
+            !vrot_jsonrpc_param_enum(req, "ek", VROT_JSONRPC_OPTIONAL, eks, &ek, error) ||
             !vrot_jsonrpc_param_string(req, "name", VROT_JSONRPC_REQUIRED, 64, &name, error))
                 return NULL;
         if (!vrot_host_enrolled(api->host)) {
@@ -319,7 +331,7 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         }
         if (!vrot_instances_create(api->instances, uuid[0] ? uuid : NULL,
                                    kind == 0 ? VROT_INSTANCE_VM : VROT_INSTANCE_SERVICE, name,
-                                   caller->uid, &made, error)) {
+                                   caller->uid, ek_masks[ek], &made, error)) {
                 g_message("refused: create %s by uid %u: %s", uuid[0] ? uuid : "(new)",
                           (unsigned)caller->uid, (*error)->message);
                 to_rpc_error(error);
@@ -328,8 +340,9 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         rsa = vrot_instances_ek_cert_pem(api->instances, made, "rsa", NULL);
         ecc = vrot_instances_ek_cert_pem(api->instances, made, "ecc", NULL);
         res = status_json(api, made, TRUE);
-        json_object_set_string_member(json_node_get_object(res), "ek_rsa_cert_pem", rsa ? rsa : "");
-        json_object_set_string_member(json_node_get_object(res), "ek_ecc_cert_pem", ecc ? ecc : "");
+        /* null for an EK that was not asked for */
+        set_string_or_null(json_node_get_object(res), "ek_rsa_cert_pem", rsa);
+        set_string_or_null(json_node_get_object(res), "ek_ecc_cert_pem", ecc);
         return res;
 }
 

@@ -451,6 +451,11 @@ static gboolean ek_failed(const char *doing, gsize i, GError **error)
         return FALSE;
 }
 
+static gboolean ek_asked(const VrotEndorseParams *params, gsize i)
+{
+        return params->ek_mask == 0 || (params->ek_mask & (1u << i));
+}
+
 /*
  * Create both EKs (transient), certify both, then store both, so that
  * a failing signer changes nothing in the vTPM (endorse.h).  *@t is the
@@ -469,16 +474,22 @@ static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorse
         e->tpm_model = g_strdup(info.model);
         e->tpm_version = info.firmware_1;
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!ek_asked(params, i))
+                        continue;
                 if (!create_ek(c, &kinds[i], &transient[i], &e->ek[i], error))
                         return ek_failed("creating", i, error);
                 e->step_usec[kinds[i].create_step] = lap(t);
         }
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!ek_asked(params, i))
+                        continue;
                 if (!certify_ek(signer, params, &info, &e->ek[i], error))
                         return ek_failed("certifying", i, error);
                 e->step_usec[kinds[i].cert_step] = lap(t);
         }
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!ek_asked(params, i))
+                        continue;
                 if (!persist(c, &transient[i], kinds[i].handle, error) ||
                     !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, info.nv_buffer_max, error))
                         return ek_failed("storing", i, error);

@@ -173,6 +173,7 @@ typedef struct VrotEndorseParams {
         guint8 instance_uuid[16];
         const char *host_attestation_uri;
         gint64 not_after;
+        guint ek_mask;                  /* 1 << VrotEndorseEk of the EKs to make; 0: all */
 } VrotEndorseParams;
 
 /**

@@ -612,7 +612,11 @@ static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorseme
 
         for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++) {
                 g_autofree gchar *path = cert_path(self, uuid, names[i]);
-                g_autofree gchar *pem = vrot_x509_to_pem(e->ek[i].cert, error);
+                g_autofree gchar *pem = NULL;
+
+                if (!e->ek[i].cert)
+                        continue;       /* not asked for */
+                pem = vrot_x509_to_pem(e->ek[i].cert, error);
                 if (!pem || !g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT,
                                                       0644, error))
                         return FALSE;
@@ -622,13 +626,14 @@ static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorseme
 
 /* First start of a new vTPM: run it with a data socket (as a service, its
  * TPM starts at once), create and endorse its EKs, stop it. */
-static gboolean manufacture(VrotInstances *self, VrotInstance *inst, GError **error)
+static gboolean manufacture(VrotInstances *self, VrotInstance *inst, guint ek_mask, GError **error)
 {
         g_autofree gchar *data = run_path(self, inst->uuid, "data.sock");
         g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data);
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) stop_error = NULL;
-        VrotEndorseParams params = { .host_attestation_uri = "urn:vrot:host-attestation" };
+        VrotEndorseParams params = { .host_attestation_uri = "urn:vrot:host-attestation",
+                                     .ek_mask = ek_mask };
         gboolean ok;
 
         if (!start_now(self, inst, error))
@@ -662,7 +667,8 @@ static gboolean valid_name(const gchar *name)
 }
 
 gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
-                               const gchar *name, uid_t owner, gchar **ret_uuid, GError **error)
+                               const gchar *name, uid_t owner, guint ek_mask, gchar **ret_uuid,
+                               GError **error)
 {
         g_autoptr(VrotInstance) inst = g_new0(VrotInstance, 1);
         g_autofree gchar *dir = NULL;
@@ -699,7 +705,7 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
         if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error) || !save(self, error))
                 return FALSE;
         entry = vrot_registry_lookup(self->registry, canon);
-        if (!manufacture(self, entry, error)) {
+        if (!manufacture(self, entry, ek_mask, error)) {
                 g_prefix_error(error, "manufacturing %s: ", canon);
                 return FALSE;           /* the entry stays: delete cleans up */
         }

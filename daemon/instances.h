@@ -44,9 +44,11 @@ VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const g
 void vrot_instances_free(VrotInstances *self);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotInstances, vrot_instances_free)
 
-/** @uuid nullable: a new one is made.  *@ret_uuid (transfer full). */
+/** @uuid nullable: a new one is made.  @ek_mask: the EKs to make and
+ *  endorse (1 << VrotEndorseEk each; 0: both).  *@ret_uuid (transfer full). */
 gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
-                               const gchar *name, uid_t owner, gchar **ret_uuid, GError **error);
+                               const gchar *name, uid_t owner, guint ek_mask, gchar **ret_uuid,
+                               GError **error);
 /**
  * VrotInstancesStartFunc:
  * How a start went: @error NULL when the control socket listens.

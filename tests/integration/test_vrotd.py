@@ -345,6 +345,38 @@ def test_endorsement():
         d.stop_clean()
 
 
+def test_ecc_only():
+    """ek "ecc": only the ECC EK is made and endorsed; no RSA certificate,
+    no RSA EK handle, no RSA certificate index; a bad value is refused."""
+    with Harness("vrotd-ecc-only") as h:
+        d = Vrotd(h).start()
+        info = d.call("host.info")
+        res = d.call("instance.create", kind="service", name="ecc-only", ek="ecc")
+        u = res["uuid"]
+        check(res["ek_rsa_cert_pem"] is None, f"an RSA certificate although only ECC was asked: "
+              f"{str(res['ek_rsa_cert_pem'])[:80]!r}")
+        check_pem(res["ek_ecc_cert_pem"], "ek_ecc_cert_pem")
+        verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res["ek_ecc_cert_pem"], "ecc-only")
+        e = expect_error(NOT_FOUND, d.call, "instance.ek_cert", uuid=u, type="rsa")
+        check("rsa" in e.message, f"unclear message: {e.message!r}")
+        s = start(d, u)
+        out = h.path("ecc-only.pem")
+        tpm2(s, "readpublic", "-c", f"0x{ECC_HANDLE:x}", "-o", out, "-f", "pem")
+        check(pubkey_file_der(out) == cert_pubkey_der(res["ek_ecc_cert_pem"]),
+              "the persistent ECC EK is not the key of the certificate")
+        handles = tpm2(s, "getcap", "handles-persistent").decode()
+        check(f"0x{RSA_HANDLE:x}" not in handles.lower(), f"an RSA EK was persisted: {handles}")
+        indices = tpm2(s, "getcap", "handles-nv-index").decode()
+        check(f"0x{RSA_INDEX:x}" not in indices.lower() and f"0x{ECC_INDEX:x}" in indices.lower(),
+              f"NV indices: {indices}")
+        d.call("instance.stop", uuid=u)
+        n = len(listed(d))
+        for bad in ("ECC", "p256", 1, ["ecc"], None):
+            expect_error(INVALID_PARAMS, d.call, "instance.create", kind="vm", name="bad-ek", ek=bad)
+        check(len(listed(d)) == n, "a refused create left an instance")
+        d.stop_clean()
+
+
 def test_start_stop():
     with Harness("vrotd-startstop") as h:
         d = Vrotd(h).start()
@@ -977,7 +1009,7 @@ def test_restored_state_dir_refused():
         check("restored from an older copy" in log, f"no clear message:\n{log[-1500:]}")
 
 
-TESTS = [test_provision_then_reuse, test_endorsement, test_start_stop, test_start_after_worker_exit,
+TESTS = [test_provision_then_reuse, test_endorsement, test_ecc_only, test_start_stop, test_start_after_worker_exit,
          test_vm_guest_reads_ek_cert, test_delete_tombstone, test_restart_keeps_instances,
          test_daemon_crash_adopts_workers, test_overlapping_starts,
          test_state_copied_to_other_host, test_bad_input, test_crashed_worker_restarted,
