@@ -273,6 +273,8 @@ static gchar *read_line(int fd, GString *line, guint timeout_ms)
                 if (left <= 0 || poll(&p, 1, (int)left) <= 0)
                         return NULL;
                 n = read(fd, buf, sizeof(buf));
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        continue;
                 if (n <= 0)
                         return NULL;
                 g_string_append_len(line, buf, n);
@@ -350,6 +352,10 @@ static VrotWorker *worker_new(int conn)
         w->conn = conn;
         w->pidfd = -1;
         w->line = g_string_new(NULL);
+        /* Non-blocking: a watch may fire for bytes that resolve_pid() has
+         * read meanwhile (in the same main-loop iteration); a blocking read
+         * then hung the daemon. */
+        (void)g_unix_set_fd_nonblocking(conn, TRUE, NULL);
         return w;
 }
 

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <glib-unix.h>
+
 #include "forkclient.h"
 #include "unit.h"
 
@@ -213,6 +215,45 @@ static void test_forkclient_pid_keeps_news(void)
         free_owned(owned);
 }
 
+static gboolean consume_pid(gint fd, GIOCondition cond, gpointer data)
+{
+        (void)fd, (void)cond;
+        CU_ASSERT(vrot_worker_pid(data) > 0);
+        return G_SOURCE_REMOVE;
+}
+
+/* The watch's descriptor was readable when the main loop polled, but an
+ * earlier callback of the same iteration read the bytes (asking for the
+ * PID): the watch must not block on an empty socket.  (It hung vrotd.) */
+static void test_forkclient_stale_readiness(void)
+{
+        gchar *owned[3];
+        VrotWorkerSpec s = spec_for("stale", owned);
+        g_autoptr(GError) err = NULL;
+        Ready r = { 0 };
+        int p[2];
+        VrotWorker *w = spawn_with_key(&s, 9, &err);
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        CU_ASSERT_FATAL(pipe(p) == 0);
+        CU_ASSERT_FATAL(write(p[1], "x", 1) == 1);
+        /* Same priority, added first: dispatched first in the iteration. */
+        g_unix_fd_add(p[0], G_IO_IN, consume_pid, w);
+        vrot_worker_watch(w, 10000, worker_ready, NULL, &r);
+        for (int i = 0; i < 2000 && access(s.ctrl_path, F_OK) != 0; i++)
+                g_usleep(1000);
+        g_usleep(50 * 1000);            /* "ok" and "ready" are both there */
+        alarm(20);                      /* a hang fails the test */
+        wait_ready_async(&r);
+        alarm(0);
+        CU_ASSERT_PTR_NULL(r.error);
+        kill(vrot_worker_pid(w), SIGTERM);
+        vrot_worker_free(w);
+        close(p[0]);
+        close(p[1]);
+        free_owned(owned);
+}
+
 static void test_forkclient_refused_state_reported(void)
 {
         gchar *owned[3];
@@ -350,6 +391,7 @@ int main(void)
                 UNIT_CASE(test_forkclient_watch_overlapping_starts),
                 UNIT_CASE(test_forkclient_ready_before_watch),
                 UNIT_CASE(test_forkclient_pid_keeps_news),
+                UNIT_CASE(test_forkclient_stale_readiness),
                 UNIT_CASE(test_forkclient_refused_state_reported),
                 UNIT_CASE(test_forkclient_bad_spec_refused),
                 UNIT_CASE(test_forkclient_server_death),
