@@ -273,7 +273,7 @@ static void h_lock_storage(Worker *w, const VrotPtmRequest *r, int fd, Reply *ou
 {
         (void)w, (void)r, (void)fd;
         /* The worker holds an exclusive lock on its state directory from
-         * start-up (vtpm_store_open), so the storage is always locked. */
+         * start-up (vrot_store_open), so the storage is always locked. */
         put_result(out, VROT_TPM_SUCCESS);
 }
 

@@ -58,10 +58,10 @@ static int bind_unix(const char *path, mode_t mode, VrotError *err)
         return fd;
 }
 
-static int open_state(const VtpmArgs *a, const VrotSealer *sealer, VtpmStore **store)
+static int open_state(const VtpmArgs *a, const VrotSealer *sealer, VrotStore **store)
 {
         VrotError err = { 0 };
-        int r = vtpm_store_open(a->state_dir, sealer, a->min_generation, store, &err);
+        int r = vrot_store_open(a->state_dir, sealer, a->min_generation, store, &err);
 
         if (r == 0)
                 return 0;
@@ -194,7 +194,7 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         if (ret != 0)
                 return ret;
         if (a->defer_writes)
-                vtpm_store_defer(w.store);
+                vrot_store_defer(w.store);
         ret = EXIT_FAILURE;
         if (open_sockets(a, &w) < 0)
                 goto out;
@@ -209,18 +209,18 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         notify_ready(a->ready_fd);
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
-                 vtpm_store_generation(w.store));
+                 vrot_store_generation(w.store));
         if (vtpm_loop_run(&w) == 0)
                 ret = EXIT_SUCCESS;
 out:
         vtpm_tpm_free();
         /* defer-writes: what the TPM stored is written now, once; a state
          * that could not be written is a failure of the whole run. */
-        if (a->defer_writes && vtpm_store_flush(w.store, &err) < 0) {
+        if (a->defer_writes && vrot_store_flush(w.store, &err) < 0) {
                 log_error("writing the state at exit: %s", err.msg);
                 ret = EXIT_FAILURE;
         }
         close_sockets(&w);
-        vtpm_store_free(w.store);
+        vrot_store_free(w.store);
         return ret;
 }

@@ -19,7 +19,7 @@
 #define TPM2_RC_FAILURE 0x101
 
 /* libtpms's TPM is process-global; so is its glue (STYLE: the one exception). */
-static VtpmStore *tpm_store;
+static VrotStore *tpm_store;
 static uint8_t tpm_locality;
 static bool tpm_running;
 static unsigned char *resp_buf;
@@ -54,7 +54,7 @@ static TPM_RESULT cb_nvram_load(unsigned char **data, uint32_t *length,
         (void)tpm_number;
         if (blob_of_name(name, &type) < 0)
                 return TPM_FAIL;
-        r = vtpm_store_load(tpm_store, type, data, length, &err);
+        r = vrot_store_load(tpm_store, type, data, length, &err);
         if (r == -ENOENT)
                 return TPM_RETRY;       /* libtpms: "does not exist yet" */
         if (r < 0) {
@@ -73,12 +73,12 @@ static TPM_RESULT cb_nvram_store(const unsigned char *data, uint32_t length,
         (void)tpm_number;
         if (blob_of_name(name, &type) < 0)
                 return TPM_FAIL;
-        if (vtpm_store_save(tpm_store, type, data, length, &err) < 0) {
+        if (vrot_store_save(tpm_store, type, data, length, &err) < 0) {
                 log_error("storing TPM state: %s", err.msg);
                 return TPM_FAIL;
         }
         log_debug("stored %s, generation %llu", name,
-                  (unsigned long long)vtpm_store_generation(tpm_store));
+                  (unsigned long long)vrot_store_generation(tpm_store));
         return TPM_SUCCESS;
 }
 
@@ -91,7 +91,7 @@ static TPM_RESULT cb_nvram_delete(uint32_t tpm_number, const char *name, TPM_BOO
         (void)must_exist;
         if (blob_of_name(name, &type) < 0)
                 return TPM_FAIL;
-        if (vtpm_store_delete(tpm_store, type, &err) < 0) {
+        if (vrot_store_delete(tpm_store, type, &err) < 0) {
                 log_error("deleting TPM state: %s", err.msg);
                 return TPM_FAIL;
         }
@@ -128,7 +128,7 @@ static struct libtpms_callbacks callbacks = {
         .tpm_io_getphysicalpresence = cb_get_pp,
 };
 
-uint32_t vtpm_tpm_setup(VtpmStore *store)
+uint32_t vtpm_tpm_setup(VrotStore *store)
 {
         uint32_t rc;
 

@@ -18,7 +18,7 @@
  * Chooses TPM 2.0 and routes libtpms's NVRAM callbacks to @store
  * (transfer none; must outlive the TPM).  Returns a TPM result code.
  */
-uint32_t vtpm_tpm_setup(VtpmStore *store);
+uint32_t vtpm_tpm_setup(VrotStore *store);
 
 /** vtpm_tpm_init: (re)starts the TPM, as INIT does; see VROT_PTM_INIT_*. */
 uint32_t vtpm_tpm_init(uint32_t init_flags);

@@ -32,7 +32,7 @@ typedef struct Worker {
         bool data_passed;       /* data.fd came with SET_DATAFD */
         bool terminate;
         const VrotSealer *sealer;
-        VtpmStore *store;
+        VrotStore *store;
 } Worker;
 
 /* Answer to one control request: a small fixed part and an optional tail. */

@@ -245,11 +245,11 @@ int main(void)
         mkdir(dir, 0700);
         w = (Worker){ .ctrl_listen = -1, .data_listen = -1, .ctrl = { .fd = -1 },
                       .data = { .fd = -1 }, .sealer = &sealer };
-        if (vtpm_store_open(dir, &sealer, 0, &w.store, NULL) < 0 || vtpm_tpm_setup(w.store) != 0)
+        if (vrot_store_open(dir, &sealer, 0, &w.store, NULL) < 0 || vtpm_tpm_setup(w.store) != 0)
                 return 1;
         ret = UNIT_RUN("ctrl", cases);
         vtpm_tpm_free();
-        vtpm_store_free(w.store);
+        vrot_store_free(w.store);
         if (w.data.fd >= 0)
                 close(w.data.fd);
         return ret;

@@ -39,7 +39,7 @@ static void start_worker(void)
         if (child == 0) {
                 Worker w = { .ctrl_listen = lfd, .data_listen = -1, .ctrl = { .fd = -1 },
                              .data = { .fd = -1 }, .sealer = &sealer };
-                if (vtpm_store_open(dir, &sealer, 0, &w.store, NULL) < 0 ||
+                if (vrot_store_open(dir, &sealer, 0, &w.store, NULL) < 0 ||
                     vtpm_tpm_setup(w.store) != 0 || vtpm_tpm_init(0) != 0 ||
                     vtpm_tpm_startup_clear() != 0)
                         _exit(90);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The generation rules of vtpm/store.h, one case each (R-SEAL-3, R-SEAL-4). */
+/* The generation rules of lib/store.h, one case each (R-SEAL-3, R-SEAL-4),
+ * and the re-binding of a state to another key and instance. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,29 +50,29 @@ static void copy_file(const char *dir, const char *from, const char *to_dir, con
         unit_write_file(b, buf, n);
 }
 
-static VtpmStore *open_ok(const char *dir)
+static VrotStore *open_ok(const char *dir)
 {
-        VtpmStore *s = NULL;
+        VrotStore *s = NULL;
         VrotError err = { 0 };
 
-        if (vtpm_store_open(dir, &sealer1, 0, &s, &err) < 0)
+        if (vrot_store_open(dir, &sealer1, 0, &s, &err) < 0)
                 fprintf(stderr, "unexpected: %s\n", err.msg);
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
         return s;
 }
 
-static void save(VtpmStore *s, uint32_t type, const char *text)
+static void save(VrotStore *s, uint32_t type, const char *text)
 {
-        CU_ASSERT_EQUAL_FATAL(vtpm_store_save(s, type, (const uint8_t *)text,
+        CU_ASSERT_EQUAL_FATAL(vrot_store_save(s, type, (const uint8_t *)text,
                                               (uint32_t)strlen(text), NULL), 0);
 }
 
 static void expect_refused(const char *dir, uint64_t min_gen, const char *msg)
 {
-        VtpmStore *s = NULL;
+        VrotStore *s = NULL;
         VrotError err = { 0 };
 
-        CU_ASSERT_EQUAL(vtpm_store_open(dir, &sealer1, min_gen, &s, &err), -EUCLEAN);
+        CU_ASSERT_EQUAL(vrot_store_open(dir, &sealer1, min_gen, &s, &err), -EUCLEAN);
         CU_ASSERT_PTR_NULL(s);
         if (!strstr(err.msg, msg)) {
                 fprintf(stderr, "wanted '%s' in '%s'\n", msg, err.msg);
@@ -82,27 +83,27 @@ static void expect_refused(const char *dir, uint64_t min_gen, const char *msg)
 static void test_store_round_trip_and_generations(void)
 {
         const char *dir = fresh_dir("round");
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
         uint8_t *buf;
         uint32_t len;
 
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 0);
-        CU_ASSERT_EQUAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), -ENOENT);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 0);
+        CU_ASSERT_EQUAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), -ENOENT);
         save(s, VROT_BLOB_PERMANENT, "perm-1");
         save(s, VROT_BLOB_VOLATILE, "vol-1");
         save(s, VROT_BLOB_PERMANENT, "perm-2");
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 3);
-        vtpm_store_free(s);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 3);
+        vrot_store_free(s);
 
         s = open_ok(dir);
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 3);
-        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 3);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
         CU_ASSERT(len == 6 && memcmp(buf, "perm-2", 6) == 0);
         free(buf);
-        CU_ASSERT_EQUAL(vtpm_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
-        CU_ASSERT_EQUAL(vtpm_store_load(s, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
-        vtpm_store_free(s);
-        vtpm_store_free(open_ok(dir));
+        CU_ASSERT_EQUAL(vrot_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_load(s, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
+        vrot_store_free(s);
+        vrot_store_free(open_ok(dir));
 }
 
 /* defer-writes: saves stay in memory (loads see them), nothing reaches the
@@ -111,65 +112,65 @@ static void test_store_round_trip_and_generations(void)
 static void test_store_deferred_writes(void)
 {
         const char *dir = fresh_dir("deferred");
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
         char path[512];
         uint8_t *buf;
         uint32_t len;
 
-        vtpm_store_defer(s);
+        vrot_store_defer(s);
         save(s, VROT_BLOB_PERMANENT, "perm-1");
         save(s, VROT_BLOB_PERMANENT, "perm-2");
         save(s, VROT_BLOB_VOLATILE, "vol-1");
-        CU_ASSERT_EQUAL(vtpm_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
         file_path(path, dir, "permall");
         CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 0);
-        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 0);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
         CU_ASSERT(len == 6 && memcmp(buf, "perm-2", 6) == 0);
         free(buf);
-        CU_ASSERT_EQUAL(vtpm_store_load(s, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
-        CU_ASSERT_EQUAL(vtpm_store_flush(s, NULL), 0);
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 1);
+        CU_ASSERT_EQUAL(vrot_store_load(s, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
+        CU_ASSERT_EQUAL(vrot_store_flush(s, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 1);
         CU_ASSERT_EQUAL(access(path, F_OK), 0);
         save(s, VROT_BLOB_PERMANENT, "perm-3");         /* deferral ended */
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 2);
-        vtpm_store_free(s);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 2);
+        vrot_store_free(s);
 
         s = open_ok(dir);
-        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
         CU_ASSERT(len == 6 && memcmp(buf, "perm-3", 6) == 0);
         free(buf);
-        vtpm_store_defer(s);
+        vrot_store_defer(s);
         save(s, VROT_BLOB_PERMANENT, "lost");
-        vtpm_store_free(s);                             /* no flush: nothing written */
+        vrot_store_free(s);                             /* no flush: nothing written */
         s = open_ok(dir);
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 2);
-        vtpm_store_free(s);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 2);
+        vrot_store_free(s);
 }
 
 static void test_store_lock_excludes_second_worker(void)
 {
         const char *dir = fresh_dir("lock");
-        VtpmStore *s = open_ok(dir), *t = NULL;
+        VrotStore *s = open_ok(dir), *t = NULL;
         VrotError err = { 0 };
 
-        CU_ASSERT_EQUAL(vtpm_store_open(dir, &sealer1, 0, &t, &err), -EBUSY);
+        CU_ASSERT_EQUAL(vrot_store_open(dir, &sealer1, 0, &t, &err), -EBUSY);
         CU_ASSERT(strstr(err.msg, "in use") != NULL);
-        vtpm_store_free(s);
+        vrot_store_free(s);
 }
 
 static void test_store_refuses_older_blob(void)
 {
         const char *dir = fresh_dir("older");
         char bak[512];
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
 
         save(s, VROT_BLOB_PERMANENT, "perm-1");
         snprintf(bak, sizeof(bak), "%s-bak", dir);
         mkdir(bak, 0700);
         copy_file(dir, "permall", bak, "permall");
         save(s, VROT_BLOB_PERMANENT, "perm-2");
-        vtpm_store_free(s);
+        vrot_store_free(s);
         copy_file(bak, "permall", dir, "permall");
         expect_refused(dir, 0, "state file permall: generation 1 is older than the current 2");
 }
@@ -177,20 +178,20 @@ static void test_store_refuses_older_blob(void)
 static void test_store_refuses_rolled_back_record(void)
 {
         const char *dir = fresh_dir("record");
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
 
         save(s, VROT_BLOB_PERMANENT, "a");
         save(s, VROT_BLOB_PERMANENT, "b");
-        vtpm_store_free(s);
+        vrot_store_free(s);
         expect_refused(dir, 5, "generation 2 is older than the expected 5");
-        vtpm_store_free(open_ok(dir));
+        vrot_store_free(open_ok(dir));
 }
 
 static void test_store_accepts_write_cut_before_record(void)
 {
         const char *dir = fresh_dir("cut");
         char rec[512], bak[512];
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
         uint8_t *buf;
         uint32_t len;
 
@@ -199,15 +200,15 @@ static void test_store_accepts_write_cut_before_record(void)
         mkdir(bak, 0700);
         copy_file(dir, "generation", bak, "generation");
         save(s, VROT_BLOB_PERMANENT, "new");
-        vtpm_store_free(s);
+        vrot_store_free(s);
         /* Simulate the crash: the blob landed, its record did not. */
         copy_file(bak, "generation", dir, "generation");
         s = open_ok(dir);
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 2);
-        CU_ASSERT_EQUAL_FATAL(vtpm_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 2);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
         CU_ASSERT(len == 3 && memcmp(buf, "new", 3) == 0);
         free(buf);
-        vtpm_store_free(s);
+        vrot_store_free(s);
         file_path(rec, dir, "generation");
         CU_ASSERT_EQUAL(access(rec, F_OK), 0);
 }
@@ -216,30 +217,30 @@ static void test_store_first_write_cut_before_record(void)
 {
         const char *dir = fresh_dir("first");
         char rec[512];
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
 
         save(s, VROT_BLOB_PERMANENT, "first");
-        vtpm_store_free(s);
+        vrot_store_free(s);
         file_path(rec, dir, "generation");
         CU_ASSERT_EQUAL(unlink(rec), 0);
         s = open_ok(dir);
-        CU_ASSERT_EQUAL(vtpm_store_generation(s), 1);
-        vtpm_store_free(s);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 1);
+        vrot_store_free(s);
 }
 
 static void test_store_refuses_restored_deleted_blob(void)
 {
         const char *dir = fresh_dir("deleted");
         char bak[512];
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
 
         save(s, VROT_BLOB_PERMANENT, "p");
         save(s, VROT_BLOB_VOLATILE, "v");
         snprintf(bak, sizeof(bak), "%s-bak", dir);
         mkdir(bak, 0700);
         copy_file(dir, "volatilestate", bak, "volatilestate");
-        CU_ASSERT_EQUAL(vtpm_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
-        vtpm_store_free(s);
+        CU_ASSERT_EQUAL(vrot_store_delete(s, VROT_BLOB_VOLATILE, NULL), 0);
+        vrot_store_free(s);
         copy_file(bak, "volatilestate", dir, "volatilestate");
         expect_refused(dir, 0, "state file volatilestate: generation 2 is older");
 }
@@ -248,10 +249,10 @@ static void test_store_refuses_missing_permall(void)
 {
         const char *dir = fresh_dir("missing");
         char p[512];
-        VtpmStore *s = open_ok(dir);
+        VrotStore *s = open_ok(dir);
 
         save(s, VROT_BLOB_PERMANENT, "p");
-        vtpm_store_free(s);
+        vrot_store_free(s);
         file_path(p, dir, "permall");
         unlink(p);
         expect_refused(dir, 0, "state file permall: missing");
@@ -262,13 +263,13 @@ static void test_store_refuses_swapped_and_damaged(void)
         const char *dir = fresh_dir("swap"), *other;
         char p[512], q[512];
         VrotSealer sealer2 = sealer_for(2);
-        VtpmStore *s = open_ok(dir), *t = NULL;
+        VrotStore *s = open_ok(dir), *t = NULL;
         uint8_t buf[4096];
         size_t n;
 
         save(s, VROT_BLOB_PERMANENT, "p");
         save(s, VROT_BLOB_VOLATILE, "v");
-        vtpm_store_free(s);
+        vrot_store_free(s);
 
         /* Type swap: permall's bytes under volatilestate's name. */
         copy_file(dir, "volatilestate", dir, "vol.bak");
@@ -278,9 +279,9 @@ static void test_store_refuses_swapped_and_damaged(void)
 
         /* Instance swap: another instance's permall. */
         other = fresh_dir("swap-other");
-        CU_ASSERT_EQUAL_FATAL(vtpm_store_open(other, &sealer2, 0, &t, NULL), 0);
-        CU_ASSERT_EQUAL(vtpm_store_save(t, VROT_BLOB_PERMANENT, (const uint8_t *)"x", 1, NULL), 0);
-        vtpm_store_free(t);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_open(other, &sealer2, 0, &t, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_save(t, VROT_BLOB_PERMANENT, (const uint8_t *)"x", 1, NULL), 0);
+        vrot_store_free(t);
         copy_file(dir, "permall", dir, "perm.bak");
         copy_file(other, "permall", dir, "permall");
         expect_refused(dir, 0, "state file permall: belongs to another instance");
@@ -298,7 +299,70 @@ static void test_store_refuses_swapped_and_damaged(void)
         expect_refused(dir, 0, "state file permall: authentication failed");
         buf[n - 20] ^= 0x40;
         unit_write_file(p, buf, n);
-        vtpm_store_free(open_ok(dir));
+        vrot_store_free(open_ok(dir));
+}
+
+/* A copy verifies only under the target's key and UUID, holds the same
+ * plaintext, and is refused by the source's sealer; a target with state is
+ * not written to. */
+static void test_store_copy_rebinds(void)
+{
+        static const uint8_t key2[32] = { 9, 9, 9 };
+        const char *from = fresh_dir("copy-from"), *to = fresh_dir("copy-to");
+        VrotSealer target = sealer_for(3);
+        VrotStore *s = open_ok(from), *t = NULL;
+        VrotError err = { 0 };
+        uint8_t *buf;
+        uint32_t len;
+
+        target.key = key2;
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        save(s, VROT_BLOB_PERMANENT, "perm-2");
+        save(s, VROT_BLOB_VOLATILE, "vol-1");
+        CU_ASSERT_EQUAL_FATAL(vrot_store_open(to, &target, 0, &t, NULL), 0);
+        vrot_store_defer(t);
+        CU_ASSERT_EQUAL(vrot_store_copy(s, t, &err), 0);
+        CU_ASSERT_EQUAL(vrot_store_copy(s, t, &err), -EEXIST);  /* pending counts as state */
+        CU_ASSERT(strstr(err.msg, "holds state") != NULL);
+        CU_ASSERT_EQUAL(vrot_store_flush(t, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_copy(s, t, NULL), -EEXIST);
+        vrot_store_free(t);
+        vrot_store_free(s);
+
+        t = NULL;
+        CU_ASSERT_EQUAL_FATAL(vrot_store_open(to, &target, 0, &t, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(t), 2);
+        CU_ASSERT_EQUAL(vrot_store_load(t, VROT_BLOB_SAVESTATE, &buf, &len, NULL), -ENOENT);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(t, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "perm-2", 6) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(t, VROT_BLOB_VOLATILE, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 5 && memcmp(buf, "vol-1", 5) == 0);
+        free(buf);
+        vrot_store_free(t);
+        expect_refused(to, 0, "state file generation");        /* not the source's any more */
+}
+
+/* A source blob that does not verify stops the copy with -EUCLEAN. */
+static void test_store_copy_refuses_bad_source(void)
+{
+        const char *from = fresh_dir("copy-bad-from"), *to = fresh_dir("copy-bad-to");
+        VrotSealer target = sealer_for(4);
+        VrotStore *s = open_ok(from), *t = NULL;
+        char p[512];
+        uint8_t buf[4096];
+        size_t n;
+
+        save(s, VROT_BLOB_PERMANENT, "perm");
+        file_path(p, from, "permall");
+        n = unit_read_file(p, buf, sizeof(buf));
+        buf[n - 3] ^= 1;                /* edited after the store verified it */
+        unit_write_file(p, buf, n);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_open(to, &target, 0, &t, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_copy(s, t, NULL), -EUCLEAN);
+        CU_ASSERT_EQUAL(vrot_store_generation(t), 0);
+        vrot_store_free(t);
+        vrot_store_free(s);
 }
 
 int main(void)
@@ -314,6 +378,8 @@ int main(void)
                 UNIT_CASE(test_store_refuses_restored_deleted_blob),
                 UNIT_CASE(test_store_refuses_missing_permall),
                 UNIT_CASE(test_store_refuses_swapped_and_damaged),
+                UNIT_CASE(test_store_copy_rebinds),
+                UNIT_CASE(test_store_copy_refuses_bad_source),
         };
         sealer1 = sealer_for(1);
         return UNIT_RUN("store", cases);

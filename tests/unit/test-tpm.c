@@ -12,7 +12,7 @@
 
 static const uint8_t key[32] = { 4, 4, 4 };
 static VrotSealer sealer = { .key = key, .uuid = { 9 } };
-static VtpmStore *store;
+static VrotStore *store;
 
 static uint32_t rc_of(const uint8_t *cmd, uint32_t len)
 {
@@ -37,9 +37,9 @@ static void test_tpm_manufacture_and_run(void)
         const uint8_t *resp;
         uint32_t rlen;
 
-        CU_ASSERT_EQUAL(vtpm_store_generation(store), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(store), 0);
         CU_ASSERT_EQUAL_FATAL(vtpm_tpm_init(0), 0);
-        CU_ASSERT(vtpm_store_generation(store) > 0);   /* permall manufactured and stored */
+        CU_ASSERT(vrot_store_generation(store) > 0);   /* permall manufactured and stored */
         CU_ASSERT_EQUAL(vtpm_tpm_startup_clear(), 0);
         vtpm_tpm_process(get_random8, sizeof(get_random8), &resp, &rlen);
         CU_ASSERT_EQUAL(rlen, 10 + 2 + 8);
@@ -70,13 +70,13 @@ static void test_tpm_state_blobs(void)
 
 static void test_tpm_volatile_store_and_delete(void)
 {
-        uint64_t before = vtpm_store_generation(store);
+        uint64_t before = vrot_store_generation(store);
         struct stat st;
         char path[512];
 
         CU_ASSERT_EQUAL(vtpm_tpm_startup_clear(), 0);
         CU_ASSERT_EQUAL(vtpm_tpm_store_volatile(), 0);
-        CU_ASSERT(vtpm_store_generation(store) > before);
+        CU_ASSERT(vrot_store_generation(store) > before);
         snprintf(path, sizeof(path), "%s/state/volatilestate", unit_tmpdir());
         CU_ASSERT_EQUAL(stat(path, &st), 0);
         /* INIT with DELETE_VOLATILE loads it and then removes it. */
@@ -105,10 +105,10 @@ int main(void)
 
         snprintf(dir, sizeof(dir), "%s/state", unit_tmpdir());
         mkdir(dir, 0700);
-        if (vtpm_store_open(dir, &sealer, 0, &store, NULL) < 0 || vtpm_tpm_setup(store) != 0)
+        if (vrot_store_open(dir, &sealer, 0, &store, NULL) < 0 || vtpm_tpm_setup(store) != 0)
                 return 1;
         ret = UNIT_RUN("tpm", cases);
         vtpm_tpm_free();
-        vtpm_store_free(store);
+        vrot_store_free(store);
         return ret;
 }

@@ -16,7 +16,7 @@
 #define RECORD_LEN (8 * (1 + NBLOBS))
 #define FILE_MAX (VROT_SEAL_MAX_PAYLOAD + VROT_SEAL_OVERHEAD)
 
-struct VtpmStore {
+struct VrotStore {
         int dirfd;
         const VrotSealer *sealer;
         uint64_t gen;                 /* current generation G */
@@ -27,14 +27,14 @@ struct VtpmStore {
         uint32_t pending_len[NBLOBS];
 };
 
-static void drop_pending(VtpmStore *s, int i)
+static void drop_pending(VrotStore *s, int i)
 {
         vrot_free_wiped(s->pending[i], s->pending_len[i]);
         s->pending[i] = NULL;
         s->pending_len[i] = 0;
 }
 
-const char *vtpm_store_file_name(uint32_t type)
+const char *vrot_store_file_name(uint32_t type)
 {
         return vrot_blob_type_name(type);
 }
@@ -45,10 +45,10 @@ static int slot(uint32_t type)
 }
 
 /* Reads and authenticates one file; -ENOENT when absent. */
-static int read_sealed(VtpmStore *s, uint32_t type, uint8_t **ret, size_t *ret_len,
+static int read_sealed(VrotStore *s, uint32_t type, uint8_t **ret, size_t *ret_len,
                        uint64_t *ret_gen, VrotError *err)
 {
-        const char *name = vtpm_store_file_name(type);
+        const char *name = vrot_store_file_name(type);
         uint8_t *blob = NULL;
         size_t len = 0;
         int r;
@@ -68,7 +68,7 @@ static int read_sealed(VtpmStore *s, uint32_t type, uint8_t **ret, size_t *ret_l
         return 0;
 }
 
-static int write_record(VtpmStore *s, VrotError *err)
+static int write_record(VrotStore *s, VrotError *err)
 {
         uint8_t rec[RECORD_LEN];
         uint8_t *blob = NULL;
@@ -86,7 +86,7 @@ static int write_record(VtpmStore *s, VrotError *err)
         return r;
 }
 
-static int load_record(VtpmStore *s, uint64_t min_generation, VrotError *err)
+static int load_record(VrotStore *s, uint64_t min_generation, VrotError *err)
 {
         uint8_t *rec = NULL;
         size_t len = 0;
@@ -115,9 +115,9 @@ static int load_record(VtpmStore *s, uint64_t min_generation, VrotError *err)
 }
 
 /* Checks one blob against the record; see the header for the rules. */
-static int check_blob(VtpmStore *s, uint32_t type, bool *pending, VrotError *err)
+static int check_blob(VrotStore *s, uint32_t type, bool *pending, VrotError *err)
 {
-        const char *name = vtpm_store_file_name(type);
+        const char *name = vrot_store_file_name(type);
         uint64_t want = s->blob_gen[slot(type)], got;
         uint8_t *plain = NULL;
         size_t len = 0;
@@ -151,10 +151,10 @@ static int check_blob(VtpmStore *s, uint32_t type, bool *pending, VrotError *err
                         " does not match the record (%" PRIu64 ")", name, got, want);
 }
 
-int vtpm_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_generation,
-                    VtpmStore **ret, VrotError *err)
+int vrot_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_generation,
+                    VrotStore **ret, VrotError *err)
 {
-        VtpmStore *s = calloc(1, sizeof(*s));
+        VrotStore *s = calloc(1, sizeof(*s));
         bool pending = false;
         int r;
 
@@ -185,11 +185,11 @@ int vtpm_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_gene
         *ret = s;
         return 0;
 fail:
-        vtpm_store_free(s);
+        vrot_store_free(s);
         return r;
 }
 
-int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_len,
+int vrot_store_load(VrotStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_len,
                     VrotError *err)
 {
         uint8_t *plain = NULL;
@@ -206,7 +206,7 @@ int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_le
                 return 0;
         }
         if (s->blob_gen[slot(type)] == 0)
-                return vrot_err(err, ENOENT, "no %s", vtpm_store_file_name(type));
+                return vrot_err(err, ENOENT, "no %s", vrot_store_file_name(type));
         r = read_sealed(s, type, &plain, &len, &got, err);
         if (r < 0)
                 return r;
@@ -214,14 +214,14 @@ int vtpm_store_load(VtpmStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_le
                 vrot_free_wiped(plain, len);
                 return vrot_err(err, EUCLEAN, "state file %s: generation %" PRIu64
                                 " changed under the worker (expected %" PRIu64 ")",
-                                vtpm_store_file_name(type), got, s->blob_gen[slot(type)]);
+                                vrot_store_file_name(type), got, s->blob_gen[slot(type)]);
         }
         *ret = plain;
         *ret_len = (uint32_t)len;
         return 0;
 }
 
-int vtpm_store_save(VtpmStore *s, uint32_t type, const uint8_t *buf, uint32_t len,
+int vrot_store_save(VrotStore *s, uint32_t type, const uint8_t *buf, uint32_t len,
                     VrotError *err)
 {
         uint8_t *blob = NULL;
@@ -244,7 +244,7 @@ int vtpm_store_save(VtpmStore *s, uint32_t type, const uint8_t *buf, uint32_t le
                 return r;
         r = vrot_seal(s->sealer, type, s->gen + 1, buf, len, &blob, &blob_len, err);
         if (r == 0)
-                r = vrot_durable_write(s->dirfd, vtpm_store_file_name(type), blob, blob_len,
+                r = vrot_durable_write(s->dirfd, vrot_store_file_name(type), blob, blob_len,
                                        0600, err);
         free(blob);
         if (r < 0)
@@ -254,14 +254,14 @@ int vtpm_store_save(VtpmStore *s, uint32_t type, const uint8_t *buf, uint32_t le
         return write_record(s, err);
 }
 
-int vtpm_store_delete(VtpmStore *s, uint32_t type, VrotError *err)
+int vrot_store_delete(VrotStore *s, uint32_t type, VrotError *err)
 {
         int r;
 
         drop_pending(s, slot(type));
         if (s->blob_gen[slot(type)] == 0)
                 return 0;
-        r = vrot_durable_unlink(s->dirfd, vtpm_store_file_name(type), err);
+        r = vrot_durable_unlink(s->dirfd, vrot_store_file_name(type), err);
         if (r < 0)
                 return r;
         s->gen++;
@@ -269,17 +269,43 @@ int vtpm_store_delete(VtpmStore *s, uint32_t type, VrotError *err)
         return write_record(s, err);
 }
 
-uint64_t vtpm_store_generation(const VtpmStore *s)
+int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err)
+{
+        bool empty = dst->gen == 0;
+        int r = 0;
+
+        for (int i = 0; i < NBLOBS; i++)
+                empty = empty && !dst->pending[i];
+        if (!empty)
+                return vrot_err(err, EEXIST, "the target state directory holds state already "
+                                "(generation %" PRIu64 ")", dst->gen);
+        for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
+                uint8_t *plain = NULL;
+                uint32_t len = 0;
+
+                r = vrot_store_load(src, t, &plain, &len, err);
+                if (r == -ENOENT) {
+                        r = 0;          /* not every blob exists */
+                        continue;
+                }
+                if (r == 0)
+                        r = vrot_store_save(dst, t, plain, len, err);
+                vrot_free_wiped(plain, len);
+        }
+        return r;
+}
+
+uint64_t vrot_store_generation(const VrotStore *s)
 {
         return s->gen;
 }
 
-void vtpm_store_defer(VtpmStore *s)
+void vrot_store_defer(VrotStore *s)
 {
         s->deferred = true;
 }
 
-int vtpm_store_flush(VtpmStore *s, VrotError *err)
+int vrot_store_flush(VrotStore *s, VrotError *err)
 {
         int r = 0;
 
@@ -287,13 +313,13 @@ int vtpm_store_flush(VtpmStore *s, VrotError *err)
         for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
                 if (!s->pending[slot(t)])
                         continue;
-                r = vtpm_store_save(s, t, s->pending[slot(t)], s->pending_len[slot(t)], err);
+                r = vrot_store_save(s, t, s->pending[slot(t)], s->pending_len[slot(t)], err);
                 drop_pending(s, slot(t));
         }
         return r;
 }
 
-void vtpm_store_free(VtpmStore *s)
+void vrot_store_free(VrotStore *s)
 {
         if (!s)
                 return;
