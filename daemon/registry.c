@@ -21,10 +21,13 @@ G_DEFINE_QUARK(vrot-registry-error-quark, vrot_registry_error)
 
 struct VrotRegistry {
         GHashTable *by_uuid;            /* uuid -> VrotInstance (owned) */
+        GPtrArray *pool;                /* pool entry IDs (owned strings), oldest first */
         guint64 checkpoint;
 };
 
 static const gchar *const kind_names[] = { "vm", "service" };
+
+static gboolean pool_lists(const VrotRegistry *r, const gchar *id, guint *ret_index);
 
 VrotRegistry *vrot_registry_new(void)
 {
@@ -32,6 +35,7 @@ VrotRegistry *vrot_registry_new(void)
 
         r->by_uuid = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                                            (GDestroyNotify)vrot_instance_free);
+        r->pool = g_ptr_array_new_with_free_func(g_free);
         return r;
 }
 
@@ -40,6 +44,7 @@ void vrot_registry_free(VrotRegistry *r)
         if (!r)
                 return;
         g_hash_table_unref(r->by_uuid);
+        g_ptr_array_unref(r->pool);
         g_free(r);
 }
 
@@ -127,6 +132,11 @@ gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *
         json_builder_begin_array(b);
         for (guint i = 0; i < all->len; i++)
                 json_builder_add_value(b, instance_to_json(all->pdata[i]));
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "pool");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < r->pool->len; i++)
+                json_builder_add_string_value(b, r->pool->pdata[i]);
         json_builder_end_array(b);
         json_builder_end_object(b);
         root = json_builder_get_root(b);
@@ -225,6 +235,39 @@ static gboolean instance_from_json(JsonNode *node, VrotInstance **ret, GError **
         return TRUE;
 }
 
+/* "pool": optional (older registries), an array of distinct canonical
+ * UUIDs that are not instances; parsed after the instances. */
+static gboolean pool_from_json(JsonObject *root, VrotRegistry *r, GError **error)
+{
+        JsonNode *node = json_object_get_member(root, "pool");
+        JsonArray *list;
+
+        if (!node)
+                return TRUE;
+        if (!JSON_NODE_HOLDS_ARRAY(node))
+                return refuse(error, "\"pool\" is not an array");
+        list = json_node_get_array(node);
+        if (json_array_get_length(list) > VROT_REGISTRY_POOL_MAX)
+                return refuse(error, "more than %u pool entries", VROT_REGISTRY_POOL_MAX);
+        for (guint k = 0; k < json_array_get_length(list); k++) {
+                JsonNode *e = json_array_get_element(list, k);
+                const gchar *id = JSON_NODE_HOLDS_VALUE(e) &&
+                                  json_node_get_value_type(e) == G_TYPE_STRING
+                                  ? json_node_get_string(e) : NULL;
+                guint8 raw[16];
+                char canon[VROT_UUID_STR_LEN + 1];
+
+                if (!id || vrot_uuid_parse(id, raw, NULL) < 0)
+                        return refuse(error, "pool entry %u is not a UUID", k);
+                vrot_uuid_format(raw, canon);
+                if (!g_str_equal(id, canon))
+                        return refuse(error, "pool entry %u is not a canonical UUID", k);
+                if (!vrot_registry_pool_add(r, canon, NULL))
+                        return refuse(error, "pool entry %s is listed twice or is an instance", canon);
+        }
+        return TRUE;
+}
+
 VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *key, GError **error)
 {
         g_autoptr(JsonParser) parser = json_parser_new();
@@ -259,6 +302,8 @@ VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *ke
                         return NULL;
                 }
         }
+        if (!pool_from_json(root, r, error))
+                return NULL;
         return g_steal_pointer(&r);
 }
 
@@ -328,6 +373,13 @@ gboolean vrot_registry_add(VrotRegistry *r, VrotInstance *inst, GError **error)
                 vrot_instance_free(inst);
                 return FALSE;
         }
+        if (pool_lists(r, inst->uuid, NULL)) {
+                /* Not a secret: a pool entry's ID is its directory's name. */
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS,
+                            "%s is the ID of a pool entry; choose another UUID", inst->uuid);
+                vrot_instance_free(inst);
+                return FALSE;
+        }
         g_hash_table_insert(r->by_uuid, inst->uuid, inst);
         return TRUE;
 }
@@ -342,6 +394,42 @@ GPtrArray *vrot_registry_list(const VrotRegistry *r)
         while (g_hash_table_iter_next(&it, NULL, &v))
                 g_ptr_array_add(all, v);
         return all;
+}
+
+const GPtrArray *vrot_registry_pool(const VrotRegistry *r)
+{
+        return r->pool;
+}
+
+static gboolean pool_lists(const VrotRegistry *r, const gchar *id, guint *ret_index)
+{
+        return g_ptr_array_find_with_equal_func(r->pool, id, g_str_equal, ret_index);
+}
+
+gboolean vrot_registry_pool_add(VrotRegistry *r, const gchar *id, GError **error)
+{
+        if (pool_lists(r, id, NULL) || vrot_registry_lookup(r, id)) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS,
+                            "pool entry %s is listed already, or is an instance", id);
+                return FALSE;
+        }
+        if (r->pool->len >= VROT_REGISTRY_POOL_MAX) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED,
+                            "the pool lists %u entries already", r->pool->len);
+                return FALSE;
+        }
+        g_ptr_array_add(r->pool, g_strdup(id));
+        return TRUE;
+}
+
+gboolean vrot_registry_pool_remove(VrotRegistry *r, const gchar *id)
+{
+        guint k;
+
+        if (!pool_lists(r, id, &k))
+                return FALSE;
+        g_ptr_array_remove_index(r->pool, k);
+        return TRUE;
 }
 
 guint64 vrot_registry_checkpoint(const VrotRegistry *r)

@@ -13,6 +13,13 @@
  * whole.  Rollback of the whole state directory is caught by "checkpoint",
  * which the daemon compares with the host TPM's NV counter (DESIGN "Sealed
  * state").
+ *
+ * "pool" lists the entries of the pool of pre-manufactured vTPM states
+ * (daemon/pool.h), oldest first, by their entry IDs (UUIDs).  An entry is
+ * live only while listed: taking one for an instance removes it in the
+ * same registry write that adds the instance, so a restored copy of a
+ * taken entry is never listed again, and is discarded (R-SEAL-3).
+ * Registries written before the pool existed have no "pool": empty.
  */
 
 #include <glib.h>
@@ -81,6 +88,27 @@ gboolean vrot_registry_add(VrotRegistry *r, VrotInstance *inst, GError **error);
 
 /** vrot_registry_list: (transfer container) every entry, tombstones included. */
 GPtrArray *vrot_registry_list(const VrotRegistry *r);
+
+/** Most pool entries a registry may list (a parsed registry is refused above it). */
+#define VROT_REGISTRY_POOL_MAX 256
+
+/**
+ * vrot_registry_pool:
+ * Returns: (transfer none) (element-type utf8): the live pool entries'
+ *   IDs, canonical UUIDs, oldest first.
+ */
+const GPtrArray *vrot_registry_pool(const VrotRegistry *r);
+
+/**
+ * vrot_registry_pool_add:
+ * Lists pool entry @id (a canonical UUID, copied) as the newest.  Errors:
+ * EXISTS (listed already, or an instance's UUID), REFUSED (the list holds
+ * VROT_REGISTRY_POOL_MAX).
+ */
+gboolean vrot_registry_pool_add(VrotRegistry *r, const gchar *id, GError **error);
+
+/** vrot_registry_pool_remove: unlists @id; FALSE if it was not listed. */
+gboolean vrot_registry_pool_remove(VrotRegistry *r, const gchar *id);
 
 guint64 vrot_registry_checkpoint(const VrotRegistry *r);
 void vrot_registry_set_checkpoint(VrotRegistry *r, guint64 value);

@@ -33,6 +33,8 @@ static gchar *sample(gsize *len)
         CU_ASSERT_TRUE(vrot_registry_add(r, make("6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b", "web", FALSE), NULL));
         CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000001", "gone", TRUE), NULL));
         vrot_registry_set_checkpoint(r, 5);
+        CU_ASSERT_TRUE(vrot_registry_pool_add(r, "9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10", NULL));
+        CU_ASSERT_TRUE(vrot_registry_pool_add(r, "1b2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f11", NULL));
         return vrot_registry_serialize(r, key, len);
 }
 
@@ -55,6 +57,10 @@ static void test_registry_round_trip(void)
         CU_ASSERT_EQUAL(i->salt[31], 0xab);
         CU_ASSERT_FALSE(i->deleted);
         CU_ASSERT_TRUE(vrot_registry_lookup(r, "00000000-0000-4000-8000-000000000001")->deleted);
+        /* The pool keeps its order (oldest first), not sorted. */
+        CU_ASSERT_EQUAL_FATAL(vrot_registry_pool(r)->len, 2);
+        CU_ASSERT_STRING_EQUAL(vrot_registry_pool(r)->pdata[0], "9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10");
+        CU_ASSERT_STRING_EQUAL(vrot_registry_pool(r)->pdata[1], "1b2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f11");
         /* Serialising again gives the same bytes: the MAC is stable. */
         {
                 gsize len2 = 0;
@@ -95,6 +101,13 @@ static void test_registry_refuses_authentic_garbage(void)
                 "{\"version\":1,\"checkpoint\":-1,\"instances\":[]}",
                 "{\"version\":1,\"checkpoint\":0,\"instances\":[1]}",
                 "{\"version\":1,\"checkpoint\":0,\"instances\":[{\"uuid\":\"nope\"}]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":{}}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":[1]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":[\"nope\"]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":"
+                "[\"9A2F7E34-1B0C-4D3E-8F5A-6B7C8D9E0F10\"]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":"
+                "[\"9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10\",\"9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10\"]}",
                 "not json at all",
         };
 
@@ -112,6 +125,48 @@ static void test_registry_refuses_authentic_garbage(void)
                 CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED));
                 g_string_free(f, TRUE);
         }
+}
+
+/* A registry of before the pool (no "pool" member) parses, with an empty
+ * pool; a pool entry's ID and an instance's UUID never coincide. */
+static void test_registry_pool_add_remove(void)
+{
+        static const gchar old[] = "{\"version\":1,\"checkpoint\":0,\"instances\":[]}";
+        g_autoptr(VrotRegistry) r = NULL;
+        g_autoptr(GError) err = NULL;
+        GString *f = g_string_new(old);
+        guint8 tag[32];
+        unsigned int n = 32;
+
+        HMAC(EVP_sha256(), key, sizeof(key), (const guint8 *)old, strlen(old), tag, &n);
+        g_string_append(f, "\nhmac-sha256 ");
+        for (gsize t = 0; t < 32; t++)
+                g_string_append_printf(f, "%02x", tag[t]);
+        g_string_append_c(f, '\n');
+        r = vrot_registry_parse(f->str, f->len, key, &err);
+        g_string_free(f, TRUE);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        CU_ASSERT_EQUAL(vrot_registry_pool(r)->len, 0);
+
+        CU_ASSERT_TRUE(vrot_registry_pool_add(r, "00000000-0000-4000-8000-0000000000a1", NULL));
+        CU_ASSERT_FALSE(vrot_registry_pool_add(r, "00000000-0000-4000-8000-0000000000a1", &err));
+        CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS));
+        g_clear_error(&err);
+        CU_ASSERT_FALSE(vrot_registry_add(r, make("00000000-0000-4000-8000-0000000000a1", "x", FALSE), &err));
+        CU_ASSERT(err && strstr(err->message, "pool entry"));
+        g_clear_error(&err);
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-0000000000a2", "y", FALSE), NULL));
+        CU_ASSERT_FALSE(vrot_registry_pool_add(r, "00000000-0000-4000-8000-0000000000a2", &err));
+        g_clear_error(&err);
+        CU_ASSERT_TRUE(vrot_registry_pool_remove(r, "00000000-0000-4000-8000-0000000000a1"));
+        CU_ASSERT_FALSE(vrot_registry_pool_remove(r, "00000000-0000-4000-8000-0000000000a1"));
+        CU_ASSERT_EQUAL(vrot_registry_pool(r)->len, 0);
+        for (guint k = 0; k < VROT_REGISTRY_POOL_MAX; k++) {
+                g_autofree gchar *id = g_strdup_printf("00000000-0000-4000-8000-%012x", k + 0x100);
+                CU_ASSERT_TRUE(vrot_registry_pool_add(r, id, NULL));
+        }
+        CU_ASSERT_FALSE(vrot_registry_pool_add(r, "00000000-0000-4000-8000-0000000000a3", &err));
+        CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED));
 }
 
 static void test_registry_tombstone_blocks_reuse(void)
@@ -151,6 +206,7 @@ int main(void)
                 UNIT_CASE(test_registry_round_trip),
                 UNIT_CASE(test_registry_refuses_every_flip_and_other_key),
                 UNIT_CASE(test_registry_refuses_authentic_garbage),
+                UNIT_CASE(test_registry_pool_add_remove),
                 UNIT_CASE(test_registry_tombstone_blocks_reuse),
                 UNIT_CASE(test_registry_save_load),
         };
