@@ -24,8 +24,6 @@
 G_DEFINE_QUARK(vrot-instkey-error-quark, vrot_instkey_error)
 
 
-#define INFO_LEN (sizeof(VROT_INSTKEY_INFO) - 1)
-
 /* The one place an OpenSSL error becomes a GError; clears the queue. */
 static void set_ossl_error(GError **error, const char *what)
 {
@@ -76,15 +74,17 @@ gboolean vrot_instkey_new_salt(guint8 ret_salt[VROT_INSTKEY_SALT_LEN], GError **
         return TRUE;
 }
 
-gboolean vrot_instkey_derive(const VrotSecret *master,
-                             const guint8 salt[VROT_INSTKEY_SALT_LEN],
-                             const guint8 uuid[16], VrotSecret **ret_key, GError **error)
+/* HKDF-SHA256(@master, @salt, @label || @uuid) into a new locked secret. */
+static gboolean derive(const VrotSecret *master, const guint8 *salt, gsize salt_len,
+                       const char *label, const guint8 uuid[16], VrotSecret **ret_key,
+                       GError **error)
 {
         g_autoptr(VrotSecret) key = NULL;
-        guint8 info[INFO_LEN + 16];
+        gsize label_len = strlen(label);
+        guint8 info[64];
         VrotError verr = { 0 };
 
-        g_return_val_if_fail(master && salt && uuid && ret_key, FALSE);
+        g_return_val_if_fail(label_len + 16 <= sizeof(info), FALSE);
         if (vrot_secret_len(master) != 32) {
                 g_set_error(error, VROT_INSTKEY_ERROR, VROT_INSTKEY_ERROR_INVALID,
                             "the state master key must be 32 bytes, not %zu",
@@ -96,14 +96,30 @@ gboolean vrot_instkey_derive(const VrotSecret *master,
                 g_set_error(error, VROT_INSTKEY_ERROR, VROT_INSTKEY_ERROR_FAILED, "%s", verr.msg);
                 return FALSE;
         }
-        memcpy(info, VROT_INSTKEY_INFO, INFO_LEN);
-        memcpy(info + INFO_LEN, uuid, 16);
+        memcpy(info, label, label_len);
+        memcpy(info + label_len, uuid, 16);
         if (!vrot_instkey_hkdf_sha256(vrot_secret_data(master), vrot_secret_len(master), salt,
-                                      VROT_INSTKEY_SALT_LEN, info, sizeof(info),
-                                      vrot_secret_data(key), VROT_INSTKEY_LEN, error))
+                                      salt_len, info, label_len + 16, vrot_secret_data(key),
+                                      VROT_INSTKEY_LEN, error))
                 return FALSE;
         *ret_key = g_steal_pointer(&key);
         return TRUE;
+}
+
+gboolean vrot_instkey_derive(const VrotSecret *master,
+                             const guint8 salt[VROT_INSTKEY_SALT_LEN],
+                             const guint8 uuid[16], VrotSecret **ret_key, GError **error)
+{
+        g_return_val_if_fail(master && salt && uuid && ret_key, FALSE);
+        return derive(master, salt, VROT_INSTKEY_SALT_LEN, VROT_INSTKEY_INFO, uuid, ret_key,
+                      error);
+}
+
+gboolean vrot_instkey_derive_pool(const VrotSecret *master, const guint8 entry_id[16],
+                                  VrotSecret **ret_key, GError **error)
+{
+        g_return_val_if_fail(master && entry_id && ret_key, FALSE);
+        return derive(master, NULL, 0, VROT_INSTKEY_POOL_INFO, entry_id, ret_key, error);
 }
 
 int vrot_instkey_pipe(const VrotSecret *key, GError **error)

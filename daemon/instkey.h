@@ -37,6 +37,7 @@ typedef enum {
 #define VROT_INSTKEY_LEN 32
 #define VROT_INSTKEY_SALT_LEN 32
 #define VROT_INSTKEY_INFO "vrot instance state key v1"
+#define VROT_INSTKEY_POOL_INFO "vrot pool state key v1"
 
 /**
  * vrot_instkey_new_salt:
@@ -59,6 +60,23 @@ gboolean vrot_instkey_new_salt(guint8 ret_salt[VROT_INSTKEY_SALT_LEN], GError **
 gboolean vrot_instkey_derive(const VrotSecret *master,
                              const guint8 salt[VROT_INSTKEY_SALT_LEN],
                              const guint8 uuid[16], VrotSecret **ret_key, GError **error);
+
+/**
+ * vrot_instkey_derive_pool:
+ * @master: (transfer none): the 32-byte state master key
+ * @entry_id: the pool entry's ID, 16 random bytes (daemon/pool.h)
+ * @ret_key: (out) (transfer full): the entry's state key, written only on
+ *   success
+ *
+ * The state key of a pre-manufactured vTPM in the pool:
+ * HKDF-SHA256(master, no salt, "vrot pool state key v1" || entry ID).
+ * The label keeps it apart from every instance key, whatever the UUIDs;
+ * the entry ID (random, never reused) makes one key per entry.  A new
+ * master key makes every pool entry unreadable (they are then discarded).
+ * Errors: as vrot_instkey_derive().
+ */
+gboolean vrot_instkey_derive_pool(const VrotSecret *master, const guint8 entry_id[16],
+                                  VrotSecret **ret_key, GError **error);
 
 /**
  * vrot_instkey_pipe:

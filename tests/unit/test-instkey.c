@@ -134,6 +134,29 @@ static void test_instkey_derive_inputs_matter(void)
         CU_ASSERT(memcmp(vrot_secret_data(base), vrot_secret_data(by_master), 32) != 0);
 }
 
+/* The pool key: the documented construction, and never an instance key
+ * of the same UUID, whatever the salt. */
+static void test_instkey_derive_pool(void)
+{
+        g_autoptr(VrotSecret) m = secret_from(master_bytes, 32);
+        g_autoptr(VrotSecret) pool = NULL;
+        g_autoptr(VrotSecret) pool_b = NULL;
+        g_autoptr(VrotSecret) inst = NULL;
+        guint8 info[64], want[32], salt[VROT_INSTKEY_SALT_LEN] = { 0 };
+        gsize n = strlen(VROT_INSTKEY_POOL_INFO);
+
+        CU_ASSERT_FATAL(vrot_instkey_derive_pool(m, uuid_a, &pool, NULL));
+        CU_ASSERT_FATAL(vrot_instkey_derive_pool(m, uuid_b, &pool_b, NULL));
+        CU_ASSERT_FATAL(vrot_instkey_derive(m, salt, uuid_a, &inst, NULL));
+        memcpy(info, VROT_INSTKEY_POOL_INFO, n);
+        memcpy(info + n, uuid_a, 16);
+        CU_ASSERT_FATAL(vrot_instkey_hkdf_sha256(master_bytes, 32, NULL, 0, info, n + 16, want, 32,
+                                                 NULL));
+        CU_ASSERT(memcmp(vrot_secret_data(pool), want, 32) == 0);
+        CU_ASSERT(memcmp(vrot_secret_data(pool), vrot_secret_data(pool_b), 32) != 0);
+        CU_ASSERT(memcmp(vrot_secret_data(pool), vrot_secret_data(inst), 32) != 0);
+}
+
 static void test_instkey_derive_bad_master(void)
 {
         static const gsize lens[] = { 0, 16, 31, 33, 64 };
@@ -146,6 +169,10 @@ static void test_instkey_derive_bad_master(void)
                 VrotSecret *key = NULL;
 
                 CU_ASSERT_FALSE(vrot_instkey_derive(m, salt, uuid_a, &key, &error));
+                CU_ASSERT(key == NULL);
+                CU_ASSERT(g_error_matches(error, VROT_INSTKEY_ERROR, VROT_INSTKEY_ERROR_INVALID));
+                g_clear_error(&error);
+                CU_ASSERT_FALSE(vrot_instkey_derive_pool(m, uuid_a, &key, &error));
                 CU_ASSERT(key == NULL);
                 CU_ASSERT(g_error_matches(error, VROT_INSTKEY_ERROR, VROT_INSTKEY_ERROR_INVALID));
         }
@@ -187,6 +214,7 @@ static const UnitCase cases[] = {
         UNIT_CASE(test_instkey_hkdf_sha256_rfc5869),
         UNIT_CASE(test_instkey_derive_deterministic),
         UNIT_CASE(test_instkey_derive_inputs_matter),
+        UNIT_CASE(test_instkey_derive_pool),
         UNIT_CASE(test_instkey_derive_bad_master),
         UNIT_CASE(test_instkey_new_salt_random),
         UNIT_CASE(test_instkey_pipe_roundtrip),
