@@ -25,3 +25,11 @@ gboolean vrot_endorse_vendor_text(const guint32 *groups, gsize n, gchar *out);
  * VROT_ENDORSE_ERROR_TOO_LARGE.
  */
 gboolean vrot_endorse_check_size(gsize der_len, guint32 nv_index_max, GError **error);
+
+/**
+ * vrot_endorse_matches_template:
+ * TRUE if @pub was made from template @tmpl: the same type, nameAlg,
+ * attributes, authPolicy and parameters, and a unique of the template's
+ * size (its contents, the key itself, are not compared).
+ */
+gboolean vrot_endorse_matches_template(const TPMT_PUBLIC *pub, const TPMT_PUBLIC *tmpl);

@@ -301,7 +301,59 @@ static gboolean check_not_endorsed(Conn *c, GError **error)
         return FALSE;
 }
 
+/* A pre-made vTPM (vrot_endorse_make_eks()): both EKs, no certificate index. */
+static gboolean check_premade(Conn *c, GError **error)
+{
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                gboolean key = FALSE, cert = FALSE;
+
+                if (!handle_exists(c, kinds[i].handle, &key, error) ||
+                    !handle_exists(c, kinds[i].nv_index, &cert, error))
+                        return FALSE;
+                if (cert) {
+                        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED,
+                                    "the vTPM was endorsed before (it holds NV index 0x%08x)",
+                                    kinds[i].nv_index);
+                        return FALSE;
+                }
+                if (!key) {
+                        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
+                                    "not a pre-made vTPM: it has no EK at 0x%08x",
+                                    kinds[i].handle);
+                        return FALSE;
+                }
+        }
+        return TRUE;
+}
+
 /* ---- EK public keys ------------------------------------------------------------------ */
+
+gboolean vrot_endorse_matches_template(const TPMT_PUBLIC *pub, const TPMT_PUBLIC *tmpl)
+{
+        if (pub->type != tmpl->type || pub->nameAlg != tmpl->nameAlg ||
+            pub->objectAttributes != tmpl->objectAttributes ||
+            pub->authPolicy.size != tmpl->authPolicy.size ||
+            memcmp(pub->authPolicy.buffer, tmpl->authPolicy.buffer, tmpl->authPolicy.size) != 0)
+                return FALSE;
+        if (tmpl->type == TPM2_ALG_RSA) {
+                const TPMS_RSA_PARMS *a = &pub->parameters.rsaDetail, *b = &tmpl->parameters.rsaDetail;
+
+                return memcmp(&a->symmetric, &b->symmetric, sizeof(a->symmetric)) == 0 &&
+                       a->scheme.scheme == b->scheme.scheme && a->keyBits == b->keyBits &&
+                       (a->exponent ? a->exponent : 65537) == (b->exponent ? b->exponent : 65537) &&
+                       pub->unique.rsa.size == tmpl->unique.rsa.size;
+        }
+        if (tmpl->type == TPM2_ALG_ECC) {
+                const TPMS_ECC_PARMS *a = &pub->parameters.eccDetail, *b = &tmpl->parameters.eccDetail;
+
+                return memcmp(&a->symmetric, &b->symmetric, sizeof(a->symmetric)) == 0 &&
+                       a->scheme.scheme == b->scheme.scheme && a->curveID == b->curveID &&
+                       a->kdf.scheme == b->kdf.scheme &&
+                       pub->unique.ecc.x.size == tmpl->unique.ecc.x.size &&
+                       pub->unique.ecc.y.size == tmpl->unique.ecc.y.size;
+        }
+        return FALSE;
+}
 
 static GBytes *marshal_public(const TPM2B_PUBLIC *pub)
 {
@@ -314,6 +366,19 @@ static GBytes *marshal_public(const TPM2B_PUBLIC *pub)
 }
 
 /* ---- the steps --------------------------------------------------------------------- */
+
+/* @ek from the TPM2B_PUBLIC of the EK of @kind. */
+static gboolean fill_ek(const EkKind *kind, const TPM2B_PUBLIC *pub, VrotEndorsedEk *ek,
+                        GError **error)
+{
+        ek->public_key = vrot_tpmpub_to_pkey(&pub->publicArea, error);
+        if (!ek->public_key)
+                return FALSE;
+        ek->tpm_public = marshal_public(pub);
+        ek->handle = kind->handle;
+        ek->nv_index = kind->nv_index;
+        return TRUE;
+}
 
 /* TPM2_CreatePrimary of the EK of @kind, left transient in *@ret_transient. */
 static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
@@ -330,13 +395,49 @@ static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
                                 &no_pcrs, ret_transient, &pub, NULL, NULL, NULL);
         if (!check(rc, "TPM2_CreatePrimary", error))
                 return FALSE;
-        ek->public_key = vrot_tpmpub_to_pkey(&pub->publicArea, error);
-        if (!ek->public_key)
+        return fill_ek(kind, pub, ek, error);
+}
+
+/* The EK of @kind that a pre-made vTPM holds at its persistent handle
+ * (TPM2_ReadPublic), checked against the template: `tpm2_createek` in the
+ * guest must derive this very key. */
+static gboolean read_ek(Conn *c, const EkKind *kind, VrotEndorsedEk *ek, GError **error)
+{
+        g_autoptr(TPM2B_PUBLIC) pub = NULL;
+        ESYS_TR tr = ESYS_TR_NONE;
+        gboolean ok;
+
+        ok = check(Esys_TR_FromTPMPublic(c->esys, kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                         ESYS_TR_NONE, &tr), "TPM2_ReadPublic", error) &&
+             check(Esys_ReadPublic(c->esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+                                   NULL, NULL), "TPM2_ReadPublic", error);
+        if (tr != ESYS_TR_NONE)
+                Esys_TR_Close(c->esys, &tr);
+        if (!ok)
                 return FALSE;
-        ek->tpm_public = marshal_public(pub);
-        ek->handle = kind->handle;
-        ek->nv_index = kind->nv_index;
-        return TRUE;
+        if (!vrot_endorse_matches_template(&pub->publicArea, &kind->template->publicArea)) {
+                g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED,
+                            "the key at 0x%08x is not an EK of the TCG default template",
+                            kind->handle);
+                return FALSE;
+        }
+        return fill_ek(kind, pub, ek, error);
+}
+
+/* TPM2_EvictControl of the persistent EK of @kind: an EK not asked for. */
+static gboolean evict_ek(Conn *c, const EkKind *kind, GError **error)
+{
+        ESYS_TR tr = ESYS_TR_NONE, out = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        if (!check(Esys_TR_FromTPMPublic(c->esys, kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                         ESYS_TR_NONE, &tr), "TPM2_ReadPublic", error))
+                return FALSE;
+        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                               ESYS_TR_NONE, kind->handle, &out);
+        /* ESYS drops its object of an evicted persistent handle itself; a
+         * failure leaves it to Esys_Finalize(). */
+        return check(rc, "TPM2_EvictControl (evicting)", error);
 }
 
 gboolean vrot_endorse_check_size(gsize der_len, guint32 nv_index_max, GError **error)
@@ -456,10 +557,50 @@ static gboolean ek_asked(const VrotEndorseParams *params, gsize i)
         return params->ek_mask == 0 || (params->ek_mask & (1u << i));
 }
 
+/* The EKs asked for: created (transient), or read where a pre-made vTPM
+ * holds them. */
+static gboolean get_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsement *e,
+                        ESYS_TR transient[VROT_ENDORSE_N_EK], gint64 *t, GError **error)
+{
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                gboolean ok;
+
+                if (!ek_asked(params, i))
+                        continue;
+                ok = params->premade ? read_ek(c, &kinds[i], &e->ek[i], error)
+                                     : create_ek(c, &kinds[i], &transient[i], &e->ek[i], error);
+                if (!ok)
+                        return ek_failed(params->premade ? "reading" : "creating", i, error);
+                e->step_usec[kinds[i].create_step] = lap(t);
+        }
+        return TRUE;
+}
+
+/* Persists the EKs asked for (unless pre-made) and stores their
+ * certificates; a pre-made EK not asked for is evicted. */
+static gboolean store_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsement *e,
+                          ESYS_TR transient[VROT_ENDORSE_N_EK], guint32 chunk, gint64 *t,
+                          GError **error)
+{
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!ek_asked(params, i)) {
+                        if (params->premade && !evict_ek(c, &kinds[i], error))
+                                return ek_failed("evicting", i, error);
+                        continue;
+                }
+                if ((!params->premade && !persist(c, &transient[i], kinds[i].handle, error)) ||
+                    !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, chunk, error))
+                        return ek_failed("storing", i, error);
+                e->step_usec[kinds[i].store_step] = lap(t);
+        }
+        return TRUE;
+}
+
 /*
- * Create both EKs (transient), certify both, then store both, so that
- * a failing signer changes nothing in the vTPM (endorse.h).  *@t is the
- * start of the current step; @transient[] is flushed by the caller.
+ * Get the EKs (create them transient, or read pre-made ones), certify
+ * them, then store, so that a failing signer changes nothing in the vTPM
+ * (endorse.h).  *@t is the start of the current step; @transient[] is
+ * flushed by the caller.
  */
 static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorseParams *params,
                         VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
@@ -467,19 +608,15 @@ static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorse
 {
         TpmInfo info;
 
-        if (!read_info(c, &info, error) || !check_not_endorsed(c, error))
+        if (!read_info(c, &info, error) ||
+            !(params->premade ? check_premade(c, error) : check_not_endorsed(c, error)))
                 return FALSE;
         e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
         e->tpm_manufacturer = info.manufacturer;
         e->tpm_model = g_strdup(info.model);
         e->tpm_version = info.firmware_1;
-        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
-                if (!ek_asked(params, i))
-                        continue;
-                if (!create_ek(c, &kinds[i], &transient[i], &e->ek[i], error))
-                        return ek_failed("creating", i, error);
-                e->step_usec[kinds[i].create_step] = lap(t);
-        }
+        if (!get_eks(c, params, e, transient, t, error))
+                return FALSE;
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 if (!ek_asked(params, i))
                         continue;
@@ -487,49 +624,88 @@ static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorse
                         return ek_failed("certifying", i, error);
                 e->step_usec[kinds[i].cert_step] = lap(t);
         }
+        return store_eks(c, params, e, transient, info.nv_buffer_max, t, error);
+}
+
+/* Both EKs created and persisted, no certificate: what the pool keeps. */
+static gboolean make_eks(Conn *c, VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                         gint64 *t, GError **error)
+{
+        static const VrotEndorseParams all = { .ek_mask = 0 };
+
+        if (!check_not_endorsed(c, error))
+                return FALSE;
+        e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
+        if (!get_eks(c, &all, e, transient, t, error))
+                return FALSE;
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
-                if (!ek_asked(params, i))
-                        continue;
-                if (!persist(c, &transient[i], kinds[i].handle, error) ||
-                    !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, info.nv_buffer_max, error))
+                if (!persist(c, &transient[i], kinds[i].handle, error))
                         return ek_failed("storing", i, error);
                 e->step_usec[kinds[i].store_step] = lap(t);
         }
         return TRUE;
 }
 
-gboolean vrot_endorse_vtpm(const gchar *tcti, const VrotX509Signer *signer,
-                           const VrotEndorseParams *params, VrotEndorsement **ret,
-                           GError **error)
+/* One session with the vTPM at @tcti: connect and start it, run @body
+ * (NULL @signer: make_eks(), else endorse()), flush what is left
+ * transient, close; every step timed. */
+static VrotEndorsement *session(const gchar *tcti, const VrotX509Signer *signer,
+                                const VrotEndorseParams *params, GError **error)
 {
-        g_autoptr(VrotEndorsement) e = NULL;
+        g_autoptr(VrotEndorsement) e = g_new0(VrotEndorsement, 1);
         g_autoptr(Conn) c = NULL;
         ESYS_TR transient[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
         gint64 t = g_get_monotonic_time();
         PipeGuard guard;
         gboolean ok;
 
-        g_return_val_if_fail(tcti != NULL && signer != NULL && params != NULL, FALSE);
-        g_return_val_if_fail(ret != NULL, FALSE);
-        g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
-
-        e = g_new0(VrotEndorsement, 1);
         pipe_guard_begin(&guard);
         c = conn_open(tcti, error);
         ok = c && startup(c, error);
         e->step_usec[VROT_ENDORSE_STEP_CONNECT] = lap(&t);
-        ok = ok && endorse(c, signer, params, e, transient, &t, error);
+        ok = ok && (signer ? endorse(c, signer, params, e, transient, &t, error)
+                           : make_eks(c, e, transient, &t, error));
         for (gsize i = 0; c && i < G_N_ELEMENTS(transient); i++)
                 if (transient[i] != ESYS_TR_NONE)
                         (void)Esys_FlushContext(c->esys, transient[i]);
         g_clear_pointer(&c, conn_free);
         e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
         pipe_guard_end(&guard);
-        if (!ok) {
+        return ok ? g_steal_pointer(&e) : NULL;
+}
+
+gboolean vrot_endorse_vtpm(const gchar *tcti, const VrotX509Signer *signer,
+                           const VrotEndorseParams *params, VrotEndorsement **ret,
+                           GError **error)
+{
+        VrotEndorsement *e;
+
+        g_return_val_if_fail(tcti != NULL && signer != NULL && params != NULL, FALSE);
+        g_return_val_if_fail(ret != NULL, FALSE);
+        g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+        e = session(tcti, signer, params, error);
+        if (!e) {
                 g_prefix_error(error, "endorsing the vTPM at \"%s\": ", tcti);
                 return FALSE;
         }
-        *ret = g_steal_pointer(&e);
+        *ret = e;
+        return TRUE;
+}
+
+gboolean vrot_endorse_make_eks(const gchar *tcti, VrotEndorsement **ret, GError **error)
+{
+        VrotEndorsement *e;
+
+        g_return_val_if_fail(tcti != NULL && ret != NULL, FALSE);
+        g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+        e = session(tcti, NULL, NULL, error);
+        if (!e) {
+                g_prefix_error(error, "making the EKs of the vTPM at \"%s\": ", tcti);
+                return FALSE;
+        }
+        *ret = e;
         return TRUE;
 }
 

@@ -60,6 +60,13 @@
  * flushed); a TPM failure while storing leaves a partly endorsed vTPM,
  * which the caller discards (a failed `create` deletes the instance).
  *
+ * The manufacture may also come in two halves (vrotd's pool, pool.h):
+ * vrot_endorse_make_eks() makes both EKs persistent in a fresh vTPM and
+ * stores nothing else; later vrot_endorse_vtpm() with @premade certifies
+ * those keys, stores their certificates and evicts an EK not asked for.
+ * The same rules hold for each half: a pre-made vTPM with a certificate
+ * index is refused as endorsed, one without both EKs is not pre-made.
+ *
  * The platform, owner and endorsement authValues must be empty, as they
  * are on a freshly manufactured vTPM before any guest ran.  No function
  * logs; tpm2-tss itself writes to stderr unless TSS2_LOG says otherwise.
@@ -168,12 +175,18 @@ const char *vrot_endorse_step_name(VrotEndorseStep step);
  *   URI of printable ASCII, at most 1024 characters, lib/x509 checks it)
  * @not_after: the certificates' notAfter (seconds since the epoch), or 0
  *   for 99991231235959Z
+ * @ek_mask: 1 << #VrotEndorseEk of each EK to endorse; 0 for both
+ * @premade: the vTPM was made by vrot_endorse_make_eks() (a pool entry):
+ *   its EKs exist already and are read (TPM2_ReadPublic, checked against
+ *   the template) instead of created; an EK not in @ek_mask is evicted,
+ *   after both certificates are signed
  */
 typedef struct VrotEndorseParams {
         guint8 instance_uuid[16];
         const char *host_attestation_uri;
         gint64 not_after;
         guint ek_mask;                  /* 1 << VrotEndorseEk of the EKs to make; 0: all */
+        gboolean premade;
 } VrotEndorseParams;
 
 /**
@@ -248,6 +261,27 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotEndorsement, vrot_endorsement_free)
 gboolean vrot_endorse_vtpm(const gchar *tcti, const VrotX509Signer *signer,
                            const VrotEndorseParams *params, VrotEndorsement **ret,
                            GError **error);
+
+/**
+ * vrot_endorse_make_eks:
+ * @tcti: (transfer none): TCTI configuration of a fresh vTPM
+ * @ret: (out) (transfer full): the EKs made (no certificates) and the
+ *   step timings; written only on success
+ * @error: return location for a #VrotEndorseError
+ *
+ * The expensive half of the manufacture, with no signer: TPM2_Startup,
+ * then both EKs created from the templates and made persistent at
+ * 0x81010001 and 0x8101000a (RSA key generation takes ~25 ms median with
+ * a tail past 100 ms).  What vrotd's pool keeps (daemon/pool.h); a later
+ * vrot_endorse_vtpm() with @premade certifies and stores them.  Refused
+ * with VROT_ENDORSE_ERROR_ENDORSED if either handle or certificate index
+ * exists.  TPM commands: 11 (Startup, GetCapability x4, then per EK
+ * CreatePrimary, EvictControl, FlushContext).  Never touches the host TPM:
+ * safe in a thread of its own.
+ *
+ * Returns: TRUE on success.
+ */
+gboolean vrot_endorse_make_eks(const gchar *tcti, VrotEndorsement **ret, GError **error);
 
 /**
  * vrot_endorse_read_certs:

@@ -29,6 +29,7 @@
 
 #include "endorse-priv.h"
 #include "forkclient.h"
+#include "tpmpub.h"
 #include "unit.h"
 
 #define TEST_URI "https://host-17.example.net/vrot/attest"
@@ -525,6 +526,133 @@ static void test_endorse_vtpm_tpm2_tools(void)
         CU_ASSERT_TRUE(same_bytes(ecc_got, e->ek[VROT_ENDORSE_EK_ECC].cert_der));
 }
 
+static VrotEndorsement *make_eks_ok(Vtpm *v)
+{
+        g_autoptr(GError) err = NULL;
+        VrotEndorsement *e = NULL;
+
+        if (!vrot_endorse_make_eks(v->tcti, &e, &err))
+                fprintf(stderr, "%s\n", err->message);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        return e;
+}
+
+/*
+ * The pool's two halves: vrot_endorse_make_eks() leaves both EKs
+ * persistent and no certificate; vrot_endorse_vtpm() with premade then
+ * certifies those very keys, which a guest's tpm2_createek derives again.
+ */
+static void test_endorse_make_eks_then_premade(void)
+{
+        g_autoptr(Vtpm) v = vtpm_start();
+        g_autoptr(VrotEndorsement) made = make_eks_ok(v);
+        VrotEndorseParams p = params_with(TEST_URI);
+        g_autoptr(VrotEndorsement) e = NULL;
+        g_autoptr(VrotEndorsement) again = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autoptr(X509) x = NULL;
+
+        CU_ASSERT_EQUAL(count_handles(v, PERSISTENT_FIRST), 2);
+        CU_ASSERT_FALSE(vrot_endorse_read_certs(v->tcti, &x, NULL, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_NOT_ENDORSED));
+        g_clear_error(&err);
+        /* Not a fresh vTPM any more: making again, or endorsing as fresh, is refused. */
+        CU_ASSERT_FALSE(vrot_endorse_make_eks(v->tcti, &again, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED));
+        g_clear_error(&err);
+        CU_ASSERT_FALSE(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &again, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED));
+        g_clear_error(&err);
+
+        p.premade = TRUE;
+        CU_ASSERT_TRUE_FATAL(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &e, &err));
+        check_ek(&e->ek[VROT_ENDORSE_EK_RSA], EVP_PKEY_RSA, 2048, 0x81010001, 0x01c00002);
+        check_ek(&e->ek[VROT_ENDORSE_EK_ECC], EVP_PKEY_EC, 256, 0x8101000a, 0x01c0000a);
+        for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++) {
+                CU_ASSERT_EQUAL(EVP_PKEY_eq(e->ek[i].public_key, made->ek[i].public_key), 1);
+                CU_ASSERT_TRUE(same_bytes(e->ek[i].tpm_public, made->ek[i].tpm_public));
+        }
+        assert_createek_matches(v, "rsa", &e->ek[VROT_ENDORSE_EK_RSA]);
+        assert_createek_matches(v, "ecc", &e->ek[VROT_ENDORSE_EK_ECC]);
+        assert_read_back(v, e);
+        CU_ASSERT_FALSE(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &again, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED));
+}
+
+/* premade with one EK asked for: the other is evicted, it has no index. */
+static void test_endorse_premade_ecc_only(void)
+{
+        g_autoptr(Vtpm) v = vtpm_start();
+        g_autoptr(VrotEndorsement) made = make_eks_ok(v);
+        VrotEndorseParams p = params_with(TEST_URI);
+        g_autoptr(VrotEndorsement) e = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autoptr(X509) rsa = NULL, ecc = NULL;
+
+        p.premade = TRUE;
+        p.ek_mask = 1u << VROT_ENDORSE_EK_ECC;
+        CU_ASSERT_TRUE_FATAL(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &e, &err));
+        CU_ASSERT_PTR_NULL(e->ek[VROT_ENDORSE_EK_RSA].cert);
+        check_ek(&e->ek[VROT_ENDORSE_EK_ECC], EVP_PKEY_EC, 256, 0x8101000a, 0x01c0000a);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(e->ek[VROT_ENDORSE_EK_ECC].public_key,
+                                    made->ek[VROT_ENDORSE_EK_ECC].public_key), 1);
+        CU_ASSERT_EQUAL(count_handles(v, PERSISTENT_FIRST), 1);
+        CU_ASSERT_TRUE(vrot_endorse_read_certs(v->tcti, NULL, &ecc, &err));
+        CU_ASSERT_FALSE(vrot_endorse_read_certs(v->tcti, &rsa, NULL, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_NOT_ENDORSED));
+}
+
+/* premade on a vTPM that is not: refused before anything changes. */
+static void test_endorse_premade_refuses_fresh(void)
+{
+        g_autoptr(Vtpm) v = vtpm_start();
+        VrotEndorseParams p = params_with(TEST_URI);
+        g_autoptr(VrotEndorsement) e = NULL;
+        g_autoptr(GError) err = NULL;
+
+        p.premade = TRUE;
+        CU_ASSERT_FALSE(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &e, &err));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_FAILED));
+        CU_ASSERT(err && strstr(err->message, "not a pre-made vTPM"));
+        CU_ASSERT_EQUAL(count_handles(v, PERSISTENT_FIRST), 0);
+        CU_ASSERT_EQUAL(count_handles(v, 0x01000000u), 0);
+}
+
+/* A key at the EK handle that is not of the template is no EK to certify. */
+static void test_endorse_matches_template(void)
+{
+        const TPMT_PUBLIC *rsa = &vrot_tpmpub_ek_rsa_template.publicArea;
+        const TPMT_PUBLIC *ecc = &vrot_tpmpub_ek_ecc_template.publicArea;
+        TPMT_PUBLIC p;
+
+        CU_ASSERT_TRUE(vrot_endorse_matches_template(rsa, rsa));
+        CU_ASSERT_TRUE(vrot_endorse_matches_template(ecc, ecc));
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(rsa, ecc));
+        p = *rsa;
+        p.parameters.rsaDetail.exponent = 65537;        /* 0 means 65537 */
+        CU_ASSERT_TRUE(vrot_endorse_matches_template(&p, rsa));
+        p.parameters.rsaDetail.exponent = 3;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, rsa));
+        p = *rsa;
+        p.objectAttributes |= TPMA_OBJECT_NODA;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, rsa));
+        p = *rsa;
+        p.authPolicy.buffer[0] ^= 1;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, rsa));
+        p = *rsa;
+        p.parameters.rsaDetail.keyBits = 3072;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, rsa));
+        p = *ecc;
+        p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P384;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, ecc));
+        p = *ecc;
+        p.unique.ecc.x.size = 48;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, ecc));
+        p = *ecc;
+        p.nameAlg = TPM2_ALG_SHA384;
+        CU_ASSERT_FALSE(vrot_endorse_matches_template(&p, ecc));
+}
+
 /*
  * The longest attestation URI lib/x509 takes (1024 characters): both
  * certificates exceed TPM_PT_NV_BUFFER_MAX and go in two chunks, and still
@@ -918,6 +1046,10 @@ int main(void)
                 UNIT_CASE(test_endorse_vtpm_chunked),
                 UNIT_CASE(test_endorse_vtpm_guest_cannot_overwrite),
                 UNIT_CASE(test_endorse_vtpm_twice_refused),
+                UNIT_CASE(test_endorse_make_eks_then_premade),
+                UNIT_CASE(test_endorse_premade_ecc_only),
+                UNIT_CASE(test_endorse_premade_refuses_fresh),
+                UNIT_CASE(test_endorse_matches_template),
                 UNIT_CASE(test_endorse_vtpm_partly_endorsed_refused),
                 UNIT_CASE(test_endorse_vtpm_signer_errors),
                 UNIT_CASE(test_endorse_vtpm_bad_params),
