@@ -7,7 +7,7 @@
 G_DEFINE_QUARK(vrot-config-error-quark, vrot_config_error)
 
 /* Every key vrotd.conf may hold: group, key, where it goes. */
-typedef enum { STRING, PATH, LEVEL, PCRS } Kind;
+typedef enum { STRING, PATH, LEVEL, PCRS, POOL } Kind;
 
 typedef struct Key {
         const gchar *group;
@@ -22,6 +22,7 @@ static const Key keys[] = {
         { "daemon", "admin-group", STRING, G_STRUCT_OFFSET(VrotConfig, admin_group) },
         { "daemon", "worker-user", STRING, G_STRUCT_OFFSET(VrotConfig, worker_user) },
         { "daemon", "log-level", LEVEL, G_STRUCT_OFFSET(VrotConfig, log_level) },
+        { "daemon", "pool-size", POOL, G_STRUCT_OFFSET(VrotConfig, pool_size) },
         { "host-tpm", "tcti", STRING, G_STRUCT_OFFSET(VrotConfig, tcti) },
         { "host-tpm", "seal-pcrs", PCRS, G_STRUCT_OFFSET(VrotConfig, seal_pcrs) },
         { "operator", "policy-key", PATH, G_STRUCT_OFFSET(VrotConfig, policy_key) },
@@ -38,6 +39,7 @@ VrotConfig *vrot_config_new(void)
         cfg->tcti = g_strdup("device:/dev/tpmrm0");
         cfg->log_level = g_strdup("info");
         cfg->seal_pcrs = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 7;
+        cfg->pool_size = VROT_CONFIG_POOL_SIZE_DEFAULT;
         return cfg;
 }
 
@@ -111,6 +113,22 @@ static const Key *find_key(const gchar *group, const gchar *name)
         return NULL;
 }
 
+/* The keys that are numbers, not strings, into @staged. */
+static gboolean stage_number(const Key *k, const gchar *v, VrotConfig *staged, GError **error)
+{
+        guint64 n;
+
+        if (k->kind == PCRS)
+                return vrot_config_parse_pcrs(v, &staged->seal_pcrs, error);
+        if (!g_ascii_string_to_unsigned(v, 10, 0, VROT_CONFIG_POOL_SIZE_MAX, &n, NULL)) {
+                g_set_error(error, VROT_CONFIG_ERROR, VROT_CONFIG_ERROR_INVALID,
+                            "'%s' is not a number 0-%u", v, VROT_CONFIG_POOL_SIZE_MAX);
+                return FALSE;
+        }
+        staged->pool_size = (guint)n;
+        return TRUE;
+}
+
 /* Checks every key of @kf; fills @staged (same layout as VrotConfig). */
 static gboolean stage(GKeyFile *kf, VrotConfig *staged, GError **error)
 {
@@ -135,8 +153,8 @@ static gboolean stage(GKeyFile *kf, VrotConfig *staged, GError **error)
                         }
                         if (!check_value(k, v, error))
                                 return FALSE;
-                        if (k->kind == PCRS) {
-                                if (!vrot_config_parse_pcrs(v, &staged->seal_pcrs, error)) {
+                        if (k->kind == PCRS || k->kind == POOL) {
+                                if (!stage_number(k, v, staged, error)) {
                                         g_prefix_error(error, "[%s] %s: ", *g, *n);
                                         return FALSE;
                                 }
@@ -168,11 +186,12 @@ gboolean vrot_config_parse(VrotConfig *cfg, const gchar *data, gsize len, GError
                 return FALSE;
         }
         staged.seal_pcrs = cfg->seal_pcrs;
+        staged.pool_size = cfg->pool_size;
         ok = stage(kf, &staged, error);
         /* Apply all or nothing. */
         for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
                 gchar **from, **to;
-                if (keys[i].kind == PCRS)
+                if (keys[i].kind == PCRS || keys[i].kind == POOL)
                         continue;
                 from = G_STRUCT_MEMBER_P(&staged, keys[i].offset);
                 to = G_STRUCT_MEMBER_P(cfg, keys[i].offset);
@@ -182,8 +201,10 @@ gboolean vrot_config_parse(VrotConfig *cfg, const gchar *data, gsize len, GError
                 }
                 g_clear_pointer(from, g_free);
         }
-        if (ok)
+        if (ok) {
                 cfg->seal_pcrs = staged.seal_pcrs;
+                cfg->pool_size = staged.pool_size;
+        }
         return ok;
 }
 

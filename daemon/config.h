@@ -25,6 +25,7 @@ typedef struct VrotConfig {
         gchar *worker_user;             /* workers' --runas; NULL: stay */
         gchar *log_level;               /* error, warning, info, debug */
         guint seal_pcrs;                /* bit n: host PCR n in the sealing policy */
+        guint pool_size;                /* pre-manufactured vTPMs kept; 0: no pool */
         /* [operator]: the operator's public trust material, files on the
          * host (vrotd.conf(5)); NULL: not set.  Unused with --dev. */
         gchar *policy_key;              /* ECC P-256 public key (PEM): signs PCR authorisations */
@@ -32,6 +33,9 @@ typedef struct VrotConfig {
         gchar *fleet_root;              /* CA certificate (PEM): the host CA's trust anchor */
         gboolean dev;                   /* --dev: simulated host TPM, local fleet root */
 } VrotConfig;
+
+#define VROT_CONFIG_POOL_SIZE_DEFAULT 4
+#define VROT_CONFIG_POOL_SIZE_MAX 64
 
 /** vrot_config_new: (transfer full) the defaults. */
 VrotConfig *vrot_config_new(void);

@@ -13,6 +13,7 @@ static void test_config_defaults(void)
         CU_ASSERT_STRING_EQUAL(c->tcti, "device:/dev/tpmrm0");
         CU_ASSERT_PTR_NULL(c->admin_group);
         CU_ASSERT_EQUAL(c->seal_pcrs, 0x95u);
+        CU_ASSERT_EQUAL(c->pool_size, 4);
         CU_ASSERT_PTR_NULL(c->policy_key);
         CU_ASSERT_PTR_NULL(c->recovery_key);
         CU_ASSERT_PTR_NULL(c->fleet_root);
@@ -23,7 +24,7 @@ static void test_config_parse_all_keys(void)
         static const char conf[] =
                 "# comment\n"
                 "[daemon]\nstate-dir=/srv/vrot\nruntime-dir=/run/v\nadmin-group=vrot-admin\n"
-                "worker-user=vrot-vtpm\nlog-level=debug\n"
+                "worker-user=vrot-vtpm\nlog-level=debug\npool-size=0\n"
                 "[host-tpm]\ntcti=swtpm:path=/tmp/x\nseal-pcrs=0, 7 ,23\n"
                 "[operator]\npolicy-key=/etc/vrot/policy.pem\nrecovery-key=/etc/vrot/recovery.pem\n"
                 "fleet-root=/etc/vrot/fleet-root.pem\n";
@@ -38,6 +39,7 @@ static void test_config_parse_all_keys(void)
         CU_ASSERT_STRING_EQUAL(c->log_level, "debug");
         CU_ASSERT_STRING_EQUAL(c->tcti, "swtpm:path=/tmp/x");
         CU_ASSERT_EQUAL(c->seal_pcrs, 1u << 0 | 1u << 7 | 1u << 23);
+        CU_ASSERT_EQUAL(c->pool_size, 0);
         CU_ASSERT_STRING_EQUAL(c->policy_key, "/etc/vrot/policy.pem");
         CU_ASSERT_STRING_EQUAL(c->recovery_key, "/etc/vrot/recovery.pem");
         CU_ASSERT_STRING_EQUAL(c->fleet_root, "/etc/vrot/fleet-root.pem");
@@ -59,6 +61,13 @@ static void test_config_parse_refusals_change_nothing(void)
                 { "[host-tpm]\nseal-pcrs=24\n", VROT_CONFIG_ERROR_INVALID, "seal-pcrs" },
                 { "[host-tpm]\nseal-pcrs=\n", VROT_CONFIG_ERROR_INVALID, "seal-pcrs: empty value" },
                 { "[host-tpm]\ntcti=\n", VROT_CONFIG_ERROR_INVALID, "empty value" },
+                { "[daemon]\npool-size=65\n", VROT_CONFIG_ERROR_INVALID,
+                  "[daemon] pool-size: '65' is not a number 0-64" },
+                { "[daemon]\npool-size=-1\n", VROT_CONFIG_ERROR_INVALID, "pool-size" },
+                { "[daemon]\npool-size=4x\n", VROT_CONFIG_ERROR_INVALID, "pool-size" },
+                { "[daemon]\npool-size= \n", VROT_CONFIG_ERROR_INVALID, "pool-size" },
+                /* A good pool-size before a bad key: not applied either. */
+                { "[daemon]\npool-size=9\nlog-level=loud\n", VROT_CONFIG_ERROR_INVALID, "log-level" },
                 { "[operator]\npolicy-key=policy.pem\n", VROT_CONFIG_ERROR_INVALID,
                   "[operator] policy-key: 'policy.pem' is not an absolute path" },
                 { "[operator]\nfleet-root=\n", VROT_CONFIG_ERROR_INVALID, "fleet-root" },
@@ -84,6 +93,7 @@ static void test_config_parse_refusals_change_nothing(void)
                 CU_ASSERT_STRING_EQUAL(c->runtime_dir, "/run/vrot");
                 CU_ASSERT_STRING_EQUAL(c->state_dir, "/var/lib/vrot");
                 CU_ASSERT_EQUAL(c->seal_pcrs, 0x95u);
+                CU_ASSERT_EQUAL(c->pool_size, 4);
                 CU_ASSERT_PTR_NULL(c->recovery_key);
         }
 }
