@@ -1,0 +1,599 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The pool of pre-manufactured vTPMs (pool.h).  Three parts: the entries
+ * on disk (open, verify, discard), taking one (re-seal it for an instance),
+ * and the refill, a small state machine on the main loop whose one
+ * blocking step (the TPM commands that make the EKs) runs in a thread.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "endorse.h"
+#include "instkey.h"
+#include "pidfile.h"
+#include "pool.h"
+#include "store.h"
+#include "uuid.h"
+
+G_DEFINE_QUARK(vrot-pool-error-quark, vrot_pool_error)
+
+#define START_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 10000
+#define MAX_BACKOFF_S 60
+
+/* The entry being made, from spawn to listing. */
+typedef struct Refill {
+        VrotPool *pool;
+        gchar *id;
+        gchar *dir, *rundir;
+        VrotWorker *worker;
+        GPid pid;
+        GThread *thread;                /* makes the EKs */
+        GSource *done;                  /* attached by the thread when it ends */
+        VrotEndorsement *made;          /* the thread's result ... */
+        GError *error;                  /* ... or its error */
+        gboolean stopping;              /* asked to end after the EKs were made */
+        gboolean ended;                 /* its worker is gone */
+        gint64 started;
+} Refill;
+
+struct VrotPool {
+        gchar *state_dir, *runtime_dir, *worker_user;
+        guint size;
+        const VrotSecret *master;
+        VrotForkServer *forkd;
+        VrotRegistry *registry;
+        VrotPoolSaveFunc save;
+        gpointer save_data;
+        Refill *refill;                 /* NULL when no entry is being made */
+        guint refill_source;            /* the next refill, scheduled */
+        guint failures;                 /* consecutive failed refills */
+        guint64 made, taken, discarded;
+};
+
+static void schedule_refill(VrotPool *self, guint delay_s);
+
+/* ---- entries on disk ------------------------------------------------------------ */
+
+static gchar *entry_dir(const VrotPool *self, const gchar *id)
+{
+        return g_build_filename(self->state_dir, id, NULL);
+}
+
+/* Removes the files in @dir, then @dir; quietly, as far as it can. */
+static void remove_dir(const gchar *dir)
+{
+        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+        const gchar *name;
+
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree gchar *path = g_build_filename(dir, name, NULL);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        g_warning("%s: %s", path, g_strerror(errno));
+        }
+        if (rmdir(dir) < 0 && errno != ENOENT)
+                g_warning("%s: %s", dir, g_strerror(errno));
+}
+
+/* The entry's sealer, its key (transfer full) in *@ret_key. */
+static gboolean entry_sealer(const VrotPool *self, const gchar *id, VrotSealer *sealer,
+                             VrotSecret **ret_key, GError **error)
+{
+        *sealer = (VrotSealer){ 0 };
+        if (vrot_uuid_parse(id, sealer->uuid, NULL) < 0) {
+                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED,
+                            "pool entry %s: not a UUID", id);
+                return FALSE;
+        }
+        if (!vrot_instkey_derive_pool(self->master, sealer->uuid, ret_key, error))
+                return FALSE;
+        sealer->key = vrot_secret_data(*ret_key);
+        return TRUE;
+}
+
+/*
+ * Opens entry @id's state under its own sealer: every file verified, and
+ * a state there at all (a listed entry with no files is no vTPM).  The
+ * store (transfer full) keeps @sealer, which must outlive it.
+ */
+static VrotStore *open_entry(const VrotPool *self, const gchar *id, const VrotSealer *sealer,
+                             GError **error)
+{
+        g_autofree gchar *dir = entry_dir(self, id);
+        VrotError err = { 0 };
+        VrotStore *s = NULL;
+
+        if (vrot_store_open(dir, sealer, 0, &s, &err) < 0) {
+                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED, "%s", err.msg);
+                return NULL;
+        }
+        if (vrot_store_generation(s) == 0) {
+                vrot_store_free(s);
+                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED,
+                            "%s holds no state", dir);
+                return NULL;
+        }
+        return s;
+}
+
+static gboolean verify_entry(const VrotPool *self, const gchar *id, GError **error)
+{
+        g_autoptr(VrotSecret) key = NULL;
+        VrotSealer sealer;
+        VrotStore *s;
+
+        if (!entry_sealer(self, id, &sealer, &key, error) ||
+            !(s = open_entry(self, id, &sealer, error)))
+                return FALSE;
+        vrot_store_free(s);
+        return TRUE;
+}
+
+/* Unlists entry @id and removes its files (the registry is saved later). */
+static void discard(VrotPool *self, const gchar *id)
+{
+        g_autofree gchar *dir = entry_dir(self, id);
+
+        vrot_registry_pool_remove(self->registry, id);
+        remove_dir(dir);
+        self->discarded++;
+}
+
+/* Listed entries that fail to verify, and those beyond the size, go. */
+static gboolean check_listed(VrotPool *self)
+{
+        const GPtrArray *listed = vrot_registry_pool(self->registry);
+        g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func(g_free);
+        gboolean changed = FALSE;
+
+        for (guint i = 0; i < listed->len; i++)
+                g_ptr_array_add(ids, g_strdup(listed->pdata[i]));
+        for (guint i = 0; i < ids->len; i++) {
+                const gchar *id = ids->pdata[i];
+                g_autoptr(GError) why = NULL;
+
+                if (i >= self->size) {
+                        g_debug("pool: entry %s is beyond pool-size %u: discarded", id, self->size);
+                } else if (!verify_entry(self, id, &why)) {
+                        g_warning("pool: entry %s refused and discarded: %s", id, why->message);
+                } else {
+                        g_debug("pool: entry %s verified", id);
+                        continue;
+                }
+                discard(self, id);
+                changed = TRUE;
+        }
+        return changed;
+}
+
+/* Directories of entries that are not listed: an unfinished refill, or a
+ * taken entry's copy put back.  Never used; removed. */
+static void remove_unlisted(VrotPool *self)
+{
+        g_autoptr(GDir) d = g_dir_open(self->state_dir, 0, NULL);
+        const gchar *name;
+
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree gchar *dir = NULL;
+
+                if (g_ptr_array_find_with_equal_func(
+                            (GPtrArray *)vrot_registry_pool(self->registry), name, g_str_equal, NULL))
+                        continue;
+                dir = entry_dir(self, name);
+                g_debug("pool: removing %s, which is not a listed entry", dir);
+                remove_dir(dir);
+        }
+}
+
+/* Waits until @pid is gone, SIGKILL after STOP_TIMEOUT_MS. */
+static void wait_gone(GPid pid)
+{
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        if (fd < 0)
+                return;
+        if (poll(&p, 1, STOP_TIMEOUT_MS) <= 0) {
+                kill(pid, SIGKILL);
+                (void)poll(&p, 1, STOP_TIMEOUT_MS);
+        }
+        close(fd);
+}
+
+/* A pool worker a crash left running holds its entry: stop it; then the
+ * runtime directories of entries go (their sockets, logs, PID files). */
+static void clear_runtime(VrotPool *self)
+{
+        g_autoptr(GDir) d = g_dir_open(self->runtime_dir, 0, NULL);
+        const gchar *name;
+
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree gchar *rundir = g_build_filename(self->runtime_dir, name, NULL);
+                g_autofree gchar *pidfile = g_build_filename(rundir, "worker.pid", NULL);
+                GPid pid = vrot_pidfile_live(pidfile);
+
+                if (pid > 0) {
+                        g_debug("pool: stopping worker %d of unfinished entry %s", (int)pid, name);
+                        kill(pid, SIGTERM);
+                        wait_gone(pid);
+                }
+                remove_dir(rundir);
+        }
+}
+
+static gboolean make_dirs(const VrotPool *self, GError **error)
+{
+        if (g_mkdir_with_parents(self->state_dir, 0700) < 0 ||
+            g_mkdir_with_parents(self->runtime_dir, 0755) < 0) {
+                int e = errno;
+                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED, "pool directories: %s",
+                            g_strerror(e));
+                return FALSE;
+        }
+        return TRUE;
+}
+
+VrotPool *vrot_pool_new(const VrotPoolParams *params, GError **error)
+{
+        g_autoptr(VrotPool) self = g_new0(VrotPool, 1);
+
+        g_return_val_if_fail(params && params->master && params->registry && params->save, NULL);
+        self->state_dir = g_strdup(params->state_dir);
+        self->runtime_dir = g_strdup(params->runtime_dir);
+        self->worker_user = g_strdup(params->worker_user);
+        self->size = params->size;
+        self->master = params->master;
+        self->forkd = params->forkd;
+        self->registry = params->registry;
+        self->save = params->save;
+        self->save_data = params->save_data;
+        if (!make_dirs(self, error))
+                return NULL;
+        clear_runtime(self);
+        if (check_listed(self) && !self->save(self->save_data, error)) {
+                g_prefix_error(error, "pool: ");
+                return NULL;
+        }
+        remove_unlisted(self);
+        g_debug("pool: %u of %u entries ready", vrot_registry_pool(self->registry)->len, self->size);
+        schedule_refill(self, 0);
+        return g_steal_pointer(&self);
+}
+
+/* ---- taking an entry ------------------------------------------------------------- */
+
+/* Removes the state files a failed copy left in @dir (the directory stays). */
+static void clear_dir(const gchar *dir)
+{
+        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+        const gchar *name;
+
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree gchar *path = g_build_filename(dir, name, NULL);
+                (void)unlink(path);
+        }
+}
+
+typedef enum { COPIED, REFUSED, FAILED } CopyResult;
+
+/* Entry @id's state into @dst_dir under @dst.  REFUSED: the entry is at
+ * fault (@why says how); FAILED: the target is (@error). */
+static CopyResult copy_entry(VrotPool *self, const gchar *id, const gchar *dst_dir,
+                             const VrotSealer *dst, GError **why, GError **error)
+{
+        g_autoptr(VrotSecret) key = NULL;
+        VrotStore *src = NULL, *out = NULL;
+        VrotSealer sealer;
+        VrotError err = { 0 };
+        CopyResult res = REFUSED;
+        int r;
+
+        if (!entry_sealer(self, id, &sealer, &key, why) ||
+            !(src = open_entry(self, id, &sealer, why)))
+                return REFUSED;
+        if (vrot_store_open(dst_dir, dst, 0, &out, &err) < 0) {
+                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED, "%s", err.msg);
+                res = FAILED;
+        } else if ((r = vrot_store_copy(src, out, &err)) < 0) {
+                res = r == -EUCLEAN ? REFUSED : FAILED;
+                g_set_error(res == REFUSED ? why : error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED,
+                            "%s", err.msg);
+        } else {
+                res = COPIED;
+        }
+        vrot_store_free(out);
+        vrot_store_free(src);
+        return res;
+}
+
+/* The entry is the instance's now: unlisted in the registry write that
+ * records the instance, then its files go. */
+static gboolean hand_over(VrotPool *self, const gchar *id, GError **error)
+{
+        g_autofree gchar *dir = entry_dir(self, id);
+
+        vrot_registry_pool_remove(self->registry, id);
+        if (!self->save(self->save_data, error)) {
+                /* Listed again in memory, as it still is on disk. */
+                (void)vrot_registry_pool_add(self->registry, id, NULL);
+                return FALSE;
+        }
+        remove_dir(dir);
+        self->taken++;
+        schedule_refill(self, 0);
+        return TRUE;
+}
+
+gboolean vrot_pool_take(VrotPool *self, const gchar *dst_dir, const VrotSealer *dst,
+                        gchar **ret_id, GError **error)
+{
+        const GPtrArray *listed = vrot_registry_pool(self->registry);
+
+        g_return_val_if_fail(self && dst_dir && dst && ret_id, FALSE);
+        while (listed->len > 0) {
+                g_autofree gchar *id = g_strdup(listed->pdata[0]);
+                g_autoptr(GError) why = NULL;
+
+                switch (copy_entry(self, id, dst_dir, dst, &why, error)) {
+                case COPIED:
+                        if (!hand_over(self, id, error)) {
+                                clear_dir(dst_dir);
+                                return FALSE;
+                        }
+                        *ret_id = g_steal_pointer(&id);
+                        return TRUE;
+                case REFUSED:
+                        g_warning("pool: entry %s refused and discarded: %s", id, why->message);
+                        clear_dir(dst_dir);
+                        discard(self, id);
+                        schedule_refill(self, 0);
+                        continue;
+                case FAILED:
+                        clear_dir(dst_dir);
+                        return FALSE;
+                }
+        }
+        *ret_id = NULL;
+        return TRUE;
+}
+
+void vrot_pool_status(const VrotPool *self, VrotPoolStatus *ret)
+{
+        *ret = (VrotPoolStatus){
+                .size = self->size,
+                .ready = vrot_registry_pool(self->registry)->len,
+                .filling = self->refill != NULL,
+                .made = self->made,
+                .taken = self->taken,
+                .discarded = self->discarded,
+        };
+}
+
+/* ---- the refill ------------------------------------------------------------------- */
+
+/* Ends the refill: its worker stopped if it still runs (killed, unless it
+ * is writing its state on the way out), its thread joined, its directories
+ * removed (unless @keep_entry: it is listed now). */
+static void refill_free(Refill *f, gboolean keep_entry)
+{
+        GPid pid = f->worker && !f->ended ? vrot_worker_pid(f->worker) : 0;
+
+        if (pid > 0) {
+                if (!f->stopping)
+                        kill(pid, SIGKILL);
+                wait_gone(pid);
+        }
+        if (f->thread)
+                g_thread_join(f->thread);
+        if (f->done) {
+                g_source_destroy(f->done);
+                g_source_unref(f->done);
+        }
+        vrot_worker_free(f->worker);
+        vrot_endorsement_free(f->made);
+        g_clear_error(&f->error);
+        if (!keep_entry)
+                remove_dir(f->dir);
+        remove_dir(f->rundir);
+        f->pool->refill = NULL;
+        g_free(f->id);
+        g_free(f->dir);
+        g_free(f->rundir);
+        g_free(f);
+}
+
+/* The refill failed: try again later, after a back-off that doubles. */
+static void refill_failed(Refill *f, const gchar *why)
+{
+        VrotPool *self = f->pool;
+        guint delay = MIN(1u << MIN(self->failures, 6u), (guint)MAX_BACKOFF_S);
+
+        g_warning("pool: making entry %s failed: %s; trying again in %u s", f->id, why, delay);
+        refill_free(f, FALSE);
+        self->failures++;
+        schedule_refill(self, delay);
+}
+
+/* The worker wrote the entry and ended: verify it, then list it. */
+static void refill_finish(Refill *f)
+{
+        VrotPool *self = f->pool;
+        g_autoptr(GError) error = NULL;
+        gint64 ms = (g_get_monotonic_time() - f->started) / 1000;
+
+        if (!verify_entry(self, f->id, &error) ||
+            !vrot_registry_pool_add(self->registry, f->id, &error)) {
+                refill_failed(f, error->message);
+                return;
+        }
+        if (!self->save(self->save_data, &error)) {
+                vrot_registry_pool_remove(self->registry, f->id);
+                refill_failed(f, error->message);
+                return;
+        }
+        self->made++;
+        self->failures = 0;
+        g_debug("pool: entry %s ready in %" G_GINT64_FORMAT " ms; %u of %u", f->id, ms,
+                vrot_registry_pool(self->registry)->len, self->size);
+        refill_free(f, TRUE);
+        schedule_refill(self, 0);
+}
+
+static void on_exit_(VrotWorker *w, gboolean signaled, gint code, gpointer data)
+{
+        Refill *f = data;
+        g_autofree gchar *why = NULL;
+
+        (void)w;
+        f->ended = TRUE;
+        if (f->stopping && !signaled && code == 0) {
+                refill_finish(f);
+                return;
+        }
+        if (f->thread) {
+                /* The thread fails on its own now; its end reports. */
+                g_clear_pointer(&f->worker, vrot_worker_free);
+                return;
+        }
+        why = g_strdup_printf("its worker ended (%s %d)", signaled ? "signal" : "exit", code);
+        refill_failed(f, why);
+}
+
+/* Back on the main loop: the EKs are made (or not); the worker is told to
+ * end, which writes the entry's state once (defer-writes). */
+static gboolean on_made(gpointer data)
+{
+        Refill *f = data;
+        const VrotEndorsement *e;
+
+        g_thread_join(f->thread);
+        f->thread = NULL;
+        g_clear_pointer(&f->done, g_source_unref);
+        if (f->error || !f->worker) {
+                refill_failed(f, f->error ? f->error->message : "its worker ended");
+                return G_SOURCE_REMOVE;
+        }
+        e = f->made;
+        g_debug("pool: entry %s: EKs made (rsa %" G_GINT64_FORMAT " ms, ecc %" G_GINT64_FORMAT
+                " ms)", f->id, e->step_usec[VROT_ENDORSE_STEP_CREATE_RSA] / 1000,
+                e->step_usec[VROT_ENDORSE_STEP_CREATE_ECC] / 1000);
+        f->stopping = TRUE;
+        kill(f->pid, SIGTERM);
+        return G_SOURCE_REMOVE;
+}
+
+/* The thread: the TPM commands that make both EKs, in the new vTPM only. */
+static gpointer make_thread(gpointer data)
+{
+        Refill *f = data;
+        g_autofree gchar *data_path = g_build_filename(f->rundir, "data.sock", NULL);
+        g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data_path);
+
+        (void)vrot_endorse_make_eks(tcti, &f->made, &f->error);
+        g_source_attach(f->done, NULL);         /* the main context: on_made() */
+        return NULL;
+}
+
+static void on_ready(VrotWorker *w, const GError *error, gpointer data)
+{
+        Refill *f = data;
+        g_autofree gchar *pidfile = g_build_filename(f->rundir, "worker.pid", NULL);
+        g_autoptr(GError) local = NULL;
+
+        if (error) {
+                f->ended = TRUE;        /* it never listened: gone, or killed */
+                refill_failed(f, error->message);
+                return;
+        }
+        f->pid = vrot_worker_pid(w);
+        if (!vrot_pidfile_write(pidfile, f->pid, &local))
+                g_warning("pool: %s", local->message);
+        f->done = g_idle_source_new();
+        g_source_set_callback(f->done, on_made, f, NULL);
+        f->thread = g_thread_try_new("vrotd-pool", make_thread, f, &local);
+        if (!f->thread) {
+                g_clear_pointer(&f->done, g_source_unref);
+                refill_failed(f, local->message);
+        }
+}
+
+/* The new entry's worker: its own directory, key, sockets; a service-like
+ * vTPM started at once, whose state is written once, when it ends. */
+static gboolean spawn_entry(Refill *f, GError **error)
+{
+        VrotPool *self = f->pool;
+        g_autoptr(VrotSecret) key = NULL;
+        g_autofree gchar *ctrl = g_build_filename(f->rundir, "data.sock.ctrl", NULL);
+        g_autofree gchar *data = g_build_filename(f->rundir, "data.sock", NULL);
+        g_autofree gchar *log = g_build_filename(f->rundir, "worker.log", NULL);
+        VrotWorkerSpec spec = { .uuid = f->id, .state_dir = f->dir, .ctrl_path = ctrl,
+                                .data_path = data, .log_path = log, .runas = self->worker_user,
+                                .not_need_init = TRUE, .defer_writes = TRUE };
+        VrotSealer sealer;
+        int key_fd;
+
+        if (g_mkdir_with_parents(f->dir, 0700) < 0 || g_mkdir_with_parents(f->rundir, 0755) < 0) {
+                int e = errno;
+                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED, "%s: %s", f->dir,
+                            g_strerror(e));
+                return FALSE;
+        }
+        if (!entry_sealer(self, f->id, &sealer, &key, error) ||
+            (key_fd = vrot_instkey_pipe(key, error)) < 0)
+                return FALSE;
+        f->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, error);
+        close(key_fd);
+        if (!f->worker)
+                return FALSE;
+        vrot_worker_watch(f->worker, START_TIMEOUT_MS, on_ready, on_exit_, f);
+        return TRUE;
+}
+
+static gboolean refill_now(gpointer data)
+{
+        VrotPool *self = data;
+        g_autoptr(GError) error = NULL;
+        Refill *f;
+
+        self->refill_source = 0;
+        if (self->refill || vrot_registry_pool(self->registry)->len >= self->size)
+                return G_SOURCE_REMOVE;
+        f = g_new0(Refill, 1);
+        f->pool = self;
+        f->id = g_uuid_string_random();
+        f->dir = entry_dir(self, f->id);
+        f->rundir = g_build_filename(self->runtime_dir, f->id, NULL);
+        f->started = g_get_monotonic_time();
+        self->refill = f;
+        g_debug("pool: making entry %s", f->id);
+        if (!spawn_entry(f, &error))
+                refill_failed(f, error->message);
+        return G_SOURCE_REMOVE;
+}
+
+/* A refill in @delay_s seconds (0: from the main loop, soon), unless one
+ * is under way or scheduled. */
+static void schedule_refill(VrotPool *self, guint delay_s)
+{
+        if (self->refill || self->refill_source || self->size == 0)
+                return;
+        self->refill_source = delay_s ? g_timeout_add_seconds(delay_s, refill_now, self)
+                                      : g_idle_add(refill_now, self);
+}
+
+void vrot_pool_free(VrotPool *self)
+{
+        if (!self)
+                return;
+        g_clear_handle_id(&self->refill_source, g_source_remove);
+        if (self->refill)
+                refill_free(self->refill, FALSE);
+        g_free(self->state_dir);
+        g_free(self->runtime_dir);
+        g_free(self->worker_user);
+        g_free(self);
+}
