@@ -155,6 +155,29 @@ static void add_enrolment(JsonBuilder *b, VrotHost *host)
         add_chain(b, host);
 }
 
+/* "pool": the pre-manufactured vTPMs (vrot-api(7) host.info). */
+static void add_pool(JsonBuilder *b, VrotInstances *instances)
+{
+        VrotPoolStatus st;
+
+        vrot_instances_pool_status(instances, &st);
+        json_builder_set_member_name(b, "pool");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "size");
+        json_builder_add_int_value(b, st.size);
+        json_builder_set_member_name(b, "ready");
+        json_builder_add_int_value(b, st.ready);
+        json_builder_set_member_name(b, "filling");
+        json_builder_add_boolean_value(b, st.filling);
+        json_builder_set_member_name(b, "made");
+        json_builder_add_int_value(b, (gint64)st.made);
+        json_builder_set_member_name(b, "taken");
+        json_builder_add_int_value(b, (gint64)st.taken);
+        json_builder_set_member_name(b, "discarded");
+        json_builder_add_int_value(b, (gint64)st.discarded);
+        json_builder_end_object(b);
+}
+
 static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                              GError **error)
 {
@@ -176,6 +199,7 @@ static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJ
         json_builder_add_int_value(b, all->len);
         json_builder_set_member_name(b, "running");
         json_builder_add_int_value(b, vrot_instances_n_running(api->instances));
+        add_pool(b, api->instances);
         add_enrolment(b, api->host);
         json_builder_end_object(b);
         return json_builder_get_root(b);
@@ -312,6 +336,7 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         const gchar *name = NULL;
         g_autofree gchar *made = NULL, *rsa = NULL, *ecc = NULL;
         guint kind = 0, ek = 0;
+        gboolean premade = FALSE;
         JsonNode *res;
 
         if (!vrot_jsonrpc_params_check_known(req, known, error) ||
@@ -331,7 +356,7 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         }
         if (!vrot_instances_create(api->instances, uuid[0] ? uuid : NULL,
                                    kind == 0 ? VROT_INSTANCE_VM : VROT_INSTANCE_SERVICE, name,
-                                   caller->uid, ek_masks[ek], &made, error)) {
+                                   caller->uid, ek_masks[ek], &made, &premade, error)) {
                 g_message("refused: create %s by uid %u: %s", uuid[0] ? uuid : "(new)",
                           (unsigned)caller->uid, (*error)->message);
                 to_rpc_error(error);
@@ -343,6 +368,7 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         /* null for an EK that was not asked for */
         set_string_or_null(json_node_get_object(res), "ek_rsa_cert_pem", rsa);
         set_string_or_null(json_node_get_object(res), "ek_ecc_cert_pem", ecc);
+        json_object_set_boolean_member(json_node_get_object(res), "from_pool", premade);
         return res;
 }
 

@@ -14,6 +14,7 @@
 #include "instances.h"
 #include "instkey.h"
 #include "pidfile.h"
+#include "pool.h"
 #include "seal.h"
 #include "uuid.h"
 
@@ -47,6 +48,7 @@ struct VrotInstances {
         gchar *registry_path;
         VrotRegistry *registry;
         VrotForkServer *forkd;
+        VrotPool *pool;                 /* pre-manufactured vTPMs (pool.h) */
         GHashTable *running;            /* uuid -> Running */
 };
 
@@ -259,6 +261,25 @@ static void resume_after_shutdown(VrotInstances *self)
         resume(self, uuids);
 }
 
+static gboolean save_registry(gpointer data, GError **error)
+{
+        return save(data, error);
+}
+
+/* The pool of pre-manufactured vTPMs: STATE/pool, RUNTIME/pool. */
+static gboolean open_pool(VrotInstances *self, GError **error)
+{
+        g_autofree gchar *state = g_build_filename(self->cfg->state_dir, "pool", NULL);
+        g_autofree gchar *run = g_build_filename(self->cfg->runtime_dir, "pool", NULL);
+        VrotPoolParams p = { .state_dir = state, .runtime_dir = run,
+                             .worker_user = self->cfg->worker_user, .size = self->cfg->pool_size,
+                             .master = vrot_host_master(self->host), .forkd = self->forkd,
+                             .registry = self->registry, .save = save_registry, .save_data = self };
+
+        self->pool = vrot_pool_new(&p, error);
+        return self->pool != NULL;
+}
+
 VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const gchar *vtpm_path,
                                   GError **error)
 {
@@ -281,6 +302,8 @@ VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const g
                 resume(self, orphans);
         }
         resume_after_shutdown(self);
+        if (!open_pool(self, error))
+                return NULL;
         return g_steal_pointer(&self);
 }
 
@@ -624,28 +647,47 @@ static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorseme
         return TRUE;
 }
 
+/* Where an endorsement's time went, at debug level. */
+static void log_steps(const gchar *uuid, const VrotEndorsement *e)
+{
+        g_autoptr(GString) steps = g_string_new(NULL);
+        gint64 total = 0;
+
+        for (gsize i = 0; i < VROT_ENDORSE_N_STEPS; i++) {
+                total += e->step_usec[i];
+                g_string_append_printf(steps, " %s %.1f", vrot_endorse_step_name((VrotEndorseStep)i),
+                                       e->step_usec[i] / 1000.0);
+        }
+        g_debug("instance %s: endorsed in %.1f ms:%s", uuid, total / 1000.0, steps->str);
+}
+
 /* First start of a new vTPM: run it with a data socket (as a service, its
- * TPM starts at once), create and endorse its EKs, stop it. */
-static gboolean manufacture(VrotInstances *self, VrotInstance *inst, guint ek_mask, GError **error)
+ * TPM starts at once), create (unless @premade: a pool entry's) and endorse
+ * its EKs, stop it. */
+static gboolean manufacture(VrotInstances *self, VrotInstance *inst, guint ek_mask, gboolean premade,
+                            GError **error)
 {
         g_autofree gchar *data = run_path(self, inst->uuid, "data.sock");
         g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data);
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) stop_error = NULL;
         VrotEndorseParams params = { .host_attestation_uri = "urn:vrot:host-attestation",
-                                     .ek_mask = ek_mask };
+                                     .ek_mask = ek_mask, .premade = premade };
+        guint64 before = state_generation(self, inst->uuid);   /* a pool entry's: > 0 */
         gboolean ok;
 
         if (!start_now(self, inst, error))
                 return FALSE;
         vrot_uuid_parse(inst->uuid, params.instance_uuid, NULL);
-        ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), &params, &e, error) &&
-             save_certs(self, inst->uuid, e, error);
+        ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), &params, &e, error);
+        if (ok)
+                log_steps(inst->uuid, e);
+        ok = ok && save_certs(self, inst->uuid, e, error);
         if (!stop_worker(self, inst->uuid, &stop_error) && ok) {
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
         }
-        if (ok && inst->generation == 0)
+        if (ok && inst->generation <= before)
                 return fail(error, VROT_INSTANCES_ERROR_FAILED,
                             "the manufactured state of %s was not written (see its worker.log)", inst->uuid);
         if (inst->kind == VROT_INSTANCE_VM) {
@@ -666,12 +708,34 @@ static gboolean valid_name(const gchar *name)
         return TRUE;
 }
 
+/* The new instance's state from the pool, if it has an entry left. */
+static gboolean take_premade(VrotInstances *self, const VrotInstance *inst, gboolean *ret_taken,
+                             GError **error)
+{
+        g_autofree gchar *dir = state_dir(self, inst->uuid);
+        g_autofree gchar *id = NULL;
+        g_autoptr(VrotSecret) key = NULL;
+        VrotSealer sealer = { 0 };
+
+        vrot_uuid_parse(inst->uuid, sealer.uuid, NULL);
+        if (!vrot_instkey_derive(vrot_host_master(self->host), inst->salt, sealer.uuid, &key, error))
+                return FALSE;
+        sealer.key = vrot_secret_data(key);
+        if (!vrot_pool_take(self->pool, dir, &sealer, &id, error))
+                return FALSE;
+        if (id)
+                g_debug("pool: entry %s taken for instance %s", id, inst->uuid);
+        *ret_taken = id != NULL;
+        return TRUE;
+}
+
 gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
                                const gchar *name, uid_t owner, guint ek_mask, gchar **ret_uuid,
-                               GError **error)
+                               gboolean *ret_premade, GError **error)
 {
         g_autoptr(VrotInstance) inst = g_new0(VrotInstance, 1);
         g_autofree gchar *dir = NULL;
+        gboolean premade = FALSE;
         guint8 raw[16];
         gchar canon[VROT_UUID_STR_LEN + 1];
         VrotInstance *entry;
@@ -702,16 +766,22 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
                 return FALSE;
         if (g_mkdir_with_parents(dir, 0700) < 0)
                 return fail(error, VROT_INSTANCES_ERROR_FAILED, "%s: %s", dir, g_strerror(errno));
-        if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error) || !save(self, error))
+        if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error))
                 return FALSE;
         entry = vrot_registry_lookup(self->registry, canon);
-        if (!manufacture(self, entry, ek_mask, error)) {
+        /* One registry write either way: the pool's, or ours. */
+        if (!take_premade(self, entry, &premade, error) || (!premade && !save(self, error)))
+                return FALSE;
+        if (!manufacture(self, entry, ek_mask, premade, error)) {
                 g_prefix_error(error, "manufacturing %s: ", canon);
                 return FALSE;           /* the entry stays: delete cleans up */
         }
-        g_message("instance %s: created (%s, \"%s\", owner %u)", canon,
-                  kind == VROT_INSTANCE_VM ? "vm" : "service", name, (unsigned)owner);
+        g_message("instance %s: created (%s, \"%s\", owner %u%s)", canon,
+                  kind == VROT_INSTANCE_VM ? "vm" : "service", name, (unsigned)owner,
+                  premade ? ", from the pool" : "");
         *ret_uuid = g_strdup(canon);
+        if (ret_premade)
+                *ret_premade = premade;
         return TRUE;
 }
 
@@ -806,6 +876,11 @@ gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const 
         return pem;
 }
 
+void vrot_instances_pool_status(VrotInstances *self, VrotPoolStatus *ret)
+{
+        vrot_pool_status(self->pool, ret);
+}
+
 guint vrot_instances_n_running(VrotInstances *self)
 {
         GHashTableIter it;
@@ -848,6 +923,7 @@ void vrot_instances_free(VrotInstances *self)
                         running_drop(l->data, NULL);
                 g_hash_table_unref(self->running);
         }
+        vrot_pool_free(self->pool);
         vrot_fork_server_free(self->forkd);
         vrot_registry_free(self->registry);
         g_free(self->registry_path);

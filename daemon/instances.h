@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "host.h"
+#include "pool.h"
 #include "registry.h"
 
 #define VROT_INSTANCES_ERROR (vrot_instances_error_quark())
@@ -45,10 +46,15 @@ void vrot_instances_free(VrotInstances *self);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotInstances, vrot_instances_free)
 
 /** @uuid nullable: a new one is made.  @ek_mask: the EKs to make and
- *  endorse (1 << VrotEndorseEk each; 0: both).  *@ret_uuid (transfer full). */
+ *  endorse (1 << VrotEndorseEk each; 0: both).  *@ret_uuid (transfer full).
+ *  *@ret_premade (nullable): TRUE when the vTPM came from the pool (its
+ *  EKs made before; pool.h), FALSE when it was manufactured whole. */
 gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
                                const gchar *name, uid_t owner, guint ek_mask, gchar **ret_uuid,
-                               GError **error);
+                               gboolean *ret_premade, GError **error);
+
+/** vrot_instances_pool_status: the pool's state, for host.info. */
+void vrot_instances_pool_status(VrotInstances *self, VrotPoolStatus *ret);
 /**
  * VrotInstancesStartFunc:
  * How a start went: @error NULL when the control socket listens.
