@@ -871,8 +871,14 @@ gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const 
         if (!lookup(self, uuid, TRUE, error))
                 return NULL;
         path = cert_path(self, uuid, type);
-        if (!g_file_get_contents(path, &pem, NULL, NULL))
-                fail(error, VROT_INSTANCES_ERROR_NOT_FOUND, "instance %s has no %s EK certificate", uuid, type);
+        if (!g_file_get_contents(path, &pem, NULL, NULL)) {
+                g_autofree gchar *other = cert_path(self, uuid, g_str_equal(type, "rsa") ? "ecc" : "rsa");
+                gboolean one_only = g_file_test(other, G_FILE_TEST_EXISTS);
+
+                fail(error, VROT_INSTANCES_ERROR_NOT_FOUND, "instance %s has no %s EK certificate%s",
+                     uuid, type, one_only ? ": it was created with only the other EK "
+                                            "(instance.create \"ek\")" : "");
+        }
         return pem;
 }
 

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""vrotd's pool of pre-manufactured vTPMs, end to end (vrotd(8) POOL).
+
+Every test starts its own `vrotd --dev` with a small [daemon] pool-size,
+waits until the pool is full (host.info "pool"), and checks what a client,
+a relying party and a guest can see of a vTPM that came from the pool:
+
+- its EK certificates chain to the fleet root through the host CA, certify
+  the EKs the vTPM holds (`tpm2_createek`, `tpm2_readpublic`), and sit in
+  NV (`tpm2_nvread`); no two creates ever share an EK
+- an ECC-only create from the pool has no RSA EK, handle or certificate
+- a tampered or swapped pool entry is refused and discarded, never used;
+  a taken entry put back is never listed again
+- entries survive a restart, and a daemon killed while it makes one
+  leaves neither a process nor an entry half made
+
+At the end of every test the daemon (SIGTERM) must exit 0 and leave no
+process behind.
+
+Needs: tpm2-tools, swtpm, openssl.
+
+Usage: test_pool.py [test_name ...]
+"""
+
+import os
+import shutil
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Failure, check, main, tpm2  # noqa: E402
+from test_vrotd import (ECC_HANDLE, ECC_INDEX, RSA_HANDLE, RSA_INDEX, cert_der,  # noqa: E402
+                        cert_pubkey_der, check_pem, pubkey_file_der, start, verify_ek, write)
+from vrotd import NOT_FOUND, Harness, Vrotd, expect_error  # noqa: E402
+
+FILL_TIMEOUT = 180.0        # a hang guard, not a performance threshold
+
+
+def pool_daemon(h, size, name="vrotd"):
+    conf = write(h, f"{name}-pool.conf", f"[daemon]\npool-size={size}\n")
+    return Vrotd(h, name=name, config=conf)
+
+
+def pool_info(d):
+    p = d.call("host.info")["pool"]
+    check(isinstance(p, dict) and {"size", "ready", "filling", "made", "taken",
+                                   "discarded"} <= set(p), f"host.info pool: {p!r}")
+    return p
+
+
+def wait_full(d):
+    """Until the pool holds pool-size entries and makes none."""
+    deadline = time.monotonic() + FILL_TIMEOUT
+    while True:
+        p = pool_info(d)
+        if p["ready"] >= p["size"] and not p["filling"]:
+            return p
+        if time.monotonic() > deadline:
+            raise Failure(f"the pool did not fill within {FILL_TIMEOUT}s: {p}\n"
+                          f"{d.log_text()[-3000:]}")
+        time.sleep(0.02)
+
+
+def entries(d):
+    """The pool's entry directories (STATE/pool/<id>)."""
+    top = os.path.join(d.state_dir, "pool")
+    return sorted(os.listdir(top)) if os.path.isdir(top) else []
+
+
+def create(d, name, kind="service", **kw):
+    res = d.call("instance.create", kind=kind, name=name, **kw)
+    check(isinstance(res.get("from_pool"), bool), f"instance.create: no from_pool: {sorted(res)}")
+    return res
+
+
+def ek_keys(res):
+    return [cert_pubkey_der(res[k]) for k in ("ek_rsa_cert_pem", "ek_ecc_cert_pem") if res.get(k)]
+
+
+def check_vtpm_matches(h, d, res, tag):
+    """Start the service instance: tpm2_createek derives the certified keys,
+    the persistent EKs are those keys, NV holds the certificates."""
+    s = start(d, res["uuid"])
+    for typ, handle, index in (("rsa", RSA_HANDLE, RSA_INDEX), ("ecc", ECC_HANDLE, ECC_INDEX)):
+        pem = res[f"ek_{typ}_cert_pem"]
+        out = h.path(f"{tag}-createek-{typ}.pem")
+        tpm2(s, "createek", "-G", typ, "-c", h.path(f"{tag}-ek-{typ}.ctx"), "-u", out, "-f", "pem")
+        tpm2(s, "flushcontext", "-t")
+        check(pubkey_file_der(out) == cert_pubkey_der(pem),
+              f"{tag} {typ}: tpm2_createek's EK is not the key of the EK certificate")
+        out = h.path(f"{tag}-persistent-{typ}.pem")
+        tpm2(s, "readpublic", "-c", f"0x{handle:x}", "-o", out, "-f", "pem")
+        check(pubkey_file_der(out) == cert_pubkey_der(pem),
+              f"{tag} {typ}: persistent EK 0x{handle:x} is not the key of the certificate")
+        out = h.path(f"{tag}-nv-{typ}.der")
+        tpm2(s, "nvread", f"0x{index:x}", "-o", out)
+        with open(out, "rb") as f:
+            check(f.read() == cert_der(pem), f"{tag} {typ}: NV 0x{index:x} is not the certificate")
+    d.call("instance.stop", uuid=res["uuid"])
+
+
+def flip_byte(path, at=None):
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        i = len(data) // 2 if at is None else at
+        data[i] ^= 0x01
+        f.seek(0)
+        f.write(data)
+
+
+# -- tests ---------------------------------------------------------------------
+
+def test_pool_create_endorses():
+    """From the pool: certificates that verify and certify the vTPM's own
+    EKs; more creates than the pool holds never share an EK."""
+    with Harness("vrotd-pool-endorse") as h:
+        d = pool_daemon(h, 2).start()
+        info = d.call("host.info")
+        root, ca = info["fleet_root_pem"], info["host_ca_pem"]
+        p = wait_full(d)
+        check(p["size"] == 2 and p["ready"] == 2 and p["made"] == 2, f"pool: {p}")
+        check(len(entries(d)) == 2, f"entry directories: {entries(d)}")
+        c0 = d.call("host.info")["host_tpm_commands"]
+        svc = create(d, "svc-1")
+        check(svc["from_pool"], "the first create did not come from a full pool")
+        n = d.call("host.info")["host_tpm_commands"] - c0
+        check(n == 2, f"a create from the pool cost {n} host-TPM commands, not the 2 signatures")
+        for typ in ("rsa", "ecc"):
+            check_pem(svc[f"ek_{typ}_cert_pem"], f"ek_{typ}_cert_pem")
+            verify_ek(h, root, ca, svc[f"ek_{typ}_cert_pem"], f"pool-{typ}")
+        check_vtpm_matches(h, d, svc, "svc-1")
+
+        seen = set(ek_keys(svc))
+        pooled = 1
+        for i in range(5):
+            wait_full(d)
+            res = create(d, f"more-{i}", kind="vm" if i % 2 else "service")
+            pooled += res["from_pool"]
+            for k in ek_keys(res):
+                check(k not in seen, f"create {i} reuses an EK another instance has")
+                seen.add(k)
+        check(pooled == 6, f"only {pooled} of 6 creates came from a full pool")
+        p = pool_info(d)
+        check(p["taken"] == 6 and p["discarded"] == 0, f"pool after 6 creates: {p}")
+        d.stop_clean()
+
+
+def test_pool_ecc_only():
+    """ek "ecc" from the pool: the pre-made RSA EK is evicted; no RSA
+    certificate, handle or index; instance.ek_cert type=rsa says so."""
+    with Harness("vrotd-pool-ecc") as h:
+        d = pool_daemon(h, 1).start()
+        info = d.call("host.info")
+        wait_full(d)
+        res = create(d, "ecc-only", ek="ecc")
+        check(res["from_pool"], "the ECC-only create did not come from the full pool")
+        check(res["ek_rsa_cert_pem"] is None, "an RSA certificate although only ECC was asked")
+        verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res["ek_ecc_cert_pem"], "ecc")
+        e = expect_error(NOT_FOUND, d.call, "instance.ek_cert", uuid=res["uuid"], type="rsa")
+        check("rsa" in e.message.lower() and res["uuid"] in e.message and
+              "created with only the other EK" in e.message, f"unclear message: {e.message!r}")
+        s = start(d, res["uuid"])
+        handles = tpm2(s, "getcap", "handles-persistent").decode().lower()
+        check(f"0x{RSA_HANDLE:x}" not in handles and f"0x{ECC_HANDLE:x}" in handles,
+              f"persistent handles of an ECC-only vTPM: {handles}")
+        indices = tpm2(s, "getcap", "handles-nv-index").decode().lower()
+        check(f"0x{RSA_INDEX:x}" not in indices and f"0x{ECC_INDEX:x}" in indices,
+              f"NV indices of an ECC-only vTPM: {indices}")
+        out = h.path("ecc-createek.pem")
+        tpm2(s, "createek", "-G", "ecc", "-c", h.path("ecc.ctx"), "-u", out, "-f", "pem")
+        check(pubkey_file_der(out) == cert_pubkey_der(res["ek_ecc_cert_pem"]),
+              "tpm2_createek's ECC EK is not the key of the certificate")
+        d.call("instance.stop", uuid=res["uuid"])
+        d.stop_clean()
+
+
+def test_pool_tampered_and_swapped_refused():
+    """An edited entry and an entry holding another one's record are
+    refused and discarded: the create manufactures instead, and the pool
+    fills again with good entries."""
+    with Harness("vrotd-pool-tamper") as h:
+        d = pool_daemon(h, 2).start()
+        info = d.call("host.info")
+        wait_full(d)
+        a, b = entries(d)
+        top = os.path.join(d.state_dir, "pool")
+        flip_byte(os.path.join(top, a, "permall"))
+        shutil.copy2(os.path.join(top, a, "generation"), os.path.join(top, b, "generation"))
+        res = create(d, "after-tamper")
+        check(not res["from_pool"], "a create used a tampered or swapped pool entry")
+        verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res["ek_rsa_cert_pem"], "t")
+        p = pool_info(d)
+        check(p["discarded"] == 2 and p["taken"] == 0, f"pool after the refusals: {p}")
+        check(a not in entries(d) and b not in entries(d), f"refused entries kept: {entries(d)}")
+        log = d.log_text()
+        for x in (a, b):
+            check(f"pool: entry {x} refused and discarded" in log, f"no refusal logged for {x}")
+        wait_full(d)
+        res = create(d, "after-refill")
+        check(res["from_pool"], "the refilled pool was not used")
+        check_vtpm_matches(h, d, res, "refilled")
+        d.stop_clean()
+
+
+def test_pool_replayed_entry_refused():
+    """A taken entry's copy put back in the pool directory is not listed:
+    never used (the next create takes another entry, with other EKs), and
+    removed at the next start."""
+    with Harness("vrotd-pool-replay") as h:
+        d = pool_daemon(h, 1).start()
+        wait_full(d)
+        (x,) = entries(d)
+        top = os.path.join(d.state_dir, "pool")
+        saved = h.path("saved-entry")
+        shutil.copytree(os.path.join(top, x), saved)
+        first = create(d, "first")
+        check(first["from_pool"] and x not in entries(d), f"entry {x} not taken: {entries(d)}")
+        wait_full(d)
+        shutil.copytree(saved, os.path.join(top, x))        # the replay
+        second = create(d, "second")
+        check(second["from_pool"], "the second create did not use the refilled pool")
+        check(not set(ek_keys(first)) & set(ek_keys(second)),
+              "the replayed pool entry was used: two instances share an EK")
+        check(x in entries(d), "the unlisted copy should sit there until the next start")
+        d.stop_clean()
+        d.start()
+        check(x not in entries(d), f"the replayed entry {x} survived a restart: {entries(d)}")
+        wait_full(d)
+        third = create(d, "third")
+        check(not set(ek_keys(first)) & set(ek_keys(third)), "the replayed entry was used")
+        d.stop_clean()
+
+
+def test_pool_survives_restart():
+    """Entries made by one run are used by the next: full at once, none
+    made again, the oldest taken first."""
+    with Harness("vrotd-pool-restart") as h:
+        d = pool_daemon(h, 2).start()
+        wait_full(d)
+        before = entries(d)
+        d.stop_clean()
+        d.start()
+        p = pool_info(d)
+        check(p["ready"] == 2 and p["made"] == 0, f"pool right after the restart: {p}")
+        check(entries(d) == before, f"entries changed over the restart: {before} -> {entries(d)}")
+        res = create(d, "after-restart")
+        check(res["from_pool"], "the create did not use the entries of the previous run")
+        check(len(set(before) - set(entries(d))) == 1, "no entry of the previous run was taken")
+        check_vtpm_matches(h, d, res, "restart")
+        d.stop_clean()
+
+
+def test_pool_disabled():
+    """pool-size=0: no entries, every create manufactures the whole vTPM."""
+    with Harness("vrotd-pool-off") as h:
+        d = pool_daemon(h, 0).start()
+        p = pool_info(d)
+        check(p == {"size": 0, "ready": 0, "filling": False, "made": 0, "taken": 0,
+                    "discarded": 0}, f"disabled pool: {p}")
+        res = create(d, "no-pool")
+        check(not res["from_pool"], "a create came from a disabled pool")
+        check(entries(d) == [], f"entries of a disabled pool: {entries(d)}")
+        d.stop_clean()
+
+
+def test_pool_daemon_killed_while_filling():
+    """kill -9 of vrotd while it makes entries: the next vrotd stops the
+    entry's worker, removes the unfinished entry, fills up, and every
+    entry it lists works."""
+    with Harness("vrotd-pool-kill") as h:
+        d = pool_daemon(h, 4).start()
+        deadline = time.monotonic() + FILL_TIMEOUT
+        while not pool_info(d)["filling"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        d.stop(signal.SIGKILL)
+        d.start()
+        wait_full(d)
+        keys = set()
+        for i in range(4):
+            res = create(d, f"after-kill-{i}")
+            check(res["from_pool"], f"create {i} did not come from the pool")
+            keys |= set(ek_keys(res))
+        check(len(keys) == 8, "creates after the kill share EKs")
+        d.stop_clean()
+
+
+TESTS = [test_pool_create_endorses, test_pool_ecc_only, test_pool_tampered_and_swapped_refused,
+         test_pool_replayed_entry_refused, test_pool_survives_restart, test_pool_disabled,
+         test_pool_daemon_killed_while_filling]
+
+if __name__ == "__main__":
+    main(TESTS)
