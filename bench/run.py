@@ -18,6 +18,8 @@ Two more, of the host daemon vrotd --dev, in bench/daemon.py, run only when
 asked for (`--only create,storm`):
 
   create instance.create (EKs made, certificates signed in the host TPM)
+         with the pool of pre-made vTPMs warm and disabled, both EKs and
+         ECC-only,
          against swtpm_setup with swtpm_localca certificates.
   storm  start many stopped instances at once: total time until all listen,
          host-TPM commands, daemon and worker memory.
