@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -310,6 +311,27 @@ static CopyResult copy_entry(VrotPool *self, const gchar *id, const gchar *dst_d
         return res;
 }
 
+/* The copies belong to whoever owns @dir: with [daemon] worker-user the
+ * worker, which reads its blobs after it dropped to that user. */
+static gboolean match_owner(const gchar *dir, GError **error)
+{
+        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+        const gchar *name;
+        struct stat st;
+
+        if (stat(dir, &st) < 0)
+                goto fail;
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree gchar *path = g_build_filename(dir, name, NULL);
+                if (lchown(path, st.st_uid, st.st_gid) < 0)
+                        goto fail;
+        }
+        return TRUE;
+fail:
+        g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED, "%s: %s", dir, g_strerror(errno));
+        return FALSE;
+}
+
 /* The entry is the instance's now: unlisted in the registry write that
  * records the instance, then its files go. */
 static gboolean hand_over(VrotPool *self, const gchar *id, GError **error)
@@ -340,7 +362,7 @@ gboolean vrot_pool_take(VrotPool *self, const gchar *dst_dir, const VrotSealer *
 
                 switch (copy_entry(self, id, dst_dir, dst, &why, error)) {
                 case COPIED:
-                        if (!hand_over(self, id, error)) {
+                        if (!match_owner(dst_dir, error) || !hand_over(self, id, error)) {
                                 clear_dir(dst_dir);
                                 return FALSE;
                         }

@@ -195,6 +195,25 @@ static guint dir_entries(const gchar *dir)
         return n;
 }
 
+/* Every file in @dir has @dir's owner and group. */
+static gboolean owned_like_dir(const gchar *dir)
+{
+        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+        const gchar *name;
+        struct stat top, st;
+        guint n = 0;
+
+        CU_ASSERT_FATAL(stat(dir, &top) == 0);
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree gchar *path = g_build_filename(dir, name, NULL);
+                CU_ASSERT_FATAL(lstat(path, &st) == 0);
+                if (st.st_uid != top.st_uid || st.st_gid != top.st_gid)
+                        return FALSE;
+                n++;
+        }
+        return n > 0;
+}
+
 static void copy_file(const gchar *from, const gchar *to)
 {
         g_autofree gchar *data = NULL;
@@ -231,6 +250,9 @@ static void test_pool_fill_and_take(void)
         CU_ASSERT_EQUAL(dir_entries(fx->run), 0);       /* no worker, socket or log left */
 
         dst = target_dir(fx, "instance");
+        /* As with [daemon] worker-user: the worker's directory, the worker's files. */
+        if (geteuid() == 0)
+                CU_ASSERT_FATAL(chown(dst, 65534, 65534) == 0);
         saves = fx->saves;
         CU_ASSERT_TRUE_FATAL(vrot_pool_take(fx->pool, dst, &inst, &taken, &err));
         CU_ASSERT_STRING_EQUAL(taken, first);
@@ -239,6 +261,7 @@ static void test_pool_fill_and_take(void)
         CU_ASSERT_STRING_EQUAL(vrot_registry_pool(fx->registry)->pdata[0], second);
         CU_ASSERT_FALSE(exists(permall));
         CU_ASSERT(open_state(dst, &inst) > 0);
+        CU_ASSERT_TRUE(owned_like_dir(dst));
         /* Not the entry's any more: its own key and ID do not open it. */
         CU_ASSERT_FATAL(vrot_uuid_parse(first, entry.uuid, NULL) == 0);
         CU_ASSERT_FATAL(vrot_instkey_derive_pool(fx->master, entry.uuid, &entry_key, NULL));
