@@ -769,8 +769,14 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
         if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error))
                 return FALSE;
         entry = vrot_registry_lookup(self->registry, canon);
-        /* One registry write either way: the pool's, or ours. */
-        if (!take_premade(self, entry, &premade, error) || (!premade && !save(self, error)))
+        /* The pool saves the RSA EK's generation, the slow part; an
+         * ECC-only vTPM is as quick to make whole (bench/README.md), and
+         * would waste an entry's RSA key.  One registry write either way:
+         * the pool's, or ours. */
+        if ((ek_mask == 0 || (ek_mask & (1u << VROT_ENDORSE_EK_RSA))) &&
+            !take_premade(self, entry, &premade, error))
+                return FALSE;
+        if (!premade && !save(self, error))
                 return FALSE;
         if (!manufacture(self, entry, ek_mask, premade, error)) {
                 g_prefix_error(error, "manufacturing %s: ", canon);

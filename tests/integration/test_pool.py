@@ -8,7 +8,8 @@ a relying party and a guest can see of a vTPM that came from the pool:
 - its EK certificates chain to the fleet root through the host CA, certify
   the EKs the vTPM holds (`tpm2_createek`, `tpm2_readpublic`), and sit in
   NV (`tpm2_nvread`); no two creates ever share an EK
-- an ECC-only create from the pool has no RSA EK, handle or certificate
+- an RSA-only create from the pool has no ECC EK, handle or certificate;
+  an ECC-only create does not take an entry
 - a tampered or swapped pool entry is refused and discarded, never used;
   a taken entry put back is never listed again
 - entries survive a restart, and a daemon killed while it makes one
@@ -147,32 +148,39 @@ def test_pool_create_endorses():
         d.stop_clean()
 
 
-def test_pool_ecc_only():
-    """ek "ecc" from the pool: the pre-made RSA EK is evicted; no RSA
-    certificate, handle or index; instance.ek_cert type=rsa says so."""
-    with Harness("vrotd-pool-ecc") as h:
+def test_pool_one_ek():
+    """ek "rsa" from the pool: the pre-made ECC EK is evicted; no ECC
+    certificate, handle or index.  ek "ecc" does not use the pool (an ECC
+    EK is quick to make; an entry's RSA key would be wasted) and has no RSA
+    EK; instance.ek_cert of the missing type says why."""
+    with Harness("vrotd-pool-one-ek") as h:
         d = pool_daemon(h, 1).start()
         info = d.call("host.info")
-        wait_full(d)
-        res = create(d, "ecc-only", ek="ecc")
-        check(res["from_pool"], "the ECC-only create did not come from the full pool")
-        check(res["ek_rsa_cert_pem"] is None, "an RSA certificate although only ECC was asked")
-        verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res["ek_ecc_cert_pem"], "ecc")
-        e = expect_error(NOT_FOUND, d.call, "instance.ek_cert", uuid=res["uuid"], type="rsa")
-        check("rsa" in e.message.lower() and res["uuid"] in e.message and
-              "created with only the other EK" in e.message, f"unclear message: {e.message!r}")
-        s = start(d, res["uuid"])
-        handles = tpm2(s, "getcap", "handles-persistent").decode().lower()
-        check(f"0x{RSA_HANDLE:x}" not in handles and f"0x{ECC_HANDLE:x}" in handles,
-              f"persistent handles of an ECC-only vTPM: {handles}")
-        indices = tpm2(s, "getcap", "handles-nv-index").decode().lower()
-        check(f"0x{RSA_INDEX:x}" not in indices and f"0x{ECC_INDEX:x}" in indices,
-              f"NV indices of an ECC-only vTPM: {indices}")
-        out = h.path("ecc-createek.pem")
-        tpm2(s, "createek", "-G", "ecc", "-c", h.path("ecc.ctx"), "-u", out, "-f", "pem")
-        check(pubkey_file_der(out) == cert_pubkey_der(res["ek_ecc_cert_pem"]),
-              "tpm2_createek's ECC EK is not the key of the certificate")
-        d.call("instance.stop", uuid=res["uuid"])
+        for ek, other, pooled in (("rsa", "ecc", True), ("ecc", "rsa", False)):
+            wait_full(d)
+            res = create(d, f"{ek}-only", ek=ek)
+            check(res["from_pool"] == pooled, f"ek {ek}: from_pool {res['from_pool']}")
+            check(res[f"ek_{other}_cert_pem"] is None, f"ek {ek}: a certificate of the other EK")
+            verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res[f"ek_{ek}_cert_pem"], ek)
+            e = expect_error(NOT_FOUND, d.call, "instance.ek_cert", uuid=res["uuid"], type=other)
+            check(other in e.message.lower() and res["uuid"] in e.message and
+                  "created with only the other EK" in e.message, f"unclear message: {e.message!r}")
+            s = start(d, res["uuid"])
+            handle, index = {"rsa": (RSA_HANDLE, RSA_INDEX), "ecc": (ECC_HANDLE, ECC_INDEX)}[ek]
+            o_handle, o_index = {"rsa": (RSA_HANDLE, RSA_INDEX), "ecc": (ECC_HANDLE, ECC_INDEX)}[other]
+            handles = tpm2(s, "getcap", "handles-persistent").decode().lower()
+            check(f"0x{o_handle:x}" not in handles and f"0x{handle:x}" in handles,
+                  f"persistent handles of an {ek}-only vTPM: {handles}")
+            indices = tpm2(s, "getcap", "handles-nv-index").decode().lower()
+            check(f"0x{o_index:x}" not in indices and f"0x{index:x}" in indices,
+                  f"NV indices of an {ek}-only vTPM: {indices}")
+            out = h.path(f"{ek}-createek.pem")
+            tpm2(s, "createek", "-G", ek, "-c", h.path(f"{ek}.ctx"), "-u", out, "-f", "pem")
+            check(pubkey_file_der(out) == cert_pubkey_der(res[f"ek_{ek}_cert_pem"]),
+                  f"tpm2_createek's {ek} EK is not the key of the certificate")
+            d.call("instance.stop", uuid=res["uuid"])
+        p = pool_info(d)
+        check(p["taken"] == 1, f"only the RSA-only create should take an entry: {p}")
         d.stop_clean()
 
 
@@ -286,7 +294,7 @@ def test_pool_daemon_killed_while_filling():
         d.stop_clean()
 
 
-TESTS = [test_pool_create_endorses, test_pool_ecc_only, test_pool_tampered_and_swapped_refused,
+TESTS = [test_pool_create_endorses, test_pool_one_ek, test_pool_tampered_and_swapped_refused,
          test_pool_replayed_entry_refused, test_pool_survives_restart, test_pool_disabled,
          test_pool_daemon_killed_while_filling]
 
