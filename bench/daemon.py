@@ -361,6 +361,15 @@ def stop_all(d, uuids):
     return time.perf_counter() - t0
 
 
+def cpu_ms(pid):
+    """CPU time of every thread of @pid (ns-exact, /proc/PID/task/*/schedstat)."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e6
+
+
 def storm_round(d, h, uuids, kinds, clients, forkd_pid):
     """One storm: every instance stopped, start all; returns the figures."""
     with d.connect() as c:
@@ -368,6 +377,7 @@ def storm_round(d, h, uuids, kinds, clients, forkd_pid):
         info0 = c.call("host.info")
     H.check(info0["running"] == 0, f"{info0['running']} instances still running")
     dmem0 = rollup(d.pid)
+    cpu0 = (cpu_ms(d.pid), cpu_ms(forkd_pid) if forkd_pid else 0.0)
     if clients == "pipelined":
         total, out, t_begin = start_pipelined(d, uuids)
     else:
@@ -375,14 +385,16 @@ def storm_round(d, h, uuids, kinds, clients, forkd_pid):
     with d.connect() as c:
         info1 = c.call("host.info")
     dmem1 = rollup(d.pid)
+    cpu1 = (cpu_ms(d.pid), cpu_ms(forkd_pid) if forkd_pid else 0.0)
     # every control socket listens (checked after the clock stopped; the
     # daemon answers a start only once it does)
     ctrl_ok = sum(listening(out[u][1]["ctrl"]) for u in uuids)
     H.check(ctrl_ok == len(uuids), f"only {ctrl_ok} of {len(uuids)} control sockets listen")
     pids = [out[u][1]["pid"] for u in uuids]
-    wm = []
+    wm, wcpu = [], []
     for p in pids:
         try:
+            wcpu.append(cpu_ms(p))
             wm.append(rollup(p))
         except OSError:
             pass
@@ -410,6 +422,11 @@ def storm_round(d, h, uuids, kinds, clients, forkd_pid):
                                 "max": max(r["Private"] for r in wm)},
         "workers_private_by_kind": {k: statistics.mean(r["Private"] for r, kk in zip(wm, kinds)
                                                        if kk == k) for k in sorted(set(kinds))},
+        # CPU per start: where a storm's time goes (2 cores: the sum / 2 is
+        # a floor for the total)
+        "cpu_per_start_ms": {"vrotd": (cpu1[0] - cpu0[0]) / len(uuids),
+                             "forkserver": (cpu1[1] - cpu0[1]) / len(uuids),
+                             "worker": statistics.mean(wcpu)},
         "forkserver": mem_brief(rollup(forkd_pid)) if forkd_pid else None,
     }
     res["stop_all_s"] = stop_all(d, uuids)
@@ -473,6 +490,9 @@ def storm_all(args, n, kind, kinds, run):
                 f"max {la['max_ms']:.1f} ms; "
                 + ", ".join(f"{k} median {v['median_ms']:.1f} ms"
                             for k, v in r["latency_by_kind"].items()))
+            cp = r["cpu_per_start_ms"]
+            log(f"      CPU per start: vrotd {cp['vrotd']:.2f} ms, fork server "
+                f"{cp['forkserver']:.2f} ms, worker {cp['worker']:.2f} ms (its own, fork to now)")
             log(f"      first tenth median {r['first_tenth_median_ms']:.1f} ms, last tenth "
                 f"{r['last_tenth_median_ms']:.1f} ms; stop all took {r['stop_all_s']:.2f} s")
             b, a = r["daemon_before"], r["daemon_after"]

@@ -152,6 +152,24 @@ uint32_t vtpm_tpm_setup(VrotStore *store)
  * to the file's contents.  The worker has one thread, so no page changes
  * between the check and the madvise.
  */
+static void drop_zero_runs(uintptr_t start, uintptr_t end, uintptr_t page, const uint8_t *zero)
+{
+        uintptr_t run = end;    /* start of the current run of zero pages */
+
+        /* One madvise per run, not per page: each call flushes the TLB,
+         * which a hypervisor makes expensive (bench/README.md "Boot storm"). */
+        for (uintptr_t p = start; p <= end; p += page) {
+                int is_zero = p < end && memcmp((const void *)p, zero, page) == 0;
+
+                if (is_zero && run == end)
+                        run = p;
+                else if (!is_zero && run != end) {
+                        (void)madvise((void *)run, p - run, MADV_DONTNEED);
+                        run = end;
+                }
+        }
+}
+
 static int drop_zero_pages(struct dl_phdr_info *info, size_t size, void *data)
 {
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
@@ -168,9 +186,7 @@ static int drop_zero_pages(struct dl_phdr_info *info, size_t size, void *data)
                         continue;
                 start = (info->dlpi_addr + ph->p_vaddr + ph->p_filesz + page - 1) & ~(page - 1);
                 end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + page - 1) & ~(page - 1);
-                for (uintptr_t p = start; p < end; p += page)
-                        if (memcmp((const void *)p, zero, page) == 0)
-                                (void)madvise((void *)p, page, MADV_DONTNEED);
+                drop_zero_runs(start, end, page, zero);
         }
         return 1;
 }
