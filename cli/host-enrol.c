@@ -54,15 +54,6 @@ static void issuer_clear(Issuer *is)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Issuer, issuer_clear)
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-        (void)buf;
-        (void)size;
-        (void)rwflag;
-        (void)u;
-        return -1;      /* never prompt */
-}
-
 /* The CA's private key; the file's text is wiped after parsing. */
 static EVP_PKEY *load_private_key(const char *path, GError **error)
 {
@@ -74,7 +65,7 @@ static EVP_PKEY *load_private_key(const char *path, GError **error)
         if (!(text = vrotctl_read_file(path, &len, error)))
                 return NULL;
         if ((bio = BIO_new_mem_buf(text, (int)len)))
-                key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+                key = PEM_read_bio_PrivateKey(bio, NULL, vrot_x509_no_passphrase, NULL);
         OPENSSL_cleanse(text, len);
         ERR_clear_error();
         if (!key)

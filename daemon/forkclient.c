@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 
 #include "bytes.h"
 #include "forkclient.h"
+#include "proc.h"
 
 G_DEFINE_QUARK(vrot-fork-error-quark, vrot_fork_error)
 
@@ -63,11 +63,6 @@ static int connect_unix(const gchar *path)
                 return -e;
         }
         return fd;
-}
-
-static int pidfd_open_pid(GPid pid)
-{
-        return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 /* ---- the fork server ---------------------------------------------------- */
@@ -149,7 +144,7 @@ static void stop_server(VrotForkServer *fs)
 
         if (fs->pid <= 0)
                 return;
-        pidfd = fs->adopted ? pidfd_open_pid(fs->pid) : -1;
+        pidfd = fs->adopted ? vrot_proc_open(fs->pid) : -1;
         kill(fs->pid, SIGTERM);
         if (!fs->adopted) {
                 (void)waitpid(fs->pid, NULL, 0);
@@ -494,7 +489,7 @@ static void lost_server(VrotWorker *w)
 {
         close(w->conn);
         w->conn = -1;
-        w->pidfd = w->pid > 0 ? pidfd_open_pid(w->pid) : -1;
+        w->pidfd = w->pid > 0 ? vrot_proc_open(w->pid) : -1;
         if (w->pidfd < 0) {
                 /* Gone already, reaped by someone else: nothing to learn. */
                 w->ended = TRUE;

@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <openssl/x509.h>
@@ -14,6 +12,7 @@
 #include "instances.h"
 #include "instkey.h"
 #include "pidfile.h"
+#include "proc.h"
 #include "pool.h"
 #include "seal.h"
 #include "uuid.h"
@@ -140,9 +139,15 @@ static gboolean make_dirs(const VrotConfig *cfg, GError **error)
         return TRUE;
 }
 
+/* SIGTERM (the worker saves its state), SIGKILL if it does not end. */
+static void stop_pid(GPid pid)
+{
+        if (!vrot_proc_stop(pid, SIGTERM, STOP_TIMEOUT_MS))
+                g_warning("worker %d ignored SIGTERM for %d ms: killed it", (int)pid, STOP_TIMEOUT_MS);
+}
+
 static Running *running_new(VrotInstances *self, const gchar *uuid);
 static void on_worker_end(VrotWorker *w, gboolean signaled, gint code, gpointer data);
-static void wait_gone(GPid pid);
 
 /*
  * After a crash (kill -9) of the previous daemon, its fork server still
@@ -210,8 +215,7 @@ static GPtrArray *stop_orphans(VrotInstances *self)
                         continue;
                 g_warning("instance %s: worker %d outlived its fork server and the previous vrotd: "
                           "stopping it to start it again", inst->uuid, (int)pid);
-                kill(pid, SIGTERM);
-                wait_gone(pid);
+                stop_pid(pid);
                 if (!inst->deleted)
                         g_ptr_array_add(stopped, g_strdup(inst->uuid));
         }
@@ -320,21 +324,6 @@ static VrotInstance *lookup(VrotInstances *self, const gchar *uuid, gboolean liv
 
 /* Waits until @pid is gone (pidfd: works for processes that are not our
  * children, as workers are the fork server's); SIGKILL after the timeout. */
-static void wait_gone(GPid pid)
-{
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-
-        if (fd < 0)
-                return;                 /* already gone */
-        if (poll(&p, 1, STOP_TIMEOUT_MS) <= 0) {
-                g_warning("worker %d ignored SIGTERM for %d ms: killing it", (int)pid, STOP_TIMEOUT_MS);
-                kill(pid, SIGKILL);
-                (void)poll(&p, 1, STOP_TIMEOUT_MS);
-        }
-        close(fd);
-}
-
 static Running *running_new(VrotInstances *self, const gchar *uuid)
 {
         Running *r = g_new0(Running, 1);
@@ -606,10 +595,8 @@ static gboolean stop_worker(VrotInstances *self, const gchar *uuid, GError **err
                 r->stopping = TRUE;
                 if (r->worker) {
                         GPid pid = vrot_worker_pid(r->worker);
-                        if (pid > 0) {
-                                kill(pid, SIGTERM);
-                                wait_gone(pid);
-                        }
+                        if (pid > 0)
+                                stop_pid(pid);
                 }
                 running_drop(r, NULL);
         }

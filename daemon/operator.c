@@ -28,15 +28,6 @@ void vrot_operator_free(VrotOperator *op)
         g_free(op);
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-        (void)buf;
-        (void)size;
-        (void)rwflag;
-        (void)u;
-        return -1;      /* never prompt */
-}
-
 /* The text of @path, for a message naming configuration key @name. */
 static gchar *read_config_file(const gchar *name, const gchar *path, gsize *ret_len,
                                GError **error)
@@ -87,7 +78,7 @@ static EVP_PKEY *load_public_key(const gchar *name, const gchar *path, KeyType t
         if (!(text = read_config_file(name, path, &len, error)))
                 return NULL;
         if ((bio = BIO_new_mem_buf(text, (int)len)))
-                key = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+                key = PEM_read_bio_PUBKEY(bio, NULL, vrot_x509_no_passphrase, NULL);
         ERR_clear_error();
         if (!key && strstr(text, "PRIVATE KEY"))
                 g_set_error(error, VROT_OPERATOR_ERROR, VROT_OPERATOR_ERROR_INVALID,

@@ -6,16 +6,15 @@
  * blocking step (the TPM commands that make the EKs) runs in a thread.
  */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "endorse.h"
 #include "instkey.h"
 #include "pidfile.h"
+#include "proc.h"
 #include "pool.h"
 #include "store.h"
 #include "uuid.h"
@@ -190,21 +189,6 @@ static void remove_unlisted(VrotPool *self)
         }
 }
 
-/* Waits until @pid is gone, SIGKILL after STOP_TIMEOUT_MS. */
-static void wait_gone(GPid pid)
-{
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-
-        if (fd < 0)
-                return;
-        if (poll(&p, 1, STOP_TIMEOUT_MS) <= 0) {
-                kill(pid, SIGKILL);
-                (void)poll(&p, 1, STOP_TIMEOUT_MS);
-        }
-        close(fd);
-}
-
 /* A pool worker a crash left running holds its entry: stop it; then the
  * runtime directories of entries go (their sockets, logs, PID files). */
 static void clear_runtime(VrotPool *self)
@@ -219,8 +203,7 @@ static void clear_runtime(VrotPool *self)
 
                 if (pid > 0) {
                         g_debug("pool: stopping worker %d of unfinished entry %s", (int)pid, name);
-                        kill(pid, SIGTERM);
-                        wait_gone(pid);
+                        (void)vrot_proc_stop(pid, SIGTERM, STOP_TIMEOUT_MS);
                 }
                 remove_dir(rundir);
         }
@@ -404,11 +387,8 @@ static void refill_free(Refill *f, gboolean keep_entry)
 {
         GPid pid = f->worker && !f->ended ? vrot_worker_pid(f->worker) : 0;
 
-        if (pid > 0) {
-                if (!f->stopping)
-                        kill(pid, SIGKILL);
-                wait_gone(pid);
-        }
+        if (pid > 0)    /* a stopping worker had its SIGTERM */
+                (void)vrot_proc_stop(pid, f->stopping ? 0 : SIGKILL, STOP_TIMEOUT_MS);
         if (f->thread)
                 g_thread_join(f->thread);
         if (f->done) {

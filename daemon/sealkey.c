@@ -41,6 +41,7 @@
 #include "bytes.h"
 #include "durable.h"
 #include "sealkey.h"
+#include "x509.h"
 
 G_DEFINE_QUARK(vrot-sealkey-error-quark, vrot_sealkey_error)
 
@@ -506,15 +507,6 @@ gboolean vrot_sealkey_key_save(EVP_PKEY *key, const char *path, gboolean with_pr
         return write_path(path, data, (gsize)len, with_private ? 0600 : 0644, error);
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-        (void)buf;
-        (void)size;
-        (void)rwflag;
-        (void)u;
-        return -1;   /* never prompt on a terminal: encrypted PEM is refused */
-}
-
 EVP_PKEY *vrot_sealkey_key_load(const char *path, GError **error)
 {
         g_autoptr(GError) local = NULL;
@@ -533,9 +525,9 @@ EVP_PKEY *vrot_sealkey_key_load(const char *path, GError **error)
                 g_autoptr(BIO) pub = BIO_new_mem_buf(pem, (int)len);
 
                 if (priv)
-                        key = PEM_read_bio_PrivateKey(priv, NULL, no_passphrase, NULL);
+                        key = PEM_read_bio_PrivateKey(priv, NULL, vrot_x509_no_passphrase, NULL);
                 if (!key && pub)
-                        key = PEM_read_bio_PUBKEY(pub, NULL, no_passphrase, NULL);
+                        key = PEM_read_bio_PUBKEY(pub, NULL, vrot_x509_no_passphrase, NULL);
         }
         OPENSSL_cleanse(pem, len);
         ERR_clear_error();

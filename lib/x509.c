@@ -1275,3 +1275,12 @@ STACK_OF(X509) *vrot_x509_chain_from_pem(const gchar *pem, gsize len, guint max,
         }
         return chain;
 }
+
+int vrot_x509_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+        (void)buf;
+        (void)size;
+        (void)rwflag;
+        (void)u;
+        return -1;
+}

@@ -249,3 +249,11 @@ X509 *vrot_x509_from_der(const guint8 *der, gsize len, GError **error);
  * the certificate, or NULL with VROT_X509_ERROR_PARSE.  Checks no signature.
  */
 X509 *vrot_x509_from_pem(const gchar *pem, gsize len, GError **error);
+
+/**
+ * vrot_x509_no_passphrase:
+ * An OpenSSL pem_password_cb that refuses: reading an encrypted PEM key
+ * fails with an error instead of prompting on a terminal (a daemon has
+ * none, and a CLI run by a script must not hang).
+ */
+int vrot_x509_no_passphrase(char *buf, int size, int rwflag, void *u);
