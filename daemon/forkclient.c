@@ -37,6 +37,7 @@ struct VrotWorker {
         gboolean ready, ended, signaled;
         gint code;
         gchar *refusal;                 /* the server's "error ..." */
+        gchar *log_path;                /* its stderr, NULL for an adopted one */
         guint watch, deadline, kick;
         gboolean watched;
         gboolean ready_told, end_told;  /* news handed to the callbacks */
@@ -392,6 +393,7 @@ VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spe
 {
         g_autoptr(GString) req = request_of(spec);
         int fds[2] = { key_fd, -1 };
+        VrotWorker *w;
         int conn;
 
         fds[1] = open(spec->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -406,7 +408,9 @@ VrotWorker *vrot_fork_server_spawn(VrotForkServer *fs, const VrotWorkerSpec *spe
                 return NULL;
         /* Not waiting for "ok PID": in a storm the server forks while the
          * daemon sends the next requests (vrot_worker_pid() waits if asked). */
-        return worker_new(conn);
+        w = worker_new(conn);
+        w->log_path = g_strdup(spec->log_path);
+        return w;
 }
 
 VrotWorker *vrot_fork_server_watch(VrotForkServer *fs, GPid pid, GError **error)
@@ -468,15 +472,37 @@ static void kill_worker(VrotWorker *w, int sig)
                 kill(w->pid, sig);
 }
 
+/* The last line of @path, the worker's log: why it ended, in its words. */
+static gchar *last_log_line(const gchar *path)
+{
+        g_autofree gchar *text = NULL;
+        gsize len;
+        gchar *end, *start;
+
+        if (!path || !g_file_get_contents(path, &text, &len, NULL))
+                return NULL;
+        g_strchomp(text);
+        end = text + strlen(text);
+        start = g_strrstr(text, "\n");
+        start = start ? start + 1 : text;
+        return end > start ? g_strndup(start, MIN((gsize)(end - start), 300)) : NULL;
+}
+
 /* Why a worker that never listened is gone, as an error. */
 static void set_end_error(const VrotWorker *w, GError **error)
 {
+        g_autofree gchar *said = NULL;
+
         if (w->refusal)
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_FAILED, "fork server refused: %s",
                             w->refusal);
         else if (!w->signaled && w->code == 3)
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_REFUSED,
                             "worker %d refused its state (exit 3)", (int)w->pid);
+        else if ((said = last_log_line(w->log_path)))
+                g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_WORKER_EXITED,
+                            "worker %d ended before listening (%s %d): %s", (int)w->pid,
+                            w->signaled ? "signal" : "exit", w->code, said);
         else
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_WORKER_EXITED,
                             "worker %d ended before listening (%s %d)", (int)w->pid,
@@ -679,5 +705,6 @@ void vrot_worker_free(VrotWorker *w)
                 close(w->pidfd);
         g_string_free(w->line, TRUE);
         g_free(w->refusal);
+        g_free(w->log_path);
         g_free(w);
 }

@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "seal.h"
 #include "uuid.h"
+#include "workeruser.h"
 
 G_DEFINE_QUARK(vrot-instances-error-quark, vrot_instances_error)
 
@@ -48,6 +49,7 @@ struct VrotInstances {
         VrotRegistry *registry;
         VrotForkServer *forkd;
         VrotPool *pool;                 /* pre-manufactured vTPMs (pool.h) */
+        VrotWorkerUser *wuser;          /* [daemon] worker-user, NULL: none */
         GHashTable *running;            /* uuid -> Running */
 };
 
@@ -276,7 +278,7 @@ static gboolean open_pool(VrotInstances *self, GError **error)
         g_autofree gchar *state = g_build_filename(self->cfg->state_dir, "pool", NULL);
         g_autofree gchar *run = g_build_filename(self->cfg->runtime_dir, "pool", NULL);
         VrotPoolParams p = { .state_dir = state, .runtime_dir = run,
-                             .worker_user = self->cfg->worker_user, .size = self->cfg->pool_size,
+                             .worker_user = self->wuser, .size = self->cfg->pool_size,
                              .master = vrot_host_master(self->host), .forkd = self->forkd,
                              .registry = self->registry, .save = save_registry, .save_data = self };
 
@@ -296,6 +298,8 @@ VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const g
         self->vtpm_path = g_strdup(vtpm_path);
         self->registry_path = g_build_filename(cfg->state_dir, "registry", NULL);
         self->running = g_hash_table_new(g_str_hash, g_str_equal);
+        if (cfg->worker_user && !(self->wuser = vrot_worker_user_lookup(cfg->worker_user, error)))
+                return NULL;
         if (!make_dirs(cfg, error) || !open_registry(self, error))
                 return NULL;
         if (!adopt_workers(self, sock, log)) {
@@ -473,11 +477,13 @@ static gboolean prepare(VrotInstances *self, const VrotInstance *inst, gboolean 
                         VrotWorkerSpec *spec, gchar **owned, int *ret_key_fd, GError **error)
 {
         g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, inst->uuid, NULL);
+        g_autofree gchar *sdir = state_dir(self, inst->uuid);
         g_autoptr(VrotSecret) key = NULL;
         guint8 raw[16];
 
-        if (g_mkdir_with_parents(rundir, 0755) < 0)
-                return fail(error, VROT_INSTANCES_ERROR_FAILED, "%s: %s", rundir, g_strerror(errno));
+        if (!vrot_worker_user_make_dir(self->wuser, rundir, 0755, error) ||
+            !vrot_worker_user_make_dir(self->wuser, sdir, 0700, error))
+                return FALSE;
         vrot_uuid_parse(inst->uuid, raw, NULL);
         if (!vrot_instkey_derive(vrot_host_master(self->host), inst->salt, raw, &key, error) ||
             (*ret_key_fd = vrot_instkey_pipe(key, error)) < 0)
@@ -487,7 +493,7 @@ static gboolean prepare(VrotInstances *self, const VrotInstance *inst, gboolean 
         owned[2] = run_path(self, inst->uuid, "data.sock");
         owned[3] = run_path(self, inst->uuid, "worker.log");
         *spec = (VrotWorkerSpec){ .uuid = inst->uuid, .state_dir = owned[0], .ctrl_path = owned[1],
-                                  .log_path = owned[3], .runas = self->cfg->worker_user,
+                                  .log_path = owned[3], .runas = vrot_worker_user_name(self->wuser),
                                   .min_generation = inst->generation };
         if (as_service) {
                 /* tpm2-tss's swtpm TCTI finds the control socket at DATA.ctrl. */
@@ -751,8 +757,8 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
         dir = state_dir(self, canon);
         if (!vrot_instkey_new_salt(inst->salt, error))
                 return FALSE;
-        if (g_mkdir_with_parents(dir, 0700) < 0)
-                return fail(error, VROT_INSTANCES_ERROR_FAILED, "%s: %s", dir, g_strerror(errno));
+        if (!vrot_worker_user_make_dir(self->wuser, dir, 0700, error))
+                return FALSE;
         if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error))
                 return FALSE;
         entry = vrot_registry_lookup(self->registry, canon);
@@ -923,6 +929,7 @@ void vrot_instances_free(VrotInstances *self)
                 g_hash_table_unref(self->running);
         }
         vrot_pool_free(self->pool);
+        vrot_worker_user_free(self->wuser);
         vrot_fork_server_free(self->forkd);
         vrot_registry_free(self->registry);
         g_free(self->registry_path);

@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "store.h"
 #include "uuid.h"
+#include "workeruser.h"
 
 G_DEFINE_QUARK(vrot-pool-error-quark, vrot_pool_error)
 
@@ -42,7 +43,8 @@ typedef struct Refill {
 } Refill;
 
 struct VrotPool {
-        gchar *state_dir, *runtime_dir, *worker_user;
+        gchar *state_dir, *runtime_dir;
+        const VrotWorkerUser *worker_user;     /* transfer none, NULL: none */
         guint size;
         const VrotSecret *master;
         VrotForkServer *forkd;
@@ -228,7 +230,7 @@ VrotPool *vrot_pool_new(const VrotPoolParams *params, GError **error)
         g_return_val_if_fail(params && params->master && params->registry && params->save, NULL);
         self->state_dir = g_strdup(params->state_dir);
         self->runtime_dir = g_strdup(params->runtime_dir);
-        self->worker_user = g_strdup(params->worker_user);
+        self->worker_user = params->worker_user;
         self->size = params->size;
         self->master = params->master;
         self->forkd = params->forkd;
@@ -533,17 +535,14 @@ static gboolean spawn_entry(Refill *f, GError **error)
         g_autofree gchar *data = g_build_filename(f->rundir, "data.sock", NULL);
         g_autofree gchar *log = g_build_filename(f->rundir, "worker.log", NULL);
         VrotWorkerSpec spec = { .uuid = f->id, .state_dir = f->dir, .ctrl_path = ctrl,
-                                .data_path = data, .log_path = log, .runas = self->worker_user,
+                                .data_path = data, .log_path = log, .runas = vrot_worker_user_name(self->worker_user),
                                 .not_need_init = TRUE, .defer_writes = TRUE };
         VrotSealer sealer;
         int key_fd;
 
-        if (g_mkdir_with_parents(f->dir, 0700) < 0 || g_mkdir_with_parents(f->rundir, 0755) < 0) {
-                int e = errno;
-                g_set_error(error, VROT_POOL_ERROR, VROT_POOL_ERROR_FAILED, "%s: %s", f->dir,
-                            g_strerror(e));
+        if (!vrot_worker_user_make_dir(self->worker_user, f->dir, 0700, error) ||
+            !vrot_worker_user_make_dir(self->worker_user, f->rundir, 0755, error))
                 return FALSE;
-        }
         if (!entry_sealer(self, f->id, &sealer, &key, error) ||
             (key_fd = vrot_instkey_pipe(key, error)) < 0)
                 return FALSE;
@@ -596,6 +595,5 @@ void vrot_pool_free(VrotPool *self)
                 refill_free(self->refill, FALSE);
         g_free(self->state_dir);
         g_free(self->runtime_dir);
-        g_free(self->worker_user);
         g_free(self);
 }

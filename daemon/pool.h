@@ -48,6 +48,7 @@
 #include "forkclient.h"
 #include "registry.h"
 #include "seal.h"
+#include "workeruser.h"
 
 #define VROT_POOL_ERROR (vrot_pool_error_quark())
 GQuark vrot_pool_error_quark(void);
@@ -70,7 +71,8 @@ typedef gboolean (*VrotPoolSaveFunc)(gpointer data, GError **error);
  * VrotPoolParams:
  * @state_dir: where the entries live (STATE/pool), created if missing
  * @runtime_dir: their workers' sockets, logs and PID files (RUNTIME/pool)
- * @worker_user: (nullable): the workers' --runas
+ * @worker_user: (nullable) (transfer none): the user workers drop to; it
+ *   must outlive the pool
  * @size: how many entries to keep; 0: no pool (listed ones are discarded)
  * @master: (transfer none): the state master key; outlives the pool
  * @forkd: (transfer none): the fork server; outlives the pool
@@ -80,7 +82,7 @@ typedef gboolean (*VrotPoolSaveFunc)(gpointer data, GError **error);
 typedef struct VrotPoolParams {
         const gchar *state_dir;
         const gchar *runtime_dir;
-        const gchar *worker_user;
+        const VrotWorkerUser *worker_user;
         guint size;
         const VrotSecret *master;
         VrotForkServer *forkd;

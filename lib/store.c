@@ -295,6 +295,11 @@ int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err)
         return r;
 }
 
+int vrot_store_dirfd(const VrotStore *s)
+{
+        return s->dirfd;
+}
+
 uint64_t vrot_store_generation(const VrotStore *s)
 {
         return s->gen;

@@ -88,4 +88,7 @@ uint64_t vrot_store_generation(const VrotStore *s);
 
 const char *vrot_store_file_name(uint32_t type);
 
+/** vrot_store_dirfd: the state directory's descriptor (transfer none). */
+int vrot_store_dirfd(const VrotStore *s);
+
 void vrot_store_free(VrotStore *s);

@@ -200,7 +200,7 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
                 goto out;
         /* Drop privileges before the TPM runs, so that every state file it
          * writes belongs to the --runas user, who must read it back later. */
-        if (vtpm_sandbox_enter(a->runas, a->state_dir, filter, &err) < 0) {
+        if (vtpm_sandbox_enter(a->runas, vrot_store_dirfd(w.store), a->state_dir, filter, &err) < 0) {
                 log_error("%s", err.msg);
                 goto out;
         }

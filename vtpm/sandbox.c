@@ -47,7 +47,7 @@ int vtpm_sandbox_no_dumps(VrotError *err)
         return 0;
 }
 
-static int drop_to(const char *user, const char *state_dir, VrotError *err)
+static int drop_to(const char *user, int state_dirfd, const char *state_dir, VrotError *err)
 {
         struct passwd *pw = getpwnam(user);
 
@@ -58,7 +58,9 @@ static int drop_to(const char *user, const char *state_dir, VrotError *err)
                 return vrot_err(err, errno, "--runas %s: %s", user, strerror(errno));
         if (setresuid(0, 0, 0) == 0)
                 return vrot_err(err, EPERM, "--runas %s: could regain root", user);
-        if (access(state_dir, W_OK | X_OK) < 0)
+        /* Through the descriptor: the worker never walks its parents (a
+         * root-only directory of every instance's state). */
+        if (faccessat(state_dirfd, ".", W_OK | X_OK, 0) < 0)
                 return vrot_err(err, errno, "--runas %s: state directory %s not writable: %s",
                                 user, state_dir, strerror(errno));
         /* Dropping uid resets "dumpable": set it again. */
@@ -144,12 +146,12 @@ static int install_seccomp(const VtpmFilter *filter, VrotError *err)
         return 0;
 }
 
-int vtpm_sandbox_enter(const char *runas, const char *state_dir, const VtpmFilter *filter,
-                       VrotError *err)
+int vtpm_sandbox_enter(const char *runas, int state_dirfd, const char *state_dir,
+                       const VtpmFilter *filter, VrotError *err)
 {
         int r;
 
-        if (runas && (r = drop_to(runas, state_dir, err)) < 0)
+        if (runas && (r = drop_to(runas, state_dirfd, state_dir, err)) < 0)
                 return r;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return vrot_err(err, errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));

@@ -33,7 +33,9 @@ int vtpm_sandbox_no_dumps(VrotError *err);
  * After start-up: drops to @runas (NULL: stay), sets no_new_privs and
  * installs the seccomp allow-list for the rest of the process's life
  * (R-VTPM-4): @filter when given (vtpm_sandbox_filter_build()), else built
- * now.  @state_dir must stay writable for the new user.
+ * now.  The state directory, open as @state_dirfd (@state_dir names it in
+ * errors), must stay writable for the new user; it is checked through the
+ * descriptor, so its parents need not be reachable by that user.
  */
-int vtpm_sandbox_enter(const char *runas, const char *state_dir, const VtpmFilter *filter,
-                       VrotError *err);
+int vtpm_sandbox_enter(const char *runas, int state_dirfd, const char *state_dir,
+                       const VtpmFilter *filter, VrotError *err);

@@ -7,8 +7,10 @@ core dumps are off, and the sockets and state files carry the narrowest modes.
 import os
 import pwd
 import stat
+import time
 
 import harness as H
+import vrotd as V
 from harness import check
 
 
@@ -75,6 +77,57 @@ def test_socket_modes_as_given():
         check(stat.S_IMODE(os.stat(srv.data).st_mode) == 0o640, "data socket mode not 0640")
 
 
+def owned_private(path, uid, mode):
+    m = os.stat(path)
+    check(m.st_uid == uid, f"{path} is owned by uid {m.st_uid}, want {uid}")
+    check(stat.S_IMODE(m.st_mode) == mode, f"{path} has mode {oct(stat.S_IMODE(m.st_mode))}, "
+                                           f"want {oct(mode)}")
+
+
+def test_vrotd_worker_user():
+    """[daemon] worker-user: vrotd's workers run as that user, and it owns
+    (alone) each instance's state, from a fresh create, from a pool entry,
+    and after restarts."""
+    if os.geteuid() != 0:
+        raise H.Failure("this test needs root (vrotd drops its workers to 'nobody')")
+    nobody = pwd.getpwnam("nobody")
+    with V.Harness("vrot-priv-vrotd") as h:
+        conf = h.path("vrotd.conf")
+        with open(conf, "w") as f:
+            f.write("[daemon]\nworker-user=nobody\npool-size=1\n")
+        d = V.Vrotd(h, config=conf).start()
+        deadline = time.monotonic() + 120
+        while d.call("host.info")["pool"]["ready"] < 1:
+            check(time.monotonic() < deadline, "the pool did not fill")
+            time.sleep(0.1)
+        r = d.call("instance.create", kind="service", name="pooled")
+        check(r["from_pool"], "the first create did not take the pool entry")
+        for kind in ("vm", "service"):      # made whole, not from the pool
+            d.call("instance.create", kind=kind, name=f"{kind}-ecc", ek="ecc")
+        for uuid in [u["uuid"] for u in d.call("instance.list")["instances"]]:
+            for round_ in range(2):     # a restart writes the state again
+                r = d.call("instance.start", uuid=uuid)
+                st = proc_status(r["pid"])
+                check(all(int(u) == nobody.pw_uid for u in st["Uid"].split()),
+                      f"{uuid}: worker uids {st['Uid']}")
+                check(st["CapEff"].strip() == "0000000000000000", f"capabilities kept: {st['CapEff']}")
+                if r.get("data"):
+                    with H.connect(r["data"]) as s:
+                        rc, _ = H.transact(s, H.get_random(8))
+                    check(rc == 0, f"{uuid}: GetRandom as nobody: 0x{rc:x}")
+                d.call("instance.stop", uuid=uuid)
+            sdir = os.path.join(d.state_dir, "instances", uuid)
+            owned_private(sdir, nobody.pw_uid, 0o700)
+            names = os.listdir(sdir)
+            check(names, f"{uuid}: no state files")
+            for name in names:
+                owned_private(os.path.join(sdir, name), nobody.pw_uid, 0o600)
+            log = d.log_text()
+            check("Permission denied" not in log, f"permission errors in vrotd's log:\n{log[-3000:]}")
+        d.stop()
+        d.check_nothing_left()
+
+
 if __name__ == "__main__":
     H.main([test_runas_nobody_and_sandbox, test_runas_needs_a_writable_state_dir,
-            test_socket_modes_as_given])
+            test_socket_modes_as_given, test_vrotd_worker_user])

@@ -24,7 +24,7 @@ static int in_sandbox(void (*fn)(void))
 
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
-                if (vtpm_sandbox_enter(NULL, dir, prebuilt, NULL) < 0)
+                if (vtpm_sandbox_enter(NULL, -1, dir, prebuilt, NULL) < 0)
                         _exit(99);
                 fn();
                 _exit(0);
@@ -147,7 +147,7 @@ static void test_sandbox_runas_unknown_user(void)
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
                 VrotError err = { 0 };
-                int r = vtpm_sandbox_enter("no-such-user-vrot", "/", NULL, &err);
+                int r = vtpm_sandbox_enter("no-such-user-vrot", -1, "/", NULL, &err);
                 _exit(r == -ENOENT && strstr(err.msg, "no user") ? 0 : 1);
         }
         waitpid(pid, &status, 0);
