@@ -11,6 +11,7 @@ PACKAGES="
   swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
   qemu-system-x86 busybox-static cpio
   clang
+  systemd
 "
 
 sudo=
