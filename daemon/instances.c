@@ -23,6 +23,9 @@ G_DEFINE_QUARK(vrot-instances-error-quark, vrot_instances_error)
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 10000
 #define MAX_BACKOFF_S 60
+/* A worker that served this long before it crashed starts again at once:
+ * only crash loops back off (1, 2, 4 ... MAX_BACKOFF_S s). */
+#define STABLE_USEC (30 * G_USEC_PER_SEC)
 
 /* Someone waiting for a start to finish (an API call). */
 typedef struct Waiter {
@@ -38,6 +41,7 @@ typedef struct Running {
         gboolean stopping;              /* we asked it to end */
         guint restart_source;
         guint failures;                 /* consecutive unexpected ends */
+        gint64 ready_since;             /* monotonic time it last became ready */
         GArray *waiters;                /* Waiter, until ready or failed */
 } Running;
 
@@ -191,6 +195,7 @@ static gboolean adopt_workers(VrotInstances *self, const gchar *sock, const gcha
                 r = running_new(self, inst->uuid);
                 r->worker = w;
                 r->ready = TRUE;
+                r->ready_since = g_get_monotonic_time();
                 vrot_worker_watch(w, 0, NULL, on_worker_end, r);
                 g_message("instance %s: adopted running worker %d", inst->uuid, (int)pid);
         }
@@ -388,13 +393,17 @@ static gboolean restart_now(gpointer data)
 /* An unexpected end: try again after a back-off that doubles up to 60 s. */
 static void schedule_restart(Running *r, const gchar *why)
 {
-        guint delay = MIN(1u << MIN(r->failures, 6u), (guint)MAX_BACKOFF_S);
+        guint delay;
 
+        if (r->ready && g_get_monotonic_time() - r->ready_since >= STABLE_USEC)
+                r->failures = 0;
+        delay = r->failures ? MIN(1u << MIN(r->failures - 1, 6u), (guint)MAX_BACKOFF_S) : 0;
         vrot_worker_free(g_steal_pointer(&r->worker));
         r->ready = FALSE;
         r->failures++;
         g_warning("instance %s: worker %s: restarting in %u s", r->uuid, why, delay);
-        r->restart_source = g_timeout_add_seconds(delay, restart_now, r);
+        r->restart_source = delay ? g_timeout_add_seconds(delay, restart_now, r)
+                                  : g_idle_add(restart_now, r);
 }
 
 static void on_worker_end(VrotWorker *w, gboolean signaled, gint code, gpointer data)
@@ -455,6 +464,7 @@ static void on_worker_ready(VrotWorker *w, const GError *error, gpointer data)
 
         if (!error) {
                 r->ready = TRUE;
+                r->ready_since = g_get_monotonic_time();
                 record_pid(r->owner, r->uuid, vrot_worker_pid(w));
                 g_message("instance %s: started (pid %d)", r->uuid, (int)vrot_worker_pid(w));
                 answer_waiters(r, NULL);
@@ -583,6 +593,7 @@ static gboolean start_now(VrotInstances *self, const VrotInstance *inst, GError 
                 g_propagate_error(error, start_error(inst->uuid, owned[3], local));
         else if (r->worker) {
                 r->ready = TRUE;
+                r->ready_since = g_get_monotonic_time();
                 vrot_worker_watch(r->worker, 0, NULL, on_worker_end, r);
                 return TRUE;
         }
