@@ -733,6 +733,30 @@ static gboolean take_premade(VrotInstances *self, const VrotInstance *inst, gboo
         return TRUE;
 }
 
+static void wipe_dir(const gchar *dir);
+
+/* A create that failed changes nothing: the instance's files go and the
+ * registry forgets it (it never served; no tombstone).  If the registry
+ * cannot be written now (a full disk), it is on disk until the next
+ * write succeeds. */
+static void undo_create(VrotInstances *self, const gchar *uuid)
+{
+        g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, uuid, NULL);
+        g_autofree gchar *dir = state_dir(self, uuid);
+        g_autoptr(GError) local = NULL;
+
+        (void)stop_worker(self, uuid, NULL);
+        wipe_dir(dir);
+        wipe_dir(rundir);
+        for (gsize i = 0; i < 2; i++) {
+                g_autofree gchar *cert = cert_path(self, uuid, i ? "ecc" : "rsa");
+                (void)unlink(cert);
+        }
+        if (vrot_registry_forget(self->registry, uuid) && !save(self, &local))
+                g_warning("instance %s: a failed create stays in the registry file until it can be "
+                          "written again: %s", uuid, local->message);
+}
+
 gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInstanceKind kind,
                                const gchar *name, uid_t owner, guint ek_mask, gchar **ret_uuid,
                                gboolean *ret_premade, GError **error)
@@ -777,14 +801,16 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
          * ECC-only vTPM is as quick to make whole (bench/README.md), and
          * would waste an entry's RSA key.  One registry write either way:
          * the pool's, or ours. */
-        if ((ek_mask == 0 || (ek_mask & (1u << VROT_ENDORSE_EK_RSA))) &&
-            !take_premade(self, entry, &premade, error))
+        if (((ek_mask == 0 || (ek_mask & (1u << VROT_ENDORSE_EK_RSA))) &&
+             !take_premade(self, entry, &premade, error)) ||
+            (!premade && !save(self, error))) {
+                undo_create(self, canon);
                 return FALSE;
-        if (!premade && !save(self, error))
-                return FALSE;
+        }
         if (!manufacture(self, entry, ek_mask, premade, error)) {
                 g_prefix_error(error, "manufacturing %s: ", canon);
-                return FALSE;           /* the entry stays: delete cleans up */
+                undo_create(self, canon);
+                return FALSE;
         }
         g_message("instance %s: created (%s, \"%s\", owner %u%s)", canon,
                   kind == VROT_INSTANCE_VM ? "vm" : "service", name, (unsigned)owner,

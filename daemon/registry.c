@@ -384,6 +384,13 @@ gboolean vrot_registry_add(VrotRegistry *r, VrotInstance *inst, GError **error)
         return TRUE;
 }
 
+gboolean vrot_registry_forget(VrotRegistry *r, const gchar *uuid)
+{
+        VrotInstance *inst = vrot_registry_lookup(r, uuid);
+
+        return inst && !inst->deleted && g_hash_table_remove(r->by_uuid, uuid);
+}
+
 GPtrArray *vrot_registry_list(const VrotRegistry *r)
 {
         GPtrArray *all = g_ptr_array_new();

@@ -86,6 +86,14 @@ VrotInstance *vrot_registry_lookup(const VrotRegistry *r, const gchar *uuid);
 /** vrot_registry_add: takes @inst (transfer full); EXISTS if its UUID is known. */
 gboolean vrot_registry_add(VrotRegistry *r, VrotInstance *inst, GError **error);
 
+/**
+ * vrot_registry_forget:
+ * Drops @uuid's entry as if it had never been added, for a create that
+ * failed before its instance ever served.  A tombstone is never dropped.
+ * Returns: TRUE if an entry was dropped.
+ */
+gboolean vrot_registry_forget(VrotRegistry *r, const gchar *uuid);
+
 /** vrot_registry_list: (transfer container) every entry, tombstones included. */
 GPtrArray *vrot_registry_list(const VrotRegistry *r);
 

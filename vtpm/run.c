@@ -92,7 +92,9 @@ static int start_tpm(const VtpmArgs *a, Worker *w)
                 }
         }
         if (rc != TPM_SUCCESS) {
-                log_error("starting the TPM failed (0x%x)", rc);
+                const char *why = vtpm_tpm_store_failure();
+
+                log_error("starting the TPM failed (0x%x)%s%s", rc, why ? ": " : "", why ? why : "");
                 return -1;
         }
         return 0;

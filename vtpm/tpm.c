@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
 #include <link.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -20,6 +21,8 @@
 
 /* libtpms's TPM is process-global; so is its glue (STYLE: the one exception). */
 static VrotStore *tpm_store;
+/* Why the last state write failed: libtpms reports only TPM_RC_FAILURE. */
+static char store_failure[sizeof(((VrotError *)0)->msg)];
 static uint8_t tpm_locality;
 static bool tpm_running;
 static unsigned char *resp_buf;
@@ -75,6 +78,7 @@ static TPM_RESULT cb_nvram_store(const unsigned char *data, uint32_t length,
                 return TPM_FAIL;
         if (vrot_store_save(tpm_store, type, data, length, &err) < 0) {
                 log_error("storing TPM state: %s", err.msg);
+                snprintf(store_failure, sizeof(store_failure), "%s", err.msg);
                 return TPM_FAIL;
         }
         log_debug("stored %s, generation %llu", name,
@@ -127,6 +131,11 @@ static struct libtpms_callbacks callbacks = {
         .tpm_io_getlocality = cb_get_locality,
         .tpm_io_getphysicalpresence = cb_get_pp,
 };
+
+const char *vtpm_tpm_store_failure(void)
+{
+        return store_failure[0] ? store_failure : NULL;
+}
 
 uint32_t vtpm_tpm_setup(VrotStore *store)
 {

@@ -20,6 +20,13 @@
  */
 uint32_t vtpm_tpm_setup(VrotStore *store);
 
+/**
+ * vtpm_tpm_store_failure:
+ * Why the TPM's last state write failed (a full or read-only disk), which
+ * libtpms reports only as TPM_RC_FAILURE; NULL if none failed.
+ */
+const char *vtpm_tpm_store_failure(void);
+
 /** vtpm_tpm_init: (re)starts the TPM, as INIT does; see VROT_PTM_INIT_*. */
 uint32_t vtpm_tpm_init(uint32_t init_flags);
 
