@@ -3,12 +3,14 @@
 #include <grp.h>
 #include <pwd.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <linux/seccomp.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <seccomp.h>
@@ -146,12 +148,47 @@ static int install_seccomp(const VtpmFilter *filter, VrotError *err)
         return 0;
 }
 
+/*
+ * No capabilities, also for a worker that stays root (no --runas): root
+ * without capabilities is only an owner of files, and cannot override
+ * their modes, signal others' processes, or change its IDs.  The bounding
+ * set goes first, while CAP_SETPCAP is still there; a worker started
+ * without it (not root) has nothing to drop.
+ */
+static int drop_bounding_set(VrotError *err)
+{
+        for (int cap = 0; cap <= 63; cap++) {
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 || errno == EINVAL)
+                        continue;       /* dropped, or beyond this kernel's last */
+                if (errno == EPERM && geteuid() != 0)
+                        return 0;
+                return vrot_err(err, errno, "dropping capability %d: %s", cap, strerror(errno));
+        }
+        return 0;
+}
+
+static int drop_capabilities(VrotError *err)
+{
+        struct __user_cap_header_struct head = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                return vrot_err(err, errno, "clearing ambient capabilities: %s", strerror(errno));
+        if (syscall(SYS_capset, &head, none) < 0)
+                return vrot_err(err, errno, "dropping capabilities: %s", strerror(errno));
+        return 0;
+}
+
 int vtpm_sandbox_enter(const char *runas, int state_dirfd, const char *state_dir,
                        const VtpmFilter *filter, VrotError *err)
 {
         int r;
 
+        if ((r = drop_bounding_set(err)) < 0)
+                return r;
         if (runas && (r = drop_to(runas, state_dirfd, state_dir, err)) < 0)
+                return r;
+        if ((r = drop_capabilities(err)) < 0)
                 return r;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return vrot_err(err, errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));

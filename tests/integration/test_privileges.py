@@ -46,6 +46,8 @@ def test_runas_nobody_and_sandbox():
         check(st["NoNewPrivs"].strip() == "1", "no_new_privs is not set")
         check(st["Seccomp"].strip() == "2", "no seccomp filter in force")
         check(st["CapEff"].strip() == "0000000000000000", f"capabilities kept: {st['CapEff']}")
+        check(st["CapPrm"].strip() == "0000000000000000", f"permitted capabilities: {st['CapPrm']}")
+        check(st["CapBnd"].strip() == "0000000000000000", f"bounding set kept: {st['CapBnd']}")
         check(proc_limits_core(srv.pid) == ["0", "0"], "core dumps are not disabled")
         # It still works as nobody, and what it writes is nobody's and private.
         with H.connect(srv.data) as s:
@@ -57,6 +59,21 @@ def test_runas_nobody_and_sandbox():
             check(m.st_uid == nobody.pw_uid, f"{name} is owned by uid {m.st_uid}")
         for path in (srv.ctrl, srv.data):
             check(stat.S_IMODE(os.stat(path).st_mode) == 0o600, f"{path} is not 0600")
+
+
+def test_root_worker_has_no_capabilities():
+    """Without --runas the worker stays uid 0 but holds no capability: it
+    owns its files and nothing more."""
+    if os.geteuid() != 0:
+        raise H.Failure("this test needs root")
+    with H.Harness("vrot-priv") as h:
+        srv = h.start_vtpm(server=True, extra=["--flags", "not-need-init,startup-clear"])
+        st = proc_status(srv.pid)
+        for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
+            check(st[k].strip() == "0000000000000000", f"{k} {st[k]}")
+        with H.connect(srv.data) as s:
+            rc, _ = H.transact(s, H.get_random(8))
+        check(rc == 0, f"GetRandom without capabilities: 0x{rc:x}")
 
 
 def test_runas_needs_a_writable_state_dir():
@@ -129,5 +146,6 @@ def test_vrotd_worker_user():
 
 
 if __name__ == "__main__":
-    H.main([test_runas_nobody_and_sandbox, test_runas_needs_a_writable_state_dir,
+    H.main([test_runas_nobody_and_sandbox, test_root_worker_has_no_capabilities,
+            test_runas_needs_a_writable_state_dir,
             test_socket_modes_as_given, test_vrotd_worker_user])
