@@ -30,6 +30,13 @@ static const Key keys[] = {
         { "operator", "fleet-root", PATH, G_STRUCT_OFFSET(VrotConfig, fleet_root) },
 };
 
+const gchar *vrot_config_worker_user(const VrotConfig *cfg)
+{
+        if (cfg->worker_user)
+                return g_str_equal(cfg->worker_user, "root") ? NULL : cfg->worker_user;
+        return cfg->dev ? NULL : VROT_CONFIG_WORKER_USER_DEFAULT;
+}
+
 VrotConfig *vrot_config_new(void)
 {
         VrotConfig *cfg = g_new0(VrotConfig, 1);

@@ -22,7 +22,7 @@ typedef struct VrotConfig {
         gchar *runtime_dir;             /* default /run/vrot */
         gchar *tcti;                    /* host TPM; default device:/dev/tpmrm0 */
         gchar *admin_group;             /* may manage besides root; NULL: root only */
-        gchar *worker_user;             /* workers' --runas; NULL: stay */
+        gchar *worker_user;             /* workers' --runas; NULL: the default, "root": none */
         gchar *log_level;               /* error, warning, info, debug */
         guint seal_pcrs;                /* bit n: host PCR n in the sealing policy */
         guint pool_size;                /* pre-manufactured vTPMs kept; 0: no pool */
@@ -35,6 +35,8 @@ typedef struct VrotConfig {
 } VrotConfig;
 
 #define VROT_CONFIG_POOL_SIZE_DEFAULT 4
+/* Workers' user without --dev when vrotd.conf names none (sysusers.d/vrot.conf). */
+#define VROT_CONFIG_WORKER_USER_DEFAULT "vrot-vtpm"
 #define VROT_CONFIG_POOL_SIZE_MAX 64
 
 /** vrot_config_new: (transfer full) the defaults. */
@@ -56,6 +58,14 @@ gboolean vrot_config_load(VrotConfig *cfg, const gchar *path, GError **error);
  * "0,2,4,7" -> bitmask of host PCRs 0..23; empty or out of range is an error.
  */
 gboolean vrot_config_parse_pcrs(const gchar *s, guint *ret, GError **error);
+
+/**
+ * vrot_config_worker_user:
+ * The user workers drop to: [daemon] worker-user if set ("root": none, they
+ * stay root without capabilities), else VROT_CONFIG_WORKER_USER_DEFAULT,
+ * or none with --dev.  Returns: (transfer none) (nullable) the name.
+ */
+const gchar *vrot_config_worker_user(const VrotConfig *cfg);
 
 void vrot_config_free(VrotConfig *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotConfig, vrot_config_free)

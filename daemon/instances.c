@@ -303,8 +303,16 @@ VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const g
         self->vtpm_path = g_strdup(vtpm_path);
         self->registry_path = g_build_filename(cfg->state_dir, "registry", NULL);
         self->running = g_hash_table_new(g_str_hash, g_str_equal);
-        if (cfg->worker_user && !(self->wuser = vrot_worker_user_lookup(cfg->worker_user, error)))
+        if (vrot_config_worker_user(cfg) &&
+            !(self->wuser = vrot_worker_user_lookup(vrot_config_worker_user(cfg), error))) {
+                if (!cfg->worker_user)
+                        g_prefix_error(error, "the default worker user is missing (create it: "
+                                       "systemd-sysusers with the sysusers.d/vrot.conf vrot "
+                                       "installs, or useradd --system %s; or name another, or "
+                                       "root, in vrotd.conf [daemon] worker-user): ",
+                                       VROT_CONFIG_WORKER_USER_DEFAULT);
                 return NULL;
+        }
         if (!make_dirs(cfg, error) || !open_registry(self, error))
                 return NULL;
         if (!adopt_workers(self, sock, log)) {

@@ -22,7 +22,7 @@ VrotWorkerUser *vrot_worker_user_lookup(const gchar *name, GError **error)
         }
         if (pw.pw_uid == 0) {
                 g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                            "worker-user '%s' is root: leave worker-user unset instead", name);
+                            "worker-user '%s' is uid 0: name it root to keep workers root", name);
                 return NULL;
         }
         u->name = g_strdup(name);

@@ -245,7 +245,10 @@ class Host:
                 "recovery-key": self.op.path("recovery.pub.pem"),
                 "fleet-root": self.op.root}
         keys.update({k.replace("_", "-"): v for k, v in override.items()})
-        text = f"[host-tpm]\ntcti=swtpm:path={self.tpm.data}\nseal-pcrs=" + \
+        # Workers drop to nobody: the default user (vrot-vtpm) need not
+        # exist on the test machine.
+        text = "[daemon]\nworker-user=nobody\n"
+        text += f"[host-tpm]\ntcti=swtpm:path={self.tpm.data}\nseal-pcrs=" + \
             ",".join(map(str, SEAL_PCRS)) + "\n[operator]\n"
         text += "".join(f"{k}={v}\n" for k, v in keys.items() if k not in drop) + extra
         write(self.d.config, text)

@@ -19,6 +19,37 @@ static void test_config_defaults(void)
         CU_ASSERT_PTR_NULL(c->fleet_root);
 }
 
+static void test_config_worker_user_default(void)
+{
+        static const struct {
+                gboolean dev;
+                const char *set;        /* NULL: not in vrotd.conf */
+                const char *want;       /* NULL: no drop */
+        } cases[] = {
+                { FALSE, NULL, VROT_CONFIG_WORKER_USER_DEFAULT },
+                { TRUE, NULL, NULL },
+                { FALSE, "root", NULL },
+                { TRUE, "root", NULL },
+                { FALSE, "nobody", "nobody" },
+                { TRUE, "nobody", "nobody" },
+        };
+
+        for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+                g_autoptr(VrotConfig) c = vrot_config_new();
+                g_autofree gchar *conf = cases[i].set
+                        ? g_strdup_printf("[daemon]\nworker-user=%s\n", cases[i].set) : g_strdup("");
+                g_autoptr(GError) err = NULL;
+
+                c->dev = cases[i].dev;
+                CU_ASSERT_TRUE_FATAL(vrot_config_parse(c, conf, strlen(conf), &err));
+                if (cases[i].want) {
+                        CU_ASSERT_STRING_EQUAL(vrot_config_worker_user(c), cases[i].want);
+                } else {
+                        CU_ASSERT_PTR_NULL(vrot_config_worker_user(c));
+                }
+        }
+}
+
 static void test_config_parse_all_keys(void)
 {
         static const char conf[] =
@@ -121,6 +152,7 @@ int main(void)
 {
         static const UnitCase cases[] = {
                 UNIT_CASE(test_config_defaults),
+                UNIT_CASE(test_config_worker_user_default),
                 UNIT_CASE(test_config_parse_all_keys),
                 UNIT_CASE(test_config_parse_refusals_change_nothing),
                 UNIT_CASE(test_config_nul_byte),
