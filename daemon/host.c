@@ -6,7 +6,8 @@
 #include "devtpm.h"
 #include "host.h"
 #include "hostca.h"
-#include "instkey-priv.h"
+#include "instkey.h"
+#include "kdf.h"
 #include "operator.h"
 #include "registry.h"
 #include "sealkey.h"
@@ -94,7 +95,7 @@ static gboolean derive_registry_key(VrotHost *h, GError **error)
                 g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_FAILED, "cannot lock memory for a key");
                 return FALSE;
         }
-        return vrot_instkey_hkdf_sha256(vrot_secret_data(h->master), vrot_secret_len(h->master), NULL, 0,
+        return vrot_kdf_hkdf_sha256(vrot_secret_data(h->master), vrot_secret_len(h->master), NULL, 0,
                                         (const guint8 *)REGISTRY_KEY_INFO, strlen(REGISTRY_KEY_INFO),
                                         vrot_secret_data(h->registry_key), VROT_REGISTRY_KEY_LEN,
                                         error);

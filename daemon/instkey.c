@@ -14,12 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
-#include "instkey-priv.h"
+#include "instkey.h"
+#include "kdf.h"
 
 G_DEFINE_QUARK(vrot-instkey-error-quark, vrot_instkey_error)
 
@@ -34,32 +33,6 @@ static void set_ossl_error(GError **error, const char *what)
                 ERR_error_string_n(e, reason, sizeof(reason));
         ERR_clear_error();
         g_set_error(error, VROT_INSTKEY_ERROR, VROT_INSTKEY_ERROR_FAILED, "%s: %s", what, reason);
-}
-
-gboolean vrot_instkey_hkdf_sha256(const guint8 *ikm, gsize ikm_len, const guint8 *salt,
-                                  gsize salt_len, const guint8 *info, gsize info_len,
-                                  guint8 *out, gsize out_len, GError **error)
-{
-        g_autoptr(EVP_KDF) kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-        g_autoptr(EVP_KDF_CTX) ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-        OSSL_PARAM params[5];
-        size_t n = 0;
-
-        g_return_val_if_fail(ikm && out && out_len > 0, FALSE);
-        params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
-        params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-        if (salt_len)
-                params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                                                (void *)salt, salt_len);
-        if (info_len)
-                params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-                                                                (void *)info, info_len);
-        params[n] = OSSL_PARAM_construct_end();
-        if (!ctx || EVP_KDF_derive(ctx, out, out_len, params) != 1) {
-                set_ossl_error(error, "HKDF-SHA256");
-                return FALSE;
-        }
-        return TRUE;
 }
 
 gboolean vrot_instkey_new_salt(guint8 ret_salt[VROT_INSTKEY_SALT_LEN], GError **error)
@@ -98,7 +71,7 @@ static gboolean derive(const VrotSecret *master, const guint8 *salt, gsize salt_
         }
         memcpy(info, label, label_len);
         memcpy(info + label_len, uuid, 16);
-        if (!vrot_instkey_hkdf_sha256(vrot_secret_data(master), vrot_secret_len(master), salt,
+        if (!vrot_kdf_hkdf_sha256(vrot_secret_data(master), vrot_secret_len(master), salt,
                                       salt_len, info, label_len + 16, vrot_secret_data(key),
                                       VROT_INSTKEY_LEN, error))
                 return FALSE;

@@ -65,11 +65,8 @@ int vrot_seal_parse_header(const uint8_t *buf, size_t len, VrotSealHeader *ret,
         return 0;
 }
 
-/* One EVP boundary: encrypt (enc=1) or decrypt-and-verify (enc=0) in place
- * into @out; @tag is written when encrypting and checked when decrypting. */
-static int gcm(int enc, const uint8_t *key, const uint8_t *iv,
-               const uint8_t *aad, size_t aad_len,
-               const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag)
+int vrot_seal_gcm(int enc, const uint8_t *key, const uint8_t *iv, const uint8_t *aad,
+                  size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag)
 {
         EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
         int ok, n = 0;
@@ -113,7 +110,7 @@ int vrot_seal(const VrotSealer *s, uint32_t type, uint64_t generation,
                 free(blob);
                 return vrot_err(err, EIO, "no randomness for the IV");
         }
-        if (gcm(1, s->key ? s->key : zero_key, blob + 40, blob, VROT_SEAL_HEADER_LEN,
+        if (vrot_seal_gcm(1, s->key ? s->key : zero_key, blob + 40, blob, VROT_SEAL_HEADER_LEN,
                 plain, len, blob + VROT_SEAL_HEADER_LEN,
                 blob + VROT_SEAL_HEADER_LEN + len) < 0) {
                 vrot_free_wiped(blob, total);
@@ -151,7 +148,7 @@ int vrot_seal_open(const VrotSealer *s, uint32_t type,
         if (!plain)
                 return vrot_err(err, ENOMEM, "out of memory");
         memcpy(tag, blob + VROT_SEAL_HEADER_LEN + h.length, sizeof(tag));
-        if (gcm(0, insecure ? zero_key : s->key, h.iv, blob, VROT_SEAL_HEADER_LEN,
+        if (vrot_seal_gcm(0, insecure ? zero_key : s->key, h.iv, blob, VROT_SEAL_HEADER_LEN,
                 blob + VROT_SEAL_HEADER_LEN, h.length, plain, tag) < 0) {
                 vrot_free_wiped(plain, h.length);
                 return vrot_err(err, EBADMSG, "authentication failed (tampered, or sealed under another key)");

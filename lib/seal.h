@@ -70,6 +70,18 @@ int vrot_seal_parse_header(const uint8_t *buf, size_t len, VrotSealHeader *ret,
                            VrotError *err);
 
 /**
+ * vrot_seal_gcm:
+ * The one AES-256-GCM boundary of vrot (state files here, the migration
+ * envelope in mseal.c): encrypts (@enc 1) or decrypts and verifies (@enc 0)
+ * @len bytes of @in into @out under the 32-byte @key and 12-byte @iv, with
+ * @aad_len bytes of @aad authenticated.  @tag (16 bytes) is written when
+ * encrypting and checked when decrypting.  Returns 0, -ENOMEM, or -EBADMSG
+ * (authentication failed, or OpenSSL did).
+ */
+int vrot_seal_gcm(int enc, const uint8_t *key, const uint8_t *iv, const uint8_t *aad,
+                  size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag);
+
+/**
  * vrot_seal:
  * Seals @len bytes of @plain as blob @type at @generation.  On success
  * *@ret_blob is (transfer full) malloc()ed, *@ret_len bytes.
