@@ -327,7 +327,7 @@ static void set_string_or_null(JsonObject *o, const gchar *name, const gchar *va
 static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                           GError **error)
 {
-        static const char *const known[] = { "uuid", "kind", "name", "ek", NULL };
+        static const char *const known[] = { "uuid", "kind", "name", "ek", "owner", NULL };
         static const char *const kinds[] = { "vm", "service", NULL };
         static const char *const eks[] = { "both", "rsa", "ecc", NULL };
         static const guint ek_masks[] = { 0, 1u << VROT_ENDORSE_EK_RSA, 1u << VROT_ENDORSE_EK_ECC };
@@ -336,6 +336,7 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         const gchar *name = NULL;
         g_autofree gchar *made = NULL, *rsa = NULL, *ecc = NULL;
         guint kind = 0, ek = 0;
+        guint64 owner = caller->uid;
         gboolean premade = FALSE;
         JsonNode *res;
 
@@ -343,7 +344,9 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
             !param_uuid(req, VROT_JSONRPC_OPTIONAL, uuid, error) ||
             !vrot_jsonrpc_param_enum(req, "kind", VROT_JSONRPC_REQUIRED, kinds, &kind, error) ||
             !vrot_jsonrpc_param_enum(req, "ek", VROT_JSONRPC_OPTIONAL, eks, &ek, error) ||
-            !vrot_jsonrpc_param_string(req, "name", VROT_JSONRPC_REQUIRED, 64, &name, error))
+            !vrot_jsonrpc_param_string(req, "name", VROT_JSONRPC_REQUIRED, 64, &name, error) ||
+            !vrot_jsonrpc_param_uint(req, "owner", VROT_JSONRPC_OPTIONAL, 0, G_MAXUINT32 - 1, &owner,
+                                     error))
                 return NULL;
         if (!vrot_host_enrolled(api->host)) {
                 g_message("refused: create %s by uid %u: the host is not enrolled",
@@ -356,7 +359,7 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
         }
         if (!vrot_instances_create(api->instances, uuid[0] ? uuid : NULL,
                                    kind == 0 ? VROT_INSTANCE_VM : VROT_INSTANCE_SERVICE, name,
-                                   caller->uid, ek_masks[ek], &made, &premade, error)) {
+                                   (uid_t)owner, ek_masks[ek], &made, &premade, error)) {
                 g_message("refused: create %s by uid %u: %s", uuid[0] ? uuid : "(new)",
                           (unsigned)caller->uid, (*error)->message);
                 to_rpc_error(error);
