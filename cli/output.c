@@ -34,6 +34,75 @@ gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, in
         return TRUE;
 }
 
+gboolean vrotctl_parse_uuid_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                                 char ***argv, const char **ret_uuid, GError **error)
+{
+        g_autoptr(GOptionContext) oc = g_option_context_new(cmd->args);
+        g_autoptr(GError) local = NULL;
+
+        g_option_context_add_main_entries(oc, entries, NULL);
+        g_option_context_set_help_enabled(oc, FALSE);
+        if (!g_option_context_parse(oc, argc, argv, &local)) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s", cmd->name, local->message);
+                return FALSE;
+        }
+        if (*argc != 2) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s (usage: vrotctl %s %s)", cmd->name,
+                            *argc < 2 ? "the instance's UUID is missing" : "one UUID only",
+                            cmd->name, cmd->args);
+                return FALSE;
+        }
+        *ret_uuid = (*argv)[1];
+        return TRUE;
+}
+
+JsonNode *vrotctl_instance_call(const VrotctlContext *ctx, const char *method, const char *uuid,
+                                JsonObject *extra, GError **error)
+{
+        g_autoptr(VrotRpcclient) c = vrotctl_connect(ctx, error);
+        g_autoptr(JsonObject) params = json_object_new();
+        g_autoptr(JsonNode) res = NULL;
+
+        if (!c)
+                return NULL;
+        json_object_set_string_member(params, "uuid", uuid);
+        if (extra) {
+                g_autoptr(GList) names = json_object_get_members(extra);
+                for (GList *l = names; l; l = l->next)
+                        json_object_set_member(params, l->data,
+                                               json_node_copy(json_object_get_member(extra, l->data)));
+        }
+        if (!vrotctl_call(c, method, params, &res, error))
+                return NULL;
+        if (!JSON_NODE_HOLDS_OBJECT(res)) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s: the result is not an object",
+                            method);
+                return NULL;
+        }
+        return g_steal_pointer(&res);
+}
+
+void vrotctl_print_instance(JsonObject *o)
+{
+        static const char *const fields[] = { "uuid", "name", "kind", "state", "ctrl", "data" };
+        g_autofree gchar *owner = NULL, *pid = NULL, *gen = NULL;
+        JsonNode *n;
+
+        for (gsize i = 0; i < G_N_ELEMENTS(fields); i++) {
+                g_autofree gchar *label = g_strconcat(fields[i], ":", NULL);
+                vrotctl_print_field(label, vrotctl_member_string(o, fields[i]));
+        }
+        owner = g_strdup_printf("%" G_GINT64_FORMAT, json_object_get_int_member_with_default(o, "owner", 0));
+        vrotctl_print_field("owner:", owner);
+        n = json_object_get_member(o, "pid");
+        pid = n && JSON_NODE_HOLDS_VALUE(n) ? g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(n))
+                                            : NULL;
+        vrotctl_print_field("pid:", pid);
+        gen = g_strdup_printf("%" G_GINT64_FORMAT,
+                              json_object_get_int_member_with_default(o, "generation", 0));
+        vrotctl_print_field("generation:", gen);
+}
+
 gboolean vrotctl_require(const VrotctlCommand *cmd, const char *option, const char *value,
                          GError **error)
 {

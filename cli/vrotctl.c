@@ -12,6 +12,14 @@
 #include "vrotctl.h"
 
 static const VrotctlCommand *const commands[] = {
+        &vrotctl_cmd_create,
+        &vrotctl_cmd_start,
+        &vrotctl_cmd_stop,
+        &vrotctl_cmd_delete,
+        &vrotctl_cmd_list,
+        &vrotctl_cmd_info,
+        &vrotctl_cmd_ek_cert,
+        &vrotctl_cmd_libvirt_xml,
         &vrotctl_cmd_host_info,
         &vrotctl_cmd_host_evidence,
         &vrotctl_cmd_host_enrol,

@@ -40,6 +40,14 @@ typedef struct VrotctlCommand {
 extern const VrotctlCommand vrotctl_cmd_host_info;
 extern const VrotctlCommand vrotctl_cmd_host_evidence;
 extern const VrotctlCommand vrotctl_cmd_host_enrol;
+extern const VrotctlCommand vrotctl_cmd_create;
+extern const VrotctlCommand vrotctl_cmd_start;
+extern const VrotctlCommand vrotctl_cmd_stop;
+extern const VrotctlCommand vrotctl_cmd_delete;
+extern const VrotctlCommand vrotctl_cmd_list;
+extern const VrotctlCommand vrotctl_cmd_info;
+extern const VrotctlCommand vrotctl_cmd_ek_cert;
+extern const VrotctlCommand vrotctl_cmd_libvirt_xml;
 
 /* ---- output.c: shared helpers ---- */
 
@@ -50,6 +58,26 @@ extern const VrotctlCommand vrotctl_cmd_host_enrol;
  */
 gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
                             char ***argv, GError **error);
+
+/**
+ * vrotctl_parse_uuid_args:
+ * As vrotctl_parse_args(), for a subcommand that takes exactly one
+ * instance UUID after its options: *@ret_uuid (transfer none) points into
+ * @argv.  The daemon checks the UUID.
+ */
+gboolean vrotctl_parse_uuid_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                                 char ***argv, const char **ret_uuid, GError **error);
+
+/**
+ * vrotctl_instance_call:
+ * Calls @method with {"uuid": @uuid} plus @extra's members (nullable;
+ * transfer none) and returns (transfer full) the result object's node.
+ */
+JsonNode *vrotctl_instance_call(const VrotctlContext *ctx, const char *method, const char *uuid,
+                                JsonObject *extra, GError **error);
+
+/** vrotctl_print_instance: an instance's fields (instance.info) as lines. */
+void vrotctl_print_instance(JsonObject *o);
 
 /** vrotctl_require: a usage error unless @value (an option's) is set. */
 gboolean vrotctl_require(const VrotctlCommand *cmd, const char *option, const char *value,

@@ -39,7 +39,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Failure, check, main, require, tpm2  # noqa: E402
-from vrotd import (INVALID_PARAMS, NOT_ENROLLED, PERMISSION_DENIED, Harness, Vrotd,  # noqa: E402
+from vrotd import (vrotctl, INVALID_PARAMS, NOT_ENROLLED, PERMISSION_DENIED, Harness, Vrotd,  # noqa: E402
                    adopted, as_user, expect_error, reap_adopted)
 
 NOBODY = 65534
@@ -65,21 +65,6 @@ def openssl(*args, stdin=None):
         raise Failure(f"openssl {' '.join(args)} exited {r.returncode}:\n"
                       f"{r.stderr.decode(errors='replace')}{r.stdout.decode(errors='replace')}")
     return r.stdout
-
-
-def vrotctl_binary():
-    path = os.environ.get("VROT_VROTCTL") or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-        "build", "cli", "vrotctl")
-    if not os.access(path, os.X_OK):
-        raise Failure(f"vrotctl not found at {path}: build first or set VROT_VROTCTL")
-    return path
-
-
-def vrotctl(sock, *args):
-    """Run vrotctl; returns (exit status, stdout, stderr) as text."""
-    r = run([vrotctl_binary(), "--socket", sock, *args])
-    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
 
 def cert_pubkey_der(pem):

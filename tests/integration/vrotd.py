@@ -53,6 +53,20 @@ TOO_LARGE = -32006
 NOT_ENROLLED = -32007
 
 
+def vrotctl_binary():
+    path = os.environ.get("VROT_VROTCTL") or os.path.join(harness.TOP, "build", "cli", "vrotctl")
+    if not os.access(path, os.X_OK):
+        raise Failure(f"vrotctl not found at {path}: build first or set VROT_VROTCTL")
+    return path
+
+
+def vrotctl(sock, *args, timeout=120):
+    """Run vrotctl; returns (exit status, stdout, stderr) as text."""
+    r = subprocess.run([vrotctl_binary(), "--socket", sock, *args], capture_output=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
 def vrotd_binary():
     path = os.environ.get("VROT_VROTD") or os.path.join(harness.TOP, "build", "daemon", "vrotd")
     if not os.access(path, os.X_OK):
