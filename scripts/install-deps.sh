@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
   meson ninja-build pkg-config gcc python3 openssl
   libtpms-dev libssl-dev libseccomp-dev libcunit1-dev scdoc
-  libglib2.0-dev libjson-glib-dev libtss2-dev
+  libglib2.0-dev libjson-glib-dev libtss2-dev libxml2-dev
   swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
   qemu-system-x86 busybox-static cpio
   clang
