@@ -10,6 +10,7 @@ PACKAGES="
   libglib2.0-dev libjson-glib-dev libtss2-dev libxml2-dev
   swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
   qemu-system-x86 busybox-static cpio
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   clang
   systemd
 "

@@ -265,3 +265,31 @@ def boot(h, ctrl_socket, device="tpm-crb", timeout=120, extra_init="", name="gue
     r.check(proc.returncode == 0, f"qemu exited with {proc.returncode}: {qemu_log}")
     r.check(r.done, f"guest ({device}) powered off without printing VROT-DONE")
     return r
+
+
+# -- reading EK certificates in the guest ------------------------------------
+
+def ek_nv_snippet(index, size, chunk=512):
+    """extra_init lines: TPM2_NV_ReadPublic and TPM2_NV_Read of all of
+    @index (authorised by the index itself, empty password) through
+    /dev/tpm0, printed as VROT-EKNVPUB and VROT-EKNV <offset> lines."""
+    lines = [f"    say EKNVPUB $(tpm_cmd {tpm_cmd(0x169, struct.pack('>I', index)).hex()})"]
+    pw = struct.pack(">IHBH", 0x40000009, 0, 0, 0)
+    for off in range(0, size, chunk):
+        n = min(chunk, size - off)
+        body = struct.pack(">II", index, index) + struct.pack(">I", len(pw)) + pw
+        body += struct.pack(">HH", n, off)
+        cmd = tpm_cmd(0x14E, body, tag=0x8002)
+        lines.append(f"    say EKNV {off} $(tpm_cmd {cmd.hex()})")
+    return "\n".join(lines)
+
+
+def parse_nv_public(resp):
+    _, _, rc = struct.unpack(">HII", resp[:10])
+    if rc != 0:
+        raise Failure(f"NV_ReadPublic in the guest: response code 0x{rc:x}")
+    p = 12
+    index, _alg, attrs, plen = struct.unpack(">IHIH", resp[p:p + 12])
+    p += 12 + plen
+    (size,) = struct.unpack(">H", resp[p:p + 2])
+    return index, attrs, size

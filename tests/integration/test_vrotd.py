@@ -488,31 +488,6 @@ def test_start_after_worker_exit():
         d.stop_clean()
 
 
-def ek_nv_snippet(index, size, chunk=512):
-    """extra_init lines: TPM2_NV_ReadPublic and TPM2_NV_Read of all of
-    @index (authorised by the index itself, empty password) through
-    /dev/tpm0, printed as VROT-EKNVPUB and VROT-EKNV <offset> lines."""
-    lines = [f"    say EKNVPUB $(tpm_cmd {tpm_cmd(0x169, struct.pack('>I', index)).hex()})"]
-    pw = struct.pack(">IHBH", 0x40000009, 0, 0, 0)
-    for off in range(0, size, chunk):
-        n = min(chunk, size - off)
-        body = struct.pack(">II", index, index) + struct.pack(">I", len(pw)) + pw
-        body += struct.pack(">HH", n, off)
-        cmd = tpm_cmd(0x14E, body, tag=0x8002)
-        lines.append(f"    say EKNV {off} $(tpm_cmd {cmd.hex()})")
-    return "\n".join(lines)
-
-
-def parse_nv_public(resp):
-    _, _, rc = struct.unpack(">HII", resp[:10])
-    check(rc == 0, f"NV_ReadPublic in the guest: response code 0x{rc:x}")
-    p = 12
-    index, _alg, attrs, plen = struct.unpack(">IHIH", resp[p:p + 12])
-    p += 12 + plen
-    (size,) = struct.unpack(">H", resp[p:p + 2])
-    return index, attrs, size
-
-
 def test_vm_guest_reads_ek_cert():
     with Harness("vrotd-guest") as h:
         d = Vrotd(h).start()
@@ -520,11 +495,11 @@ def test_vm_guest_reads_ek_cert():
         der = cert_der(vm["ek_rsa_cert_pem"])
         r = d.call("instance.start", uuid=vm["uuid"])
         check_listening(r["ctrl"], "vm control socket")
-        b = guest.boot(h, r["ctrl"], extra_init=ek_nv_snippet(RSA_INDEX, len(der)))
+        b = guest.boot(h, r["ctrl"], extra_init=guest.ek_nv_snippet(RSA_INDEX, len(der)))
         b.check(b.tpm_version == "2", f"guest found no TPM 2.0 (VROT-TPM-VERSION {b.tpm_version!r})")
         pub = b.value("EKNVPUB")
         b.check(pub, "guest printed no NV_ReadPublic response")
-        index, attrs, size = parse_nv_public(bytes.fromhex(pub))
+        index, attrs, size = guest.parse_nv_public(bytes.fromhex(pub))
         b.check(index == RSA_INDEX and size == len(der),
                 f"guest: NV 0x{index:x} of {size} bytes, expected 0x{RSA_INDEX:x} of {len(der)}")
         got = b""
@@ -837,7 +812,11 @@ def test_bad_input():
             (b'{"jsonrpc":"2.0","id":13,"method":"instance.create",'
              b'"params":{"kind":"vm","name":"x","uuid":42}}\n', INVALID_PARAMS, "uuid a number"),
             (b'{"jsonrpc":"2.0","id":14,"method":"instance.create",'
-             b'"params":{"kind":"vm","name":"x","owner":0}}\n', INVALID_PARAMS, "unknown create param"),
+             b'"params":{"kind":"vm","name":"x","colour":0}}\n', INVALID_PARAMS, "unknown create param"),
+            (b'{"jsonrpc":"2.0","id":14,"method":"instance.create",'
+             b'"params":{"kind":"vm","name":"x","owner":"root"}}\n', INVALID_PARAMS, "owner a string"),
+            (b'{"jsonrpc":"2.0","id":14,"method":"instance.create",'
+             b'"params":{"kind":"vm","name":"x","owner":-1}}\n', INVALID_PARAMS, "owner negative"),
             (b'{"jsonrpc":"2.0","id":15,"method":"instance.start","params":{"uuid":42}}\n',
              INVALID_PARAMS, "uuid of the wrong type"),
             (b'{"jsonrpc":"2.0","id":16,"method":"instance.start","params":{}}\n',
