@@ -14,8 +14,9 @@ G_DEFINE_QUARK(vrotctl-usage-error-quark, vrotctl_usage_error)
 #define MAX_FILE (1024 * 1024)
 #define MAX_CERTS 16
 
-gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
-                            char ***argv, GError **error)
+/* @cmd's options; what is not an option stays in @argv. */
+static gboolean parse_options(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                              char ***argv, GError **error)
 {
         g_autoptr(GOptionContext) oc = g_option_context_new(cmd->args);
         g_autoptr(GError) local = NULL;
@@ -26,6 +27,14 @@ gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, in
                 g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s", cmd->name, local->message);
                 return FALSE;
         }
+        return TRUE;
+}
+
+gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                            char ***argv, GError **error)
+{
+        if (!parse_options(cmd, entries, argc, argv, error))
+                return FALSE;
         if (*argc > 1) {
                 g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: unexpected argument '%s' "
                             "(usage: vrotctl %s %s)", cmd->name, (*argv)[1], cmd->name, cmd->args);
@@ -37,15 +46,8 @@ gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, in
 gboolean vrotctl_parse_uuid_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
                                  char ***argv, const char **ret_uuid, GError **error)
 {
-        g_autoptr(GOptionContext) oc = g_option_context_new(cmd->args);
-        g_autoptr(GError) local = NULL;
-
-        g_option_context_add_main_entries(oc, entries, NULL);
-        g_option_context_set_help_enabled(oc, FALSE);
-        if (!g_option_context_parse(oc, argc, argv, &local)) {
-                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s", cmd->name, local->message);
+        if (!parse_options(cmd, entries, argc, argv, error))
                 return FALSE;
-        }
         if (*argc != 2) {
                 g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s (usage: vrotctl %s %s)", cmd->name,
                             *argc < 2 ? "the instance's UUID is missing" : "one UUID only",

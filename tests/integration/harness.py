@@ -341,6 +341,18 @@ def socket_paths(h, name, server):
     return data, data + ".ctrl"
 
 
+def accepts(path):
+    """Whether a UNIX stream socket at path accepts a connection now."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def connect_now(path):
     """The UNIX socket at path must accept right now."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -17,7 +17,6 @@ order.  FIELD-NOTES "libvirt 9.0.0 on Debian 12" has the setup's reasons.
 """
 
 import os
-import socket
 import ssl
 import struct
 import subprocess
@@ -103,15 +102,8 @@ class Libvirt:
         while True:
             if self.proc.poll() is not None:
                 raise Failure(f"libvirtd exited with {self.proc.returncode}:\n{self.log()}")
-            if os.path.exists(self.sock):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(self.sock)
-                    break
-                except OSError:
-                    pass
-                finally:
-                    s.close()
+            if H.accepts(self.sock):
+                break
             if time.monotonic() > deadline:
                 raise Failure(f"libvirtd did not listen within {START_TIMEOUT}s:\n{self.log()}")
             time.sleep(0.1)

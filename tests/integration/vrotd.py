@@ -373,15 +373,8 @@ class Vrotd:
             if self.proc.poll() is not None:
                 raise Failure(f"{self.name} exited with {self.proc.returncode} before listening "
                               f"on {self.socket}:\n{self.log_text()[-4000:]}")
-            if os.path.exists(self.socket):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(self.socket)
-                    break
-                except OSError:
-                    pass
-                finally:
-                    s.close()
+            if harness.accepts(self.socket):
+                break
             if time.monotonic() > deadline:
                 raise Failure(f"{self.name} did not listen on {self.socket} within {timeout}s:\n"
                               f"{self.log_text()[-4000:]}")
