@@ -25,7 +25,7 @@ struct VrotRegistry {
         guint64 checkpoint;
 };
 
-static const gchar *const kind_names[] = { "vm", "service" };
+static const gchar *const kind_names[] = { "vm", "service", NULL };  /* for g_strv_contains */
 
 static gboolean pool_lists(const VrotRegistry *r, const gchar *id, guint *ret_index);
 

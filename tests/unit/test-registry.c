@@ -109,6 +109,12 @@ static void test_registry_refuses_authentic_garbage(void)
                 "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":"
                 "[\"9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10\",\"9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10\"]}",
                 "not json at all",
+                /* A kind that is neither: found by fuzz-registry (the kinds'
+                 * list was not NULL-terminated for g_strv_contains). */
+                "{\"version\":1,\"checkpoint\":3,\"instances\":[{\"uuid\":"
+                "\"6f1c2c1e-7d3a-4a53-9d64-0c9d2e3f4a5b\",\"name\":\"web\",\"kind\":\"container\","
+                "\"owner\":0,\"salt\":\"abababababababababababababababababababababababababababababababab\","
+                "\"generation\":2,\"created\":1,\"deleted\":false}]}",
         };
 
         for (gsize k = 0; k < G_N_ELEMENTS(bodies); k++) {
