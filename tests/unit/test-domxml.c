@@ -43,8 +43,8 @@ static void test_domxml_parse_no_vrot_tpm(void)
         static const char *const devices[] = {
                 "",
                 "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>",
-                "<tpm model='tpm-tis'><backend type='passthrough'><device path='/dev/tpm0'/>"
-                "</backend></tpm>",
+                ("<tpm model='tpm-tis'><backend type='passthrough'><device path='/dev/tpm0'/>"
+                 "</backend></tpm>"),
         };
 
         for (gsize i = 0; i < G_N_ELEMENTS(devices); i++) {
