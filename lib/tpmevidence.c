@@ -414,7 +414,7 @@ static gboolean is_ecdsa_p256(const TPMT_PUBLIC *p)
 }
 
 /* Step 3: a restricted ECC P-256 signing key generated in a TPM. */
-static gboolean check_ak(const TPMT_PUBLIC *ak, GError **error)
+static gboolean check_ak(const TPMT_PUBLIC *ak, const char *step, GError **error)
 {
         const TPMT_ECC_SCHEME *s = &ak->parameters.eccDetail.scheme;
         TPMA_OBJECT want = ATTRS_IN_TPM | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
@@ -423,62 +423,62 @@ static gboolean check_ak(const TPMT_PUBLIC *ak, GError **error)
             s->details.ecdsa.hashAlg != TPM2_ALG_SHA256 ||
             (ak->objectAttributes & (want | TPMA_OBJECT_DECRYPT)) != want)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_AK,
-                            "step 3: the AK is not a restricted ECC P-256 ECDSA-SHA256 signing "
-                            "key with fixedTPM, fixedParent and sensitiveDataOrigin");
+                            "%sthe AK is not a restricted ECC P-256 ECDSA-SHA256 signing key with "
+                            "fixedTPM, fixedParent and sensitiveDataOrigin", step);
         return TRUE;
 }
 
 /* Step 4: the AK signed the attestation. */
-static gboolean check_signature(const TPMT_PUBLIC *ak, const VrotTpmevidence *ev,
-                                GError **error)
+static gboolean check_signature(const TPMT_PUBLIC *ak, GBytes *attest, GBytes *signature,
+                                const char *step, GError **error)
 {
         g_autoptr(EVP_PKEY) key = vrot_tpmpub_to_pkey(ak, NULL);
         g_autoptr(EVP_MD_CTX) ctx = EVP_MD_CTX_new();
         int r = -1;
 
         if (key && ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1)
-                r = EVP_DigestVerify(ctx, g_bytes_get_data(ev->signature, NULL),
-                                     g_bytes_get_size(ev->signature),
-                                     g_bytes_get_data(ev->attest, NULL),
-                                     g_bytes_get_size(ev->attest));
+                r = EVP_DigestVerify(ctx, g_bytes_get_data(signature, NULL),
+                                     g_bytes_get_size(signature), g_bytes_get_data(attest, NULL),
+                                     g_bytes_get_size(attest));
         ERR_clear_error();
         if (r != 1)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_SIGNATURE,
-                            "step 4: the AK's signature does not verify over the attestation");
+                            "%sthe AK's signature does not verify over the attestation", step);
         return TRUE;
 }
 
-/* Step 5: a TPM-made certification, over the nonce, of vrot's CA key. */
-static gboolean check_attest(const Parsed *p, GBytes *nonce, GError **error)
+/* Step 5: a TPM-made certification, over the nonce, of @key, an ECC P-256
+ * unrestricted signing key made in a TPM (the CA key, an identity key). */
+static gboolean check_attest(const TPMS_ATTEST *a, const TPM2B_PUBLIC *key, const char *what,
+                             GBytes *nonce, const char *step, GError **error)
 {
-        const TPMS_ATTEST *a = &p->attest;
         const TPM2B_NAME *certified = &a->attested.certify.name;
         TPMA_OBJECT want = ATTRS_IN_TPM | TPMA_OBJECT_SIGN_ENCRYPT;
-        guint8 ca_name[NAME_LEN];
+        guint8 name[NAME_LEN];
 
         if (a->magic != TPM2_GENERATED_VALUE || a->type != TPM2_ST_ATTEST_CERTIFY)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST,
-                            "step 5: not a TPM-generated certification (magic 0x%08x, type "
-                            "0x%04x)", a->magic, a->type);
+                            "%snot a TPM-generated certification (magic 0x%08x, type 0x%04x)",
+                            step, a->magic, a->type);
         if (a->extraData.size != g_bytes_get_size(nonce) ||
             CRYPTO_memcmp(a->extraData.buffer, g_bytes_get_data(nonce, NULL),
                           a->extraData.size) != 0)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_NONCE,
-                            "step 5: the attestation is not for this nonce (stale or replayed "
-                            "evidence)");
-        if (!name_of(&p->ca.publicArea, ca_name, error)) {
-                g_prefix_error(error, "step 5: ca_public: ");
+                            "%sthe attestation is not for this nonce (stale or replayed "
+                            "evidence)", step);
+        if (!name_of(&key->publicArea, name, error)) {
+                g_prefix_error(error, "%s%s: ", step, what);
                 return FALSE;
         }
-        if (certified->size != NAME_LEN || memcmp(certified->name, ca_name, NAME_LEN) != 0)
+        if (certified->size != NAME_LEN || memcmp(certified->name, name, NAME_LEN) != 0)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST,
-                            "step 5: the certified object is not the CA key of ca_public");
-        if (!is_ecdsa_p256(&p->ca.publicArea) ||
-            (p->ca.publicArea.objectAttributes &
+                            "%sthe certified object is not the %s", step, what);
+        if (!is_ecdsa_p256(&key->publicArea) ||
+            (key->publicArea.objectAttributes &
              (want | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_RESTRICTED)) != want)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST,
-                            "step 5: the CA key is not an ECC P-256 signing key with fixedTPM, "
-                            "fixedParent and sensitiveDataOrigin (or it is restricted or decrypts)");
+                            "%sthe %s is not an ECC P-256 signing key with fixedTPM, fixedParent "
+                            "and sensitiveDataOrigin (or it is restricted or decrypts)", step, what);
         return TRUE;
 }
 
@@ -518,13 +518,55 @@ gboolean vrot_tpmevidence_verify(const VrotTpmevidence *ev, GBytes *nonce,
                             "a nonce of %" G_GSIZE_FORMAT " bytes (1 to %d)", nonce_len,
                             VROT_TPMEVIDENCE_MAX_NONCE);
         if (parse(ev, &p, error) && check_ek_cert(p.ek_cert, vendor_roots, untrusted, error) &&
-            check_ek(&p.ek.publicArea, p.ek_cert, error) && check_ak(&p.ak.publicArea, error) &&
-            check_signature(&p.ak.publicArea, ev, error) && check_attest(&p, nonce, error))
+            check_ek(&p.ek.publicArea, p.ek_cert, error) && check_ak(&p.ak.publicArea, "step 3: ", error) &&
+            check_signature(&p.ak.publicArea, ev->attest, ev->signature, "step 4: ", error) &&
+            check_attest(&p.attest, &p.ca, "CA key of ca_public", nonce, "step 5: ", error))
                 v = verified_new(&p, error);
         parsed_clear(&p);
         if (!v)
                 return FALSE;
         *ret = v;
+        return TRUE;
+}
+
+/* ---- a key certified by an AK (service identities) ------------------------------------ */
+
+void vrot_tpmevidence_key_free(VrotTpmevidenceKey *ev)
+{
+        if (!ev)
+                return;
+        g_clear_pointer(&ev->ak_public, g_bytes_unref);
+        g_clear_pointer(&ev->key_public, g_bytes_unref);
+        g_clear_pointer(&ev->attest, g_bytes_unref);
+        g_clear_pointer(&ev->signature, g_bytes_unref);
+        g_free(ev);
+}
+
+gboolean vrot_tpmevidence_verify_key(const VrotTpmevidenceKey *ev, GBytes *nonce,
+                                     EVP_PKEY **ret_key, GError **error)
+{
+        TPM2B_PUBLIC ak = { 0 }, key = { 0 };
+        TPMS_ATTEST attest = { 0 };
+        g_autoptr(GError) local = NULL;
+        gsize nonce_len = nonce ? g_bytes_get_size(nonce) : 0;
+        EVP_PKEY *pkey;
+
+        g_return_val_if_fail(ev && ev->ak_public && ev->key_public && ev->attest &&
+                             ev->signature && ret_key, FALSE);
+        if (nonce_len == 0 || nonce_len > VROT_TPMEVIDENCE_MAX_NONCE)
+                return fail(error, VROT_TPMEVIDENCE_ERROR_NONCE,
+                            "a nonce of %" G_GSIZE_FORMAT " bytes (1 to %d)", nonce_len,
+                            VROT_TPMEVIDENCE_MAX_NONCE);
+        if (!parse_public(ev->ak_public, "ak_public", &ak, error) ||
+            !parse_public(ev->key_public, "key_public", &key, error) ||
+            !parse_attest(ev->attest, &attest, error) || !parse_signature(ev->signature, error) ||
+            !check_ak(&ak.publicArea, "", error) ||
+            !check_signature(&ak.publicArea, ev->attest, ev->signature, "", error) ||
+            !check_attest(&attest, &key, "key of key_public", nonce, "", error))
+                return FALSE;
+        if (!(pkey = vrot_tpmpub_to_pkey(&key.publicArea, &local)))
+                return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST, "key_public: %s", local->message);
+        *ret_key = pkey;
         return TRUE;
 }
 

@@ -164,6 +164,47 @@ gboolean vrot_tpmevidence_verify(const VrotTpmevidence *ev, GBytes *nonce,
                                  VrotTpmevidenceVerified **ret, GError **error);
 
 /**
+ * VrotTpmevidenceKey:
+ * A key certified by an attestation key: what a vTPM (or a guest) sends
+ * for a service identity (docs/identity.md).  Wire forms as in
+ * #VrotTpmevidence; all fields (transfer full), non-NULL.
+ * @ak_public: TPM2B_PUBLIC of the AK
+ * @key_public: TPM2B_PUBLIC of the certified key
+ * @attest: TPMS_ATTEST of TPM2_Certify(key) by the AK
+ * @signature: DER ECDSA-Sig-Value by the AK over SHA-256(@attest)
+ */
+typedef struct VrotTpmevidenceKey {
+        GBytes *ak_public;
+        GBytes *key_public;
+        GBytes *attest;
+        GBytes *signature;
+} VrotTpmevidenceKey;
+
+/** vrot_tpmevidence_key_free: frees @ev and its fields; accepts NULL. */
+void vrot_tpmevidence_key_free(VrotTpmevidenceKey *ev);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotTpmevidenceKey, vrot_tpmevidence_key_free)
+
+/**
+ * vrot_tpmevidence_verify_key:
+ * @ev: (transfer none): untrusted
+ * @nonce: (transfer none): the nonce the verifier sent (1 to 64 bytes)
+ * @ret_key: (out) (transfer full): the certified key, written only on success
+ *
+ * Steps 3 to 5 of docs/host-evidence.md for any key: every structure
+ * parses exactly, the AK is a restricted ECC P-256 ECDSA-SHA256 signing
+ * key made in a TPM, its signature verifies over @ev->attest, which is a
+ * TPM-generated certification over @nonce of the object named
+ * Name(@ev->key_public), an ECC P-256 unrestricted signing key with
+ * fixedTPM, fixedParent and sensitiveDataOrigin.  That the AK is in the
+ * TPM of a given EK is the credential's business
+ * (vrot_tpmevidence_make_credential()).  Pure.
+ *
+ * Errors: VROT_TPMEVIDENCE_ERROR_PARSE, _AK, _SIGNATURE, _ATTEST, _NONCE.
+ */
+gboolean vrot_tpmevidence_verify_key(const VrotTpmevidenceKey *ev, GBytes *nonce,
+                                     EVP_PKEY **ret_key, GError **error);
+
+/**
  * vrot_tpmevidence_make_credential:
  * @ek: (transfer none): the EK's public key (RSA 2048)
  * @name: (array length=name_len): the Name of the object the credential

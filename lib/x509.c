@@ -24,6 +24,8 @@ G_DEFINE_QUARK(vrot-x509-error-quark, vrot_x509_error)
 #define OID_TCG_CE_VIRTUAL_PLATFORM_ATTESTATION_SERVICE "2.23.133.6.4"
 #define OID_TCG_KP_EK_CERTIFICATE "2.23.133.8.1"
 #define OID_SUBJECT_DIRECTORY_ATTRIBUTES "2.5.29.9"
+/* vrot's own arc (docs/oids.md). */
+#define OID_VROT_VTPM_BINDING "2.25.21260699799348664199561699285766518384.1.1"
 
 /* Upper bounds of the profiles' ASN.1 (ub-common-name, STRMAX, URIMAX). */
 #define MAX_COMMON_NAME 64
@@ -36,6 +38,7 @@ G_DEFINE_QUARK(vrot-x509-error-quark, vrot_x509_error)
 
 /* keyUsage bit numbers (RFC 5280 4.2.1.3). */
 enum {
+        USAGE_DIGITAL_SIGNATURE = 1u << 0,
         USAGE_KEY_ENCIPHERMENT = 1u << 2,
         USAGE_KEY_AGREEMENT = 1u << 4,
         USAGE_KEY_CERT_SIGN = 1u << 5,
@@ -89,6 +92,33 @@ static void attributes_free(SUBJECT_DIRECTORY_ATTRIBUTES *a)
         sk_X509_ATTRIBUTE_pop_free(a, X509_ATTRIBUTE_free);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SUBJECT_DIRECTORY_ATTRIBUTES, attributes_free)
+
+/*
+ * VtpmBinding ::= SEQUENCE {                  -- id-vrot-vtpm-binding
+ *     instance        UTF8String,             -- "urn:uuid:<instance UUID>"
+ *     ekCertSerial    INTEGER,                -- serial of its RSA EK certificate
+ *     ekCertSha256    OCTET STRING (SIZE(32)) -- SHA-256 of that certificate's DER
+ * }
+ * The link from a service identity certificate to the vTPM and the EK its
+ * key was proved against (docs/identity.md).
+ */
+typedef struct VTPM_BINDING {
+        ASN1_UTF8STRING *instance;
+        ASN1_INTEGER *ek_serial;
+        ASN1_OCTET_STRING *ek_sha256;
+} VTPM_BINDING;
+
+ASN1_SEQUENCE(VTPM_BINDING) = {
+        ASN1_SIMPLE(VTPM_BINDING, instance, ASN1_UTF8STRING),
+        ASN1_SIMPLE(VTPM_BINDING, ek_serial, ASN1_INTEGER),
+        ASN1_SIMPLE(VTPM_BINDING, ek_sha256, ASN1_OCTET_STRING),
+} static_ASN1_SEQUENCE_END(VTPM_BINDING)
+
+static void vtpm_binding_free(VTPM_BINDING *b)
+{
+        ASN1_item_free((ASN1_VALUE *)b, ASN1_ITEM_rptr(VTPM_BINDING));
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VTPM_BINDING, vtpm_binding_free)
 
 /*
  * The one boundary from OpenSSL's error queue to GError: reports the
@@ -979,6 +1009,302 @@ X509 *vrot_x509_ek_cert(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509Ek
         if (!cert)
                 g_prefix_error(error, "EK certificate: ");
         return cert;
+}
+
+/* --- the service identity profile --- */
+
+static gboolean check_identity_params(const VrotX509IdentityParams *p, GError **error)
+{
+        if (!p->ek_cert) {
+                g_set_error_literal(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID,
+                                    "an identity certificate needs the vTPM's EK certificate");
+                return FALSE;
+        }
+        return check_text("identity name", p->name, MAX_COMMON_NAME, error) &&
+               check_uri("identity URI", p->uri, error) && check_not_after(p->not_after, error);
+}
+
+/* CN=@name, serialNumber=<instance UUID> (X.520: the device's serial). */
+static X509_NAME *identity_subject(const VrotX509IdentityParams *p, const char *uuid,
+                                   GError **error)
+{
+        g_autoptr(X509_NAME) name = name_new(NULL, p->name, error);
+
+        if (name && !X509_NAME_add_entry_by_NID(name, NID_serialNumber, MBSTRING_ASC,
+                                                (const unsigned char *)uuid, -1, -1, 0)) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "subject serialNumber");
+                return NULL;
+        }
+        return g_steal_pointer(&name);
+}
+
+static gboolean add_identity_eku(X509 *x, GError **error)
+{
+        g_autoptr(EXTENDED_KEY_USAGE) eku = sk_ASN1_OBJECT_new_null();
+
+        if (!eku || !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
+            !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)))
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "extKeyUsage");
+        return add_ext_i2d(x, NID_ext_key_usage, eku, FALSE, "extKeyUsage", error);
+}
+
+/* subjectAltName: exactly one URI, as an X.509-SVID must have (SPIFFE). */
+static gboolean add_identity_san(X509 *x, const char *uri, GError **error)
+{
+        g_autoptr(GENERAL_NAMES) names = sk_GENERAL_NAME_new_null();
+        GENERAL_NAME *gn = uri_name(uri);
+
+        if (!names || !gn || !sk_GENERAL_NAME_push(names, gn)) {
+                GENERAL_NAME_free(gn);
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "subjectAltName URI");
+        }
+        return add_ext_i2d(x, NID_subject_alt_name, names, FALSE, "subjectAltName", error);
+}
+
+static gboolean add_vtpm_binding(X509 *x, const char *uuid, X509 *ek_cert, GError **error)
+{
+        g_autoptr(VTPM_BINDING) b = (VTPM_BINDING *)ASN1_item_new(ASN1_ITEM_rptr(VTPM_BINDING));
+        g_autofree char *urn = g_strconcat("urn:uuid:", uuid, NULL);
+        guint8 md[32];
+        unsigned int md_len = 0;
+        unsigned char *der = NULL;
+        gboolean ok;
+        int len;
+
+        if (!b || !X509_digest(ek_cert, EVP_sha256(), md, &md_len) || md_len != sizeof(md) ||
+            !ASN1_STRING_set(b->instance, urn, -1) ||
+            !ASN1_STRING_copy(b->ek_serial, X509_get0_serialNumber(ek_cert)) ||
+            !ASN1_OCTET_STRING_set(b->ek_sha256, md, sizeof(md)) ||
+            (len = ASN1_item_i2d((ASN1_VALUE *)b, &der, ASN1_ITEM_rptr(VTPM_BINDING))) <= 0)
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "vtpmBinding");
+        ok = add_ext_der(x, OID_VROT_VTPM_BINDING, FALSE, der, len, "vtpmBinding", error);
+        OPENSSL_free(der);
+        return ok;
+}
+
+static X509 *build_identity(const VrotX509Signer *ca, EVP_PKEY *key,
+                            const VrotX509IdentityParams *p, GError **error)
+{
+        char uuid[VROT_UUID_STR_LEN + 1];
+        g_autoptr(X509_NAME) subject = NULL;
+        g_autoptr(X509) x = NULL;
+        g_autoptr(ASN1_OCTET_STRING) own_id = NULL;
+        char desc[64];
+
+        if (key_kind(key) != KEY_EC_P256) {
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_UNSUPPORTED_KEY,
+                            "identity key %s is not ECC NIST P-256",
+                            key_description(key, desc, sizeof(desc)));
+                return NULL;
+        }
+        vrot_uuid_format(p->instance_uuid, uuid);
+        if (!check_identity_params(p, error) || !(subject = identity_subject(p, uuid, error)) ||
+            !(x = cert_new(X509_get_subject_name(ca->issuer), subject, key, p->not_after, error)) ||
+            !(own_id = key_id_of(x, error)))
+                return NULL;
+        if (!add_basic_constraints(x, FALSE, 0, error) ||
+            !add_key_usage(x, USAGE_DIGITAL_SIGNATURE, error) || !add_identity_eku(x, error) ||
+            !add_identity_san(x, p->uri, error) ||
+            !add_ext_i2d(x, NID_subject_key_identifier, own_id, FALSE, "subjectKeyIdentifier",
+                         error) ||
+            !add_authority_key_id(x, ca->issuer_id, error) ||
+            !add_vtpm_binding(x, uuid, p->ek_cert, error))
+                return NULL;
+        return g_steal_pointer(&x);
+}
+
+X509 *vrot_x509_identity_cert(const VrotX509Signer *ca, EVP_PKEY *key,
+                              const VrotX509IdentityParams *params, GError **error)
+{
+        g_autoptr(X509) x = NULL;
+        X509 *cert = NULL;
+
+        g_return_val_if_fail(ca != NULL && key != NULL && params != NULL, NULL);
+        g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+
+        ERR_clear_error();
+        if ((x = build_identity(ca, key, params, error)))
+                cert = sign_with(ca, x, error);
+        if (!cert)
+                g_prefix_error(error, "identity certificate: ");
+        return cert;
+}
+
+gboolean vrot_x509_vtpm_binding(const X509 *cert, gchar **ret_instance, GBytes **ret_ek_sha256,
+                                GError **error)
+{
+        g_autoptr(ASN1_OBJECT) obj = OBJ_txt2obj(OID_VROT_VTPM_BINDING, 1);
+        int at = obj ? X509_get_ext_by_OBJ(cert, obj, -1) : -1;
+        X509_EXTENSION *ext = at >= 0 ? X509_get_ext(cert, at) : NULL;
+        const ASN1_OCTET_STRING *value = ext ? X509_EXTENSION_get_data(ext) : NULL;
+        const unsigned char *p = value ? ASN1_STRING_get0_data(value) : NULL;
+        long len = value ? ASN1_STRING_length(value) : 0;
+        g_autoptr(VTPM_BINDING) b = p ? (VTPM_BINDING *)ASN1_item_d2i(
+                                                NULL, &p, len, ASN1_ITEM_rptr(VTPM_BINDING))
+                                      : NULL;
+
+        ERR_clear_error();
+        if (!b || p != ASN1_STRING_get0_data(value) + len ||
+            ASN1_STRING_length(b->ek_sha256) != 32) {
+                g_set_error_literal(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE,
+                                    ext ? "the vtpmBinding extension is malformed"
+                                        : "the certificate has no vtpmBinding extension");
+                return FALSE;
+        }
+        if (ret_instance)
+                *ret_instance = g_strndup((const char *)ASN1_STRING_get0_data(b->instance),
+                                          (gsize)ASN1_STRING_length(b->instance));
+        if (ret_ek_sha256)
+                *ret_ek_sha256 = g_bytes_new(ASN1_STRING_get0_data(b->ek_sha256), 32);
+        return TRUE;
+}
+
+/* --- certificate revocation lists --- */
+
+/*
+ * OpenSSL 3.0 has no setter for a CRL's signature algorithm inside the
+ * TBSCertList (X509 and X509_REQ have the getters we write through, the
+ * CRL has none).  So the CRL is first signed with a throwaway key of the
+ * issuer's curve, which makes X509_CRL_sign() write both algorithm
+ * identifiers; then the TBSCertList is encoded again, its digest is signed
+ * by the real signer (the host TPM), and that signature replaces the
+ * throwaway one.  As for certificates, the outcome is what counts: the
+ * finished CRL is re-parsed and verified under the issuer's key.
+ */
+static X509_CRL *sign_crl(const VrotX509Signer *ca, X509_CRL *crl, GError **error)
+{
+        const char *curve = ca->alg->kind == KEY_EC_P256 ? "P-256" : "P-384";
+        g_autoptr(EVP_PKEY) throwaway = NULL;
+        g_autoptr(GBytes) sig = NULL, digest = NULL;
+        const ASN1_BIT_STRING *value = NULL;
+        unsigned char *tbs = NULL, *der = NULL;
+        const unsigned char *q;
+        guint8 md[EVP_MAX_MD_SIZE];
+        size_t md_len = 0;
+        X509_CRL *out;
+        int len;
+
+        if (ca->alg->kind != KEY_EC_P256 && ca->alg->kind != KEY_EC_P384) {
+                g_set_error_literal(error, VROT_X509_ERROR, VROT_X509_ERROR_UNSUPPORTED_KEY,
+                                    "CRLs are signed by EC issuers only");
+                return NULL;
+        }
+        if (!(throwaway = EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve)) ||
+            X509_CRL_sign(crl, throwaway, EVP_get_digestbyname(ca->alg->md)) <= 0 ||
+            (len = i2d_re_X509_CRL_tbs(crl, &tbs)) <= 0) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "encoding the TBSCertList");
+                return NULL;
+        }
+        len = EVP_Q_digest(NULL, ca->alg->md, NULL, tbs, (size_t)len, md, &md_len);
+        OPENSSL_free(tbs);
+        if (!len) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "hashing the TBSCertList");
+                return NULL;
+        }
+        digest = g_bytes_new(md, md_len);
+        if (!(sig = call_signer(ca->func, ca->user_data, digest, error)))
+                return NULL;
+        X509_CRL_get0_signature(crl, &value, NULL);
+        if (!ASN1_STRING_set((ASN1_BIT_STRING *)value, g_bytes_get_data(sig, NULL),
+                             (int)g_bytes_get_size(sig))) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "setting the CRL signature");
+                return NULL;
+        }
+        ((ASN1_BIT_STRING *)value)->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+        ((ASN1_BIT_STRING *)value)->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+        if ((len = i2d_X509_CRL(crl, &der)) <= 0) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "encoding the CRL");
+                return NULL;
+        }
+        q = der;
+        out = d2i_X509_CRL(NULL, &q, len);
+        OPENSSL_free(der);
+        if (!out || X509_CRL_verify(out, ca->issuer_key) != 1) {
+                X509_CRL_free(out);
+                ossl_error(error, VROT_X509_ERROR_BAD_SIGNATURE,
+                           "the CRL's signature does not verify under the issuer's public key");
+                return NULL;
+        }
+        return out;
+}
+
+static gboolean add_revoked(X509_CRL *crl, const VrotX509Revoked *r, GError **error)
+{
+        g_autoptr(BIGNUM) bn = NULL;
+        g_autoptr(ASN1_INTEGER) serial = NULL;
+        g_autoptr(ASN1_TIME) when = ASN1_TIME_set(NULL, (time_t)r->revoked_at);
+        X509_REVOKED *rev = X509_REVOKED_new();
+        int digits = r->serial_hex ? BN_hex2bn(&bn, r->serial_hex) : 0;
+
+        if (digits <= 0 || (gsize)digits != strlen(r->serial_hex) || BN_is_negative(bn) ||
+            BN_is_zero(bn)) {
+                X509_REVOKED_free(rev);
+                ERR_clear_error();
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID,
+                            "serial '%s' is not a positive hexadecimal number",
+                            r->serial_hex ? r->serial_hex : "(null)");
+                return FALSE;
+        }
+        if (!rev || !when || !(serial = BN_to_ASN1_INTEGER(bn, NULL)) ||
+            !X509_REVOKED_set_serialNumber(rev, serial) ||
+            !X509_REVOKED_set_revocationDate(rev, when) || !X509_CRL_add0_revoked(crl, rev)) {
+                X509_REVOKED_free(rev);
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "revoked entry");
+        }
+        return TRUE;
+}
+
+X509_CRL *vrot_x509_crl(const VrotX509Signer *ca, const VrotX509Revoked *revoked, gsize n,
+                        guint64 number, gint64 next_update, GError **error)
+{
+        g_autoptr(X509_CRL) crl = X509_CRL_new();
+        g_autoptr(ASN1_TIME) now = ASN1_TIME_set(NULL, time(NULL));
+        g_autoptr(ASN1_TIME) next = ASN1_TIME_set(NULL, (time_t)next_update);
+        g_autoptr(ASN1_INTEGER) crl_number = ASN1_INTEGER_new();
+        g_autoptr(AUTHORITY_KEYID) aki = AUTHORITY_KEYID_new();
+        X509_CRL *out = NULL;
+
+        g_return_val_if_fail(ca != NULL && (revoked != NULL || n == 0), NULL);
+        ERR_clear_error();
+        if (!crl || !now || !next || !crl_number || !aki ||
+            !(aki->keyid = ASN1_OCTET_STRING_dup(ca->issuer_id)) ||
+            !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
+            !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->issuer)) ||
+            !X509_CRL_set1_lastUpdate(crl, now) || !X509_CRL_set1_nextUpdate(crl, next) ||
+            !ASN1_INTEGER_set_uint64(crl_number, number) ||
+            X509_CRL_add1_ext_i2d(crl, NID_crl_number, crl_number, 0, X509V3_ADD_DEFAULT) != 1 ||
+            X509_CRL_add1_ext_i2d(crl, NID_authority_key_identifier, aki, 0,
+                                  X509V3_ADD_DEFAULT) != 1) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "CRL fields");
+                goto out;
+        }
+        for (gsize i = 0; i < n; i++) {
+                if (!add_revoked(crl, &revoked[i], error))
+                        goto out;
+        }
+        if (!X509_CRL_sort(crl)) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "sorting the CRL");
+                goto out;
+        }
+        out = sign_crl(ca, crl, error);
+out:
+        if (!out)
+                g_prefix_error(error, "CRL: ");
+        return out;
+}
+
+gchar *vrot_x509_crl_to_pem(const X509_CRL *crl, GError **error)
+{
+        g_autoptr(BIO) bio = BIO_new(BIO_s_mem());
+        char *data = NULL;
+        long len;
+
+        if (!bio || PEM_write_bio_X509_CRL(bio, (X509_CRL *)crl) != 1 ||
+            (len = BIO_get_mem_data(bio, &data)) <= 0) {
+                ossl_error(error, VROT_X509_ERROR_CRYPTO, "writing the CRL as PEM");
+                return NULL;
+        }
+        return g_strndup(data, (gsize)len);
 }
 
 /* --- certification requests --- */

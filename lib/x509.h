@@ -187,6 +187,68 @@ typedef struct VrotX509EkParams {
 X509 *vrot_x509_ek_cert(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509EkParams *params,
                         GError **error);
 
+/* What a service identity certificate says (docs/identity.md). */
+typedef struct VrotX509IdentityParams {
+        const char *name;               /* required: subject CN, UTF-8, 1..64 characters */
+        const char *uri;                /* required: the one SAN URI (SPIFFE ID), absolute */
+        guint8 instance_uuid[16];       /* the service's vTPM instance */
+        X509 *ek_cert;                  /* required: the vTPM's EK certificate the key is
+                                         * linked to (transfer none) */
+        gint64 not_after;               /* 0: 99991231235959Z */
+} VrotX509IdentityParams;
+
+/**
+ * vrot_x509_identity_cert:
+ * A service identity certificate (ISO/IEC 27071 B.3.2.3) for @key
+ * (transfer none; ECC NIST P-256, held in a vTPM), issued by the host
+ * endorsement CA @ca: subject CN=@params->name, serialNumber=<instance
+ * UUID>; one subjectAltName URI (@params->uri), so that it is a SPIFFE
+ * X.509-SVID when the URI is a SPIFFE ID; critical basicConstraints cA
+ * FALSE; critical keyUsage digitalSignature; extKeyUsage serverAuth and
+ * clientAuth; subject and authority key identifiers; and
+ * id-vrot-vtpm-binding (docs/oids.md): the instance as urn:uuid, the
+ * serial and SHA-256 of @params->ek_cert.
+ *
+ * Returns: (transfer full): the certificate, or NULL with @error set as
+ * vrot_x509_ek_cert().
+ */
+X509 *vrot_x509_identity_cert(const VrotX509Signer *ca, EVP_PKEY *key,
+                              const VrotX509IdentityParams *params, GError **error);
+
+/**
+ * vrot_x509_vtpm_binding:
+ * Reads id-vrot-vtpm-binding from @cert: *@ret_instance (transfer full,
+ * optional) "urn:uuid:…", *@ret_ek_sha256 (transfer full, optional) the
+ * 32-byte hash of the EK certificate.  Checks no signature.  Errors:
+ * VROT_X509_ERROR_PARSE (absent or malformed).
+ */
+gboolean vrot_x509_vtpm_binding(const X509 *cert, gchar **ret_instance, GBytes **ret_ek_sha256,
+                                GError **error);
+
+/* One revoked certificate. */
+typedef struct VrotX509Revoked {
+        const char *serial_hex;         /* the serial number, hexadecimal, positive */
+        gint64 revoked_at;              /* seconds since the epoch */
+} VrotX509Revoked;
+
+/**
+ * vrot_x509_crl:
+ * A version 2 CRL (RFC 5280 5) issued by @ca (an EC P-256 or P-384
+ * issuer) listing @revoked (@n entries): thisUpdate now, nextUpdate
+ * @next_update, cRLNumber @number, authorityKeyIdentifier.  Signed through
+ * @ca's VrotSignDigestFunc, re-parsed and verified before it is returned.
+ *
+ * Returns: (transfer full): the CRL, or NULL with @error set:
+ * _UNSUPPORTED_KEY (an RSA issuer), _INVALID (a serial that is not
+ * positive hexadecimal), _SIGNER, _BAD_SIGNATURE, _CRYPTO, or the
+ * signer's own error.
+ */
+X509_CRL *vrot_x509_crl(const VrotX509Signer *ca, const VrotX509Revoked *revoked, gsize n,
+                        guint64 number, gint64 next_update, GError **error);
+
+/** vrot_x509_crl_to_pem: (transfer full) @crl as a PEM "X509 CRL" block; errors: _CRYPTO. */
+gchar *vrot_x509_crl_to_pem(const X509_CRL *crl, GError **error);
+
 /**
  * vrot_x509_csr:
  * A PKCS#10 certification request (RFC 2986) for @key (transfer none: the

@@ -8,7 +8,7 @@ PACKAGES="
   meson ninja-build pkg-config gcc python3 openssl
   libtpms-dev libssl-dev libseccomp-dev libcunit1-dev scdoc
   libglib2.0-dev libjson-glib-dev libtss2-dev libxml2-dev
-  swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
+  swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-cmd0 tpm2-openssl
   qemu-system-x86 busybox-static cpio
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   clang

@@ -432,6 +432,85 @@ static void test_tpmevidence_challenge(void)
         }
 }
 
+/* ---- a key certified by the AK (vrot_tpmevidence_verify_key) ---------------------- */
+
+/* The host evidence is a certified key too: the CA key, certified by the AK. */
+static VrotTpmevidenceKey *key_evidence(const VrotTpmevidence *ev)
+{
+        VrotTpmevidenceKey *k = g_new0(VrotTpmevidenceKey, 1);
+
+        k->ak_public = g_bytes_ref(ev->ak_public);
+        k->key_public = g_bytes_ref(ev->ca_public);
+        k->attest = g_bytes_ref(ev->attest);
+        k->signature = g_bytes_ref(ev->signature);
+        return k;
+}
+
+static void test_tpmevidence_verify_key(void)
+{
+        g_autoptr(GBytes) nonce = nonce_new(), other = nonce_new();
+        g_autoptr(VrotTpmevidence) ev = evidence_for(nonce);
+        g_autoptr(EVP_PKEY) ca = vrot_host_tpm_ca_public_key(tpm, NULL);
+        g_autoptr(EVP_PKEY) key = NULL;
+        g_autoptr(GError) err = NULL;
+        struct {
+                const char *what;
+                gint code;
+        } bad[] = {
+                { "the AK certifies itself", VROT_TPMEVIDENCE_ERROR_AK },
+                { "key is the EK", VROT_TPMEVIDENCE_ERROR_ATTEST },
+                { "signature flipped", VROT_TPMEVIDENCE_ERROR_SIGNATURE },
+                { "AK not restricted", VROT_TPMEVIDENCE_ERROR_AK },
+                { "garbage key", VROT_TPMEVIDENCE_ERROR_PARSE },
+        };
+
+        {
+                g_autoptr(VrotTpmevidenceKey) k = key_evidence(ev);
+                CU_ASSERT_TRUE_FATAL(vrot_tpmevidence_verify_key(k, nonce, &key, &err));
+                CU_ASSERT_EQUAL(EVP_PKEY_eq(key, ca), 1);
+                CU_ASSERT_FALSE(vrot_tpmevidence_verify_key(k, other, &key, &err));
+                CU_ASSERT_TRUE(g_error_matches(err, VROT_TPMEVIDENCE_ERROR,
+                                               VROT_TPMEVIDENCE_ERROR_NONCE));
+                g_clear_error(&err);
+        }
+        for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autoptr(VrotTpmevidenceKey) k = key_evidence(ev);
+                g_autoptr(EVP_PKEY) none = NULL;
+
+                switch (i) {
+                case 0: /* the certified key is the restricted AK: not an identity key */
+                        g_bytes_unref(k->key_public);
+                        k->key_public = g_bytes_ref(ev->ak_public);
+                        /* and the signing "AK" is the unrestricted CA key */
+                        g_bytes_unref(k->ak_public);
+                        k->ak_public = g_bytes_ref(ev->ca_public);
+                        break;
+                case 1:
+                        g_bytes_unref(k->key_public);
+                        k->key_public = g_bytes_ref(ev->ek_public);
+                        break;
+                case 2:
+                        g_bytes_unref(k->signature);
+                        k->signature = flipped(ev->signature, 0);
+                        break;
+                case 3:
+                        g_bytes_unref(k->ak_public);
+                        k->ak_public = edited_public(ev->ak_public, no_restricted);
+                        break;
+                case 4:
+                        g_bytes_unref(k->key_public);
+                        k->key_public = appended(ev->ca_public);
+                        break;
+                }
+                CU_ASSERT_FALSE(vrot_tpmevidence_verify_key(k, nonce, &none, &err));
+                if (!g_error_matches(err, VROT_TPMEVIDENCE_ERROR, bad[i].code))
+                        fprintf(stderr, "\n  %s: %s\n", bad[i].what, err ? err->message : "accepted");
+                CU_ASSERT_TRUE(g_error_matches(err, VROT_TPMEVIDENCE_ERROR, bad[i].code));
+                CU_ASSERT_PTR_NULL(none);
+                g_clear_error(&err);
+        }
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -442,6 +521,7 @@ int main(void)
                 UNIT_CASE(test_tpmevidence_verify_bad_nonce),
                 UNIT_CASE(test_tpmevidence_make_credential_needs_rsa_ek),
                 UNIT_CASE(test_tpmevidence_challenge),
+                UNIT_CASE(test_tpmevidence_verify_key),
         };
         g_autofree gchar *dir = g_build_filename(unit_tmpdir(), "host-tpm", NULL);
         g_autoptr(GError) err = NULL;

@@ -1245,10 +1245,160 @@ static void test_x509_chain_from_pem(void)
         chain_clear(&c);
 }
 
+/* --- service identities and CRLs --- */
+
+static void test_x509_identity_cert_profile(void)
+{
+        VrotX509EkParams ep = ek_params();
+        GError *error = NULL;
+        Chain c;
+        g_autoptr(X509) ek = NULL, id = NULL;
+        g_autoptr(GBytes) ek_hash = NULL;
+        g_autofree gchar *instance = NULL, *path = NULL, *ca = NULL, *root = NULL, *out = NULL;
+        guint8 md[32];
+        unsigned int md_len = 0;
+        VrotX509IdentityParams ip = { .name = "billing", .uri = "spiffe://vrot.test/billing" };
+
+        chain_init(&c, K_ROOT_P256);
+        ek = vrot_x509_ek_cert(c.ca_signer, key(K_EK_RSA), &ep, &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        ip.ek_cert = ek;
+        memcpy(ip.instance_uuid, test_uuid, sizeof(test_uuid));
+        id = vrot_x509_identity_cert(c.ca_signer, key(K_OTHER_P256), &ip, &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        CU_ASSERT_EQUAL(verify_chain(id, c.ca, c.root), X509_V_OK);
+        check_basic_constraints(id, 0, -1);
+        check_key_usage(id, 1u << 0);
+        check_aki(id, c.ca);
+        check_ski(id);
+        check_serial(id);
+        CU_ASSERT_EQUAL(X509_check_purpose(id, X509_PURPOSE_SSL_SERVER, 0), 1);
+        CU_ASSERT_EQUAL(X509_check_purpose(id, X509_PURPOSE_SSL_CLIENT, 0), 1);
+        CU_ASSERT_TRUE(vrot_x509_vtpm_binding(id, &instance, &ek_hash, &error));
+        CU_ASSERT_STRING_EQUAL(instance, "urn:uuid:" TEST_UUID);
+        CU_ASSERT_TRUE(X509_digest(ek, EVP_sha256(), md, &md_len) && md_len == 32);
+        CU_ASSERT_EQUAL(memcmp(g_bytes_get_data(ek_hash, NULL), md, 32), 0);
+        /* An EK certificate has no binding. */
+        CU_ASSERT_FALSE(vrot_x509_vtpm_binding(ek, NULL, NULL, &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_PARSE));
+        g_clear_error(&error);
+
+        /* What openssl shows: one URI, the subject, the purposes. */
+        path = write_pem("identity.pem", id);
+        ca = write_pem("identity-ca.pem", c.ca);
+        root = write_pem("identity-root.pem", c.root);
+        {
+                const char *const text[] = { "openssl", "x509", "-in", path, "-noout", "-text", NULL };
+                CU_ASSERT_TRUE_FATAL(run_openssl(text, &out));
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "URI:spiffe://vrot.test/billing"));
+                CU_ASSERT_PTR_NULL(strstr(out, "URI:urn:uuid"));
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "CN = billing, serialNumber = " TEST_UUID));
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "TLS Web Server Authentication, TLS Web Client Authentication"));
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "Digital Signature"));
+                g_clear_pointer(&out, g_free);
+        }
+        {
+                const char *const verify[] = { "openssl", "verify", "-x509_strict", "-CAfile", root,
+                                               "-untrusted", ca, "-purpose", "sslclient", path, NULL };
+                CU_ASSERT_TRUE(run_openssl(verify, &out));
+                g_clear_pointer(&out, g_free);
+        }
+
+        /* Refusals: an RSA key, no EK certificate, a relative URI. */
+        CU_ASSERT_PTR_NULL(vrot_x509_identity_cert(c.ca_signer, key(K_EK_RSA), &ip, &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_UNSUPPORTED_KEY));
+        g_clear_error(&error);
+        ip.uri = "billing";
+        CU_ASSERT_PTR_NULL(vrot_x509_identity_cert(c.ca_signer, key(K_OTHER_P256), &ip, &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID));
+        g_clear_error(&error);
+        ip.uri = "spiffe://vrot.test/billing";
+        ip.ek_cert = NULL;
+        CU_ASSERT_PTR_NULL(vrot_x509_identity_cert(c.ca_signer, key(K_OTHER_P256), &ip, &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID));
+        g_clear_error(&error);
+        chain_clear(&c);
+}
+
+static void test_x509_crl(void)
+{
+        GError *error = NULL;
+        Chain c;
+        VrotX509EkParams ep = ek_params();
+        g_autoptr(X509) ek = NULL, id = NULL;
+        g_autoptr(X509_CRL) crl = NULL, empty = NULL;
+        g_autoptr(BIGNUM) bn = NULL;
+        g_autofree gchar *serial = NULL, *pem = NULL, *crl_path = NULL, *id_path = NULL;
+        g_autofree gchar *ca_path = NULL, *root_path = NULL, *out = NULL;
+        X509_REVOKED *rev = NULL;
+        gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+        VrotX509IdentityParams ip = { .name = "billing", .uri = "spiffe://vrot.test/billing" };
+        VrotX509Revoked bad = { .serial_hex = "-12", .revoked_at = now };
+
+        chain_init(&c, K_ROOT_P256);
+        ek = vrot_x509_ek_cert(c.ca_signer, key(K_EK_RSA), &ep, &error);
+        ip.ek_cert = ek;
+        id = vrot_x509_identity_cert(c.ca_signer, key(K_OTHER_P256), &ip, &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(id), NULL);
+        serial = BN_bn2hex(bn);
+        {
+                VrotX509Revoked list[] = { { "7F01", now - 10 }, { serial, now } };
+
+                crl = vrot_x509_crl(c.ca_signer, list, G_N_ELEMENTS(list), 42, now + 3600, &error);
+        }
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        CU_ASSERT_EQUAL(X509_CRL_verify(crl, X509_get0_pubkey(c.ca)), 1);
+        CU_ASSERT_EQUAL(X509_CRL_get0_by_cert(crl, &rev, id), 1);
+        CU_ASSERT_EQUAL(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 2);
+        /* signed by the CA's signer (the "TPM"), not by the throwaway key */
+        CU_ASSERT_EQUAL(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(c.ca)), 0);
+
+        /* openssl verify -crl_check refuses the revoked certificate. */
+        pem = vrot_x509_crl_to_pem(crl, &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        crl_path = g_build_filename(unit_tmpdir(), "identity.crl", NULL);
+        unit_write_file(crl_path, pem, strlen(pem));
+        id_path = write_pem("crl-identity.pem", id);
+        ca_path = write_pem("crl-ca.pem", c.ca);
+        root_path = write_pem("crl-root.pem", c.root);
+        {
+                const char *const verify[] = { "openssl", "verify", "-crl_check", "-CRLfile", crl_path,
+                                               "-CAfile", root_path, "-untrusted", ca_path,
+                                               id_path, NULL };
+                /* (the reason, "certificate revoked", goes to stderr) */
+                CU_ASSERT_FALSE(run_openssl(verify, &out));
+                g_clear_pointer(&out, g_free);
+        }
+        /* An empty CRL: the same certificate verifies with the CRL check. */
+        empty = vrot_x509_crl(c.ca_signer, NULL, 0, 43, now + 3600, &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        g_free(pem);
+        pem = vrot_x509_crl_to_pem(empty, &error);
+        unit_write_file(crl_path, pem, strlen(pem));
+        {
+                const char *const verify[] = { "openssl", "verify", "-crl_check", "-CRLfile", crl_path,
+                                               "-CAfile", root_path, "-untrusted", ca_path,
+                                               id_path, NULL };
+                CU_ASSERT_TRUE(run_openssl(verify, &out));
+                g_clear_pointer(&out, g_free);
+        }
+        CU_ASSERT_PTR_NULL(vrot_x509_crl(c.ca_signer, &bad, 1, 44, now + 3600, &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID));
+        g_clear_error(&error);
+        bad.serial_hex = "12zz";
+        CU_ASSERT_PTR_NULL(vrot_x509_crl(c.ca_signer, &bad, 1, 44, now + 3600, &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID));
+        g_clear_error(&error);
+        chain_clear(&c);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
                 UNIT_CASE(test_x509_root_cert_profile),
+                UNIT_CASE(test_x509_identity_cert_profile),
+                UNIT_CASE(test_x509_crl),
                 UNIT_CASE(test_x509_ca_cert_profile),
                 UNIT_CASE(test_x509_ek_cert_profile),
                 UNIT_CASE(test_x509_ek_cert_chain_verifies),
