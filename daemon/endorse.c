@@ -1,15 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include <signal.h>
 #include <stddef.h>
 #include <string.h>
-#include <time.h>
 
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
-#include <tss2/tss2_rc.h>
-#include <tss2/tss2_tctildr.h>
 
 #include "endorse-priv.h"
+#include "vtpmconn.h"
 #include "tpmpub.h"
 
 G_DEFINE_QUARK(vrot-endorse-error-quark, vrot_endorse_error)
@@ -54,130 +51,6 @@ const char *vrot_endorse_step_name(VrotEndorseStep step)
 {
         g_return_val_if_fail(step < VROT_ENDORSE_N_STEPS, NULL);
         return step_names[step];
-}
-
-/* ---- errors ---------------------------------------------------------------------- */
-
-/* The one place where TSS2_RC becomes GError: "@what: <decoded rc> (0x...)". */
-static gboolean check(TSS2_RC rc, const char *what, GError **error)
-{
-        TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
-        VrotEndorseError code = VROT_ENDORSE_ERROR_FAILED;
-
-        if (rc == TSS2_RC_SUCCESS)
-                return TRUE;
-        if (layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER)
-                code = VROT_ENDORSE_ERROR_TPM;
-        else if (layer == TSS2_TCTI_RC_LAYER || layer == TSS2_RESMGR_RC_LAYER)
-                code = VROT_ENDORSE_ERROR_IO;
-        g_set_error(error, VROT_ENDORSE_ERROR, code, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc),
-                    (unsigned)rc);
-        return FALSE;
-}
-
-/* ---- SIGPIPE ------------------------------------------------------------------------ */
-
-/*
- * The swtpm TCTI write()s each command to a fresh connection: a worker that
- * died between connect and write raises SIGPIPE, whose default action would
- * end vrotd.  Each public call blocks SIGPIPE in its thread and consumes a
- * SIGPIPE it raised, so the write's EPIPE becomes VROT_ENDORSE_ERROR_IO.
- */
-typedef struct PipeGuard {
-        sigset_t old;
-        gboolean was_pending;
-} PipeGuard;
-
-static gboolean sigpipe_pending(void)
-{
-        sigset_t pending;
-
-        return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-}
-
-static void pipe_guard_begin(PipeGuard *g)
-{
-        sigset_t pipe_set;
-
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
-        g->was_pending = sigpipe_pending();
-}
-
-static void pipe_guard_end(PipeGuard *g)
-{
-        static const struct timespec no_wait;
-        sigset_t pipe_set;
-
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        if (!g->was_pending && sigpipe_pending())
-                (void)sigtimedwait(&pipe_set, NULL, &no_wait);
-        pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
-/* ---- the connection ---------------------------------------------------------------- */
-
-typedef struct Conn {
-        TSS2_TCTI_CONTEXT *tcti;
-        ESYS_CONTEXT *esys;
-} Conn;
-
-/* Esys_Finalize sends nothing: persistent objects and NV stay in the vTPM. */
-static void conn_free(Conn *c)
-{
-        if (!c)
-                return;
-        if (c->esys)
-                Esys_Finalize(&c->esys);
-        if (c->tcti)
-                Tss2_TctiLdr_Finalize(&c->tcti);
-        g_free(c);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(Conn, conn_free)
-
-/* Loads the TCTI and initialises ESYS (no command yet). */
-static Conn *conn_open(const gchar *tcti, GError **error)
-{
-        g_autoptr(Conn) c = g_new0(Conn, 1);
-
-        if (!check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "opening the TCTI", error)) {
-                c->tcti = NULL;
-                return NULL;
-        }
-        if (!check(Esys_Initialize(&c->esys, c->tcti, NULL), "initialising ESYS", error)) {
-                c->esys = NULL;
-                return NULL;
-        }
-        return g_steal_pointer(&c);
-}
-
-/*
- * TPM2_Startup(CLEAR) for a fresh vTPM whose worker was started without
- * startup-clear; one that is started already answers TPM_RC_INITIALIZE,
- * which is fine.  Only the endorsement sends it: a vTPM in use is its
- * guest's to start, so reading certificates back never does.
- */
-static gboolean startup(Conn *c, GError **error)
-{
-        TSS2_RC rc = Esys_Startup(c->esys, TPM2_SU_CLEAR);
-
-        return rc == TPM2_RC_INITIALIZE || check(rc, "TPM2_Startup", error);
-}
-
-/* Does @handle (persistent object or NV index) exist?  One GetCapability. */
-static gboolean handle_exists(Conn *c, TPM2_HANDLE handle, gboolean *ret, GError **error)
-{
-        g_autoptr(TPMS_CAPABILITY_DATA) cap = NULL;
-        TSS2_RC rc;
-
-        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                TPM2_CAP_HANDLES, handle, 1, NULL, &cap);
-        if (!check(rc, "TPM2_GetCapability(TPM_CAP_HANDLES)", error))
-                return FALSE;
-        *ret = cap->data.handles.count >= 1 && cap->data.handles.handle[0] == handle;
-        return TRUE;
 }
 
 /* ---- what the vTPM says about itself --------------------------------------------- */
@@ -261,16 +134,16 @@ static gboolean fill_info(const TPML_TAGGED_TPM_PROPERTY *props, TpmInfo *info, 
 }
 
 /* The TPM_PT_FIXED properties vrot needs: one GetCapability. */
-static gboolean read_info(Conn *c, TpmInfo *ret, GError **error)
+static gboolean read_info(VrotVtpmConn *c, TpmInfo *ret, GError **error)
 {
         g_autoptr(TPMS_CAPABILITY_DATA) cap = NULL;
         TpmInfo info = { 0 };
         TSS2_RC rc;
 
-        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+        rc = Esys_GetCapability(vrot_vtpm_conn_esys(c), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
                                 TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES,
                                 NULL, &cap);
-        if (!check(rc, "TPM2_GetCapability(TPM_PT_FIXED)", error) ||
+        if (!vrot_vtpm_check(rc, "TPM2_GetCapability(TPM_PT_FIXED)", error) ||
             !fill_info(&cap->data.tpmProperties, &info, error))
                 return FALSE;
         *ret = info;
@@ -278,15 +151,15 @@ static gboolean read_info(Conn *c, TpmInfo *ret, GError **error)
 }
 
 /* Refused with VROT_ENDORSE_ERROR_ENDORSED if any EK handle or certificate index exists. */
-static gboolean check_not_endorsed(Conn *c, GError **error)
+static gboolean check_not_endorsed(VrotVtpmConn *c, GError **error)
 {
         g_autoptr(GString) found = g_string_new(NULL);
 
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 gboolean key = FALSE, cert = FALSE;
 
-                if (!handle_exists(c, kinds[i].handle, &key, error) ||
-                    !handle_exists(c, kinds[i].nv_index, &cert, error))
+                if (!vrot_vtpm_handle_exists(c, kinds[i].handle, &key, error) ||
+                    !vrot_vtpm_handle_exists(c, kinds[i].nv_index, &cert, error))
                         return FALSE;
                 if (key)
                         g_string_append_printf(found, ", EK 0x%08x", kinds[i].handle);
@@ -302,13 +175,13 @@ static gboolean check_not_endorsed(Conn *c, GError **error)
 }
 
 /* A pre-made vTPM (vrot_endorse_make_eks()): both EKs, no certificate index. */
-static gboolean check_premade(Conn *c, GError **error)
+static gboolean check_premade(VrotVtpmConn *c, GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 gboolean key = FALSE, cert = FALSE;
 
-                if (!handle_exists(c, kinds[i].handle, &key, error) ||
-                    !handle_exists(c, kinds[i].nv_index, &cert, error))
+                if (!vrot_vtpm_handle_exists(c, kinds[i].handle, &key, error) ||
+                    !vrot_vtpm_handle_exists(c, kinds[i].nv_index, &cert, error))
                         return FALSE;
                 if (cert) {
                         g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_ENDORSED,
@@ -381,7 +254,7 @@ static gboolean fill_ek(const EkKind *kind, const TPM2B_PUBLIC *pub, VrotEndorse
 }
 
 /* TPM2_CreatePrimary of the EK of @kind, left transient in *@ret_transient. */
-static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
+static gboolean create_ek(VrotVtpmConn *c, const EkKind *kind, ESYS_TR *ret_transient,
                           VrotEndorsedEk *ek, GError **error)
 {
         static const TPM2B_SENSITIVE_CREATE empty_sensitive;
@@ -390,10 +263,10 @@ static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
         g_autoptr(TPM2B_PUBLIC) pub = NULL;
         TSS2_RC rc;
 
-        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+        rc = Esys_CreatePrimary(vrot_vtpm_conn_esys(c), ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                 ESYS_TR_NONE, &empty_sensitive, kind->template, &empty_data,
                                 &no_pcrs, ret_transient, &pub, NULL, NULL, NULL);
-        if (!check(rc, "TPM2_CreatePrimary", error))
+        if (!vrot_vtpm_check(rc, "TPM2_CreatePrimary", error))
                 return FALSE;
         return fill_ek(kind, pub, ek, error);
 }
@@ -401,18 +274,18 @@ static gboolean create_ek(Conn *c, const EkKind *kind, ESYS_TR *ret_transient,
 /* The EK of @kind that a pre-made vTPM holds at its persistent handle
  * (TPM2_ReadPublic), checked against the template: `tpm2_createek` in the
  * guest must derive this very key. */
-static gboolean read_ek(Conn *c, const EkKind *kind, VrotEndorsedEk *ek, GError **error)
+static gboolean read_ek(VrotVtpmConn *c, const EkKind *kind, VrotEndorsedEk *ek, GError **error)
 {
         g_autoptr(TPM2B_PUBLIC) pub = NULL;
         ESYS_TR tr = ESYS_TR_NONE;
         gboolean ok;
 
-        ok = check(Esys_TR_FromTPMPublic(c->esys, kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
+        ok = vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(c), kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
                                          ESYS_TR_NONE, &tr), "TPM2_ReadPublic", error) &&
-             check(Esys_ReadPublic(c->esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+             vrot_vtpm_check(Esys_ReadPublic(vrot_vtpm_conn_esys(c), tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
                                    NULL, NULL), "TPM2_ReadPublic", error);
         if (tr != ESYS_TR_NONE)
-                Esys_TR_Close(c->esys, &tr);
+                Esys_TR_Close(vrot_vtpm_conn_esys(c), &tr);
         if (!ok)
                 return FALSE;
         if (!vrot_endorse_matches_template(&pub->publicArea, &kind->template->publicArea)) {
@@ -425,19 +298,19 @@ static gboolean read_ek(Conn *c, const EkKind *kind, VrotEndorsedEk *ek, GError 
 }
 
 /* TPM2_EvictControl of the persistent EK of @kind: an EK not asked for. */
-static gboolean evict_ek(Conn *c, const EkKind *kind, GError **error)
+static gboolean evict_ek(VrotVtpmConn *c, const EkKind *kind, GError **error)
 {
         ESYS_TR tr = ESYS_TR_NONE, out = ESYS_TR_NONE;
         TSS2_RC rc;
 
-        if (!check(Esys_TR_FromTPMPublic(c->esys, kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
+        if (!vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(c), kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
                                          ESYS_TR_NONE, &tr), "TPM2_ReadPublic", error))
                 return FALSE;
-        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+        rc = Esys_EvictControl(vrot_vtpm_conn_esys(c), ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                ESYS_TR_NONE, kind->handle, &out);
         /* ESYS drops its object of an evicted persistent handle itself; a
          * failure leaves it to Esys_Finalize(). */
-        return check(rc, "TPM2_EvictControl (evicting)", error);
+        return vrot_vtpm_check(rc, "TPM2_EvictControl (evicting)", error);
 }
 
 gboolean vrot_endorse_check_size(gsize der_len, guint32 nv_index_max, GError **error)
@@ -476,23 +349,7 @@ static gboolean certify_ek(const VrotX509Signer *signer, const VrotEndorseParams
         return vrot_endorse_check_size(g_bytes_get_size(ek->cert_der), info->nv_index_max, error);
 }
 
-/* TPM2_EvictControl of *@transient to @handle (owner range), then flushes it. */
-static gboolean persist(Conn *c, ESYS_TR *transient, TPM2_HANDLE handle, GError **error)
-{
-        ESYS_TR persistent = ESYS_TR_NONE;
-        TSS2_RC rc, frc;
-
-        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, *transient, ESYS_TR_PASSWORD,
-                               ESYS_TR_NONE, ESYS_TR_NONE, handle, &persistent);
-        frc = Esys_FlushContext(c->esys, *transient);
-        *transient = ESYS_TR_NONE;
-        if (persistent != ESYS_TR_NONE)
-                Esys_TR_Close(c->esys, &persistent);
-        return check(rc, "TPM2_EvictControl", error) &&
-               check(frc, "TPM2_FlushContext", error);
-}
-
-static gboolean nv_write_all(Conn *c, ESYS_TR nv, GBytes *data, guint32 chunk, GError **error)
+static gboolean nv_write_all(VrotVtpmConn *c, ESYS_TR nv, GBytes *data, guint32 chunk, GError **error)
 {
         gsize len = 0;
         const guint8 *p = g_bytes_get_data(data, &len);
@@ -502,16 +359,16 @@ static gboolean nv_write_all(Conn *c, ESYS_TR nv, GBytes *data, guint32 chunk, G
                 TSS2_RC rc;
 
                 memcpy(b.buffer, p + off, b.size);
-                rc = Esys_NV_Write(c->esys, ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD,
+                rc = Esys_NV_Write(vrot_vtpm_conn_esys(c), ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD,
                                    ESYS_TR_NONE, ESYS_TR_NONE, &b, (UINT16)off);
-                if (!check(rc, "TPM2_NV_Write", error))
+                if (!vrot_vtpm_check(rc, "TPM2_NV_Write", error))
                         return FALSE;
         }
         return TRUE;
 }
 
 /* Defines the certificate index (platform), writes @der, write-locks it. */
-static gboolean nv_store(Conn *c, TPM2_HANDLE index, GBytes *der, guint32 chunk, GError **error)
+static gboolean nv_store(VrotVtpmConn *c, TPM2_HANDLE index, GBytes *der, guint32 chunk, GError **error)
 {
         TPM2B_NV_PUBLIC pub = {
                 .nvPublic = {
@@ -524,15 +381,15 @@ static gboolean nv_store(Conn *c, TPM2_HANDLE index, GBytes *der, guint32 chunk,
         ESYS_TR nv = ESYS_TR_NONE;
         gboolean ok;
 
-        ok = check(Esys_NV_DefineSpace(c->esys, ESYS_TR_RH_PLATFORM, ESYS_TR_PASSWORD,
+        ok = vrot_vtpm_check(Esys_NV_DefineSpace(vrot_vtpm_conn_esys(c), ESYS_TR_RH_PLATFORM, ESYS_TR_PASSWORD,
                                        ESYS_TR_NONE, ESYS_TR_NONE, NULL, &pub, &nv),
                    "TPM2_NV_DefineSpace", error) &&
              nv_write_all(c, nv, der, chunk, error) &&
-             check(Esys_NV_WriteLock(c->esys, ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD,
+             vrot_vtpm_check(Esys_NV_WriteLock(vrot_vtpm_conn_esys(c), ESYS_TR_RH_PLATFORM, nv, ESYS_TR_PASSWORD,
                                      ESYS_TR_NONE, ESYS_TR_NONE),
                    "TPM2_NV_WriteLock", error);
         if (nv != ESYS_TR_NONE)
-                Esys_TR_Close(c->esys, &nv);
+                Esys_TR_Close(vrot_vtpm_conn_esys(c), &nv);
         return ok;
 }
 
@@ -559,7 +416,7 @@ static gboolean ek_asked(const VrotEndorseParams *params, gsize i)
 
 /* The EKs asked for: created (transient), or read where a pre-made vTPM
  * holds them. */
-static gboolean get_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsement *e,
+static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEndorsement *e,
                         ESYS_TR transient[VROT_ENDORSE_N_EK], gint64 *t, GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
@@ -578,7 +435,7 @@ static gboolean get_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsemen
 
 /* Persists the EKs asked for (unless pre-made) and stores their
  * certificates; a pre-made EK not asked for is evicted. */
-static gboolean store_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsement *e,
+static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEndorsement *e,
                           ESYS_TR transient[VROT_ENDORSE_N_EK], guint32 chunk, gint64 *t,
                           GError **error)
 {
@@ -588,7 +445,7 @@ static gboolean store_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsem
                                 return ek_failed("evicting", i, error);
                         continue;
                 }
-                if ((!params->premade && !persist(c, &transient[i], kinds[i].handle, error)) ||
+                if ((!params->premade && !vrot_vtpm_persist(c, &transient[i], kinds[i].handle, error)) ||
                     !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, chunk, error))
                         return ek_failed("storing", i, error);
                 e->step_usec[kinds[i].store_step] = lap(t);
@@ -602,7 +459,7 @@ static gboolean store_eks(Conn *c, const VrotEndorseParams *params, VrotEndorsem
  * (endorse.h).  *@t is the start of the current step; @transient[] is
  * flushed by the caller.
  */
-static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorseParams *params,
+static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *params,
                         VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
                         gint64 *t, GError **error)
 {
@@ -628,7 +485,7 @@ static gboolean endorse(Conn *c, const VrotX509Signer *signer, const VrotEndorse
 }
 
 /* Both EKs created and persisted, no certificate: what the pool keeps. */
-static gboolean make_eks(Conn *c, VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+static gboolean make_eks(VrotVtpmConn *c, VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
                          gint64 *t, GError **error)
 {
         static const VrotEndorseParams all = { .ek_mask = 0 };
@@ -639,7 +496,7 @@ static gboolean make_eks(Conn *c, VrotEndorsement *e, ESYS_TR transient[VROT_END
         if (!get_eks(c, &all, e, transient, t, error))
                 return FALSE;
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
-                if (!persist(c, &transient[i], kinds[i].handle, error))
+                if (!vrot_vtpm_persist(c, &transient[i], kinds[i].handle, error))
                         return ek_failed("storing", i, error);
                 e->step_usec[kinds[i].store_step] = lap(t);
         }
@@ -653,24 +510,21 @@ static VrotEndorsement *session(const gchar *tcti, const VrotX509Signer *signer,
                                 const VrotEndorseParams *params, GError **error)
 {
         g_autoptr(VrotEndorsement) e = g_new0(VrotEndorsement, 1);
-        g_autoptr(Conn) c = NULL;
+        g_autoptr(VrotVtpmConn) c = NULL;
         ESYS_TR transient[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
         gint64 t = g_get_monotonic_time();
-        PipeGuard guard;
         gboolean ok;
 
-        pipe_guard_begin(&guard);
-        c = conn_open(tcti, error);
-        ok = c && startup(c, error);
+        c = vrot_vtpm_conn_open(tcti, -1, error);
+        ok = c && vrot_vtpm_startup(c, error);
         e->step_usec[VROT_ENDORSE_STEP_CONNECT] = lap(&t);
         ok = ok && (signer ? endorse(c, signer, params, e, transient, &t, error)
                            : make_eks(c, e, transient, &t, error));
         for (gsize i = 0; c && i < G_N_ELEMENTS(transient); i++)
                 if (transient[i] != ESYS_TR_NONE)
-                        (void)Esys_FlushContext(c->esys, transient[i]);
-        g_clear_pointer(&c, conn_free);
+                        (void)Esys_FlushContext(vrot_vtpm_conn_esys(c), transient[i]);
+        g_clear_pointer(&c, vrot_vtpm_conn_free);
         e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
-        pipe_guard_end(&guard);
         return ok ? g_steal_pointer(&e) : NULL;
 }
 
@@ -719,7 +573,7 @@ static gboolean bad_cert(TPM2_HANDLE index, const char *why, GError **error)
 }
 
 /* All of NV index @nv, read with its own authValue (AUTHREAD), @chunk bytes at a time. */
-static gboolean nv_read_all(Conn *c, TPM2_HANDLE index, ESYS_TR nv, guint32 chunk,
+static gboolean nv_read_all(VrotVtpmConn *c, TPM2_HANDLE index, ESYS_TR nv, guint32 chunk,
                             GBytes **ret, GError **error)
 {
         const TPMA_NV expect = VROT_ENDORSE_CERT_NV_ATTRIBUTES | TPMA_NV_WRITTEN |
@@ -728,9 +582,9 @@ static gboolean nv_read_all(Conn *c, TPM2_HANDLE index, ESYS_TR nv, guint32 chun
         g_autoptr(GByteArray) all = g_byte_array_new();
         TSS2_RC rc;
 
-        rc = Esys_NV_ReadPublic(c->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+        rc = Esys_NV_ReadPublic(vrot_vtpm_conn_esys(c), nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
                                 NULL);
-        if (!check(rc, "TPM2_NV_ReadPublic", error))
+        if (!vrot_vtpm_check(rc, "TPM2_NV_ReadPublic", error))
                 return FALSE;
         if (pub->nvPublic.attributes != expect)
                 return bad_cert(index, "not vrot's EK certificate index (other attributes)",
@@ -742,9 +596,9 @@ static gboolean nv_read_all(Conn *c, TPM2_HANDLE index, ESYS_TR nv, guint32 chun
                 g_autoptr(TPM2B_MAX_NV_BUFFER) data = NULL;
                 UINT16 n = (UINT16)MIN(chunk, pub->nvPublic.dataSize - all->len);
 
-                rc = Esys_NV_Read(c->esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                rc = Esys_NV_Read(vrot_vtpm_conn_esys(c), nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                   n, (UINT16)all->len, &data);
-                if (!check(rc, "TPM2_NV_Read", error))
+                if (!vrot_vtpm_check(rc, "TPM2_NV_Read", error))
                         return FALSE;
                 if (data->size != n)
                         return bad_cert(index, "TPM2_NV_Read returned a short chunk", error);
@@ -754,7 +608,7 @@ static gboolean nv_read_all(Conn *c, TPM2_HANDLE index, ESYS_TR nv, guint32 chun
         return TRUE;
 }
 
-static gboolean read_cert(Conn *c, TPM2_HANDLE index, guint32 chunk, X509 **ret,
+static gboolean read_cert(VrotVtpmConn *c, TPM2_HANDLE index, guint32 chunk, X509 **ret,
                           GError **error)
 {
         g_autoptr(GBytes) der = NULL;
@@ -762,19 +616,19 @@ static gboolean read_cert(Conn *c, TPM2_HANDLE index, guint32 chunk, X509 **ret,
         ESYS_TR nv = ESYS_TR_NONE;
         gboolean exists = FALSE, ok;
 
-        if (!handle_exists(c, index, &exists, error))
+        if (!vrot_vtpm_handle_exists(c, index, &exists, error))
                 return FALSE;
         if (!exists) {
                 g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_NOT_ENDORSED,
                             "NV index 0x%08x is not defined: the vTPM is not endorsed", index);
                 return FALSE;
         }
-        ok = check(Esys_TR_FromTPMPublic(c->esys, index, ESYS_TR_NONE, ESYS_TR_NONE,
+        ok = vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(c), index, ESYS_TR_NONE, ESYS_TR_NONE,
                                          ESYS_TR_NONE, &nv),
                    "TPM2_NV_ReadPublic", error) &&
              nv_read_all(c, index, nv, chunk, &der, error);
         if (nv != ESYS_TR_NONE)
-                Esys_TR_Close(c->esys, &nv);
+                Esys_TR_Close(vrot_vtpm_conn_esys(c), &nv);
         if (!ok)
                 return FALSE;
         *ret = vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der),
@@ -782,7 +636,7 @@ static gboolean read_cert(Conn *c, TPM2_HANDLE index, guint32 chunk, X509 **ret,
         return *ret ? TRUE : bad_cert(index, parse_error->message, error);
 }
 
-static gboolean read_both(Conn *c, X509 **rsa, X509 **ecc, GError **error)
+static gboolean read_both(VrotVtpmConn *c, X509 **rsa, X509 **ecc, GError **error)
 {
         TpmInfo info;
 
@@ -798,18 +652,15 @@ gboolean vrot_endorse_read_certs(const gchar *tcti, X509 **ret_rsa_cert, X509 **
 {
         g_autoptr(X509) rsa = NULL;
         g_autoptr(X509) ecc = NULL;
-        g_autoptr(Conn) c = NULL;
-        PipeGuard guard;
+        g_autoptr(VrotVtpmConn) c = NULL;
         gboolean ok;
 
         g_return_val_if_fail(tcti != NULL, FALSE);
         g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 
-        pipe_guard_begin(&guard);
-        c = conn_open(tcti, error);
+        c = vrot_vtpm_conn_open(tcti, -1, error);
         ok = c && read_both(c, ret_rsa_cert ? &rsa : NULL, ret_ecc_cert ? &ecc : NULL, error);
-        g_clear_pointer(&c, conn_free);
-        pipe_guard_end(&guard);
+        g_clear_pointer(&c, vrot_vtpm_conn_free);
         if (!ok) {
                 g_prefix_error(error, "reading the EK certificates of the vTPM at \"%s\": ",
                                tcti);

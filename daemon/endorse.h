@@ -72,7 +72,7 @@
  * logs; tpm2-tss itself writes to stderr unless TSS2_LOG says otherwise.
  * SIGPIPE is blocked in the calling thread during each call and a SIGPIPE
  * raised by a vTPM that went away is consumed, so such a vTPM is an
- * error (VROT_ENDORSE_ERROR_IO), not a dead daemon.
+ * error (VROT_VTPM_ERROR_IO), not a dead daemon (daemon/vtpmconn.h).
  */
 
 #include <glib.h>
@@ -87,12 +87,8 @@ GQuark vrot_endorse_error_quark(void);
 
 /**
  * VrotEndorseError:
- * @VROT_ENDORSE_ERROR_IO: the TCTI cannot be loaded, or the vTPM cannot be
- *   reached or stopped answering
- * @VROT_ENDORSE_ERROR_TPM: the vTPM refused a command (the message has the
- *   decoded TPM_RC)
- * @VROT_ENDORSE_ERROR_FAILED: another failure inside tpm2-tss or OpenSSL,
- *   or an answer of the vTPM that makes no sense
+ * @VROT_ENDORSE_ERROR_FAILED: an answer of the vTPM that makes no sense,
+ *   or OpenSSL failed
  * @VROT_ENDORSE_ERROR_ENDORSED: the vTPM already has an EK or an EK
  *   certificate at vrot's handles: it was endorsed before
  * @VROT_ENDORSE_ERROR_TOO_LARGE: a certificate is larger than the vTPM's
@@ -102,12 +98,12 @@ GQuark vrot_endorse_error_quark(void);
  * @VROT_ENDORSE_ERROR_BAD_CERT: a certificate index is not as vrot makes it
  *   (other attributes, not written) or holds no well-formed certificate
  *
- * The signer's own errors (and lib/x509's VROT_X509_ERROR) pass through
- * unchanged, with context prefixed.
+ * The errors of the connection (daemon/vtpmconn.h, VROT_VTPM_ERROR: the
+ * vTPM out of reach, a command refused), the signer's own errors and
+ * lib/x509's VROT_X509_ERROR pass through unchanged, with context
+ * prefixed.
  */
 typedef enum {
-        VROT_ENDORSE_ERROR_IO,
-        VROT_ENDORSE_ERROR_TPM,
         VROT_ENDORSE_ERROR_FAILED,
         VROT_ENDORSE_ERROR_ENDORSED,
         VROT_ENDORSE_ERROR_TOO_LARGE,
@@ -253,7 +249,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotEndorsement, vrot_endorsement_free)
  * most of the storing steps' time.
  *
  * Errors: VROT_ENDORSE_ERROR_ENDORSED (endorsed before; nothing changed),
- * _TOO_LARGE (nothing changed), _IO, _TPM, _FAILED; the errors of
+ * _TOO_LARGE (nothing changed), _FAILED, VROT_VTPM_ERROR; the errors of
  * vrot_x509_ek_cert() (nothing changed).
  *
  * Returns: TRUE on success.
@@ -302,10 +298,10 @@ gboolean vrot_endorse_make_eks(const gchar *tcti, VrotEndorsement **ret, GError 
  * plus per certificate asked for 3 (GetCapability, NV_ReadPublic x2) and
  * one NV_Read per TPM_PT_NV_BUFFER_MAX chunk: 9 for both, of one chunk
  * each.  It sends no TPM2_Startup, so a vTPM nobody started answers
- * TPM_RC_INITIALIZE (VROT_ENDORSE_ERROR_TPM).
+ * TPM_RC_INITIALIZE (VROT_VTPM_ERROR_TPM).
  *
  * Errors: VROT_ENDORSE_ERROR_NOT_ENDORSED (an index is missing),
- * _BAD_CERT, _IO, _TPM, _FAILED.
+ * _BAD_CERT, _FAILED, VROT_VTPM_ERROR.
  *
  * Returns: TRUE on success.
  */

@@ -28,6 +28,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "endorse-priv.h"
+#include "vtpmconn.h"
 #include "forkclient.h"
 #include "tpmpub.h"
 #include "unit.h"
@@ -937,13 +938,13 @@ static void test_endorse_vtpm_unreachable(void)
                 g_autoptr(X509) rsa = NULL;
 
                 CU_ASSERT_FALSE(vrot_endorse_vtpm(cases[i], chain.ca_signer, &p, &e, &err));
-                if (!g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_IO))
+                if (!g_error_matches(err, VROT_VTPM_ERROR, VROT_VTPM_ERROR_IO))
                         fprintf(stderr, "case %zu: %s\n", i, err ? err->message : "no error");
-                CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_IO));
+                CU_ASSERT_TRUE(g_error_matches(err, VROT_VTPM_ERROR, VROT_VTPM_ERROR_IO));
                 CU_ASSERT_PTR_NULL(e);
                 g_clear_error(&err);
                 CU_ASSERT_FALSE(vrot_endorse_read_certs(cases[i], &rsa, NULL, &err));
-                CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_IO));
+                CU_ASSERT_TRUE(g_error_matches(err, VROT_VTPM_ERROR, VROT_VTPM_ERROR_IO));
                 CU_ASSERT_PTR_NULL(rsa);
         }
 }
@@ -961,7 +962,7 @@ static void test_endorse_vtpm_unstarted(void)
         g_autoptr(X509) rsa = NULL;
 
         CU_ASSERT_FALSE(vrot_endorse_read_certs(w->tcti, &rsa, NULL, &err));
-        CU_ASSERT_TRUE(g_error_matches(err, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_TPM));
+        CU_ASSERT_TRUE(g_error_matches(err, VROT_VTPM_ERROR, VROT_VTPM_ERROR_TPM));
         CU_ASSERT(err && strstr(err->message, "0x100"));  /* TPM_RC_INITIALIZE */
         e = endorse_ok(v, TEST_URI);
         assert_read_back(v, e);

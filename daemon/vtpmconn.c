@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <signal.h>
+#include <time.h>
+
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "vtpmconn.h"
+
+G_DEFINE_QUARK(vrot-vtpm-error-quark, vrot_vtpm_error)
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMS_CAPABILITY_DATA, Esys_Free)
+
+struct VrotVtpmConn {
+        TSS2_TCTI_CONTEXT *tcti;
+        ESYS_CONTEXT *esys;
+        sigset_t old_mask;              /* the thread's signal mask before the open */
+        gboolean pipe_was_pending;
+};
+
+gboolean vrot_vtpm_check(TSS2_RC rc, const char *what, GError **error)
+{
+        TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+        VrotVtpmError code = VROT_VTPM_ERROR_FAILED;
+
+        if (rc == TSS2_RC_SUCCESS)
+                return TRUE;
+        if (layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER)
+                code = VROT_VTPM_ERROR_TPM;
+        else if (layer == TSS2_TCTI_RC_LAYER || layer == TSS2_RESMGR_RC_LAYER ||
+                 (rc & ~TSS2_RC_LAYER_MASK) == TSS2_BASE_RC_TRY_AGAIN)
+                code = VROT_VTPM_ERROR_IO;
+        g_set_error(error, VROT_VTPM_ERROR, code, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc),
+                    (unsigned)rc);
+        return FALSE;
+}
+
+static gboolean sigpipe_pending(void)
+{
+        sigset_t pending;
+
+        return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError **error)
+{
+        g_autoptr(VrotVtpmConn) c = g_new0(VrotVtpmConn, 1);
+        sigset_t pipe_set;
+
+        g_return_val_if_fail(tcti != NULL, NULL);
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &c->old_mask);
+        c->pipe_was_pending = sigpipe_pending();
+        if (!vrot_vtpm_check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "opening the TCTI", error)) {
+                c->tcti = NULL;
+                return NULL;
+        }
+        if (!vrot_vtpm_check(Esys_Initialize(&c->esys, c->tcti, NULL), "initialising ESYS",
+                             error)) {
+                c->esys = NULL;
+                return NULL;
+        }
+        if (timeout_ms >= 0 &&
+            !vrot_vtpm_check(Esys_SetTimeout(c->esys, timeout_ms), "setting the timeout", error))
+                return NULL;
+        return g_steal_pointer(&c);
+}
+
+void vrot_vtpm_conn_free(VrotVtpmConn *c)
+{
+        static const struct timespec no_wait;
+        sigset_t pipe_set;
+
+        if (!c)
+                return;
+        if (c->esys)
+                Esys_Finalize(&c->esys);
+        if (c->tcti)
+                Tss2_TctiLdr_Finalize(&c->tcti);
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        if (!c->pipe_was_pending && sigpipe_pending())
+                (void)sigtimedwait(&pipe_set, NULL, &no_wait);
+        pthread_sigmask(SIG_SETMASK, &c->old_mask, NULL);
+        g_free(c);
+}
+
+ESYS_CONTEXT *vrot_vtpm_conn_esys(VrotVtpmConn *c)
+{
+        return c->esys;
+}
+
+gboolean vrot_vtpm_startup(VrotVtpmConn *c, GError **error)
+{
+        TSS2_RC rc = Esys_Startup(c->esys, TPM2_SU_CLEAR);
+
+        return rc == TPM2_RC_INITIALIZE || vrot_vtpm_check(rc, "TPM2_Startup", error);
+}
+
+gboolean vrot_vtpm_handle_exists(VrotVtpmConn *c, TPM2_HANDLE handle, gboolean *ret,
+                                 GError **error)
+{
+        g_autoptr(TPMS_CAPABILITY_DATA) cap = NULL;
+        TSS2_RC rc;
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                TPM2_CAP_HANDLES, handle, 1, NULL, &cap);
+        if (!vrot_vtpm_check(rc, "TPM2_GetCapability(TPM_CAP_HANDLES)", error))
+                return FALSE;
+        *ret = cap->data.handles.count >= 1 && cap->data.handles.handle[0] == handle;
+        return TRUE;
+}
+
+gboolean vrot_vtpm_persist(VrotVtpmConn *c, ESYS_TR *transient, TPM2_HANDLE handle,
+                           GError **error)
+{
+        ESYS_TR persistent = ESYS_TR_NONE;
+        TSS2_RC rc, frc;
+
+        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, *transient, ESYS_TR_PASSWORD,
+                               ESYS_TR_NONE, ESYS_TR_NONE, handle, &persistent);
+        frc = Esys_FlushContext(c->esys, *transient);
+        *transient = ESYS_TR_NONE;
+        if (persistent != ESYS_TR_NONE)
+                Esys_TR_Close(c->esys, &persistent);
+        return vrot_vtpm_check(rc, "TPM2_EvictControl", error) &&
+               vrot_vtpm_check(frc, "TPM2_FlushContext", error);
+}
