@@ -106,10 +106,10 @@ static gboolean certify(VrotHostTpm *self, const TPM2B_DATA *nonce, VrotTpmevide
         frc = hosttpm_flush(self, &ak);
         if (!vrot_host_tpm_check(rc, "TPM2_Certify", error) ||
             !vrot_host_tpm_check(frc, "flushing the attestation key", error) ||
-            !hosttpm_der_from_signature(sig, &ev->signature, error))
+            !vrot_tpmpub_signature_to_der(sig, &ev->signature, error))
                 return FALSE;
         ev->attest = g_bytes_new(attest->attestationData, attest->size);
-        ev->ak_public = hosttpm_marshal_public(ak_pub);
+        ev->ak_public = vrot_tpmpub_marshal(ak_pub);
         return TRUE;
 }
 
@@ -145,8 +145,8 @@ gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data
                 g_prefix_error(error, "certifying the CA key: ");
                 return FALSE;
         }
-        ev->ek_public = hosttpm_marshal_public(ek_pub);
-        ev->ca_public = hosttpm_marshal_public(&self->ca_public);
+        ev->ek_public = vrot_tpmpub_marshal(ek_pub);
+        ev->ca_public = vrot_tpmpub_marshal(&self->ca_public);
         if (!vrot_host_tpm_read_ek_cert(self, &ev->ek_cert, error))
                 return FALSE;
         *ret_evidence = g_steal_pointer(&ev);

@@ -67,8 +67,3 @@ TSS2_RC hosttpm_flush(VrotHostTpm *self, ESYS_TR *h);
 gboolean hosttpm_find_persistent(VrotHostTpm *self, TPM2_HANDLE handle, ESYS_TR *ret,
                                  TPM2B_PUBLIC **ret_public, GError **error);
 
-/* (transfer full) the wire form of @pub. */
-GBytes *hosttpm_marshal_public(const TPM2B_PUBLIC *pub);
-
-/* TPMT_SIGNATURE (ECDSA-SHA256) to DER ECDSA-Sig-Value (RFC 3279 2.2.3). */
-gboolean hosttpm_der_from_signature(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error);

@@ -225,16 +225,6 @@ static void counting_init(CountingTcti *t, TSS2_TCTI_CONTEXT *inner)
 
 /* ---- conversions ---------------------------------------------------------------- */
 
-GBytes *hosttpm_marshal_public(const TPM2B_PUBLIC *pub)
-{
-        guint8 buf[sizeof(TPM2B_PUBLIC)];
-        size_t off = 0;
-
-        if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
-                g_assert_not_reached();         /* a TPM2B_PUBLIC always fits */
-        return g_bytes_new(buf, off);
-}
-
 /* Same key type and parameters as @tmpl (unique aside: that is the key). */
 static gboolean matches_template(const TPMT_PUBLIC *found, const TPMT_PUBLIC *tmpl)
 {
@@ -258,34 +248,6 @@ static EVP_PKEY *pkey_from_public(const TPMT_PUBLIC *pub, GError **error)
                 return NULL;
         }
         return vrot_tpmpub_to_pkey(pub, error);
-}
-
-/* TPMT_SIGNATURE (ECDSA-SHA256) to DER ECDSA-Sig-Value (RFC 3279 2.2.3). */
-gboolean hosttpm_der_from_signature(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error)
-{
-        const TPMS_SIGNATURE_ECC *e = &sig->signature.ecdsa;
-        g_autoptr(ECDSA_SIG) es = NULL;
-        g_autoptr(BIGNUM) r = NULL, s = NULL;
-        unsigned char *der = NULL;
-        int len = -1;
-
-        if (sig->sigAlg != TPM2_ALG_ECDSA || e->hash != TPM2_ALG_SHA256) {
-                g_set_error(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
-                            "the TPM signed with scheme 0x%x, not ECDSA-SHA256", sig->sigAlg);
-                return FALSE;
-        }
-        r = BN_bin2bn(e->signatureR.buffer, e->signatureR.size, NULL);
-        s = BN_bin2bn(e->signatureS.buffer, e->signatureS.size, NULL);
-        es = ECDSA_SIG_new();
-        if (r && s && es && ECDSA_SIG_set0(es, r, s) == 1) {
-                r = s = NULL;                   /* owned by es now */
-                len = i2d_ECDSA_SIG(es, &der);
-        }
-        if (len <= 0)
-                return openssl_failed("encoding an ECDSA signature", error);
-        *ret = g_bytes_new(der, (gsize)len);
-        OPENSSL_free(der);
-        return TRUE;
 }
 
 /* Name of an NV index: nameAlg || H(TPMS_NV_PUBLIC) (TPM2 Part 1, 16). */
@@ -620,7 +582,7 @@ gboolean vrot_host_tpm_sign_digest(VrotHostTpm *self, const guint8 digest[32],
                        &d, &scheme, &no_ticket, &sig);
         if (!vrot_host_tpm_check(rc, "signing with the endorsement CA key: TPM2_Sign", error))
                 return FALSE;
-        return hosttpm_der_from_signature(sig, ret_der_ecdsa_sig, error);
+        return vrot_tpmpub_signature_to_der(sig, ret_der_ecdsa_sig, error);
 }
 
 /* ---- NV ---------------------------------------------------------------------------------- */

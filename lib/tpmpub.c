@@ -3,6 +3,9 @@
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <tss2/tss2_mu.h>
 
 #include "autoptr.h"
 #include "tpmpub.h"
@@ -139,4 +142,45 @@ EVP_PKEY *vrot_tpmpub_to_pkey(const TPMT_PUBLIC *pub, GError **error)
         g_set_error(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_UNSUPPORTED,
                     "a TPM key of algorithm 0x%04x has no OpenSSL form here", pub->type);
         return NULL;
+}
+
+GBytes *vrot_tpmpub_marshal(const TPM2B_PUBLIC *pub)
+{
+        guint8 buf[sizeof(TPM2B_PUBLIC)];
+        size_t off = 0;
+
+        if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+                g_assert_not_reached();         /* a TPM2B_PUBLIC always fits */
+        return g_bytes_new(buf, off);
+}
+
+gboolean vrot_tpmpub_signature_to_der(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error)
+{
+        const TPMS_SIGNATURE_ECC *e = &sig->signature.ecdsa;
+        g_autoptr(ECDSA_SIG) es = NULL;
+        g_autoptr(BIGNUM) r = NULL, s = NULL;
+        unsigned char *der = NULL;
+        int len = -1;
+
+        if (sig->sigAlg != TPM2_ALG_ECDSA || e->hash != TPM2_ALG_SHA256) {
+                g_set_error(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_SCHEME,
+                            "the TPM signed with scheme 0x%x, not ECDSA-SHA256", sig->sigAlg);
+                return FALSE;
+        }
+        r = BN_bin2bn(e->signatureR.buffer, e->signatureR.size, NULL);
+        s = BN_bin2bn(e->signatureS.buffer, e->signatureS.size, NULL);
+        es = ECDSA_SIG_new();
+        if (r && s && es && ECDSA_SIG_set0(es, r, s) == 1) {
+                r = s = NULL;                   /* owned by es now */
+                len = i2d_ECDSA_SIG(es, &der);
+        }
+        if (len <= 0) {
+                ERR_clear_error();
+                g_set_error_literal(error, VROT_TPMPUB_ERROR, VROT_TPMPUB_ERROR_CRYPTO,
+                                    "encoding an ECDSA signature failed");
+                return FALSE;
+        }
+        *ret = g_bytes_new(der, (gsize)len);
+        OPENSSL_free(der);
+        return TRUE;
 }

@@ -17,6 +17,7 @@ GQuark vrot_tpmpub_error_quark(void);
 typedef enum {
         VROT_TPMPUB_ERROR_UNSUPPORTED,  /* not RSA, not ECC NIST P-256/P-384 */
         VROT_TPMPUB_ERROR_CRYPTO,       /* OpenSSL refused the key */
+        VROT_TPMPUB_ERROR_SCHEME,       /* a signature of another scheme */
 } VrotTpmpubError;
 
 /*
@@ -35,3 +36,14 @@ extern const TPM2B_PUBLIC vrot_tpmpub_ek_ecc_template;
  * Returns (transfer full) the key, or NULL with @error set.
  */
 EVP_PKEY *vrot_tpmpub_to_pkey(const TPMT_PUBLIC *pub, GError **error);
+
+/** vrot_tpmpub_marshal: (transfer full) the wire form of @pub (what tpm2_print reads). */
+GBytes *vrot_tpmpub_marshal(const TPM2B_PUBLIC *pub);
+
+/**
+ * vrot_tpmpub_signature_to_der:
+ * A TPM's ECDSA-SHA256 TPMT_SIGNATURE as a DER ECDSA-Sig-Value (RFC 3279
+ * 2.2.3), what OpenSSL verifies.  Errors: VROT_TPMPUB_ERROR_SCHEME
+ * (another scheme or hash), _CRYPTO.
+ */
+gboolean vrot_tpmpub_signature_to_der(const TPMT_SIGNATURE *sig, GBytes **ret, GError **error);
