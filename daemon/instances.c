@@ -926,6 +926,16 @@ gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const 
         return pem;
 }
 
+VrotRegistry *vrot_instances_registry(VrotInstances *self)
+{
+        return self->registry;
+}
+
+gboolean vrot_instances_commit(VrotInstances *self, GError **error)
+{
+        return save(self, error);
+}
+
 void vrot_instances_pool_status(VrotInstances *self, VrotPoolStatus *ret)
 {
         vrot_pool_status(self->pool, ret);

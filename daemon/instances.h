@@ -86,5 +86,15 @@ gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const 
 
 guint vrot_instances_n_running(VrotInstances *self);
 
+/**
+ * vrot_instances_registry:
+ * (transfer none) the registry, for the modules whose records live in it
+ * (service identities, identity.c); after changing it, _commit().
+ */
+VrotRegistry *vrot_instances_registry(VrotInstances *self);
+
+/** vrot_instances_commit: writes the registry durably (REGISTRY_ERROR_IO). */
+gboolean vrot_instances_commit(VrotInstances *self, GError **error);
+
 /** vrot_instances_stop_all: at daemon exit, every worker stopped cleanly. */
 void vrot_instances_stop_all(VrotInstances *self);

@@ -22,7 +22,9 @@ G_DEFINE_QUARK(vrot-registry-error-quark, vrot_registry_error)
 struct VrotRegistry {
         GHashTable *by_uuid;            /* uuid -> VrotInstance (owned) */
         GPtrArray *pool;                /* pool entry IDs (owned strings), oldest first */
+        GPtrArray *identities;          /* VrotIdentity (owned), in issue order */
         guint64 checkpoint;
+        guint64 crl_number;
 };
 
 static const gchar *const kind_names[] = { "vm", "service", NULL };  /* for g_strv_contains */
@@ -36,6 +38,7 @@ VrotRegistry *vrot_registry_new(void)
         r->by_uuid = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                                            (GDestroyNotify)vrot_instance_free);
         r->pool = g_ptr_array_new_with_free_func(g_free);
+        r->identities = g_ptr_array_new_with_free_func((GDestroyNotify)vrot_identity_free);
         return r;
 }
 
@@ -45,6 +48,7 @@ void vrot_registry_free(VrotRegistry *r)
                 return;
         g_hash_table_unref(r->by_uuid);
         g_ptr_array_unref(r->pool);
+        g_ptr_array_unref(r->identities);
         g_free(r);
 }
 
@@ -56,6 +60,17 @@ void vrot_instance_free(VrotInstance *inst)
         g_free(inst->name);
         OPENSSL_cleanse(inst->salt, sizeof(inst->salt));
         g_free(inst);
+}
+
+void vrot_identity_free(VrotIdentity *id)
+{
+        if (!id)
+                return;
+        g_free(id->serial);
+        g_free(id->instance);
+        g_free(id->name);
+        g_free(id->uri);
+        g_free(id);
 }
 
 static void mac(const guint8 *key, const gchar *data, gsize len, guint8 out[32])
@@ -107,6 +122,31 @@ static JsonNode *instance_to_json(const VrotInstance *i)
         return json_builder_get_root(b);
 }
 
+static JsonNode *identity_to_json(const VrotIdentity *id)
+{
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "serial");
+        json_builder_add_string_value(b, id->serial);
+        json_builder_set_member_name(b, "instance");
+        json_builder_add_string_value(b, id->instance);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, id->name);
+        json_builder_set_member_name(b, "uri");
+        json_builder_add_string_value(b, id->uri);
+        json_builder_set_member_name(b, "handle");
+        json_builder_add_int_value(b, id->handle);
+        json_builder_set_member_name(b, "issued");
+        json_builder_add_int_value(b, id->issued);
+        json_builder_set_member_name(b, "not_after");
+        json_builder_add_int_value(b, id->not_after);
+        json_builder_set_member_name(b, "revoked");
+        json_builder_add_int_value(b, id->revoked);
+        json_builder_end_object(b);
+        return json_builder_get_root(b);
+}
+
 static gint by_uuid(gconstpointer a, gconstpointer b)
 {
         return strcmp((*(VrotInstance *const *)a)->uuid, (*(VrotInstance *const *)b)->uuid);
@@ -138,6 +178,13 @@ gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *
         for (guint i = 0; i < r->pool->len; i++)
                 json_builder_add_string_value(b, r->pool->pdata[i]);
         json_builder_end_array(b);
+        json_builder_set_member_name(b, "identities");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < r->identities->len; i++)
+                json_builder_add_value(b, identity_to_json(r->identities->pdata[i]));
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "crl_number");
+        json_builder_add_int_value(b, (gint64)r->crl_number);
         json_builder_end_object(b);
         root = json_builder_get_root(b);
         json_generator_set_root(gen, root);
@@ -268,6 +315,88 @@ static gboolean pool_from_json(JsonObject *root, VrotRegistry *r, GError **error
         return TRUE;
 }
 
+/* A serial as vrot_identity writes it: upper-case hex, 1 to 40 digits. */
+static gboolean is_serial(const gchar *s)
+{
+        gsize n = s ? strlen(s) : 0;
+
+        if (n == 0 || n > VROT_IDENTITY_SERIAL_MAX)
+                return FALSE;
+        for (gsize k = 0; k < n; k++) {
+                if (!g_ascii_isxdigit(s[k]) || g_ascii_islower(s[k]))
+                        return FALSE;
+        }
+        return TRUE;
+}
+
+static gboolean identity_from_json(JsonNode *node, VrotRegistry *r, GError **error)
+{
+        JsonObject *o = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+        static const char *const strings[] = { "serial", "instance", "name", "uri" };
+        static const char *const ints[] = { "handle", "issued", "not_after", "revoked" };
+        const gchar *str[G_N_ELEMENTS(strings)];
+        gint64 num[G_N_ELEMENTS(ints)];
+        g_autoptr(VrotIdentity) id = g_new0(VrotIdentity, 1);
+        guint8 raw[16];
+
+        if (!o || json_object_get_size(o) != G_N_ELEMENTS(strings) + G_N_ELEMENTS(ints))
+                return refuse(error, "an identity entry is not an object of 8 members");
+        for (gsize k = 0; k < G_N_ELEMENTS(strings); k++) {
+                JsonNode *m = json_object_get_member(o, strings[k]);
+                str[k] = m && JSON_NODE_HOLDS_VALUE(m) &&
+                         json_node_get_value_type(m) == G_TYPE_STRING ? json_node_get_string(m)
+                                                                      : NULL;
+                if (!str[k] || strlen(str[k]) > 2048 || !g_utf8_validate(str[k], -1, NULL))
+                        return refuse(error, "identity entry: bad \"%s\"", strings[k]);
+        }
+        for (gsize k = 0; k < G_N_ELEMENTS(ints); k++) {
+                JsonNode *m = json_object_get_member(o, ints[k]);
+                if (!m || !JSON_NODE_HOLDS_VALUE(m) || json_node_get_value_type(m) != G_TYPE_INT64 ||
+                    (num[k] = json_node_get_int(m)) < 0)
+                        return refuse(error, "identity entry: bad \"%s\"", ints[k]);
+        }
+        if (!is_serial(str[0]) || vrot_uuid_parse(str[1], raw, NULL) < 0 ||
+            !vrot_registry_lookup(r, str[1]) || num[0] > G_MAXUINT32)
+                return refuse(error, "identity %s: bad serial, unknown instance or bad handle",
+                              str[0]);
+        id->serial = g_strdup(str[0]);
+        id->instance = g_strdup(str[1]);
+        id->name = g_strdup(str[2]);
+        id->uri = g_strdup(str[3]);
+        id->handle = (guint32)num[0];
+        id->issued = num[1];
+        id->not_after = num[2];
+        id->revoked = num[3];
+        if (!vrot_registry_identity_add(r, g_steal_pointer(&id), NULL))
+                return refuse(error, "identity %s listed twice, or too many", str[0]);
+        return TRUE;
+}
+
+/* "identities" and "crl_number": optional (older registries: none, 0). */
+static gboolean identities_from_json(JsonObject *root, VrotRegistry *r, GError **error)
+{
+        JsonNode *node = json_object_get_member(root, "identities");
+        JsonNode *number = json_object_get_member(root, "crl_number");
+        JsonArray *list;
+
+        if (number) {
+                if (!JSON_NODE_HOLDS_VALUE(number) ||
+                    json_node_get_value_type(number) != G_TYPE_INT64 || json_node_get_int(number) < 0)
+                        return refuse(error, "\"crl_number\" is not a non-negative integer");
+                r->crl_number = (guint64)json_node_get_int(number);
+        }
+        if (!node)
+                return TRUE;
+        if (!JSON_NODE_HOLDS_ARRAY(node))
+                return refuse(error, "\"identities\" is not an array");
+        list = json_node_get_array(node);
+        for (guint k = 0; k < json_array_get_length(list); k++) {
+                if (!identity_from_json(json_array_get_element(list, k), r, error))
+                        return FALSE;
+        }
+        return TRUE;
+}
+
 VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *key, GError **error)
 {
         g_autoptr(JsonParser) parser = json_parser_new();
@@ -302,7 +431,7 @@ VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *ke
                         return NULL;
                 }
         }
-        if (!pool_from_json(root, r, error))
+        if (!pool_from_json(root, r, error) || !identities_from_json(root, r, error))
                 return NULL;
         return g_steal_pointer(&r);
 }
@@ -447,4 +576,54 @@ guint64 vrot_registry_checkpoint(const VrotRegistry *r)
 void vrot_registry_set_checkpoint(VrotRegistry *r, guint64 value)
 {
         r->checkpoint = value;
+}
+
+/* ---- service identities ---- */
+
+gboolean vrot_registry_identity_add(VrotRegistry *r, VrotIdentity *id, GError **error)
+{
+        if (vrot_registry_identity_lookup(r, id->serial) ||
+            r->identities->len >= VROT_REGISTRY_IDENTITIES_MAX) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS,
+                            vrot_registry_identity_lookup(r, id->serial)
+                            ? "identity serial %s is listed already"
+                            : "identity %s: this host holds %u identities already",
+                            id->serial, VROT_REGISTRY_IDENTITIES_MAX);
+                vrot_identity_free(id);
+                return FALSE;
+        }
+        g_ptr_array_add(r->identities, id);
+        return TRUE;
+}
+
+VrotIdentity *vrot_registry_identity_lookup(const VrotRegistry *r, const gchar *serial)
+{
+        for (guint i = 0; i < r->identities->len; i++) {
+                VrotIdentity *id = r->identities->pdata[i];
+                if (g_ascii_strcasecmp(id->serial, serial) == 0)
+                        return id;
+        }
+        return NULL;
+}
+
+gboolean vrot_registry_identity_remove(VrotRegistry *r, const gchar *serial)
+{
+        VrotIdentity *id = vrot_registry_identity_lookup(r, serial);
+
+        return id && g_ptr_array_remove(r->identities, id);
+}
+
+const GPtrArray *vrot_registry_identities(const VrotRegistry *r)
+{
+        return r->identities;
+}
+
+guint64 vrot_registry_crl_number(const VrotRegistry *r)
+{
+        return r->crl_number;
+}
+
+void vrot_registry_set_crl_number(VrotRegistry *r, guint64 value)
+{
+        r->crl_number = value;
 }

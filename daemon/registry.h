@@ -118,5 +118,40 @@ gboolean vrot_registry_pool_add(VrotRegistry *r, const gchar *id, GError **error
 /** vrot_registry_pool_remove: unlists @id; FALSE if it was not listed. */
 gboolean vrot_registry_pool_remove(VrotRegistry *r, const gchar *id);
 
+/*
+ * Service identities (docs/identity.md) the host CA issued, revoked or
+ * not, in issue order.  In the registry so that the MAC and the
+ * checkpoint protect revocations too: restoring an older state directory
+ * to un-revoke an identity is the rollback the checkpoint refuses.
+ * "crl_number" is the cRLNumber of the newest CRL.
+ */
+#define VROT_IDENTITY_SERIAL_MAX 40     /* hex digits: 20 octets (RFC 5280 4.1.2.2) */
+#define VROT_REGISTRY_IDENTITIES_MAX 4096
+
+typedef struct VrotIdentity {
+        gchar *serial;                  /* certificate serial, upper-case hex (BN_bn2hex) */
+        gchar *instance;                /* the vTPM instance's UUID */
+        gchar *name;                    /* subject CN */
+        gchar *uri;                     /* the SAN URI */
+        guint32 handle;                 /* persistent handle of the key in the vTPM; 0: the
+                                         * guest keeps it (identity.complete) */
+        gint64 issued, not_after;       /* unix seconds */
+        gint64 revoked;                 /* unix seconds; 0: not revoked */
+} VrotIdentity;
+
+void vrot_identity_free(VrotIdentity *id);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotIdentity, vrot_identity_free)
+
+/** vrot_registry_identity_add: takes @id (transfer full); EXISTS on a known serial or when full. */
+gboolean vrot_registry_identity_add(VrotRegistry *r, VrotIdentity *id, GError **error);
+/** vrot_registry_identity_lookup: (transfer none) the identity of @serial (any case), or NULL. */
+VrotIdentity *vrot_registry_identity_lookup(const VrotRegistry *r, const gchar *serial);
+/** vrot_registry_identity_remove: drops @serial's entry (a failed issue); FALSE if unknown. */
+gboolean vrot_registry_identity_remove(VrotRegistry *r, const gchar *serial);
+/** vrot_registry_identities: (transfer none) (element-type VrotIdentity) all, in issue order. */
+const GPtrArray *vrot_registry_identities(const VrotRegistry *r);
+guint64 vrot_registry_crl_number(const VrotRegistry *r);
+void vrot_registry_set_crl_number(VrotRegistry *r, guint64 value);
+
 guint64 vrot_registry_checkpoint(const VrotRegistry *r);
 void vrot_registry_set_checkpoint(VrotRegistry *r, guint64 value);
