@@ -13,6 +13,8 @@
 #include "hostca.h"
 #include "tpmevidence.h"
 #include "uuid.h"
+#include "vtpmconn.h"
+#include "vtpmident.h"
 #include "x509.h"
 
 static const char *const no_params[] = { NULL };
@@ -51,6 +53,19 @@ static void to_rpc_error(GError **error)
         } else if ((*error)->domain == VROT_REGISTRY_ERROR &&
                    (*error)->code == VROT_REGISTRY_ERROR_EXISTS) {
                 code = VROT_JSONRPC_ERROR_CONFLICT;
+        } else if ((*error)->domain == VROT_IDENTITY_ERROR) {
+                code = (*error)->code == VROT_IDENTITY_ERROR_NOT_FOUND
+                       ? VROT_JSONRPC_ERROR_NOT_FOUND
+                       : (*error)->code == VROT_IDENTITY_ERROR_REFUSED
+                       ? VROT_JSONRPC_ERROR_EVIDENCE_REFUSED : VROT_JSONRPC_ERROR_INVALID_PARAMS;
+        } else if ((*error)->domain == VROT_VTPMIDENT_ERROR) {
+                code = VROT_JSONRPC_ERROR_CONFLICT;     /* no RSA EK, every key handle taken */
+        } else if ((*error)->domain == VROT_VTPM_ERROR &&
+                   (*error)->code == VROT_VTPM_ERROR_IO) {
+                code = VROT_JSONRPC_ERROR_BUSY;         /* the service holds its data socket */
+        } else if ((*error)->domain == VROT_X509_ERROR &&
+                   (*error)->code == VROT_X509_ERROR_INVALID) {
+                code = VROT_JSONRPC_ERROR_INVALID_PARAMS;       /* a name or URI outside the profile */
         } else if ((*error)->domain == VROT_HOSTCA_ERROR &&
                    (*error)->code != VROT_HOSTCA_ERROR_FAILED) {
                 code = VROT_JSONRPC_ERROR_INVALID_PARAMS;       /* the certificate offered */
@@ -529,6 +544,183 @@ static JsonNode *m_ek_cert(gpointer ctx, const VrotCaller *caller, const VrotJso
         return res;
 }
 
+/* ---- service identities (docs/identity.md) ------------------------------------------ */
+
+/* uuid, name, uri, days: what identity.issue and identity.challenge share. */
+static gboolean identity_request(VrotApi *api, const VrotCaller *caller,
+                                 const VrotJsonrpcRequest *req, const char *const *known,
+                                 gchar uuid[VROT_UUID_STR_LEN + 1], VrotIdentityRequest *ret,
+                                 GError **error)
+{
+        guint64 days = VROT_IDENTITY_DAYS_DEFAULT;
+
+        *ret = (VrotIdentityRequest){ .uuid = uuid };
+        if (!target(api, caller, req, known, uuid, error) ||
+            !vrot_jsonrpc_param_string(req, "name", VROT_JSONRPC_REQUIRED, VROT_IDENTITY_NAME_MAX,
+                                       &ret->name, error) ||
+            !vrot_jsonrpc_param_string(req, "uri", VROT_JSONRPC_OPTIONAL, 1024, &ret->uri, error) ||
+            !vrot_jsonrpc_param_uint(req, "days", VROT_JSONRPC_OPTIONAL, 1,
+                                     VROT_IDENTITY_DAYS_MAX, &days, error))
+                return FALSE;
+        if (!vrot_host_enrolled(api->host)) {
+                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
+                                    "this host is not enrolled: it has no host CA to sign "
+                                    "identities with (vrotd(8), ENROLMENT)");
+                return FALSE;
+        }
+        ret->days = (guint)days;
+        return TRUE;
+}
+
+typedef struct IssueCall {
+        VrotCall *call;
+} IssueCall;
+
+static void on_issued(JsonNode *result, GError *error, gpointer data)
+{
+        g_autofree IssueCall *ic = data;
+
+        if (result) {
+                vrot_call_return(ic->call, result);
+                return;
+        }
+        to_rpc_error(&error);
+        vrot_call_return_error(ic->call, error);
+}
+
+static void m_identity_issue(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                             VrotCall *call)
+{
+        static const char *const known[] = { "uuid", "name", "uri", "days", NULL };
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        VrotIdentityRequest ir;
+        GError *error = NULL;
+        IssueCall *ic;
+
+        if (!identity_request(api, caller, req, known, uuid, &ir, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        ic = g_new0(IssueCall, 1);
+        ic->call = call;
+        vrot_identities_issue_async(api->identities, &ir, on_issued, ic);
+}
+
+static JsonNode *m_identity_challenge(gpointer ctx, const VrotCaller *caller,
+                                      const VrotJsonrpcRequest *req, GError **error)
+{
+        static const char *const known[] = { "uuid", "name", "uri", "days", "ak_public",
+                                             "key_public", NULL };
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        VrotIdentityRequest ir;
+        g_autoptr(GBytes) ak = NULL, key = NULL;
+        JsonNode *res;
+
+        if (!identity_request(api, caller, req, known, uuid, &ir, error) ||
+            !vrot_jsonrpc_param_base64(req, "ak_public", VROT_JSONRPC_REQUIRED, 2,
+                                       sizeof(TPM2B_PUBLIC), &ak, error) ||
+            !vrot_jsonrpc_param_base64(req, "key_public", VROT_JSONRPC_REQUIRED, 2,
+                                       sizeof(TPM2B_PUBLIC), &key, error))
+                return NULL;
+        res = vrot_identities_challenge(api->identities, &ir, ak, key, error);
+        if (!res) {
+                g_message("refused: identity.challenge for instance %s by uid %u: %s", uuid,
+                          (unsigned)caller->uid, (*error)->message);
+                to_rpc_error(error);
+        }
+        return res;
+}
+
+static JsonNode *m_identity_complete(gpointer ctx, const VrotCaller *caller,
+                                     const VrotJsonrpcRequest *req, GError **error)
+{
+        static const char *const known[] = { "challenge", "secret", "attest", "signature", NULL };
+        VrotApi *api = ctx;
+        const gchar *challenge = NULL, *uuid;
+        g_autoptr(GBytes) secret = NULL, attest = NULL, signature = NULL;
+        VrotInstanceStatus st;
+        JsonNode *res;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !vrot_jsonrpc_param_string(req, "challenge", VROT_JSONRPC_REQUIRED, 64, &challenge,
+                                       error) ||
+            !vrot_jsonrpc_param_base64(req, "secret", VROT_JSONRPC_REQUIRED, 1, 64, &secret,
+                                       error) ||
+            !vrot_jsonrpc_param_base64(req, "attest", VROT_JSONRPC_REQUIRED, 1, 2048, &attest,
+                                       error) ||
+            !vrot_jsonrpc_param_base64(req, "signature", VROT_JSONRPC_REQUIRED, 1, 80, &signature,
+                                       error))
+                return NULL;
+        /* Only who may touch the challenge's instance may answer it. */
+        uuid = vrot_identities_challenge_instance(api->identities, challenge);
+        if (uuid && !may_touch(api, caller, uuid, &st, error)) {
+                to_rpc_error(error);
+                return NULL;
+        }
+        if (uuid)
+                vrot_instances_status_clear(&st);
+        res = vrot_identities_complete(api->identities, challenge, secret, attest, signature,
+                                       error);
+        if (!res)
+                to_rpc_error(error);
+        return res;
+}
+
+static JsonNode *m_identity_revoke(gpointer ctx, const VrotCaller *caller,
+                                   const VrotJsonrpcRequest *req, GError **error)
+{
+        static const char *const known[] = { "serial", NULL };
+        VrotApi *api = ctx;
+        const gchar *serial = NULL;
+        JsonNode *res;
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !vrot_jsonrpc_param_string(req, "serial", VROT_JSONRPC_REQUIRED,
+                                       VROT_IDENTITY_SERIAL_MAX, &serial, error))
+                return NULL;
+        res = vrot_identities_revoke(api->identities, serial, error);
+        if (!res) {
+                g_message("refused: identity.revoke %s by uid %u: %s", serial,
+                          (unsigned)caller->uid, (*error)->message);
+                to_rpc_error(error);
+        } else {
+                g_message("identity.revoke %s by uid %u", serial, (unsigned)caller->uid);
+        }
+        return res;
+}
+
+static JsonNode *m_identity_list(gpointer ctx, const VrotCaller *caller,
+                                 const VrotJsonrpcRequest *req, GError **error)
+{
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+
+        if (!vrot_jsonrpc_params_check_known(req, uuid_only, error) ||
+            !param_uuid(req, VROT_JSONRPC_OPTIONAL, uuid, error))
+                return NULL;
+        if (uuid[0] && !target(api, caller, req, uuid_only, uuid, error))
+                return NULL;
+        return vrot_identities_list(api->identities, uuid[0] ? uuid : NULL,
+                                    caller->admin ? -1 : (gint64)caller->uid);
+}
+
+static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                            GError **error)
+{
+        VrotApi *api = ctx;
+        JsonNode *res;
+
+        (void)caller;
+        if (!vrot_jsonrpc_params_check_known(req, no_params, error))
+                return NULL;
+        res = vrot_identities_crl(api->identities, error);
+        if (!res)
+                to_rpc_error(error);
+        return res;
+}
+
 static const VrotMethod methods[] = {
         { .name = "host.info", .fn = m_host_info },
         { .name = "host.evidence", .fn = m_host_evidence, .admin_only = TRUE },
@@ -542,6 +734,12 @@ static const VrotMethod methods[] = {
         { .name = "instance.list", .fn = m_list },
         { .name = "instance.info", .fn = m_info },
         { .name = "instance.ek_cert", .fn = m_ek_cert },
+        { .name = "identity.issue", .async_fn = m_identity_issue },
+        { .name = "identity.challenge", .fn = m_identity_challenge },
+        { .name = "identity.complete", .fn = m_identity_complete },
+        { .name = "identity.revoke", .fn = m_identity_revoke, .admin_only = TRUE },
+        { .name = "identity.list", .fn = m_identity_list },
+        { .name = "host.crl", .fn = m_host_crl },
 };
 
 const VrotMethod *vrot_api_methods(gsize *ret_n)

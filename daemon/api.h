@@ -4,12 +4,14 @@
 /* The methods of vrotd's socket API (vrot-api(7)), as a server table. */
 
 #include "host.h"
+#include "identity.h"
 #include "instances.h"
 #include "server.h"
 
 typedef struct VrotApi {
         VrotHost *host;                 /* transfer none */
         VrotInstances *instances;       /* transfer none */
+        VrotIdentities *identities;     /* transfer none */
         gboolean dev;
 } VrotApi;
 

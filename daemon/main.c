@@ -104,6 +104,7 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         g_autoptr(GError) error = NULL;
         g_autoptr(VrotHost) host = NULL;
         g_autoptr(VrotInstances) instances = NULL;
+        g_autoptr(VrotIdentities) identities = NULL;
         g_autoptr(VrotServer) server = NULL;
         g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
         g_autofree gchar *sock = g_build_filename(cfg->runtime_dir, "vrotd.sock", NULL);
@@ -130,6 +131,8 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
                           "until an operator enrols it (vrotctl host-enrol; vrotd(8) ENROLMENT)");
         api.host = host;
         api.instances = instances;
+        identities = vrot_identities_new(host, instances);
+        api.identities = identities;
         methods = vrot_api_methods(&n);
         if (!(server = vrot_server_new(sock, methods, n, &api, gid, NULL, &error))) {
                 g_critical("%s", error->message);

@@ -74,6 +74,10 @@ typedef enum VrotJsonrpcError {
         /* The host has no host CA certificate yet: nothing can be signed
          * until an operator enrols it (vrotd(8) ENROLMENT). */
         VROT_JSONRPC_ERROR_NOT_ENROLLED = -32007,
+        /* TPM evidence did not prove what it must (an attestation key not
+         * linked to the EK, a key not certified by it, a wrong answer to a
+         * credential); nothing was issued. */
+        VROT_JSONRPC_ERROR_EVIDENCE_REFUSED = -32008,
 } VrotJsonrpcError;
 
 #define VROT_JSONRPC_ERROR vrot_jsonrpc_error_quark()
