@@ -6,10 +6,10 @@ docs/identity.md), against a real `vrotd --dev` with real workers:
   and an identity key certified by it; the daemon checks the credential
   activation and the certification, the host CA signs in the host TPM.
 - R-AUTH-1: two services complete a TLS 1.3 handshake with mutual
-  authentication, each private key used inside its own vTPM through the
-  tpm2-openssl provider on the vTPM's data socket, each verifying the
-  other's chain to the fleet root; after a revocation the handshake with the
-  CRL check fails.
+  authentication, each private key used inside its own vTPM (vrot-tlspeer,
+  tests/tools: TPM2_Sign over the vTPM's data socket for CertificateVerify),
+  each verifying the other's chain to the fleet root; after a revocation the
+  handshake with the CRL check fails, whichever side is revoked.
 - the VM flow, identity.challenge and identity.complete, with the guest
   played by tpm2-tools over the worker's control channel (docs/identity.md
   lists the same commands).
@@ -20,10 +20,7 @@ docs/identity.md), against a real `vrotd --dev` with real workers:
 import base64
 import json
 import os
-import select
-import socket
 import subprocess
-import time
 
 import harness as H
 import vrotd as V
@@ -59,61 +56,42 @@ def issue(d, uuid, name, uri=None):
     return d.call("identity.issue", **params)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def tlspeer_binary():
+    path = os.environ.get("VROT_TLSPEER") or os.path.join(H.TOP, "build", "tests", "tools",
+                                                          "vrot-tlspeer")
+    if not os.access(path, os.X_OK):
+        raise H.Failure(f"vrot-tlspeer not found at {path}: build first or set VROT_TLSPEER")
+    return path
 
 
-def wait_accepting(proc, timeout=30.0):
-    """Reads s_server's output up to its "ACCEPT" line (it listens then);
-    returns what it read.  A probe connection would use up -naccept 1."""
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and b"ACCEPT" not in seen:
-        r, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if r:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            seen += chunk
-    return seen
+def tlspeer_args(f, crl=None):
+    return ["--tcti", f"swtpm:path={f['data']}", "--handle", f["handle"],
+            "--chain", f["fullchain"], "--root", f["root"]] + (["--crl", crl] if crl else [])
 
 
-def tls_handshake(server, client, crl=None):
-    """openssl s_server (server's key in its vTPM) and s_client (client's key
-    in its vTPM), TLS 1.3, each requiring and verifying the other's chain to
-    the fleet root.  Returns (ok, server output, client output)."""
-    port = free_port()
-    # The default provider first: for what both offer (digests) OpenSSL takes
-    # the first, so only the signature with the key runs in the vTPM.  (With
-    # tpm2 first, every TLS hash context is a TPM hash sequence, and libtpms
-    # runs out of object slots when libssl copies one.)
-    common = ["-provider", "default", "-provider", "tpm2", "-propquery", "?tpm2.signature",
-              "-tls1_3",
-              "-CAfile", server["root"], "-verify_return_error"]
-    crl_opts = ["-crl_check", "-CRLfile", crl] if crl else []
-    srv = subprocess.Popen(
-        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1",
-         "-cert", server["cert"], "-cert_chain", server["chain"],
-         "-key", server["key"], "-Verify", "2", *common, *crl_opts],
-        env=tpm2_env(server["data"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+def tls_handshake(h, server, client, crl=None):
+    """vrot-tlspeer as server (its key in its vTPM) and as client (its key in
+    its own vTPM): TLS 1.3, each side requiring and verifying the other's
+    chain to the fleet root (and with @crl, checking the peer against it).
+    Returns (ok, server output, client output)."""
+    srv = subprocess.Popen([tlspeer_binary(), "--listen", "0", *tlspeer_args(server, crl),
+                            "--message", "hello from the server"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    h.procs.append(srv)
     try:
-        early = wait_accepting(srv)
-        cli = subprocess.run(
-            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
-             "-cert", client["cert"], "-cert_chain", client["chain"], "-key", client["key"],
-             "-verify", "2", *common, *crl_opts],
-            env=tpm2_env(client["data"]), input=b"Q\n", capture_output=True, timeout=60)
+        first = srv.stdout.readline().decode(errors="replace")
+        if not first.startswith("listening "):
+            return False, first + srv.communicate(timeout=30)[0].decode(errors="replace"), ""
+        cli = subprocess.run([tlspeer_binary(), "--connect", first.split()[1],
+                              *tlspeer_args(client, crl), "--message", "hello from the client"],
+                             stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
         cli_out = (cli.stdout + cli.stderr).decode(errors="replace")
-        try:
-            srv_out = (early + srv.communicate(timeout=15)[0]).decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv_out = (early + srv.communicate()[0]).decode(errors="replace")
-        ok = (cli.returncode == 0 and "Verify return code: 0 (ok)" in cli_out
-              and "TLSv1.3" in cli_out and "Verification: OK" in cli_out)
+        srv_out = first + srv.communicate(timeout=30)[0].decode(errors="replace")
+        ok = (cli.returncode == 0 and srv.returncode == 0
+              and "received: hello from the server" in cli_out
+              and "received: hello from the client" in srv_out
+              and "TLSv1.3" in cli_out and "TLSv1.3" in srv_out)
         return ok, srv_out, cli_out
     finally:
         if srv.poll() is None:
@@ -128,6 +106,8 @@ def service_files(h, d, uuid, ident):
         "cert": write(h.path(f"{uuid}.crt"), ident["certificate_pem"]),
         "chain": write(h.path(f"{uuid}.chain"), chain[0]),
         "root": write(h.path("root.pem"), chain[-1]),
+        "fullchain": write(h.path(f"{uuid}.full"), ident["certificate_pem"] + chain[0]),
+        "handle": ident["handle"],
         "key": f"handle:{ident['handle']}",
         "data": info["data"],
     }
@@ -185,6 +165,17 @@ def test_service_identity():
         check(verifies(h, fa, msg, sig), "the vTPM's signature does not verify under the cert")
         check(not verifies(h, fb, msg, sig), "a signature verified under another identity")
 
+        # R-AUTH-1: TLS 1.3 with mutual authentication, each key in its vTPM.
+        ok, srv_out, cli_out = tls_handshake(h, fa, fb)
+        check(ok, f"TLS 1.3 between the two services:\n{srv_out}\n{cli_out}")
+        check("URI spiffe://vrot.test/billing" in cli_out
+              and f"URI urn:vrot:identity:{SVC_B}:ledger" in srv_out,
+              f"each side names the other:\n{srv_out}\n{cli_out}")
+        # The signature is the vTPM's: billing's certificate with the key of
+        # ledger's vTPM does not get through the handshake.
+        ok, srv_out, cli_out = tls_handshake(h, dict(fa, data=fb["data"]), fb)
+        check(not ok, f"a certificate with another vTPM's key:\n{srv_out}\n{cli_out}")
+
         # A second identity of one service takes the next handle.
         a2 = issue(d, SVC_A, "billing-admin")
         check(a2["handle"] == "0x81000101" and a2["serial"] != a["serial"], f"second: {a2}")
@@ -207,6 +198,14 @@ def test_service_identity():
         crl_text = openssl("crl", "-in", crl_path, "-noout", "-text").stdout.decode()
         check(f"Serial Number: {a['serial']}" in crl_text, f"the CRL:\n{crl_text}")
         V.expect_error(-32602, d.call, "identity.revoke", serial=a["serial"])
+        # With the CRL, the revoked service is refused by its peer (either
+        # side); the other direction of trust is unaffected without it.
+        ok, srv_out, cli_out = tls_handshake(h, fa, fb, crl_path)
+        check(not ok and "certificate revoked" in srv_out + cli_out,
+              f"a handshake with a revoked identity:\n{srv_out}\n{cli_out}")
+        ok, srv_out, cli_out = tls_handshake(h, fb, fa, crl_path)
+        check(not ok and "certificate revoked" in srv_out + cli_out,
+              f"a revoked client:\n{srv_out}\n{cli_out}")
 
         # Survives a restart: the records are in the MAC'd registry.
         d.stop_clean()
