@@ -23,7 +23,7 @@ typedef struct Challenge {
         gchar *id;
         gchar *uuid, *name, *uri;
         guint days;
-        GBytes *ak_public, *key_public, *nonce;
+        GBytes *ak_public, *key_public;
         VrotSecret *secret;
         gint64 expires;                 /* monotonic µs */
 } Challenge;
@@ -59,7 +59,6 @@ static void challenge_free(Challenge *c)
         g_free(c->uri);
         g_bytes_unref(c->ak_public);
         g_bytes_unref(c->key_public);
-        g_bytes_unref(c->nonce);
         vrot_secret_free(c->secret);
         g_free(c);
 }
@@ -307,7 +306,15 @@ static gboolean make_credential(X509 *ek_cert, GBytes *ak_name, const VrotSecret
                                                 ret_encrypted, error);
 }
 
-/* Both proofs: the key certified by the AK over the nonce, the AK in the EK's TPM. */
+/*
+ * Both proofs: the key certified by the AK (over @nonce, if not NULL), the
+ * AK in the EK's TPM.  The guest's certification (identity.complete) is not
+ * bound to a nonce: Debian 12's tpm2_certify cannot set its qualifying data,
+ * and it need not be fresh.  The AK is fixedTPM and restricted, so whatever
+ * it certified is in its TPM whenever that was (identity keys are fixedTPM
+ * too); that the AK is in the EK's TPM now is what the one-time credential
+ * proves.  docs/identity.md.
+ */
 static gboolean check_proofs(const VrotTpmevidenceKey *key, GBytes *nonce,
                              const VrotSecret *secret, GBytes *answer, EVP_PKEY **ret_key,
                              GError **error)
@@ -433,7 +440,7 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
 {
         g_autoptr(X509) ek_cert = NULL;
         g_autoptr(GBytes) name = NULL, id_object = NULL, encrypted = NULL;
-        g_autofree gchar *id_b64 = NULL, *enc_b64 = NULL, *nonce_b64 = NULL;
+        g_autofree gchar *id_b64 = NULL, *enc_b64 = NULL;
         g_autoptr(GError) local = NULL;
         Challenge *c;
         JsonObject *o;
@@ -462,7 +469,7 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
         *c = (Challenge){ .id = g_strdup(id), .uuid = g_strdup(req->uuid),
                           .name = g_strdup(req->name), .uri = g_strdup(req->uri),
                           .days = req->days, .ak_public = g_bytes_ref(ak_public),
-                          .key_public = g_bytes_ref(key_public), .nonce = random_bytes(NONCE_LEN),
+                          .key_public = g_bytes_ref(key_public),
                           .secret = vrot_secret_new(SECRET_LEN, NULL),
                           .expires = g_get_monotonic_time() +
                                      VROT_IDENTITY_CHALLENGE_SECONDS * G_USEC_PER_SEC };
@@ -475,11 +482,9 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
         g_hash_table_insert(self->challenges, c->id, c);
         id_b64 = b64(id_object);
         enc_b64 = b64(encrypted);
-        nonce_b64 = b64(c->nonce);
         res = json_node_init_object(json_node_alloc(), json_object_new());
         o = json_node_get_object(res);
         json_object_set_string_member(o, "challenge", c->id);
-        json_object_set_string_member(o, "nonce", nonce_b64);
         json_object_set_string_member(o, "id_object", id_b64);
         json_object_set_string_member(o, "encrypted_secret", enc_b64);
         json_object_set_int_member(o, "expires_in", VROT_IDENTITY_CHALLENGE_SECONDS);
@@ -523,7 +528,7 @@ JsonNode *vrot_identities_complete(VrotIdentities *self, const gchar *challenge_
                                    .attest = attest, .signature = signature };
         req = (VrotIdentityRequest){ .uuid = c->uuid, .name = c->name, .uri = c->uri };
         if ((ek_cert = instance_ek_cert(self, &req, VROT_INSTANCE_VM, NULL, error)) &&
-            check_proofs(&ev, c->nonce, c->secret, secret, &key, error))
+            check_proofs(&ev, NULL, c->secret, secret, &key, error))
                 res = issue(self, c->uuid, c->name, c->uri, c->days, key, ek_cert, 0, error);
         if (res)
                 g_message("identity %s issued to instance %s: name %s, key in the guest "

@@ -79,8 +79,8 @@ void vrot_identities_issue_async(VrotIdentities *self, const VrotIdentityRequest
  * identity.challenge, the first of a guest's two calls (VM instances):
  * @ak_public and @key_public are the TPM2B_PUBLICs of the AK and the
  * identity key the guest made under its EK.  The answer: a one-time
- * challenge ID, a fresh nonce for TPM2_Certify, and a credential for
- * Name(AK) under the EK of the instance's RSA EK certificate.  Valid for
+ * challenge ID and a credential for Name(AK) under the EK of the
+ * instance's RSA EK certificate.  Valid for
  * VROT_IDENTITY_CHALLENGE_SECONDS, used up by the next _complete().
  * Returns (transfer full) the result, or NULL with @error.
  */
@@ -92,8 +92,8 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
 /**
  * vrot_identities_complete:
  * identity.complete: the guest's answer to the credential (@secret) and
- * TPM2_Certify(identity key) by the AK over the challenge's nonce
- * (@attest, @signature).  When both prove what they must, the identity is
+ * TPM2_Certify(identity key) by the AK (@attest, @signature; any
+ * qualifying data, docs/identity.md).  When both prove what they must, the identity is
  * issued (the result is identity.issue's, with "handle" null).  The
  * challenge is used up either way.
  */

@@ -447,8 +447,9 @@ static gboolean check_signature(const TPMT_PUBLIC *ak, GBytes *attest, GBytes *s
         return TRUE;
 }
 
-/* Step 5: a TPM-made certification, over the nonce, of @key, an ECC P-256
- * unrestricted signing key made in a TPM (the CA key, an identity key). */
+/* Step 5: a TPM-made certification, over @nonce (any qualifying data if
+ * @nonce is NULL), of @key, an ECC P-256 unrestricted signing key made in a
+ * TPM (the CA key, an identity key). */
 static gboolean check_attest(const TPMS_ATTEST *a, const TPM2B_PUBLIC *key, const char *what,
                              GBytes *nonce, const char *step, GError **error)
 {
@@ -460,9 +461,9 @@ static gboolean check_attest(const TPMS_ATTEST *a, const TPM2B_PUBLIC *key, cons
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST,
                             "%snot a TPM-generated certification (magic 0x%08x, type 0x%04x)",
                             step, a->magic, a->type);
-        if (a->extraData.size != g_bytes_get_size(nonce) ||
-            CRYPTO_memcmp(a->extraData.buffer, g_bytes_get_data(nonce, NULL),
-                          a->extraData.size) != 0)
+        if (nonce && (a->extraData.size != g_bytes_get_size(nonce) ||
+                      CRYPTO_memcmp(a->extraData.buffer, g_bytes_get_data(nonce, NULL),
+                                    a->extraData.size) != 0))
                 return fail(error, VROT_TPMEVIDENCE_ERROR_NONCE,
                             "%sthe attestation is not for this nonce (stale or replayed "
                             "evidence)", step);
@@ -553,7 +554,7 @@ gboolean vrot_tpmevidence_verify_key(const VrotTpmevidenceKey *ev, GBytes *nonce
 
         g_return_val_if_fail(ev && ev->ak_public && ev->key_public && ev->attest &&
                              ev->signature && ret_key, FALSE);
-        if (nonce_len == 0 || nonce_len > VROT_TPMEVIDENCE_MAX_NONCE)
+        if (nonce && (nonce_len == 0 || nonce_len > VROT_TPMEVIDENCE_MAX_NONCE))
                 return fail(error, VROT_TPMEVIDENCE_ERROR_NONCE,
                             "a nonce of %" G_GSIZE_FORMAT " bytes (1 to %d)", nonce_len,
                             VROT_TPMEVIDENCE_MAX_NONCE);

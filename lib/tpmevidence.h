@@ -187,7 +187,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotTpmevidenceKey, vrot_tpmevidence_key_free)
 /**
  * vrot_tpmevidence_verify_key:
  * @ev: (transfer none): untrusted
- * @nonce: (transfer none): the nonce the verifier sent (1 to 64 bytes)
+ * @nonce: (transfer none) (nullable): the nonce the verifier sent (1 to 64
+ *   bytes); NULL accepts any qualifying data, for a caller whose freshness
+ *   comes from elsewhere (identity.complete: a one-time credential)
  * @ret_key: (out) (transfer full): the certified key, written only on success
  *
  * Steps 3 to 5 of docs/host-evidence.md for any key: every structure

@@ -472,6 +472,16 @@ static void test_tpmevidence_verify_key(void)
                 CU_ASSERT_TRUE(g_error_matches(err, VROT_TPMEVIDENCE_ERROR,
                                                VROT_TPMEVIDENCE_ERROR_NONCE));
                 g_clear_error(&err);
+                /* No nonce (identity.complete): any qualifying data; the rest still checked. */
+                g_clear_pointer(&key, EVP_PKEY_free);
+                CU_ASSERT_TRUE(vrot_tpmevidence_verify_key(k, NULL, &key, &err));
+                CU_ASSERT_EQUAL(EVP_PKEY_eq(key, ca), 1);
+                g_bytes_unref(k->signature);
+                k->signature = flipped(ev->signature, 0);
+                CU_ASSERT_FALSE(vrot_tpmevidence_verify_key(k, NULL, &key, &err));
+                CU_ASSERT_TRUE(g_error_matches(err, VROT_TPMEVIDENCE_ERROR,
+                                               VROT_TPMEVIDENCE_ERROR_SIGNATURE));
+                g_clear_error(&err);
         }
         for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
                 g_autoptr(VrotTpmevidenceKey) k = key_evidence(ev);
