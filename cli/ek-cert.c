@@ -11,18 +11,6 @@
 #include "vrotctl.h"
 #include "x509.h"
 
-static gboolean output(const char *out, const guint8 *data, gsize len, GError **error)
-{
-        if (out)
-                return g_file_set_contents_full(out, (const gchar *)data, (gssize)len,
-                                                G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
-        if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
-                g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "writing to stdout failed");
-                return FALSE;
-        }
-        return TRUE;
-}
-
 static gboolean run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
 {
         g_autofree gchar *type = NULL, *out = NULL;
@@ -58,10 +46,10 @@ static gboolean run(const VrotctlContext *ctx, int argc, char **argv, GError **e
                 return FALSE;
         }
         if (!der)
-                return output(out, (const guint8 *)pem, strlen(pem), error);
+                return vrotctl_output(out, (const guint8 *)pem, strlen(pem), error);
         if (!(bytes = vrot_x509_to_der(x, error)))
                 return FALSE;
-        return output(out, g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes), error);
+        return vrotctl_output(out, g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes), error);
 }
 
 const VrotctlCommand vrotctl_cmd_ek_cert = {

@@ -43,18 +43,38 @@ gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, in
         return TRUE;
 }
 
-gboolean vrotctl_parse_uuid_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
-                                 char ***argv, const char **ret_uuid, GError **error)
+gboolean vrotctl_parse_operand(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                               char ***argv, const char *what, gboolean optional,
+                               const char **ret, GError **error)
 {
         if (!parse_options(cmd, entries, argc, argv, error))
                 return FALSE;
-        if (*argc != 2) {
-                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s (usage: vrotctl %s %s)", cmd->name,
-                            *argc < 2 ? "the instance's UUID is missing" : "one UUID only",
+        if (*argc > 2 || (*argc < 2 && !optional)) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s %s (usage: vrotctl %s %s)",
+                            cmd->name, what, *argc < 2 ? "is missing" : "is one argument only",
                             cmd->name, cmd->args);
                 return FALSE;
         }
-        *ret_uuid = (*argv)[1];
+        *ret = *argc == 2 ? (*argv)[1] : NULL;
+        return TRUE;
+}
+
+gboolean vrotctl_parse_uuid_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                                 char ***argv, const char **ret_uuid, GError **error)
+{
+        return vrotctl_parse_operand(cmd, entries, argc, argv, "the instance's UUID", FALSE,
+                                     ret_uuid, error);
+}
+
+gboolean vrotctl_output(const char *path, const guint8 *data, gsize len, GError **error)
+{
+        if (path)
+                return g_file_set_contents_full(path, (const gchar *)data, (gssize)len,
+                                                G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
+        if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "writing to stdout failed");
+                return FALSE;
+        }
         return TRUE;
 }
 

@@ -23,22 +23,37 @@ static const VrotctlCommand *const commands[] = {
         &vrotctl_cmd_host_info,
         &vrotctl_cmd_host_evidence,
         &vrotctl_cmd_host_enrol,
+        &vrotctl_cmd_identity_issue,
+        &vrotctl_cmd_identity_revoke,
+        &vrotctl_cmd_identity_list,
+        &vrotctl_cmd_crl,
 };
 
 static void usage(FILE *out)
 {
         fprintf(out, "usage: vrotctl [--socket PATH] [--json] COMMAND [ARGS]\n\ncommands:\n");
         for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-                fprintf(out, "  %-14s %s\n      %s\n", commands[i]->name, commands[i]->args,
+                fprintf(out, "  %-16s %s\n      %s\n", commands[i]->name, commands[i]->args,
                         commands[i]->summary);
         fprintf(out, "\n--socket defaults to %s; see vrotctl(1).\n", VROTCTL_DEFAULT_SOCKET);
 }
 
-static const VrotctlCommand *find_command(const char *name)
+/* The command @argv names, in one word or two; *@words: how many it took. */
+static const VrotctlCommand *find_command(int argc, char **argv, int *words)
 {
-        for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-                if (g_str_equal(commands[i]->name, name))
+        for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
+                const char *name = commands[i]->name, *space = strchr(name, ' ');
+
+                if (!space && g_str_equal(name, argv[0])) {
+                        *words = 1;
                         return commands[i];
+                }
+                if (space && argc >= 2 && strncmp(name, argv[0], (size_t)(space - name)) == 0 &&
+                    argv[0][space - name] == '\0' && g_str_equal(space + 1, argv[1])) {
+                        *words = 2;
+                        return commands[i];
+                }
+        }
         return NULL;
 }
 
@@ -81,6 +96,7 @@ int main(int argc, char **argv)
         g_autoptr(GError) error = NULL;
         gchar *socket = NULL;
         gboolean help = FALSE, ok;
+        int words = 0;
 
         if (!parse_global(&argc, &argv, &ctx, &help, &error)) {
                 print_error(error);
@@ -94,13 +110,13 @@ int main(int argc, char **argv)
                 g_free(socket);
                 return help ? 0 : 2;
         }
-        if (!(cmd = find_command(argv[1]))) {
-                fprintf(stderr, "vrotctl: unknown command '%s' (vrotctl --help lists them)\n",
-                        argv[1]);
+        if (!(cmd = find_command(argc - 1, argv + 1, &words))) {
+                fprintf(stderr, "vrotctl: unknown command '%s%s%s' (vrotctl --help lists them)\n",
+                        argv[1], argc > 2 ? " " : "", argc > 2 ? argv[2] : "");
                 g_free(socket);
                 return 2;
         }
-        ok = cmd->run(&ctx, argc - 1, argv + 1, &error);
+        ok = cmd->run(&ctx, argc - words, argv + words, &error);
         g_free(socket);
         if (ok)
                 return 0;

@@ -30,7 +30,7 @@ typedef struct VrotctlContext {
 GQuark vrotctl_usage_error_quark(void);
 
 typedef struct VrotctlCommand {
-        const char *name;
+        const char *name;               /* one word, or two ("identity issue") */
         const char *args;               /* the arguments, for usage lines */
         const char *summary;
         /* @argv[0] is the subcommand's name. */
@@ -48,6 +48,10 @@ extern const VrotctlCommand vrotctl_cmd_list;
 extern const VrotctlCommand vrotctl_cmd_info;
 extern const VrotctlCommand vrotctl_cmd_ek_cert;
 extern const VrotctlCommand vrotctl_cmd_libvirt_xml;
+extern const VrotctlCommand vrotctl_cmd_identity_issue;
+extern const VrotctlCommand vrotctl_cmd_identity_revoke;
+extern const VrotctlCommand vrotctl_cmd_identity_list;
+extern const VrotctlCommand vrotctl_cmd_crl;
 
 /* ---- output.c: shared helpers ---- */
 
@@ -58,6 +62,16 @@ extern const VrotctlCommand vrotctl_cmd_libvirt_xml;
  */
 gboolean vrotctl_parse_args(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
                             char ***argv, GError **error);
+
+/**
+ * vrotctl_parse_operand:
+ * As vrotctl_parse_args(), for a subcommand that takes one operand after
+ * its options (or none, if @optional): *@ret (transfer none) points into
+ * @argv, or is NULL.  @what names the operand in a usage error.
+ */
+gboolean vrotctl_parse_operand(const VrotctlCommand *cmd, GOptionEntry *entries, int *argc,
+                               char ***argv, const char *what, gboolean optional,
+                               const char **ret, GError **error);
 
 /**
  * vrotctl_parse_uuid_args:
@@ -89,6 +103,12 @@ VrotRpcclient *vrotctl_connect(const VrotctlContext *ctx, GError **error);
 /** vrotctl_call: one call; an error says which method vrotd refused. */
 gboolean vrotctl_call(VrotRpcclient *c, const char *method, JsonObject *params,
                       JsonNode **ret_result, GError **error);
+
+/**
+ * vrotctl_output: @data into file @path (durably, mode 0644: what vrotctl
+ * writes is public, certificates and CRLs), or on stdout if @path is NULL.
+ */
+gboolean vrotctl_output(const char *path, const guint8 *data, gsize len, GError **error);
 
 /** vrotctl_print_json: @node, pretty-printed, on stdout. */
 void vrotctl_print_json(JsonNode *node);
