@@ -11,8 +11,9 @@ docs/identity.md), against a real `vrotd --dev` with real workers:
   each verifying the other's chain to the fleet root; after a revocation the
   handshake with the CRL check fails, whichever side is revoked.
 - the VM flow, identity.challenge and identity.complete, with the guest
-  played by tpm2-tools over the worker's control channel (docs/identity.md
-  lists the same commands).
+  played by tpm2-tools on the worker's data channel (guesttpm.py; the
+  commands are those of docs/identity.md); refused: a replayed or wrong
+  answer, a key the AK did not certify, an AK outside the EK's TPM.
 - refusals: wrong answer to the credential, a key not certified by the AK,
   a certification over another nonce, a replayed challenge, a VM for
   identity.issue, an unknown instance; nothing issued, events logged."""
@@ -24,6 +25,7 @@ import subprocess
 
 import harness as H
 import vrotd as V
+from guesttpm import GuestTpm
 from harness import check
 from vrotd import vrotctl
 
@@ -207,6 +209,30 @@ def test_service_identity():
         check(not ok and "certificate revoked" in srv_out + cli_out,
               f"a revoked client:\n{srv_out}\n{cli_out}")
 
+        # The same through vrotctl (vrotctl(1) "SERVICE IDENTITIES").
+        sock = d.socket
+        chain_file = h.path("cli-chain.pem")
+        rc, out, err = vrotctl(sock, "identity", "issue", SVC_B, "--name", "ledger-cli",
+                               "--uri", "spiffe://vrot.test/ledger", "--out", chain_file)
+        check(rc == 0 and "key handle:          0x81000101" in out, f"identity issue: {rc} {out} {err}")
+        serial = next(l.split()[1] for l in out.splitlines() if l.startswith("serial:"))
+        r = openssl("verify", "-CAfile", fb["root"], "-untrusted", chain_file, chain_file)
+        check(r.returncode == 0, f"the chain vrotctl wrote: {r.stdout!r} {r.stderr!r}")
+        rc, out, err = vrotctl(sock, "identity", "list", SVC_B)
+        check(rc == 0 and serial in out and b["serial"] in out and a["serial"] not in out,
+              f"identity list: {rc} {out} {err}")
+        rc, out, err = vrotctl(sock, "identity", "revoke", serial)
+        check(rc == 0 and serial in out, f"identity revoke: {rc} {out} {err}")
+        rc, out, err = vrotctl(sock, "crl")
+        crl_text = openssl("crl", "-noout", "-text", input=out.encode()).stdout.decode()
+        check(rc == 0 and f"Serial Number: {serial}" in crl_text, f"vrotctl crl: {rc} {out} {err}")
+        for args, want in ((["identity", "revoke"], 2), (["identity", "issue", SVC_B], 2),
+                           (["identity"], 2), (["identity", "revoke", serial], 1),
+                           (["identity", "revoke", "0BADC0DE"], 1)):
+            rc, out, err = vrotctl(sock, *args)
+            check(rc == want and len(err.strip().splitlines()) == 1 and not out,
+                  f"vrotctl {args}: {rc} {out!r} {err!r}")
+
         # Survives a restart: the records are in the MAC'd registry.
         d.stop_clean()
         d.start()
@@ -216,6 +242,124 @@ def test_service_identity():
         check(f"Serial Number: {a['serial']}" in openssl(
             "crl", "-noout", "-text", input=d.call("host.crl")["pem"].encode()).stdout.decode(),
             "the CRL after a restart")
+        d.stop_clean()
+
+
+# The guest's side of identity.challenge/complete, as docs/identity.md gives
+# it: tpm2-tools against the guest's TPM, the EK at its TCG default handle.
+EK = "0x81010001"
+GUEST_AK = "0x81010002"
+GUEST_KEY = "0x81000100"
+AK_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+KEY_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign"
+
+
+def under_ek(g, *argv, ok=True):
+    """One tpm2-tools command that uses the EK, through the EK's policy
+    (PolicySecret(TPM_RH_ENDORSEMENT), TCG EK Credential Profile)."""
+    g.tools("tpm2_startauthsession", "--policy-session", "-S", "ek-session.ctx")
+    g.tools("tpm2_policysecret", "-S", "ek-session.ctx", "-c", "e")
+    try:
+        return g.tools(*argv, "-P", "session:ek-session.ctx", ok=ok)
+    finally:
+        g.tools("tpm2_flushcontext", "ek-session.ctx")
+
+
+def guest_key(g, prefix, attrs, alg, handle=None):
+    """A key under the EK: prefix.pub (TPM2B_PUBLIC) and, with @handle, persistent there."""
+    under_ek(g, "tpm2_create", "-C", EK, "-G", alg, "-a", attrs, "-u", f"{prefix}.pub",
+             "-r", f"{prefix}.priv")
+    if handle:
+        under_ek(g, "tpm2_load", "-C", EK, "-u", f"{prefix}.pub", "-r", f"{prefix}.priv",
+                 "-c", f"{prefix}.ctx")
+        g.tools("tpm2_evictcontrol", "-C", "o", "-c", f"{prefix}.ctx", handle)
+        g.tools("tpm2_flushcontext", "-t")
+    return b64(g.read(f"{prefix}.pub"))
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def guest_answer(g, challenge, key=GUEST_KEY, ok=True):
+    """The guest's half of identity.complete: the credential activated with
+    the AK, and TPM2_Certify of @key by the AK.  Returns the params."""
+    with open(g.h.path("credential"), "wb") as f:   # tpm2-tools' credential file
+        f.write(bytes.fromhex("badcc0de00000001") + base64.b64decode(challenge["id_object"])
+                + base64.b64decode(challenge["encrypted_secret"]))
+    g.tools("tpm2_certify", "-c", key, "-C", GUEST_AK, "-g", "sha256", "-o", "attest",
+            "-s", "attest.sig", "-f", "plain")
+    r = under_ek(g, "tpm2_activatecredential", "-c", GUEST_AK, "-C", EK, "-i", "credential",
+                 "-o", "secret", ok=ok)
+    secret = g.read("secret") if r.returncode == 0 else bytes(32)
+    return {"challenge": challenge["challenge"], "secret": b64(secret),
+            "attest": b64(g.read("attest")), "signature": b64(g.read("attest.sig"))}
+
+
+def test_vm_identity():
+    vm, other = "5a1e0000-0000-4000-8000-0000000000c1", "5a1e0000-0000-4000-8000-0000000000c2"
+    with V.Harness("identity-vm") as h:
+        d = V.Vrotd(h).start()
+        for uuid, name in ((vm, "web"), (other, "db")):
+            d.call("instance.create", uuid=uuid, kind="vm", name=name)
+        info = d.call("instance.start", uuid=vm)
+        d.call("instance.start", uuid=other)
+        with GuestTpm(h, info["ctrl"]) as g:
+            g.tools("tpm2_startup", "-c")
+            ak = guest_key(g, "ak", AK_ATTRS, "ecc256:ecdsa-sha256:null", GUEST_AK)
+            key = guest_key(g, "key", KEY_ATTRS, "ecc256:null", GUEST_KEY)
+
+            ch = d.call("identity.challenge", uuid=vm, name="web-frontend", ak_public=ak,
+                        key_public=key, uri="spiffe://vrot.test/web")
+            check(set(ch) == {"challenge", "id_object", "encrypted_secret", "expires_in"},
+                  f"identity.challenge: {ch}")
+            answer = guest_answer(g, ch)
+            ident = d.call("identity.complete", **answer)
+            check(ident["instance"] == vm and ident["handle"] is None
+                  and ident["uri"] == "spiffe://vrot.test/web", f"identity.complete: {ident}")
+
+            # The certificate is for the guest's key, and chains to the fleet root.
+            cert = write(h.path("vm.crt"), ident["certificate_pem"])
+            untrusted = write(h.path("vm.chain"), ident["chain_pem"][0])
+            root = write(h.path("root.pem"), ident["chain_pem"][-1])
+            r = openssl("verify", "-x509_strict", "-CAfile", root, "-untrusted", untrusted, cert)
+            check(r.returncode == 0, f"openssl verify: {r.stdout!r} {r.stderr!r}")
+            g.tools("tpm2_readpublic", "-c", GUEST_KEY, "-f", "pem", "-o", "guest-key.pem")
+            cert_key = openssl("x509", "-in", cert, "-noout", "-pubkey").stdout
+            guest_pem = openssl("pkey", "-pubin", "-in", h.path("guest-key.pem")).stdout
+            check(cert_key and cert_key == guest_pem, "the certificate is not for the guest's key")
+            # ... which signs in the guest's TPM, verifiably under the certificate.
+            msg = write(h.path("msg"), "signed in the guest's vTPM")
+            g.tools("tpm2_sign", "-c", GUEST_KEY, "-g", "sha256", "-s", "ecdsa", "-f", "plain",
+                    "-o", "msg.sig", "msg")
+            r = openssl("dgst", "-sha256", "-verify", h.path("guest-key.pem"), "-signature",
+                        h.path("msg.sig"), msg)
+            check(r.returncode == 0, f"the guest's signature: {r.stdout!r} {r.stderr!r}")
+
+            issued = d.call("identity.list")
+            # A replayed answer: the challenge is used up.
+            V.expect_error(-32001, d.call, "identity.complete", **answer)
+            # A wrong answer to the credential; the challenge is used up anyway.
+            ch = d.call("identity.challenge", uuid=vm, name="x", ak_public=ak, key_public=key)
+            bad = guest_answer(g, ch)
+            right, bad["secret"] = bad["secret"], b64(bytes(32))
+            V.expect_error(-32008, d.call, "identity.complete", **bad)
+            V.expect_error(-32001, d.call, "identity.complete", **dict(bad, secret=right))
+            # An identity key the AK did not certify (it certified another).
+            other_key = guest_key(g, "key2", KEY_ATTRS, "ecc256:null")
+            ch = d.call("identity.challenge", uuid=vm, name="x", ak_public=ak,
+                        key_public=other_key)
+            V.expect_error(-32008, d.call, "identity.complete", **guest_answer(g, ch))
+            # An AK not in the TPM of the instance's EK: this guest's AK
+            # offered for the other VM cannot activate that VM's credential.
+            ch = d.call("identity.challenge", uuid=other, name="x", ak_public=ak, key_public=key)
+            answer = guest_answer(g, ch, ok=False)
+            check(base64.b64decode(answer["secret"]) == bytes(32),
+                  "a credential for another VM's EK was activated here")
+            V.expect_error(-32008, d.call, "identity.complete", **answer)
+            check(d.call("identity.list") == issued, "a refused answer issued an identity")
+        log = d.log_text()
+        check(log.count("refused: identity.complete") >= 4, f"refusals not logged:\n{log}")
         d.stop_clean()
 
 
@@ -255,4 +399,4 @@ def test_identity_refusals():
 
 
 if __name__ == "__main__":
-    H.main([test_service_identity, test_identity_refusals])
+    H.main([test_service_identity, test_vm_identity, test_identity_refusals])

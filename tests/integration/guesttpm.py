@@ -1,0 +1,125 @@
+"""A VM's vTPM as its guest sees it, for tpm2-tools run by a test.
+
+    with GuestTpm(h, info["ctrl"]) as g:
+        g.tools("tpm2_startup", "-c")
+        out = g.tools("tpm2_readpublic", "-c", "0x81010001").stdout
+
+A VM instance's worker has no data socket of its own: QEMU opens its
+control socket, sends CMD_INIT and hands over the data channel with
+CMD_SET_DATAFD, once.  GuestTpm does the same, then serves tpm2-tools (TCTI
+swtpm:path=SOCK) on a socket of its own in the test's directory, relaying
+each TPM command to the data channel and its response back, one tool at a
+time, as the guest's TPM driver would.  The swtpm TCTI also opens SOCK.ctrl
+to set the locality; those requests go to the worker's control socket.
+Only SET_LOCALITY is relayed: a guest cannot send anything else there.
+"""
+
+import os
+import socket
+import struct
+import subprocess
+import threading
+
+import ptm
+from harness import check
+
+TPM_HEADER = 10
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def recv_tpm(sock):
+    """One TPM 2.0 command or response (header size field), or None at EOF."""
+    header = recv_exact(sock, TPM_HEADER)
+    if header is None:
+        return None
+    size = struct.unpack(">I", header[2:6])[0]
+    body = recv_exact(sock, size - TPM_HEADER) if size > TPM_HEADER else b""
+    return None if body is None else header + body
+
+
+class GuestTpm:
+    def __init__(self, h, ctrl_path):
+        self.h = h
+        self.ctrl = ptm.Ctrl(ctrl_path)
+        check(self.ctrl.init().result == ptm.TPM_SUCCESS, "CMD_INIT of the VM's vTPM")
+        self.data, theirs = socket.socketpair()
+        try:
+            r = self.ctrl.set_datafd(theirs)
+            check(r.result == ptm.TPM_SUCCESS, f"CMD_SET_DATAFD: {r}")
+        finally:
+            theirs.close()
+        self.path = h.path("guest-tpm.sock")
+        self.listeners = []
+        for path, serve in ((self.path, self.serve_data), (self.path + ".ctrl", self.serve_ctrl)):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(path)
+            s.listen(1)
+            self.listeners.append(s)
+            threading.Thread(target=self.accept_loop, args=(s, serve), daemon=True).start()
+        self.env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:path={self.path}",
+                        TSS2_LOG="all+none")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        for s in self.listeners:
+            s.close()
+        self.data.close()
+        self.ctrl.close()
+
+    @staticmethod
+    def accept_loop(listener, serve):
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    serve(conn)
+                except OSError:
+                    pass
+
+    def serve_data(self, conn):
+        while (command := recv_tpm(conn)) is not None:
+            self.data.sendall(command)
+            response = recv_tpm(self.data)
+            if response is None:
+                return
+            conn.sendall(response)
+
+    def serve_ctrl(self, conn):
+        cmd = recv_exact(conn, 4)
+        if cmd is not None and struct.unpack(">I", cmd)[0] == ptm.CMD_SET_LOCALITY:
+            loc = recv_exact(conn, 1)
+            if loc is not None:
+                conn.sendall(self.ctrl.set_locality(loc[0]).raw)
+                return
+        conn.sendall(struct.pack(">I", ptm.TPM_BAD_ORDINAL))
+
+    def tools(self, *argv, ok=True, timeout=60):
+        """Runs one tpm2-tools command in the test's directory against the
+        guest's TPM; with @ok, a failure fails the test."""
+        r = subprocess.run(list(argv), env=self.env, cwd=self.h.dir, capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=timeout)
+        if ok:
+            check(r.returncode == 0, f"{' '.join(argv)}: {r.stderr.decode(errors='replace')}")
+        return r
+
+    def read(self, name):
+        with open(self.h.path(name), "rb") as f:
+            return f.read()
