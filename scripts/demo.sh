@@ -1,7 +1,8 @@
 #!/bin/sh
-# The main job, for now: build vrot, start one vrot-vtpm worker with a fresh
-# random state key, boot a QEMU guest against it and print what the guest
-# sees of its TPM 2.0 (its PCRs and random bytes).
+# The main job: build vrot, then scripts/demo.py: vrotd --dev in a temporary
+# directory, a VM vTPM a QEMU guest boots against (PCRs, EK certificate chain
+# verified), two service identities used for mutual TLS 1.3 with keys inside
+# their vTPMs, a revocation that makes the handshake fail, a summary, clean-up.
 set -eu
 cd "$(dirname "$0")/.."
 

@@ -25,6 +25,7 @@ import subprocess
 
 import harness as H
 import vrotd as V
+import tlspeer
 from guesttpm import GuestTpm
 from harness import check
 from vrotd import vrotctl
@@ -56,49 +57,6 @@ def issue(d, uuid, name, uri=None):
     if uri:
         params["uri"] = uri
     return d.call("identity.issue", **params)
-
-
-def tlspeer_binary():
-    path = os.environ.get("VROT_TLSPEER") or os.path.join(H.TOP, "build", "tests", "tools",
-                                                          "vrot-tlspeer")
-    if not os.access(path, os.X_OK):
-        raise H.Failure(f"vrot-tlspeer not found at {path}: build first or set VROT_TLSPEER")
-    return path
-
-
-def tlspeer_args(f, crl=None):
-    return ["--tcti", f"swtpm:path={f['data']}", "--handle", f["handle"],
-            "--chain", f["fullchain"], "--root", f["root"]] + (["--crl", crl] if crl else [])
-
-
-def tls_handshake(h, server, client, crl=None):
-    """vrot-tlspeer as server (its key in its vTPM) and as client (its key in
-    its own vTPM): TLS 1.3, each side requiring and verifying the other's
-    chain to the fleet root (and with @crl, checking the peer against it).
-    Returns (ok, server output, client output)."""
-    srv = subprocess.Popen([tlspeer_binary(), "--listen", "0", *tlspeer_args(server, crl),
-                            "--message", "hello from the server"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT)
-    h.procs.append(srv)
-    try:
-        first = srv.stdout.readline().decode(errors="replace")
-        if not first.startswith("listening "):
-            return False, first + srv.communicate(timeout=30)[0].decode(errors="replace"), ""
-        cli = subprocess.run([tlspeer_binary(), "--connect", first.split()[1],
-                              *tlspeer_args(client, crl), "--message", "hello from the client"],
-                             stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-        cli_out = (cli.stdout + cli.stderr).decode(errors="replace")
-        srv_out = first + srv.communicate(timeout=30)[0].decode(errors="replace")
-        ok = (cli.returncode == 0 and srv.returncode == 0
-              and "received: hello from the server" in cli_out
-              and "received: hello from the client" in srv_out
-              and "TLSv1.3" in cli_out and "TLSv1.3" in srv_out)
-        return ok, srv_out, cli_out
-    finally:
-        if srv.poll() is None:
-            srv.kill()
-            srv.wait()
 
 
 def service_files(h, d, uuid, ident):
@@ -168,14 +126,14 @@ def test_service_identity():
         check(not verifies(h, fb, msg, sig), "a signature verified under another identity")
 
         # R-AUTH-1: TLS 1.3 with mutual authentication, each key in its vTPM.
-        ok, srv_out, cli_out = tls_handshake(h, fa, fb)
+        ok, srv_out, cli_out = tlspeer.handshake(h, fa, fb)
         check(ok, f"TLS 1.3 between the two services:\n{srv_out}\n{cli_out}")
         check("URI spiffe://vrot.test/billing" in cli_out
               and f"URI urn:vrot:identity:{SVC_B}:ledger" in srv_out,
               f"each side names the other:\n{srv_out}\n{cli_out}")
         # The signature is the vTPM's: billing's certificate with the key of
         # ledger's vTPM does not get through the handshake.
-        ok, srv_out, cli_out = tls_handshake(h, dict(fa, data=fb["data"]), fb)
+        ok, srv_out, cli_out = tlspeer.handshake(h, dict(fa, data=fb["data"]), fb)
         check(not ok, f"a certificate with another vTPM's key:\n{srv_out}\n{cli_out}")
 
         # A second identity of one service takes the next handle.
@@ -202,10 +160,10 @@ def test_service_identity():
         V.expect_error(-32602, d.call, "identity.revoke", serial=a["serial"])
         # With the CRL, the revoked service is refused by its peer (either
         # side); the other direction of trust is unaffected without it.
-        ok, srv_out, cli_out = tls_handshake(h, fa, fb, crl_path)
+        ok, srv_out, cli_out = tlspeer.handshake(h, fa, fb, crl_path)
         check(not ok and "certificate revoked" in srv_out + cli_out,
               f"a handshake with a revoked identity:\n{srv_out}\n{cli_out}")
-        ok, srv_out, cli_out = tls_handshake(h, fb, fa, crl_path)
+        ok, srv_out, cli_out = tlspeer.handshake(h, fb, fa, crl_path)
         check(not ok and "certificate revoked" in srv_out + cli_out,
               f"a revoked client:\n{srv_out}\n{cli_out}")
 
