@@ -715,6 +715,12 @@ static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJs
         (void)caller;
         if (!vrot_jsonrpc_params_check_known(req, no_params, error))
                 return NULL;
+        if (!vrot_host_enrolled(api->host)) {
+                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
+                                    "this host is not enrolled: it has no host CA to sign a "
+                                    "CRL (vrotd(8), ENROLMENT)");
+                return NULL;
+        }
         res = vrot_identities_crl(api->identities, error);
         if (!res)
                 to_rpc_error(error);

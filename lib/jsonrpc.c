@@ -56,6 +56,7 @@ static const struct {
         { VROT_JSONRPC_ERROR_BUSY, "busy" },
         { VROT_JSONRPC_ERROR_TOO_LARGE, "request too large" },
         { VROT_JSONRPC_ERROR_NOT_ENROLLED, "not enrolled" },
+        { VROT_JSONRPC_ERROR_EVIDENCE_REFUSED, "evidence refused" },
 };
 
 const char *vrot_jsonrpc_error_name(gint code)

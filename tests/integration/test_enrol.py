@@ -330,6 +330,7 @@ def test_enrol_end_to_end():
         e = expect_error(NOT_ENROLLED, d.call, "instance.create", kind="service", name="early")
         check("vrotctl host-enrol" in e.message, f"the refusal does not say what to do: {e.message}")
         check(d.call("instance.list")["instances"] == [], "a refused create left an instance")
+        expect_error(NOT_ENROLLED, d.call, "host.crl")   # no host CA to sign a CRL yet
 
         # The evidence as the API gives it, checked here with openssl.
         nonce = os.urandom(32)
