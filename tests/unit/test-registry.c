@@ -94,6 +94,34 @@ static void test_registry_refuses_every_flip_and_other_key(void)
 }
 
 /* Authentic (MAC'd with the right key) but wrong inside: still refused. */
+/* @body as an authentic registry file: what someone holding the key could write. */
+static GString *with_mac(const gchar *body)
+{
+        GString *f = g_string_new(body);
+        guint8 tag[32];
+        unsigned int n = sizeof(tag);
+
+        HMAC(EVP_sha256(), key, sizeof(key), (const guint8 *)body, strlen(body), tag, &n);
+        g_string_append(f, "\nhmac-sha256 ");
+        for (gsize t = 0; t < sizeof(tag); t++)
+                g_string_append_printf(f, "%02x", tag[t]);
+        g_string_append_c(f, '\n');
+        return f;
+}
+
+#define SAMPLE_INSTANCE \
+        "{\"uuid\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\",\"name\":\"web\",\"kind\":\"vm\"," \
+        "\"owner\":0,\"salt\":\"abababababababababababababababababababababababababababababababab\"," \
+        "\"generation\":2,\"created\":1,\"deleted\":false}"
+#define IDENTITY_ENTRY \
+        "{\"serial\":\"0A\",\"instance\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\",\"name\":\"n\"," \
+        "\"uri\":\"u\",\"handle\":0,\"issued\":1,\"not_after\":2,\"revoked\":0}"
+/* An identity of the sample instance, with @serial and @last as its first and last members. */
+#define IDENTITY_BODY(serial, last) \
+        "{\"version\":1,\"checkpoint\":0,\"instances\":[" SAMPLE_INSTANCE "],\"identities\":[{" \
+        serial ",\"instance\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\",\"name\":\"n\",\"uri\":\"u\"," \
+        "\"handle\":0,\"issued\":1,\"not_after\":2," last "}]}"
+
 static void test_registry_refuses_authentic_garbage(void)
 {
         static const gchar *const bodies[] = {
@@ -109,6 +137,25 @@ static void test_registry_refuses_authentic_garbage(void)
                 "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"pool\":"
                 "[\"9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10\",\"9a2f7e34-1b0c-4d3e-8f5a-6b7c8d9e0f10\"]}",
                 "not json at all",
+                /* Identities: of an unknown instance, a lower-case or
+                 * overlong serial, a member missing or extra, a negative
+                 * time, a handle over 32 bits, twice the same serial, and
+                 * a CRL number that is not a non-negative integer. */
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"identities\":[{\"serial\":\"0A\","
+                "\"instance\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\",\"name\":\"n\",\"uri\":\"u\","
+                "\"handle\":0,\"issued\":1,\"not_after\":2,\"revoked\":0}]}",
+                IDENTITY_BODY("\"serial\":\"0a\"", "\"revoked\":0"),
+                IDENTITY_BODY("\"serial\":\"00000000000000000000000000000000000000000\"", "\"revoked\":0"),
+                IDENTITY_BODY("\"serial\":\"0A\"", "\"revoked\":-1"),
+                IDENTITY_BODY("\"serial\":\"0A\"", "\"revoked\":0,\"extra\":1"),
+                IDENTITY_BODY("\"serial\":\"0A\"", "\"revoked\":\"no\""),
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[" SAMPLE_INSTANCE "],\"identities\":"
+                "[{\"serial\":\"0A\",\"instance\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\",\"name\":\"n\","
+                "\"uri\":\"u\",\"handle\":4294967296,\"issued\":1,\"not_after\":2,\"revoked\":0}]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[" SAMPLE_INSTANCE "],\"identities\":"
+                "[" IDENTITY_ENTRY ", " IDENTITY_ENTRY "]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"crl_number\":-1}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"identities\":{}}",
                 /* A kind that is neither: found by fuzz-registry (the kinds'
                  * list was not NULL-terminated for g_strv_contains). */
                 "{\"version\":1,\"checkpoint\":3,\"instances\":[{\"uuid\":"
@@ -117,19 +164,18 @@ static void test_registry_refuses_authentic_garbage(void)
                 "\"generation\":2,\"created\":1,\"deleted\":false}]}",
         };
 
+        /* The template the identity cases edit is itself fine. */
+        {
+                g_autoptr(GString) f = with_mac(IDENTITY_BODY("\"serial\":\"0A\"", "\"revoked\":0"));
+                g_autoptr(VrotRegistry) r = vrot_registry_parse(f->str, f->len, key, NULL);
+                CU_ASSERT_PTR_NOT_NULL(r);
+        }
         for (gsize k = 0; k < G_N_ELEMENTS(bodies); k++) {
                 g_autoptr(GError) err = NULL;
-                guint8 tag[32];
-                unsigned int n = 32;
-                GString *f = g_string_new(bodies[k]);
-                HMAC(EVP_sha256(), key, sizeof(key), (const guint8 *)bodies[k], strlen(bodies[k]), tag, &n);
-                g_string_append(f, "\nhmac-sha256 ");
-                for (gsize t = 0; t < 32; t++)
-                        g_string_append_printf(f, "%02x", tag[t]);
-                g_string_append_c(f, '\n');
+                g_autoptr(GString) f = with_mac(bodies[k]);
+
                 CU_ASSERT_PTR_NULL(vrot_registry_parse(f->str, f->len, key, &err));
                 CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED));
-                g_string_free(f, TRUE);
         }
 }
 
@@ -186,6 +232,57 @@ static void test_registry_tombstone_blocks_reuse(void)
         CU_ASSERT(err && strstr(err->message, "cannot be reused"));
 }
 
+static VrotIdentity *make_identity(const gchar *serial, guint32 handle)
+{
+        VrotIdentity *id = g_new0(VrotIdentity, 1);
+
+        id->serial = g_strdup(serial);
+        id->instance = g_strdup("6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b");
+        id->name = g_strdup("billing");
+        id->uri = g_strdup("spiffe://example.org/billing");
+        id->handle = handle;
+        id->issued = 1700000000;
+        id->not_after = 1702592000;
+        return id;
+}
+
+/* Identities and the CRL number go through the MAC'd file and come back
+ * as they were; a registry without them (older) has none, number 0. */
+static void test_registry_identities(void)
+{
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+        g_autoptr(VrotRegistry) back = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autofree gchar *data = NULL;
+        gsize len = 0;
+        VrotIdentity *id;
+
+        CU_ASSERT_EQUAL(vrot_registry_crl_number(r), 0);
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b", "web", FALSE), NULL));
+        CU_ASSERT_TRUE(vrot_registry_identity_add(r, make_identity("5F513BB6A0C0547E", 0x81000100), NULL));
+        CU_ASSERT_TRUE(vrot_registry_identity_add(r, make_identity("0A", 0), NULL));
+        CU_ASSERT_FALSE(vrot_registry_identity_add(r, make_identity("0A", 0), &err));
+        CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS));
+        g_clear_error(&err);
+        vrot_registry_identity_lookup(r, "0a")->revoked = 1701000000;
+        vrot_registry_set_crl_number(r, 3);
+
+        data = vrot_registry_serialize(r, key, &len);
+        back = vrot_registry_parse(data, len, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+        CU_ASSERT_EQUAL(vrot_registry_crl_number(back), 3);
+        CU_ASSERT_EQUAL_FATAL(vrot_registry_identities(back)->len, 2);
+        id = vrot_registry_identities(back)->pdata[0];
+        CU_ASSERT_STRING_EQUAL(id->serial, "5F513BB6A0C0547E");
+        CU_ASSERT_STRING_EQUAL(id->uri, "spiffe://example.org/billing");
+        CU_ASSERT_EQUAL(id->handle, 0x81000100);
+        CU_ASSERT_EQUAL(id->revoked, 0);
+        CU_ASSERT_EQUAL(vrot_registry_identity_lookup(back, "0A")->revoked, 1701000000);
+        CU_ASSERT_TRUE(vrot_registry_identity_remove(back, "5F513BB6A0C0547E"));
+        CU_ASSERT_FALSE(vrot_registry_identity_remove(back, "5F513BB6A0C0547E"));
+        CU_ASSERT_PTR_NULL(vrot_registry_identity_lookup(back, "5F513BB6A0C0547E"));
+}
+
 static void test_registry_save_load(void)
 {
         g_autofree gchar *path = g_build_filename(unit_tmpdir(), "registry", NULL);
@@ -215,6 +312,7 @@ int main(void)
                 UNIT_CASE(test_registry_pool_add_remove),
                 UNIT_CASE(test_registry_tombstone_blocks_reuse),
                 UNIT_CASE(test_registry_save_load),
+                UNIT_CASE(test_registry_identities),
         };
         return UNIT_RUN("registry", cases);
 }
