@@ -48,6 +48,7 @@
 
 static VrotVtpmConn *vtpm;
 static ESYS_TR vtpm_key = ESYS_TR_NONE;
+static EC_KEY_METHOD *vtpm_method;   /* the keys refer to it: freed last */
 
 /* ECDSA_sign through the vTPM: @dgst is the TLS 1.3 CertificateVerify digest. */
 static int vtpm_ecdsa_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig,
@@ -97,7 +98,7 @@ static EVP_PKEY *vtpm_pkey(X509 *leaf)
                 fprintf(stderr, "vrot-tlspeer: the certificate's key is not an EC key\n");
                 return NULL;
         }
-        EC_KEY_METHOD *meth = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
+        EC_KEY_METHOD *meth = vtpm_method = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
         int (*sign_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
         ECDSA_SIG *(*sign_sig)(const unsigned char *, int, const BIGNUM *, const BIGNUM *,
                                EC_KEY *) = NULL;
@@ -112,7 +113,6 @@ static EVP_PKEY *vtpm_pkey(X509 *leaf)
                 EC_KEY_free(ec);
                 return NULL;
         }
-        /* meth lives as long as the process: the key refers to it. */
         return pkey;
 }
 
@@ -297,6 +297,7 @@ int main(int argc, char **argv)
         SSL_CTX_free(ctx);
         EVP_PKEY_free(key);
         X509_free(leaf);
+        EC_KEY_METHOD_free(vtpm_method);
         vrot_vtpm_conn_free(vtpm);
         return status;
 }
