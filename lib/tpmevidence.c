@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <tss2/tss2_mu.h>
 
 #include "autoptr.h"
@@ -568,6 +569,92 @@ gboolean vrot_tpmevidence_verify_key(const VrotTpmevidenceKey *ev, GBytes *nonce
         if (!(pkey = vrot_tpmpub_to_pkey(&key.publicArea, &local)))
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST, "key_public: %s", local->message);
         *ret_key = pkey;
+        return TRUE;
+}
+
+/* ---- quotes ---------------------------------------------------------------------------------- */
+
+void vrot_tpmevidence_quote_free(VrotTpmevidenceQuote *q)
+{
+        if (!q)
+                return;
+        g_clear_pointer(&q->ak_public, g_bytes_unref);
+        g_clear_pointer(&q->attest, g_bytes_unref);
+        g_clear_pointer(&q->signature, g_bytes_unref);
+        g_clear_pointer(&q->pcr_values, g_bytes_unref);
+        g_free(q);
+}
+
+/* The quote's PCR selection is exactly one SHA-256 bank with @mask, and its
+ * digest is SHA-256 of @values (TPM2 Part 3, 18.4: the selected PCRs'
+ * values concatenated in ascending order). */
+static gboolean check_pcrs(const TPMS_QUOTE_INFO *qi, guint32 mask, GBytes *values,
+                           GError **error)
+{
+        const TPMS_PCR_SELECTION *sel = &qi->pcrSelect.pcrSelections[0];
+        guint32 quoted = 0;
+        guint8 digest[32];
+        guint n = 0;
+
+        for (guint i = 0; i < VROT_TPMEVIDENCE_PCRS; i++)
+                n += (mask >> i) & 1;
+        if (qi->pcrSelect.count != 1 || sel->hash != TPM2_ALG_SHA256 ||
+            sel->sizeofSelect < 3 || sel->sizeofSelect > sizeof(sel->pcrSelect))
+                return fail(error, VROT_TPMEVIDENCE_ERROR_PCRS,
+                            "the quote does not select one SHA-256 bank of PCRs");
+        for (guint i = 0; i < (guint)sel->sizeofSelect * 8; i++) {
+                if (sel->pcrSelect[i / 8] & (1u << (i % 8))) {
+                        if (i >= VROT_TPMEVIDENCE_PCRS)
+                                return fail(error, VROT_TPMEVIDENCE_ERROR_PCRS,
+                                            "the quote selects PCR %u", i);
+                        quoted |= 1u << i;
+                }
+        }
+        if (quoted != mask || mask == 0)
+                return fail(error, VROT_TPMEVIDENCE_ERROR_PCRS,
+                            "the quote covers PCRs 0x%06x, the values given are of 0x%06x",
+                            quoted, mask);
+        if (!values || g_bytes_get_size(values) != n * sizeof(digest))
+                return fail(error, VROT_TPMEVIDENCE_ERROR_PARSE,
+                            "%u PCR values of 32 bytes expected", n);
+        SHA256(g_bytes_get_data(values, NULL), g_bytes_get_size(values), digest);
+        if (qi->pcrDigest.size != sizeof(digest) ||
+            CRYPTO_memcmp(qi->pcrDigest.buffer, digest, sizeof(digest)) != 0)
+                return fail(error, VROT_TPMEVIDENCE_ERROR_PCRS,
+                            "the PCR values are not those the TPM quoted");
+        return TRUE;
+}
+
+gboolean vrot_tpmevidence_verify_quote(const VrotTpmevidenceQuote *q, GBytes *qualifying,
+                                       EVP_PKEY **ret_ak, GError **error)
+{
+        TPM2B_PUBLIC ak = { 0 };
+        TPMS_ATTEST attest = { 0 };
+        g_autoptr(GError) local = NULL;
+
+        g_return_val_if_fail(q && qualifying, FALSE);
+        if (!q->ak_public || !q->attest || !q->signature)
+                return fail(error, VROT_TPMEVIDENCE_ERROR_PARSE, "a quote without %s",
+                            !q->ak_public ? "its AK" : !q->attest ? "attest" : "signature");
+        if (!parse_public(q->ak_public, "ak_public", &ak, error) ||
+            !parse_attest(q->attest, &attest, error) || !parse_signature(q->signature, error) ||
+            !check_ak(&ak.publicArea, "", error) ||
+            !check_signature(&ak.publicArea, q->attest, q->signature, "", error))
+                return FALSE;
+        if (attest.magic != TPM2_GENERATED_VALUE || attest.type != TPM2_ST_ATTEST_QUOTE)
+                return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST,
+                            "not a TPM-generated quote (magic 0x%08x, type 0x%04x)",
+                            attest.magic, attest.type);
+        if (attest.extraData.size != g_bytes_get_size(qualifying) ||
+            CRYPTO_memcmp(attest.extraData.buffer, g_bytes_get_data(qualifying, NULL),
+                          attest.extraData.size) != 0)
+                return fail(error, VROT_TPMEVIDENCE_ERROR_NONCE,
+                            "the quote is not over the expected qualifying data (stale, "
+                            "replayed or paired with another quote)");
+        if (!check_pcrs(&attest.attested.quote, q->pcr_mask, q->pcr_values, error))
+                return FALSE;
+        if (ret_ak && !(*ret_ak = vrot_tpmpub_to_pkey(&ak.publicArea, &local)))
+                return fail(error, VROT_TPMEVIDENCE_ERROR_AK, "ak_public: %s", local->message);
         return TRUE;
 }
 

@@ -45,6 +45,8 @@ GQuark vrot_tpmevidence_error_quark(void);
  * @VROT_TPMEVIDENCE_ERROR_CREDENTIAL: step 6, the host's answer is not
  *   the secret: the AK is not in the TPM that holds the EK
  * @VROT_TPMEVIDENCE_ERROR_CRYPTO: OpenSSL failed (memory, RNG)
+ * @VROT_TPMEVIDENCE_ERROR_PCRS: a quote's PCR selection or digest is not
+ *   that of the PCR values that come with it
  */
 typedef enum {
         VROT_TPMEVIDENCE_ERROR_PARSE,
@@ -56,6 +58,7 @@ typedef enum {
         VROT_TPMEVIDENCE_ERROR_NONCE,
         VROT_TPMEVIDENCE_ERROR_CREDENTIAL,
         VROT_TPMEVIDENCE_ERROR_CRYPTO,
+        VROT_TPMEVIDENCE_ERROR_PCRS,
 } VrotTpmevidenceError;
 
 /* Longest nonce (TPM2B_DATA, sizeof(TPMU_HA)) and longest credential secret. */
@@ -254,3 +257,41 @@ typedef struct VrotTpmevidenceProver {
 gboolean vrot_tpmevidence_challenge(const VrotTpmevidenceProver *prover, gpointer data,
                                     X509_STORE *vendor_roots, STACK_OF(X509) *untrusted,
                                     VrotTpmevidenceVerified **ret, GError **error);
+
+/* PCRs of one SHA-256 bank: what a quote covers. */
+#define VROT_TPMEVIDENCE_PCRS 24
+
+/**
+ * VrotTpmevidenceQuote:
+ * A TPM2_Quote over SHA-256 PCRs and what a verifier needs with it.
+ * @ak_public: TPM2B_PUBLIC of the AK (wire form)
+ * @attest: the TPMS_ATTEST the TPM made
+ * @signature: the AK's signature, DER ECDSA-Sig-Value
+ * @pcr_mask: bit i set: PCR i is quoted (i < 24)
+ * @pcr_values: the quoted PCRs' values, 32 bytes each, in ascending order
+ */
+typedef struct VrotTpmevidenceQuote {
+        GBytes *ak_public;
+        GBytes *attest;
+        GBytes *signature;
+        guint32 pcr_mask;
+        GBytes *pcr_values;
+} VrotTpmevidenceQuote;
+
+void vrot_tpmevidence_quote_free(VrotTpmevidenceQuote *q);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotTpmevidenceQuote, vrot_tpmevidence_quote_free)
+
+/**
+ * vrot_tpmevidence_verify_quote:
+ * @q: (transfer none): untrusted
+ * @qualifying: (transfer none): what the quote's extraData must be
+ * @ret_ak: (out) (optional) (transfer full): the AK's public key
+ *
+ * The AK is a restricted ECC P-256 ECDSA-SHA256 signing key made in a TPM
+ * (_AK), its signature verifies over @q->attest (_SIGNATURE), which is a
+ * TPM-generated quote (_ATTEST) over @qualifying (_NONCE) of exactly the
+ * SHA-256 PCRs of @q->pcr_mask, whose digest is that of @q->pcr_values
+ * (_PCRS).  Malformed input: _PARSE.  Pure.
+ */
+gboolean vrot_tpmevidence_verify_quote(const VrotTpmevidenceQuote *q, GBytes *qualifying,
+                                       EVP_PKEY **ret_ak, GError **error);
