@@ -23,6 +23,7 @@ G_DEFINE_QUARK(vrot-x509-error-quark, vrot_x509_error)
 #define OID_TCG_AT_TPM_SPECIFICATION "2.23.133.2.16"
 #define OID_TCG_CE_VIRTUAL_PLATFORM_ATTESTATION_SERVICE "2.23.133.6.4"
 #define OID_TCG_KP_EK_CERTIFICATE "2.23.133.8.1"
+#define OID_TCG_KP_AIK_CERTIFICATE "2.23.133.8.3"
 #define OID_SUBJECT_DIRECTORY_ATTRIBUTES "2.5.29.9"
 /* vrot's own arc (docs/oids.md). */
 #define OID_VROT_VTPM_BINDING "2.25.21260699799348664199561699285766518384.1.1"
@@ -533,10 +534,11 @@ static gboolean add_ek_san(X509 *x, const VrotX509EkParams *p, const char *uuid,
         return add_ext_i2d(x, NID_subject_alt_name, names, TRUE, "subjectAltName", error);
 }
 
-static gboolean add_ek_eku(X509 *x, GError **error)
+/* extKeyUsage of one TCG key purpose (@oid): EK or AIK certificate. */
+static gboolean add_tcg_eku(X509 *x, const char *oid, GError **error)
 {
         g_autoptr(EXTENDED_KEY_USAGE) eku = sk_ASN1_OBJECT_new_null();
-        ASN1_OBJECT *obj = OBJ_txt2obj(OID_TCG_KP_EK_CERTIFICATE, 1);
+        ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
 
         if (!eku || !obj || !sk_ASN1_OBJECT_push(eku, obj)) {
                 ASN1_OBJECT_free(obj);
@@ -615,7 +617,7 @@ static gboolean add_ek_extensions(X509 *x, const ASN1_OCTET_STRING *issuer_id,
 {
         return add_basic_constraints(x, FALSE, 0, error) &&
                add_key_usage(x, key_usage, error) &&
-               add_ek_eku(x, error) &&
+               add_tcg_eku(x, OID_TCG_KP_EK_CERTIFICATE, error) &&
                add_ek_san(x, p, uuid, error) &&
                add_ek_directory_attributes(x, p, error) &&
                add_authority_key_id(x, issuer_id, error) &&
@@ -1103,7 +1105,9 @@ static X509 *build_identity(const VrotX509Signer *ca, EVP_PKEY *key,
             !(own_id = key_id_of(x, error)))
                 return NULL;
         if (!add_basic_constraints(x, FALSE, 0, error) ||
-            !add_key_usage(x, USAGE_DIGITAL_SIGNATURE, error) || !add_identity_eku(x, error) ||
+            !add_key_usage(x, USAGE_DIGITAL_SIGNATURE, error) ||
+            !(p->attestation_key ? add_tcg_eku(x, OID_TCG_KP_AIK_CERTIFICATE, error)
+                                 : add_identity_eku(x, error)) ||
             !add_identity_san(x, p->uri, error) ||
             !add_ext_i2d(x, NID_subject_key_identifier, own_id, FALSE, "subjectKeyIdentifier",
                          error) ||

@@ -195,6 +195,9 @@ typedef struct VrotX509IdentityParams {
         X509 *ek_cert;                  /* required: the vTPM's EK certificate the key is
                                          * linked to (transfer none) */
         gint64 not_after;               /* 0: 99991231235959Z */
+        gboolean attestation_key;       /* an AK certificate: extKeyUsage
+                                         * tcg-kp-AIKCertificate (2.23.133.8.3)
+                                         * instead of serverAuth, clientAuth */
 } VrotX509IdentityParams;
 
 /**
