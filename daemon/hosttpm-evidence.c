@@ -11,6 +11,7 @@
 
 #include "autoptr.h"
 #include "hosttpm-int.h"
+#include "quote.h"
 #include "tpmpub.h"
 
 /*
@@ -151,6 +152,24 @@ gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data
                 return FALSE;
         *ret_evidence = g_steal_pointer(&ev);
         return TRUE;
+}
+
+gboolean vrot_host_tpm_quote(VrotHostTpm *self, GBytes *qualifying, guint32 pcr_mask,
+                             VrotTpmevidenceQuote **ret, GError **error)
+{
+        g_autoptr(TPM2B_PUBLIC) ak_pub = NULL;
+        ESYS_TR ak = ESYS_TR_NONE;
+        gboolean ok;
+
+        g_return_val_if_fail(self->provisioned && ret, FALSE);
+        if (!hosttpm_usable(self, error) || !ak_create(self, &ak, &ak_pub, error))
+                return FALSE;
+        ok = vrot_quote_make(self->esys, ak, ak_pub, qualifying, pcr_mask, vrot_host_tpm_check,
+                             ret, error);
+        (void)hosttpm_flush(self, &ak);
+        if (!ok)
+                g_prefix_error(error, "the host quote: ");
+        return ok;
 }
 
 /* After Tss2_MU_*_Unmarshal of @len bytes: no error, nothing left over. */

@@ -242,6 +242,20 @@ gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data
                                       VrotTpmevidence **ret_evidence, GError **error);
 
 /**
+ * vrot_host_tpm_quote:
+ * @qualifying: the quote's qualifying data (1 to 64 bytes): in a linked
+ *   attestation, the digest of the vTPM's quote (docs/attestation.md)
+ * @pcr_mask: the SHA-256 PCRs to quote (bit i: PCR i), not 0
+ *
+ * TPM2_Quote by the host attestation key, the one of the host evidence
+ * (the same primary: its TPM2_Certify of the CA key ties it to the host
+ * CA certificate).  Cost: CreatePrimary, one PCR_Read per 8 PCRs, Quote,
+ * FlushContext.
+ */
+gboolean vrot_host_tpm_quote(VrotHostTpm *self, GBytes *qualifying, guint32 pcr_mask,
+                             VrotTpmevidenceQuote **ret, GError **error);
+
+/**
  * vrot_host_tpm_activate_credential:
  * @id_object: TPM2B_ID_OBJECT (wire form) from the verifier's
  *   TPM2_MakeCredential(EK public, AK name, secret)

@@ -5,6 +5,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "endorse.h"
+#include "quote.h"
 #include "tpmpub.h"
 #include "vtpmconn.h"
 #include "vtpmident.h"
@@ -60,6 +61,7 @@ static const TPML_PCR_SELECTION no_pcrs;
 typedef struct Objects {
         ESYS_TR ek, ak, key;
         gboolean ak_transient;          /* made by this call, to be persisted */
+        gboolean ak_replaces;           /* ... in place of the one there */
         TPM2B_PUBLIC *ak_public, *key_public;
 } Objects;
 
@@ -122,8 +124,9 @@ fail:
         return FALSE;
 }
 
-/* The AK at VROT_VTPMIDENT_AK_HANDLE, or a new one. */
-static gboolean get_ak(VrotVtpmConn *c, Objects *o, GError **error)
+/* The AK at VROT_VTPMIDENT_AK_HANDLE, or a new one (always, if @fresh: the
+ * old one, if any, is evicted once the new one is persisted). */
+static gboolean get_ak(VrotVtpmConn *c, Objects *o, gboolean fresh, GError **error)
 {
         ESYS_CONTEXT *esys = vrot_vtpm_conn_esys(c);
         gboolean exists = FALSE;
@@ -131,7 +134,8 @@ static gboolean get_ak(VrotVtpmConn *c, Objects *o, GError **error)
 
         if (!vrot_vtpm_handle_exists(c, VROT_VTPMIDENT_AK_HANDLE, &exists, error))
                 return FALSE;
-        if (!exists) {
+        o->ak_replaces = exists && fresh;
+        if (!exists || fresh) {
                 o->ak_transient = TRUE;
                 return create_under_ek(esys, o->ek, &ak_template, "attestation key", &o->ak,
                                        &o->ak_public, error);
@@ -191,11 +195,11 @@ static gboolean certify(ESYS_CONTEXT *esys, Objects *o, GBytes *nonce, VrotTpmev
 }
 
 /* Step 4: the verifier's credential for Name(AK), activated. */
-static gboolean activate(ESYS_CONTEXT *esys, Objects *o, const VrotTpmevidenceKey *ev,
+static gboolean activate(ESYS_CONTEXT *esys, Objects *o, GBytes *ak_public,
                          VrotVtpmidentCredentialFunc credential, gpointer data,
                          GBytes **ret_answer, GError **error)
 {
-        g_autoptr(GBytes) name = vrot_tpmevidence_name(ev->ak_public, error);
+        g_autoptr(GBytes) name = vrot_tpmevidence_name(ak_public, error);
         g_autoptr(GBytes) id_blob = NULL, secret_blob = NULL;
         g_autoptr(TPM2B_DIGEST) answer = NULL;
         TPM2B_ID_OBJECT id = { 0 };
@@ -253,7 +257,7 @@ gboolean vrot_vtpmident_make(const gchar *tcti, gint32 timeout_ms, GBytes *nonce
         g_autoptr(VrotVtpmConn) c = NULL;
         g_autoptr(VrotTpmevidenceKey) ev = g_new0(VrotTpmevidenceKey, 1);
         g_autoptr(GBytes) answer = NULL;
-        Objects o = { ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, FALSE, NULL, NULL };
+        Objects o = { ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, FALSE, FALSE, NULL, NULL };
         ESYS_CONTEXT *esys;
         guint32 slot = 0;
         gboolean ok;
@@ -262,11 +266,11 @@ gboolean vrot_vtpmident_make(const gchar *tcti, gint32 timeout_ms, GBytes *nonce
         if (!(c = vrot_vtpm_conn_open(tcti, timeout_ms, error)))
                 return FALSE;
         esys = vrot_vtpm_conn_esys(c);
-        ok = get_ek(c, &o, error) && get_ak(c, &o, error) &&
+        ok = get_ek(c, &o, error) && get_ak(c, &o, FALSE, error) &&
              create_under_ek(esys, o.ek, &key_template, "identity key", &o.key, &o.key_public,
                              error) &&
              certify(esys, &o, nonce, ev, error) &&
-             activate(esys, &o, ev, credential, data, &answer, error) &&
+             activate(esys, &o, ev->ak_public, credential, data, &answer, error) &&
              check(ev, answer, data, error) && free_slot(c, &slot, error) &&
              vrot_vtpm_persist(c, &o.key, slot, error) &&
              (!o.ak_transient || vrot_vtpm_persist(c, &o.ak, VROT_VTPMIDENT_AK_HANDLE, error));
@@ -276,4 +280,60 @@ gboolean vrot_vtpmident_make(const gchar *tcti, gint32 timeout_ms, GBytes *nonce
         *ret_key = g_steal_pointer(&ev);
         *ret_handle = slot;
         return TRUE;
+}
+
+/* The new AK in place of the old one, if any. */
+static gboolean persist_ak(VrotVtpmConn *c, Objects *o, GError **error)
+{
+        ESYS_CONTEXT *esys = vrot_vtpm_conn_esys(c);
+        ESYS_TR old = ESYS_TR_NONE, gone = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        if (o->ak_replaces) {
+                rc = Esys_TR_FromTPMPublic(esys, VROT_VTPMIDENT_AK_HANDLE, ESYS_TR_NONE,
+                                           ESYS_TR_NONE, ESYS_TR_NONE, &old);
+                if (rc == TSS2_RC_SUCCESS)
+                        rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, old, ESYS_TR_PASSWORD,
+                                               ESYS_TR_NONE, ESYS_TR_NONE,
+                                               VROT_VTPMIDENT_AK_HANDLE, &gone);
+                if (!vrot_vtpm_check(rc, "evicting the old attestation key", error))
+                        return FALSE;
+        }
+        o->ak_transient = FALSE;
+        return vrot_vtpm_persist(c, &o->ak, VROT_VTPMIDENT_AK_HANDLE, error);
+}
+
+gboolean vrot_vtpmident_quote(const gchar *tcti, gint32 timeout_ms, GBytes *qualifying,
+                              guint32 pcr_mask, VrotVtpmidentCredentialFunc credential,
+                              VrotVtpmidentAkCheckFunc check, gpointer data,
+                              VrotTpmevidenceQuote **ret, GError **error)
+{
+        g_autoptr(VrotVtpmConn) c = NULL;
+        g_autoptr(GBytes) answer = NULL, ak_public = NULL;
+        Objects o = { ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, FALSE, FALSE, NULL, NULL };
+        gboolean prove = credential != NULL;
+        ESYS_CONTEXT *esys;
+        gboolean ok, exists = TRUE;
+
+        g_return_val_if_fail(tcti && qualifying && ret && (!credential == !check), FALSE);
+        if (!(c = vrot_vtpm_conn_open(tcti, timeout_ms, error)))
+                return FALSE;
+        esys = vrot_vtpm_conn_esys(c);
+        if (!prove && vrot_vtpm_handle_exists(c, VROT_VTPMIDENT_AK_HANDLE, &exists, error) &&
+            !exists)
+                g_set_error(error, VROT_VTPMIDENT_ERROR, VROT_VTPMIDENT_ERROR_NO_AK,
+                            "the vTPM has no attestation key at 0x%08x",
+                            VROT_VTPMIDENT_AK_HANDLE);
+        ok = exists && get_ek(c, &o, error) && get_ak(c, &o, prove, error);
+        if (ok && prove) {
+                ak_public = vrot_tpmpub_marshal(o.ak_public);
+                ok = activate(esys, &o, ak_public, credential, data, &answer, error) &&
+                     check(ak_public, answer, data, error);
+        }
+        /* A new AK quotes before it is persisted: only a proved one takes the handle. */
+        ok = ok && vrot_quote_make(esys, o.ak, o.ak_public, qualifying, pcr_mask,
+                                   vrot_vtpm_check, ret, error) &&
+             (!prove || persist_ak(c, &o, error));
+        objects_release(esys, &o);
+        return ok;
 }

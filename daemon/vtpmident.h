@@ -39,6 +39,7 @@ GQuark vrot_vtpmident_error_quark(void);
 typedef enum {
         VROT_VTPMIDENT_ERROR_NO_EK,     /* no RSA EK at 0x81010001 */
         VROT_VTPMIDENT_ERROR_FULL,      /* every identity key handle is taken */
+        VROT_VTPMIDENT_ERROR_NO_AK,     /* no attestation key at VROT_VTPMIDENT_AK_HANDLE */
 } VrotVtpmidentError;
 
 /**
@@ -78,3 +79,29 @@ gboolean vrot_vtpmident_make(const gchar *tcti, gint32 timeout_ms, GBytes *nonce
                              VrotVtpmidentCredentialFunc credential, VrotVtpmidentCheckFunc check,
                              gpointer data, VrotTpmevidenceKey **ret_key, guint32 *ret_handle,
                              GError **error);
+
+/**
+ * VrotVtpmidentAkCheckFunc:
+ * The verifier's check of the vTPM's @answer to the credential made for
+ * the AK @ak_public (TPM2B_PUBLIC, wire form): TRUE to keep the AK.
+ */
+typedef gboolean (*VrotVtpmidentAkCheckFunc)(GBytes *ak_public, GBytes *answer, gpointer data,
+                                             GError **error);
+
+/**
+ * vrot_vtpmident_quote:
+ * @qualifying: the quote's qualifying data (1 to 64 bytes)
+ * @pcr_mask: the vTPM's SHA-256 PCRs to quote
+ * @credential: (nullable): with @check, make a new AK, prove it to the
+ *   verifier (credential activation, as for an identity) and put it at
+ *   VROT_VTPMIDENT_AK_HANDLE in place of the old one; NULL: quote with the
+ *   AK that is there (VROT_VTPMIDENT_ERROR_NO_AK if there is none)
+ * @ret: (out) (transfer full): the quote and the PCR values
+ *
+ * The vTPM's half of a linked attestation (docs/attestation.md), for a
+ * service instance.  Never touches the host TPM.
+ */
+gboolean vrot_vtpmident_quote(const gchar *tcti, gint32 timeout_ms, GBytes *qualifying,
+                              guint32 pcr_mask, VrotVtpmidentCredentialFunc credential,
+                              VrotVtpmidentAkCheckFunc check, gpointer data,
+                              VrotTpmevidenceQuote **ret, GError **error);
