@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "attest.h"
 #include "endorse.h"
 #include "hostca.h"
 #include "tpmevidence.h"
@@ -57,6 +58,9 @@ static void to_rpc_error(GError **error)
                 code = (*error)->code == VROT_IDENTITY_ERROR_NOT_FOUND
                        ? VROT_JSONRPC_ERROR_NOT_FOUND
                        : (*error)->code == VROT_IDENTITY_ERROR_REFUSED
+                       ? VROT_JSONRPC_ERROR_EVIDENCE_REFUSED : VROT_JSONRPC_ERROR_INVALID_PARAMS;
+        } else if ((*error)->domain == VROT_ATTEST_ERROR) {
+                code = (*error)->code == VROT_ATTEST_ERROR_REFUSED
                        ? VROT_JSONRPC_ERROR_EVIDENCE_REFUSED : VROT_JSONRPC_ERROR_INVALID_PARAMS;
         } else if ((*error)->domain == VROT_VTPMIDENT_ERROR) {
                 code = VROT_JSONRPC_ERROR_CONFLICT;     /* no RSA EK, every key handle taken */
@@ -706,6 +710,93 @@ static JsonNode *m_identity_list(gpointer ctx, const VrotCaller *caller,
                                     caller->admin ? -1 : (gint64)caller->uid);
 }
 
+/* ---- linked attestation (docs/attestation.md) ------------------------------------------ */
+
+/* An optional array of PCR indices (0 to 23) as a mask; absent: @dflt. */
+static gboolean param_pcrs(const VrotJsonrpcRequest *req, const char *name, guint32 dflt,
+                           guint32 *ret, GError **error)
+{
+        JsonObject *params = vrot_jsonrpc_request_get_params(req);
+        JsonNode *node = params ? json_object_get_member(params, name) : NULL;
+        JsonArray *list = node && JSON_NODE_HOLDS_ARRAY(node) ? json_node_get_array(node) : NULL;
+        guint32 mask = 0;
+
+        if (!node) {
+                *ret = dflt;
+                return TRUE;
+        }
+        for (guint i = 0; list && i < json_array_get_length(list); i++) {
+                JsonNode *e = json_array_get_element(list, i);
+                gint64 v = JSON_NODE_HOLDS_VALUE(e) && json_node_get_value_type(e) == G_TYPE_INT64
+                           ? json_node_get_int(e) : -1;
+                if (v < 0 || v >= VROT_TPMEVIDENCE_PCRS) {
+                        list = NULL;
+                        break;
+                }
+                mask |= 1u << v;
+        }
+        if (!list || !mask) {
+                g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                            "\"%s\" must be a non-empty array of PCR indices 0 to %d", name,
+                            VROT_TPMEVIDENCE_PCRS - 1);
+                return FALSE;
+        }
+        *ret = mask;
+        return TRUE;
+}
+
+typedef struct AttestCall {
+        VrotCall *call;
+} AttestCall;
+
+static void on_attested(JsonNode *bundle, GError *error, gpointer data)
+{
+        g_autofree AttestCall *ac = data;
+
+        if (bundle) {
+                vrot_call_return(ac->call, bundle);
+                return;
+        }
+        to_rpc_error(&error);
+        vrot_call_return_error(ac->call, error);
+}
+
+static void m_instance_attest(gpointer ctx, const VrotCaller *caller,
+                              const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        static const char *const known[] = { "uuid", "nonce", "pcrs", "host_pcrs", "event_log",
+                                             NULL };
+        VrotApi *api = ctx;
+        gchar uuid[VROT_UUID_STR_LEN + 1];
+        g_autoptr(GBytes) nonce = NULL, event_log = NULL;
+        VrotAttestRequest ar = { .uuid = uuid, .dev = api->dev };
+        AttestCall *ac;
+        GError *error = NULL;
+
+        if (!target(api, caller, req, known, uuid, &error) ||
+            !vrot_jsonrpc_param_base64(req, "nonce", VROT_JSONRPC_REQUIRED, 1, 64, &nonce,
+                                       &error) ||
+            !param_pcrs(req, "pcrs", VROT_ATTEST_DEFAULT_PCRS, &ar.pcrs, &error) ||
+            !param_pcrs(req, "host_pcrs", VROT_ATTEST_DEFAULT_PCRS, &ar.host_pcrs, &error) ||
+            !vrot_jsonrpc_param_base64(req, "event_log", VROT_JSONRPC_OPTIONAL, 1, 512 * 1024,
+                                       &event_log, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        if (!vrot_host_enrolled(api->host)) {
+                g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
+                                    "this host is not enrolled: it has no host CA to certify "
+                                    "attestation keys (vrotd(8), ENROLMENT)");
+                vrot_call_return_error(call, error);
+                return;
+        }
+        ar.nonce = nonce;
+        ar.event_log = event_log;
+        ac = g_new0(AttestCall, 1);
+        ac->call = call;
+        vrot_attest_async(api->host, api->instances, api->identities, &ar, on_attested, ac);
+}
+
 static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                             GError **error)
 {
@@ -740,6 +831,7 @@ static const VrotMethod methods[] = {
         { .name = "instance.list", .fn = m_list },
         { .name = "instance.info", .fn = m_info },
         { .name = "instance.ek_cert", .fn = m_ek_cert },
+        { .name = "instance.attest", .async_fn = m_instance_attest },
         { .name = "identity.issue", .async_fn = m_identity_issue },
         { .name = "identity.challenge", .fn = m_identity_challenge },
         { .name = "identity.complete", .fn = m_identity_complete },

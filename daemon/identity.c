@@ -222,13 +222,14 @@ static JsonNode *identity_json(const VrotIdentity *id)
  */
 static JsonNode *issue(VrotIdentities *self, const gchar *uuid, const gchar *name,
                        const gchar *uri_or_null, guint days, EVP_PKEY *key, X509 *ek_cert,
-                       guint32 handle, GError **error)
+                       guint32 handle, gboolean attestation_key, GError **error)
 {
         g_autofree gchar *uri = uri_or_null ? g_strdup(uri_or_null)
                                             : g_strdup_printf("urn:vrot:identity:%s:%s", uuid, name);
         gint64 now = g_get_real_time() / G_USEC_PER_SEC;
         VrotX509IdentityParams p = { .name = name, .uri = uri, .ek_cert = ek_cert,
-                                     .not_after = now + (gint64)days * 86400 };
+                                     .not_after = now + (gint64)days * 86400,
+                                     .attestation_key = attestation_key };
         VrotRegistry *reg = vrot_instances_registry(self->instances);
         g_autoptr(X509) cert = NULL;
         g_autoptr(VrotIdentity) id = g_new0(VrotIdentity, 1);
@@ -267,6 +268,40 @@ fail:
         return NULL;
 }
 
+/* ---- for linked attestation (attest.c) ------------------------------------------------ */
+
+X509 *vrot_identities_service_ek_cert(VrotIdentities *self, const gchar *uuid,
+                                      gchar **ret_data_path, GError **error)
+{
+        VrotIdentityRequest req = { .uuid = uuid, .name = VROT_IDENTITY_AK_NAME };
+
+        return instance_ek_cert(self, &req, VROT_INSTANCE_SERVICE, ret_data_path, error);
+}
+
+gboolean vrot_identities_cert_revoked(VrotIdentities *self, X509 *cert)
+{
+        g_autofree gchar *serial = serial_hex(cert);
+        VrotIdentity *id = vrot_registry_identity_lookup(vrot_instances_registry(self->instances),
+                                                         serial);
+
+        return !id || id->revoked != 0;
+}
+
+gchar *vrot_identities_issue_ak(VrotIdentities *self, const gchar *uuid, EVP_PKEY *ak,
+                                X509 *ek_cert, GError **error)
+{
+        g_autoptr(JsonNode) res = issue(self, uuid, VROT_IDENTITY_AK_NAME, NULL,
+                                        VROT_IDENTITY_AK_DAYS, ak, ek_cert,
+                                        VROT_VTPMIDENT_AK_HANDLE, TRUE, error);
+        JsonObject *o = res ? json_node_get_object(res) : NULL;
+
+        if (!o)
+                return NULL;
+        g_message("identity %s issued to instance %s: its attestation key 0x%08x",
+                  json_object_get_string_member(o, "serial"), uuid, VROT_VTPMIDENT_AK_HANDLE);
+        return g_strdup(json_object_get_string_member(o, "certificate_pem"));
+}
+
 /* ---- identity.issue: the daemon plays the service vTPM's half ---------------------- */
 
 typedef struct IssueTask {
@@ -296,8 +331,8 @@ static void issue_task_free(IssueTask *t)
 }
 
 /* The verifier's credential for Name(AK) under the EK of the certificate. */
-static gboolean make_credential(X509 *ek_cert, GBytes *ak_name, const VrotSecret *secret,
-                                GBytes **ret_id, GBytes **ret_encrypted, GError **error)
+gboolean vrot_identities_make_credential(X509 *ek_cert, GBytes *ak_name, const VrotSecret *secret,
+                                         GBytes **ret_id, GBytes **ret_encrypted, GError **error)
 {
         return vrot_tpmevidence_make_credential(X509_get0_pubkey(ek_cert),
                                                 g_bytes_get_data(ak_name, NULL),
@@ -339,7 +374,8 @@ static gboolean task_credential(GBytes *ak_name, GBytes **ret_id, GBytes **ret_e
 {
         IssueTask *t = data;
 
-        return make_credential(t->ek_cert, ak_name, t->secret, ret_id, ret_encrypted, error);
+        return vrot_identities_make_credential(t->ek_cert, ak_name, t->secret, ret_id,
+                                               ret_encrypted, error);
 }
 
 static gboolean task_check(const VrotTpmevidenceKey *key, GBytes *answer, gpointer data,
@@ -374,7 +410,7 @@ static void issue_done(GObject *source, GAsyncResult *res, gpointer data)
         (void)source;
         if (g_task_propagate_boolean(G_TASK(res), &error))
                 result = issue(t->self, t->uuid, t->name, t->uri, t->days, t->key, t->ek_cert,
-                               t->handle, &error);
+                               t->handle, FALSE, &error);
         if (result)
                 g_message("identity %s issued to instance %s: name %s, key 0x%08x",
                           json_object_get_string_member(json_node_get_object(result), "serial"),
@@ -475,7 +511,8 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
                                      VROT_IDENTITY_CHALLENGE_SECONDS * G_USEC_PER_SEC };
         if (!c->secret || RAND_priv_bytes(vrot_secret_data(c->secret), SECRET_LEN) != 1)
                 g_error("cannot make a credential secret");
-        if (!make_credential(ek_cert, name, c->secret, &id_object, &encrypted, error)) {
+        if (!vrot_identities_make_credential(ek_cert, name, c->secret, &id_object, &encrypted,
+                                             error)) {
                 challenge_free(c);
                 return NULL;
         }
@@ -529,7 +566,8 @@ JsonNode *vrot_identities_complete(VrotIdentities *self, const gchar *challenge_
         req = (VrotIdentityRequest){ .uuid = c->uuid, .name = c->name, .uri = c->uri };
         if ((ek_cert = instance_ek_cert(self, &req, VROT_INSTANCE_VM, NULL, error)) &&
             check_proofs(&ev, NULL, c->secret, secret, &key, error))
-                res = issue(self, c->uuid, c->name, c->uri, c->days, key, ek_cert, 0, error);
+                res = issue(self, c->uuid, c->name, c->uri, c->days, key, ek_cert, 0, FALSE,
+                            error);
         if (res)
                 g_message("identity %s issued to instance %s: name %s, key in the guest "
                           "(challenge %s)",

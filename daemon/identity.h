@@ -18,8 +18,11 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include <openssl/x509.h>
+
 #include "host.h"
 #include "instances.h"
+#include "secret.h"
 
 #define VROT_IDENTITY_ERROR (vrot_identity_error_quark())
 GQuark vrot_identity_error_quark(void);
@@ -128,3 +131,30 @@ JsonNode *vrot_identities_list(VrotIdentities *self, const gchar *uuid, gint64 o
  */
 JsonNode *vrot_identities_crl(VrotIdentities *self, GError **error);
 #define VROT_IDENTITY_CRL_DAYS 7
+
+/* ---- for linked attestation (attest.c, docs/attestation.md) ---- */
+
+/* A service vTPM's attestation key is an identity of its own: this name, its
+ * handle VROT_VTPMIDENT_AK_HANDLE, extKeyUsage tcg-kp-AIKCertificate. */
+#define VROT_IDENTITY_AK_NAME "attestation-key"
+#define VROT_IDENTITY_AK_DAYS 365
+
+/** vrot_identities_service_ek_cert: a running service's RSA EK certificate, verified to the fleet root. */
+X509 *vrot_identities_service_ek_cert(VrotIdentities *self, const gchar *uuid,
+                                      gchar **ret_data_path, GError **error);
+
+/** vrot_identities_cert_revoked: is @cert revoked, or not one this host recorded? */
+gboolean vrot_identities_cert_revoked(VrotIdentities *self, X509 *cert);
+
+/**
+ * vrot_identities_issue_ak:
+ * The AK certificate for @ak (proved to be in @uuid's vTPM by the caller),
+ * recorded like any identity (identity.list, identity.revoke).  Main loop.
+ * Returns (transfer full) its PEM, or NULL with @error.
+ */
+gchar *vrot_identities_issue_ak(VrotIdentities *self, const gchar *uuid, EVP_PKEY *ak,
+                                X509 *ek_cert, GError **error);
+
+/** vrot_identities_make_credential: TPM2_MakeCredential of @secret for Name @ak_name under @ek_cert's key. */
+gboolean vrot_identities_make_credential(X509 *ek_cert, GBytes *ak_name, const VrotSecret *secret,
+                                         GBytes **ret_id, GBytes **ret_encrypted, GError **error);

@@ -79,6 +79,13 @@ static gchar *cert_path(VrotInstances *self, const gchar *uuid, const gchar *typ
         return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
 }
 
+/* The certificate of a service vTPM's attestation key (docs/attestation.md). */
+static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
+{
+        g_autofree gchar *name = g_strdup_printf("%s-ak.pem", uuid);
+        return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
+}
+
 static gchar *run_path(VrotInstances *self, const gchar *uuid, const gchar *name)
 {
         return g_build_filename(self->cfg->runtime_dir, uuid, name, NULL);
@@ -756,8 +763,9 @@ static void undo_create(VrotInstances *self, const gchar *uuid)
         (void)stop_worker(self, uuid, NULL);
         wipe_dir(dir);
         wipe_dir(rundir);
-        for (gsize i = 0; i < 2; i++) {
-                g_autofree gchar *cert = cert_path(self, uuid, i ? "ecc" : "rsa");
+        for (gsize i = 0; i < 3; i++) {
+                g_autofree gchar *cert = i == 2 ? ak_cert_path(self, uuid)
+                                                : cert_path(self, uuid, i ? "ecc" : "rsa");
                 (void)unlink(cert);
         }
         if (vrot_registry_forget(self->registry, uuid) && !save(self, &local))
@@ -859,6 +867,10 @@ gboolean vrot_instances_delete(VrotInstances *self, const gchar *uuid, GError **
         wipe_dir(rundir);
         (void)unlink(rsa);
         (void)unlink(ecc);
+        {
+                g_autofree gchar *ak = ak_cert_path(self, uuid);
+                (void)unlink(ak);
+        }
         /* A checkpoint that must not be undone: the host TPM counter moves. */
         if (!vrot_host_tpm_counter_increment(vrot_host_tpm(self->host), &counter, error))
                 return FALSE;
@@ -924,6 +936,22 @@ gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const 
                                             "(instance.create \"ek\")" : "");
         }
         return pem;
+}
+
+gchar *vrot_instances_ak_cert_pem(VrotInstances *self, const gchar *uuid)
+{
+        g_autofree gchar *path = ak_cert_path(self, uuid);
+        gchar *pem = NULL;
+
+        return g_file_get_contents(path, &pem, NULL, NULL) ? pem : NULL;
+}
+
+gboolean vrot_instances_set_ak_cert_pem(VrotInstances *self, const gchar *uuid, const gchar *pem,
+                                        GError **error)
+{
+        g_autofree gchar *path = ak_cert_path(self, uuid);
+
+        return g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
 }
 
 VrotRegistry *vrot_instances_registry(VrotInstances *self)

@@ -80,6 +80,12 @@ void vrot_instances_status_clear(VrotInstanceStatus *st);
 /** vrot_instances_list: (transfer container) UUIDs of every entry, tombstones too. */
 GPtrArray *vrot_instances_list(VrotInstances *self);
 
+/** vrot_instances_ak_cert_pem: (transfer full) the certificate of a service vTPM's AK, or NULL. */
+gchar *vrot_instances_ak_cert_pem(VrotInstances *self, const gchar *uuid);
+/** vrot_instances_set_ak_cert_pem: stores it (durably, 0644: it is public). */
+gboolean vrot_instances_set_ak_cert_pem(VrotInstances *self, const gchar *uuid, const gchar *pem,
+                                        GError **error);
+
 /** vrot_instances_ek_cert_pem: (transfer full) an EK certificate; @type "rsa" or "ecc". */
 gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const gchar *type,
                                   GError **error);
