@@ -27,6 +27,8 @@ static const VrotctlCommand *const commands[] = {
         &vrotctl_cmd_identity_revoke,
         &vrotctl_cmd_identity_list,
         &vrotctl_cmd_crl,
+        &vrotctl_cmd_attest,
+        &vrotctl_cmd_verify,
 };
 
 static void usage(FILE *out)

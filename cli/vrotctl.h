@@ -52,6 +52,8 @@ extern const VrotctlCommand vrotctl_cmd_identity_issue;
 extern const VrotctlCommand vrotctl_cmd_identity_revoke;
 extern const VrotctlCommand vrotctl_cmd_identity_list;
 extern const VrotctlCommand vrotctl_cmd_crl;
+extern const VrotctlCommand vrotctl_cmd_attest;
+extern const VrotctlCommand vrotctl_cmd_verify;
 
 /* ---- output.c: shared helpers ---- */
 
