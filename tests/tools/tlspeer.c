@@ -261,7 +261,7 @@ int main(int argc, char **argv)
                 { "root", 0, 0, G_OPTION_ARG_FILENAME, &root, "the fleet root to verify the peer to", "PEM" },
                 { "crl", 0, 0, G_OPTION_ARG_FILENAME, &crl, "check the peer against this CRL", "PEM" },
                 { "message", 0, 0, G_OPTION_ARG_STRING, &message, "the line to send", "TEXT" },
-                { NULL },
+                G_OPTION_ENTRY_NULL,
         };
         g_autoptr(GOptionContext) opts = g_option_context_new("- TLS 1.3 peer with a key in a vTPM");
         g_autoptr(GError) error = NULL;
