@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "attest.h"
+#include "attestverify.h"
 #include "endorse.h"
 #include "hostca.h"
 #include "tpmevidence.h"
@@ -611,17 +612,60 @@ static void m_identity_issue(gpointer ctx, const VrotCaller *caller, const VrotJ
         vrot_identities_issue_async(api->identities, &ir, on_issued, ic);
 }
 
+static void log_challenge_refusal(const VrotCaller *caller, const gchar *uuid, GError **error)
+{
+        g_message("refused: identity.challenge for instance %s by uid %u: %s", uuid,
+                  (unsigned)caller->uid, (*error)->message);
+        to_rpc_error(error);
+}
+
+/* identity.challenge with purpose "attestation": the guest's AK itself. */
+static JsonNode *ak_challenge(VrotApi *api, const VrotCaller *caller,
+                              const VrotJsonrpcRequest *req, gchar uuid[VROT_UUID_STR_LEN + 1],
+                              GError **error)
+{
+        static const char *const known[] = { "uuid", "purpose", "ak_public", NULL };
+        VrotIdentityRequest ir = { .uuid = uuid, .name = VROT_IDENTITY_AK_NAME,
+                                   .days = VROT_IDENTITY_AK_DAYS };
+        g_autoptr(GBytes) ak = NULL;
+        JsonNode *res;
+
+        if (!target(api, caller, req, known, uuid, error) ||
+            !vrot_jsonrpc_param_base64(req, "ak_public", VROT_JSONRPC_REQUIRED, 2,
+                                       sizeof(TPM2B_PUBLIC), &ak, error))
+                return NULL;
+        res = vrot_identities_challenge(api->identities, &ir, ak, NULL, error);
+        if (!res)
+                log_challenge_refusal(caller, uuid, error);
+        return res;
+}
+
 static JsonNode *m_identity_challenge(gpointer ctx, const VrotCaller *caller,
                                       const VrotJsonrpcRequest *req, GError **error)
 {
-        static const char *const known[] = { "uuid", "name", "uri", "days", "ak_public",
-                                             "key_public", NULL };
+        static const char *const known[] = { "uuid", "purpose", "name", "uri", "days",
+                                             "ak_public", "key_public", NULL };
+        static const char *const purposes[] = { "identity", "attestation", NULL };
         VrotApi *api = ctx;
         gchar uuid[VROT_UUID_STR_LEN + 1];
         VrotIdentityRequest ir;
         g_autoptr(GBytes) ak = NULL, key = NULL;
+        guint purpose = 0;
         JsonNode *res;
 
+        if (!vrot_jsonrpc_param_enum(req, "purpose", VROT_JSONRPC_OPTIONAL, purposes, &purpose,
+                                     error))
+                return NULL;
+        if (purpose == 1) {
+                if (!vrot_host_enrolled(api->host)) {
+                        g_set_error_literal(error, VROT_JSONRPC_ERROR,
+                                            VROT_JSONRPC_ERROR_NOT_ENROLLED,
+                                            "this host is not enrolled: it has no host CA "
+                                            "(vrotd(8), ENROLMENT)");
+                        return NULL;
+                }
+                return ak_challenge(api, caller, req, uuid, error);
+        }
         if (!identity_request(api, caller, req, known, uuid, &ir, error) ||
             !vrot_jsonrpc_param_base64(req, "ak_public", VROT_JSONRPC_REQUIRED, 2,
                                        sizeof(TPM2B_PUBLIC), &ak, error) ||
@@ -629,11 +673,8 @@ static JsonNode *m_identity_challenge(gpointer ctx, const VrotCaller *caller,
                                        sizeof(TPM2B_PUBLIC), &key, error))
                 return NULL;
         res = vrot_identities_challenge(api->identities, &ir, ak, key, error);
-        if (!res) {
-                g_message("refused: identity.challenge for instance %s by uid %u: %s", uuid,
-                          (unsigned)caller->uid, (*error)->message);
-                to_rpc_error(error);
-        }
+        if (!res)
+                log_challenge_refusal(caller, uuid, error);
         return res;
 }
 
@@ -652,9 +693,9 @@ static JsonNode *m_identity_complete(gpointer ctx, const VrotCaller *caller,
                                        error) ||
             !vrot_jsonrpc_param_base64(req, "secret", VROT_JSONRPC_REQUIRED, 1, 64, &secret,
                                        error) ||
-            !vrot_jsonrpc_param_base64(req, "attest", VROT_JSONRPC_REQUIRED, 1, 2048, &attest,
+            !vrot_jsonrpc_param_base64(req, "attest", VROT_JSONRPC_OPTIONAL, 1, 2048, &attest,
                                        error) ||
-            !vrot_jsonrpc_param_base64(req, "signature", VROT_JSONRPC_REQUIRED, 1, 80, &signature,
+            !vrot_jsonrpc_param_base64(req, "signature", VROT_JSONRPC_OPTIONAL, 1, 80, &signature,
                                        error))
                 return NULL;
         /* Only who may touch the challenge's instance may answer it. */
@@ -745,6 +786,32 @@ static gboolean param_pcrs(const VrotJsonrpcRequest *req, const char *name, guin
         return TRUE;
 }
 
+/* A VM guest's quote: ak_public, attest, signature (base64), pcr_values. */
+static gboolean param_guest_quote(const VrotJsonrpcRequest *req, VrotTpmevidenceQuote **ret,
+                                  GError **error)
+{
+        g_autoptr(VrotTpmevidenceQuote) q = g_new0(VrotTpmevidenceQuote, 1);
+        JsonObject *params = vrot_jsonrpc_request_get_params(req);
+
+        if (!vrot_jsonrpc_param_base64(req, "ak_public", VROT_JSONRPC_REQUIRED, 2,
+                                       sizeof(TPM2B_PUBLIC), &q->ak_public, error) ||
+            !vrot_jsonrpc_param_base64(req, "attest", VROT_JSONRPC_REQUIRED, 1, 2048, &q->attest,
+                                       error) ||
+            !vrot_jsonrpc_param_base64(req, "signature", VROT_JSONRPC_REQUIRED, 1, 80,
+                                       &q->signature, error))
+                return FALSE;
+        if (vrot_jsonrpc_param_has(req, "pcrs") ||
+            !vrot_attest_pcrs_parse(json_object_get_member(params, "pcr_values"), &q->pcr_mask,
+                                    &q->pcr_values)) {
+                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                                    "a guest's quote comes with \"pcr_values\", {\"<index>\": "
+                                    "\"<64 hex digits>\"}, and without \"pcrs\"");
+                return FALSE;
+        }
+        *ret = g_steal_pointer(&q);
+        return TRUE;
+}
+
 typedef struct AttestCall {
         VrotCall *call;
 } AttestCall;
@@ -765,10 +832,12 @@ static void m_instance_attest(gpointer ctx, const VrotCaller *caller,
                               const VrotJsonrpcRequest *req, VrotCall *call)
 {
         static const char *const known[] = { "uuid", "nonce", "pcrs", "host_pcrs", "event_log",
+                                             "ak_public", "attest", "signature", "pcr_values",
                                              NULL };
         VrotApi *api = ctx;
         gchar uuid[VROT_UUID_STR_LEN + 1];
         g_autoptr(GBytes) nonce = NULL, event_log = NULL;
+        g_autoptr(VrotTpmevidenceQuote) guest = NULL;
         VrotAttestRequest ar = { .uuid = uuid, .dev = api->dev };
         AttestCall *ac;
         GError *error = NULL;
@@ -779,10 +848,12 @@ static void m_instance_attest(gpointer ctx, const VrotCaller *caller,
             !param_pcrs(req, "pcrs", VROT_ATTEST_DEFAULT_PCRS, &ar.pcrs, &error) ||
             !param_pcrs(req, "host_pcrs", VROT_ATTEST_DEFAULT_PCRS, &ar.host_pcrs, &error) ||
             !vrot_jsonrpc_param_base64(req, "event_log", VROT_JSONRPC_OPTIONAL, 1, 512 * 1024,
-                                       &event_log, &error)) {
+                                       &event_log, &error) ||
+            (vrot_jsonrpc_param_has(req, "attest") && !param_guest_quote(req, &guest, &error))) {
                 vrot_call_return_error(call, error);
                 return;
         }
+        ar.guest_quote = guest;
         if (!vrot_host_enrolled(api->host)) {
                 g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
                                     "this host is not enrolled: it has no host CA to certify "

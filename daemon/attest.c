@@ -264,6 +264,63 @@ static void attest_done(GObject *source, GAsyncResult *res, gpointer data)
         t->fn(result, error, t->data);
 }
 
+/* The AK certificate on file for @uuid, unless revoked. */
+static X509 *current_ak_cert(VrotInstances *instances, VrotIdentities *identities,
+                             const gchar *uuid)
+{
+        g_autofree gchar *pem = vrot_instances_ak_cert_pem(instances, uuid);
+        X509 *cert = pem ? vrot_x509_from_pem(pem, strlen(pem), NULL) : NULL;
+
+        if (cert && vrot_identities_cert_revoked(identities, cert))
+                g_clear_pointer(&cert, X509_free);
+        return cert;
+}
+
+/* A VM: the guest quoted with the AK certified through identity.challenge
+ * (purpose "attestation"); the daemon checks it and adds the host half. */
+static void attest_guest(VrotHost *host, VrotInstances *instances, VrotIdentities *identities,
+                         const VrotAttestRequest *req, VrotAttestDoneFunc fn, gpointer data)
+{
+        AttestTask t = { .host = host, .identities = identities, .instances = instances,
+                         .uuid = g_strdup(req->uuid), .nonce = g_bytes_ref(req->nonce),
+                         .event_log = req->event_log ? g_bytes_ref(req->event_log) : NULL,
+                         .host_pcrs = req->host_pcrs, .dev = req->dev };
+        const VrotTpmevidenceQuote *gq = req->guest_quote;
+        GError *error = NULL;
+        JsonNode *result = NULL;
+        g_autoptr(X509) ak_cert = NULL;
+
+        t.quote = g_new0(VrotTpmevidenceQuote, 1);
+        *t.quote = (VrotTpmevidenceQuote){ .ak_public = g_bytes_ref(gq->ak_public),
+                                           .attest = g_bytes_ref(gq->attest),
+                                           .signature = g_bytes_ref(gq->signature),
+                                           .pcr_mask = gq->pcr_mask,
+                                           .pcr_values = g_bytes_ref(gq->pcr_values) };
+        t.pcrs = gq->pcr_mask;
+        t.ek_cert = vrot_identities_ek_cert(identities, req->uuid, VROT_INSTANCE_VM, NULL,
+                                            &error);
+        if (t.ek_cert && !(t.ak_cert = current_ak_cert(instances, identities, req->uuid)))
+                g_set_error(&error, VROT_ATTEST_ERROR, VROT_ATTEST_ERROR_INVALID,
+                            "instance %s has no certified attestation key: the guest gets one "
+                            "with identity.challenge (purpose \"attestation\") and "
+                            "identity.complete first", req->uuid);
+        if (t.ak_cert && (ak_cert = ak_certificate(&t, &error)))
+                result = bundle(&t, ak_cert, &error);
+        if (result)
+                g_message("instance %s: attested with the guest's quote (PCRs 0x%06x, host PCRs "
+                          "0x%06x)", t.uuid, t.pcrs, t.host_pcrs);
+        else
+                g_message("refused: instance.attest of instance %s: %s", t.uuid, error->message);
+        g_free(t.uuid);
+        g_bytes_unref(t.nonce);
+        if (t.event_log)
+                g_bytes_unref(t.event_log);
+        X509_free(t.ek_cert);
+        X509_free(t.ak_cert);
+        vrot_tpmevidence_quote_free(t.quote);
+        fn(result, error, data);
+}
+
 void vrot_attest_async(VrotHost *host, VrotInstances *instances, VrotIdentities *identities,
                        const VrotAttestRequest *req, VrotAttestDoneFunc fn, gpointer data)
 {
@@ -274,8 +331,33 @@ void vrot_attest_async(VrotHost *host, VrotInstances *instances, VrotIdentities 
         AttestTask *t;
         X509 *ek_cert;
 
-        if (!(ek_cert = vrot_identities_service_ek_cert(identities, req->uuid, &data_path,
-                                                        &error))) {
+        VrotInstanceStatus st;
+        VrotInstanceKind kind;
+
+        if (!vrot_instances_status(instances, req->uuid, &st, &error)) {
+                fn(NULL, error, data);
+                return;
+        }
+        kind = st.entry->kind;
+        vrot_instances_status_clear(&st);
+        if (!req->guest_quote != (kind == VROT_INSTANCE_SERVICE)) {
+                g_set_error(&error, VROT_ATTEST_ERROR, VROT_ATTEST_ERROR_INVALID,
+                            kind == VROT_INSTANCE_VM
+                            ? "instance %s is a VM: its guest makes the vTPM quote (ak_public, "
+                              "attest, signature, pcr_values; docs/attestation.md)"
+                            : "instance %s is a service: vrotd makes its vTPM quote itself",
+                            req->uuid);
+                g_message("refused: instance.attest of instance %s: %s", req->uuid,
+                          error->message);
+                fn(NULL, error, data);
+                return;
+        }
+        if (req->guest_quote) {
+                attest_guest(host, instances, identities, req, fn, data);
+                return;
+        }
+        if (!(ek_cert = vrot_identities_ek_cert(identities, req->uuid, VROT_INSTANCE_SERVICE,
+                                                &data_path, &error))) {
                 g_message("refused: instance.attest of instance %s: %s", req->uuid,
                           error->message);
                 fn(NULL, error, data);
@@ -283,12 +365,9 @@ void vrot_attest_async(VrotHost *host, VrotInstances *instances, VrotIdentities 
         }
         /* The AK certificate on file, unless it was revoked: then a new AK. */
         ak_pem = vrot_instances_ak_cert_pem(instances, req->uuid);
-        ak_cert = ak_pem ? vrot_x509_from_pem(ak_pem, strlen(ak_pem), NULL) : NULL;
-        if (ak_cert && vrot_identities_cert_revoked(identities, ak_cert)) {
+        if (ak_pem && !(ak_cert = current_ak_cert(instances, identities, req->uuid)))
                 g_message("instance %s: its attestation key's certificate is revoked: a new "
                           "attestation key is made", req->uuid);
-                g_clear_pointer(&ak_cert, X509_free);
-        }
         t = g_new0(AttestTask, 1);
         *t = (AttestTask){ .host = host, .identities = identities, .instances = instances,
                            .uuid = g_strdup(req->uuid),

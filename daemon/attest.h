@@ -11,15 +11,17 @@
  * digest of the vTPM quote, with that key's certification of the host CA
  * key, which ties it to the host CA certificate and so to the fleet root.
  *
- * Service instances only: vrotd reaches a service vTPM through its data
- * socket; a VM's vTPM belongs to its guest (docs/attestation.md says what
- * is missing for VMs).
+ * For a service instance vrotd makes the vTPM's quote through its data
+ * socket.  A VM's vTPM belongs to its guest: the guest quotes with an AK
+ * certified through identity.challenge (purpose "attestation") and the
+ * caller passes the quote in; vrotd checks it and adds the host's half.
  */
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
 #include "host.h"
+#include "tpmevidence.h"
 #include "identity.h"
 #include "instances.h"
 
@@ -42,6 +44,9 @@ typedef struct VrotAttestRequest {
         guint32 host_pcrs;              /* the host's */
         GBytes *event_log;              /* nullable: the guest's, passed through */
         gboolean dev;                   /* the host TPM is simulated: no host event log */
+        /* A VM: the guest's quote (ak_public, attest, signature, PCRs and
+         * values); @pcrs is then unused.  NULL: a service, vrotd quotes. */
+        const VrotTpmevidenceQuote *guest_quote;
 } VrotAttestRequest;
 
 typedef void (*VrotAttestDoneFunc)(JsonNode *bundle, GError *error, gpointer data);

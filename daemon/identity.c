@@ -58,7 +58,8 @@ static void challenge_free(Challenge *c)
         g_free(c->name);
         g_free(c->uri);
         g_bytes_unref(c->ak_public);
-        g_bytes_unref(c->key_public);
+        if (c->key_public)
+                g_bytes_unref(c->key_public);
         vrot_secret_free(c->secret);
         g_free(c);
 }
@@ -270,12 +271,12 @@ fail:
 
 /* ---- for linked attestation (attest.c) ------------------------------------------------ */
 
-X509 *vrot_identities_service_ek_cert(VrotIdentities *self, const gchar *uuid,
-                                      gchar **ret_data_path, GError **error)
+X509 *vrot_identities_ek_cert(VrotIdentities *self, const gchar *uuid, VrotInstanceKind kind,
+                              gchar **ret_data_path, GError **error)
 {
         VrotIdentityRequest req = { .uuid = uuid, .name = VROT_IDENTITY_AK_NAME };
 
-        return instance_ek_cert(self, &req, VROT_INSTANCE_SERVICE, ret_data_path, error);
+        return instance_ek_cert(self, &req, kind, ret_data_path, error);
 }
 
 gboolean vrot_identities_cert_revoked(VrotIdentities *self, X509 *cert)
@@ -300,6 +301,22 @@ gchar *vrot_identities_issue_ak(VrotIdentities *self, const gchar *uuid, EVP_PKE
         g_message("identity %s issued to instance %s: its attestation key 0x%08x",
                   json_object_get_string_member(o, "serial"), uuid, VROT_VTPMIDENT_AK_HANDLE);
         return g_strdup(json_object_get_string_member(o, "certificate_pem"));
+}
+
+/* A guest's AK certificate, kept as the instance's AK certificate (instance.attest). */
+static JsonNode *issue_guest_ak(VrotIdentities *self, const gchar *uuid, EVP_PKEY *ak,
+                                X509 *ek_cert, GError **error)
+{
+        JsonNode *res = issue(self, uuid, VROT_IDENTITY_AK_NAME, NULL, VROT_IDENTITY_AK_DAYS, ak,
+                              ek_cert, 0, TRUE, error);
+
+        if (res && !vrot_instances_set_ak_cert_pem(self->instances, uuid,
+                                                   json_object_get_string_member(
+                                                           json_node_get_object(res),
+                                                           "certificate_pem"),
+                                                   error))
+                g_clear_pointer(&res, json_node_unref);
+        return res;
 }
 
 /* ---- identity.issue: the daemon plays the service vTPM's half ---------------------- */
@@ -350,18 +367,26 @@ gboolean vrot_identities_make_credential(X509 *ek_cert, GBytes *ak_name, const V
  * too); that the AK is in the EK's TPM now is what the one-time credential
  * proves.  docs/identity.md.
  */
-static gboolean check_proofs(const VrotTpmevidenceKey *key, GBytes *nonce,
-                             const VrotSecret *secret, GBytes *answer, EVP_PKEY **ret_key,
-                             GError **error)
+/* The answer to the credential is its secret: the AK is in the EK's TPM. */
+static gboolean check_answer(const VrotSecret *secret, GBytes *answer, GError **error)
 {
-        g_autoptr(GError) local = NULL;
-
         if (!answer || g_bytes_get_size(answer) != SECRET_LEN ||
             CRYPTO_memcmp(g_bytes_get_data(answer, NULL), vrot_secret_data(secret),
                           SECRET_LEN) != 0)
                 return fail(error, VROT_IDENTITY_ERROR_REFUSED,
                             "the answer to the credential is not its secret: the attestation key "
                             "is not in the vTPM that holds the EK");
+        return TRUE;
+}
+
+static gboolean check_proofs(const VrotTpmevidenceKey *key, GBytes *nonce,
+                             const VrotSecret *secret, GBytes *answer, EVP_PKEY **ret_key,
+                             GError **error)
+{
+        g_autoptr(GError) local = NULL;
+
+        if (!check_answer(secret, answer, error))
+                return FALSE;
         if (!vrot_tpmevidence_verify_key(key, nonce, ret_key, &local))
                 return fail(error, VROT_IDENTITY_ERROR_REFUSED,
                             "the identity key is not certified by the attestation key: %s",
@@ -471,6 +496,18 @@ static gchar *b64(GBytes *b)
         return g_base64_encode(g_bytes_get_data(b, NULL), g_bytes_get_size(b));
 }
 
+/* A guest's AK for its own certificate: restricted, ECC P-256, made in its TPM. */
+static gboolean check_guest_ak(GBytes *ak_public, EVP_PKEY **ret_key, GError **error)
+{
+        g_autoptr(EVP_PKEY) key = NULL;
+
+        if (!vrot_tpmevidence_check_ak(ak_public, &key, error))
+                return FALSE;
+        if (ret_key)
+                *ret_key = g_steal_pointer(&key);
+        return TRUE;
+}
+
 JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequest *req,
                                     GBytes *ak_public, GBytes *key_public, GError **error)
 {
@@ -497,7 +534,8 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
         if (!(ek_cert = instance_ek_cert(self, req, VROT_INSTANCE_VM, NULL, error)))
                 return NULL;
         if (!(name = vrot_tpmevidence_name(ak_public, &local)) ||
-            !vrot_tpmevidence_name(key_public, &local)) {
+            (key_public ? !vrot_tpmevidence_name(key_public, &local)
+                        : !check_guest_ak(ak_public, NULL, &local))) {
                 fail(error, VROT_IDENTITY_ERROR_INVALID, "%s", local->message);
                 return NULL;
         }
@@ -505,7 +543,7 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
         *c = (Challenge){ .id = g_strdup(id), .uuid = g_strdup(req->uuid),
                           .name = g_strdup(req->name), .uri = g_strdup(req->uri),
                           .days = req->days, .ak_public = g_bytes_ref(ak_public),
-                          .key_public = g_bytes_ref(key_public),
+                          .key_public = key_public ? g_bytes_ref(key_public) : NULL,
                           .secret = vrot_secret_new(SECRET_LEN, NULL),
                           .expires = g_get_monotonic_time() +
                                      VROT_IDENTITY_CHALLENGE_SECONDS * G_USEC_PER_SEC };
@@ -539,6 +577,41 @@ const gchar *vrot_identities_challenge_instance(VrotIdentities *self, const gcha
         return c ? c->uuid : NULL;
 }
 
+/* An identity key certified by the guest's AK. */
+static JsonNode *complete_identity(VrotIdentities *self, const Challenge *c, X509 *ek_cert,
+                                   GBytes *secret, GBytes *attest, GBytes *signature,
+                                   GError **error)
+{
+        VrotTpmevidenceKey ev = { .ak_public = c->ak_public, .key_public = c->key_public,
+                                  .attest = attest, .signature = signature };
+        g_autoptr(EVP_PKEY) key = NULL;
+
+        if (!attest || !signature) {
+                fail(error, VROT_IDENTITY_ERROR_INVALID, "identity.complete needs the "
+                     "certification of the identity key: attest and signature");
+                return NULL;
+        }
+        if (!check_proofs(&ev, NULL, c->secret, secret, &key, error))
+                return NULL;
+        return issue(self, c->uuid, c->name, c->uri, c->days, key, ek_cert, 0, FALSE, error);
+}
+
+/* The guest's AK itself (purpose "attestation", docs/attestation.md). */
+static JsonNode *complete_ak(VrotIdentities *self, const Challenge *c, X509 *ek_cert,
+                             GBytes *secret, GBytes *attest, GBytes *signature, GError **error)
+{
+        g_autoptr(EVP_PKEY) ak = NULL;
+
+        if (attest || signature) {
+                fail(error, VROT_IDENTITY_ERROR_INVALID,
+                     "a challenge for an attestation key takes no attest or signature");
+                return NULL;
+        }
+        if (!check_answer(c->secret, secret, error) || !check_guest_ak(c->ak_public, &ak, error))
+                return NULL;
+        return issue_guest_ak(self, c->uuid, ak, ek_cert, error);
+}
+
 JsonNode *vrot_identities_complete(VrotIdentities *self, const gchar *challenge_id,
                                    GBytes *secret, GBytes *attest, GBytes *signature,
                                    GError **error)
@@ -546,8 +619,6 @@ JsonNode *vrot_identities_complete(VrotIdentities *self, const gchar *challenge_
         gpointer key_ptr = NULL, value = NULL;
         Challenge *c;
         g_autoptr(X509) ek_cert = NULL;
-        g_autoptr(EVP_PKEY) key = NULL;
-        VrotTpmevidenceKey ev;
         JsonNode *res = NULL;
         VrotIdentityRequest req;
 
@@ -561,13 +632,11 @@ JsonNode *vrot_identities_complete(VrotIdentities *self, const gchar *challenge_
                 return NULL;
         }
         c = value;
-        ev = (VrotTpmevidenceKey){ .ak_public = c->ak_public, .key_public = c->key_public,
-                                   .attest = attest, .signature = signature };
         req = (VrotIdentityRequest){ .uuid = c->uuid, .name = c->name, .uri = c->uri };
-        if ((ek_cert = instance_ek_cert(self, &req, VROT_INSTANCE_VM, NULL, error)) &&
-            check_proofs(&ev, NULL, c->secret, secret, &key, error))
-                res = issue(self, c->uuid, c->name, c->uri, c->days, key, ek_cert, 0, FALSE,
-                            error);
+        if ((ek_cert = instance_ek_cert(self, &req, VROT_INSTANCE_VM, NULL, error)))
+                res = c->key_public
+                      ? complete_identity(self, c, ek_cert, secret, attest, signature, error)
+                      : complete_ak(self, c, ek_cert, secret, attest, signature, error);
         if (res)
                 g_message("identity %s issued to instance %s: name %s, key in the guest "
                           "(challenge %s)",

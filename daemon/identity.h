@@ -139,9 +139,13 @@ JsonNode *vrot_identities_crl(VrotIdentities *self, GError **error);
 #define VROT_IDENTITY_AK_NAME "attestation-key"
 #define VROT_IDENTITY_AK_DAYS 365
 
-/** vrot_identities_service_ek_cert: a running service's RSA EK certificate, verified to the fleet root. */
-X509 *vrot_identities_service_ek_cert(VrotIdentities *self, const gchar *uuid,
-                                      gchar **ret_data_path, GError **error);
+/**
+ * vrot_identities_ek_cert:
+ * The RSA EK certificate of an instance of @kind (a service must run),
+ * verified to the fleet root; INVALID for an instance of the other kind.
+ */
+X509 *vrot_identities_ek_cert(VrotIdentities *self, const gchar *uuid, VrotInstanceKind kind,
+                              gchar **ret_data_path, GError **error);
 
 /** vrot_identities_cert_revoked: is @cert revoked, or not one this host recorded? */
 gboolean vrot_identities_cert_revoked(VrotIdentities *self, X509 *cert);

@@ -237,21 +237,30 @@ static X509 *cert(JsonObject *o, const char *name)
         return pem ? vrot_x509_from_pem(pem, strlen(pem), NULL) : NULL;
 }
 
-static gboolean parse_quote(JsonObject *o, VrotTpmevidenceQuote **ret)
+gboolean vrot_attest_pcrs_parse(JsonNode *node, guint32 *ret_mask, GBytes **ret_values)
 {
-        g_autoptr(VrotTpmevidenceQuote) q = g_new0(VrotTpmevidenceQuote, 1);
         g_autoptr(GByteArray) values = g_byte_array_new();
         State st;
 
-        if (!(q->ak_public = b64(o, "ak_public")) || !(q->attest = b64(o, "attest")) ||
-            !(q->signature = b64(o, "signature")) ||
-            !parse_pcr_map(json_object_get_member(o, "pcrs"), &st) || !st.mask)
+        if (!parse_pcr_map(node, &st) || !st.mask)
                 return FALSE;
         for (guint i = 0; i < VROT_TPMEVIDENCE_PCRS; i++)
                 if (st.mask & (1u << i))
                         g_byte_array_append(values, st.values[i], 32);
-        q->pcr_mask = st.mask;
-        q->pcr_values = g_byte_array_free_to_bytes(g_steal_pointer(&values));
+        *ret_mask = st.mask;
+        *ret_values = g_byte_array_free_to_bytes(g_steal_pointer(&values));
+        return TRUE;
+}
+
+static gboolean parse_quote(JsonObject *o, VrotTpmevidenceQuote **ret)
+{
+        g_autoptr(VrotTpmevidenceQuote) q = g_new0(VrotTpmevidenceQuote, 1);
+
+        if (!(q->ak_public = b64(o, "ak_public")) || !(q->attest = b64(o, "attest")) ||
+            !(q->signature = b64(o, "signature")) ||
+            !vrot_attest_pcrs_parse(json_object_get_member(o, "pcrs"), &q->pcr_mask,
+                                    &q->pcr_values))
+                return FALSE;
         *ret = g_steal_pointer(&q);
         return TRUE;
 }

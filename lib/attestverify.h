@@ -29,6 +29,7 @@
  */
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <openssl/x509.h>
 
 #define VROT_ATTESTVERIFY_ERROR (vrot_attestverify_error_quark())
@@ -82,3 +83,11 @@ gboolean vrot_attest_verify(const gchar *bundle, gsize len, X509 *root, X509_CRL
 
 /** vrot_attest_trusted: did every check of @checks pass? */
 gboolean vrot_attest_trusted(const GPtrArray *checks);
+
+/**
+ * vrot_attest_pcrs_parse:
+ * {"<index>": "<64 hex digits>", ...}, at least one, indices 0 to 23 in
+ * decimal: the quoted PCRs as a mask and their values in ascending order
+ * (VrotTpmevidenceQuote).  FALSE for anything else.
+ */
+gboolean vrot_attest_pcrs_parse(JsonNode *node, guint32 *ret_mask, GBytes **ret_values);

@@ -572,6 +572,19 @@ gboolean vrot_tpmevidence_verify_key(const VrotTpmevidenceKey *ev, GBytes *nonce
         return TRUE;
 }
 
+gboolean vrot_tpmevidence_check_ak(GBytes *ak_public, EVP_PKEY **ret_key, GError **error)
+{
+        TPM2B_PUBLIC ak = { 0 };
+        g_autoptr(GError) local = NULL;
+
+        if (!parse_public(ak_public, "ak_public", &ak, error) ||
+            !check_ak(&ak.publicArea, "", error))
+                return FALSE;
+        if (!(*ret_key = vrot_tpmpub_to_pkey(&ak.publicArea, &local)))
+                return fail(error, VROT_TPMEVIDENCE_ERROR_AK, "ak_public: %s", local->message);
+        return TRUE;
+}
+
 /* ---- quotes ---------------------------------------------------------------------------------- */
 
 void vrot_tpmevidence_quote_free(VrotTpmevidenceQuote *q)

@@ -258,6 +258,16 @@ gboolean vrot_tpmevidence_challenge(const VrotTpmevidenceProver *prover, gpointe
                                     X509_STORE *vendor_roots, STACK_OF(X509) *untrusted,
                                     VrotTpmevidenceVerified **ret, GError **error);
 
+/**
+ * vrot_tpmevidence_check_ak:
+ * @ak_public: TPM2B_PUBLIC (wire form), untrusted
+ * @ret_key: (out) (transfer full): its public key
+ *
+ * Step 3 alone: a restricted ECC P-256 ECDSA-SHA256 signing key made in a
+ * TPM (_PARSE, _AK).  Pure.
+ */
+gboolean vrot_tpmevidence_check_ak(GBytes *ak_public, EVP_PKEY **ret_key, GError **error);
+
 /* PCRs of one SHA-256 bank: what a quote covers. */
 #define VROT_TPMEVIDENCE_PCRS 24
 
