@@ -25,6 +25,14 @@ from harness import check
 
 TPM_HEADER = 10
 
+# What docs/identity.md has the guest use: the EK at its TCG default handle,
+# the AK and identity keys as children of it.
+EK = "0x81010001"
+AK_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+KEY_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign"
+AK_ALG = "ecc256:ecdsa-sha256:null"
+KEY_ALG = "ecc256:null"
+
 
 def recv_exact(sock, n):
     data = b""
@@ -119,6 +127,37 @@ class GuestTpm:
         if ok:
             check(r.returncode == 0, f"{' '.join(argv)}: {r.stderr.decode(errors='replace')}")
         return r
+
+    def under_ek(self, *argv, ok=True):
+        """One tpm2-tools command that uses the EK, through the EK's policy
+        (PolicySecret(TPM_RH_ENDORSEMENT), TCG EK Credential Profile)."""
+        self.tools("tpm2_startauthsession", "--policy-session", "-S", "ek-session.ctx")
+        self.tools("tpm2_policysecret", "-S", "ek-session.ctx", "-c", "e")
+        try:
+            return self.tools(*argv, "-P", "session:ek-session.ctx", ok=ok)
+        finally:
+            self.tools("tpm2_flushcontext", "ek-session.ctx")
+
+    def make_key(self, prefix, attrs, alg, handle=None):
+        """A key under the EK: @prefix.pub (TPM2B_PUBLIC, returned) and, with
+        @handle, persistent there."""
+        self.under_ek("tpm2_create", "-C", EK, "-G", alg, "-a", attrs, "-u", f"{prefix}.pub",
+                      "-r", f"{prefix}.priv")
+        if handle:
+            self.under_ek("tpm2_load", "-C", EK, "-u", f"{prefix}.pub", "-r", f"{prefix}.priv",
+                          "-c", f"{prefix}.ctx")
+            self.tools("tpm2_evictcontrol", "-C", "o", "-c", f"{prefix}.ctx", handle)
+            self.tools("tpm2_flushcontext", "-t")
+        return self.read(f"{prefix}.pub")
+
+    def activate(self, id_object, encrypted_secret, ak, ok=True):
+        """tpm2_activatecredential of a credential (the two structures) with
+        the AK at @ak and the EK; the secret, or None if the TPM refused."""
+        with open(self.h.path("credential"), "wb") as f:   # tpm2-tools' credential file
+            f.write(bytes.fromhex("badcc0de00000001") + id_object + encrypted_secret)
+        r = self.under_ek("tpm2_activatecredential", "-c", ak, "-C", EK, "-i", "credential",
+                          "-o", "secret", ok=ok)
+        return self.read("secret") if r.returncode == 0 else None
 
     def read(self, name):
         with open(self.h.path(name), "rb") as f:

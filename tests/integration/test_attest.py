@@ -9,9 +9,15 @@
   host's quote, an unknown host root, a revoked AK certificate and a guest
   state outside the policy is refused, and the verdict names the check;
 - after the revocation the daemon makes and certifies a new AK;
-- refusals of instance.attest: a VM, bad nonce or PCR lists; malformed
-  bundles and policies are errors, not verdicts."""
+- a VM: the guest (tpm2-tools on the worker's data channel, guesttpm.py)
+  gets its AK certified (identity.challenge with purpose "attestation"),
+  extends a PCR and quotes; instance.attest adds the host's half and the
+  bundle verifies; a quote over another nonce or with other PCR values is
+  refused;
+- refusals of instance.attest: bad nonce or PCR lists, a VM without its
+  guest's quote; malformed bundles and policies are errors, not verdicts."""
 
+import base64
 import copy
 import json
 import os
@@ -19,6 +25,7 @@ import subprocess
 
 import harness as H
 import vrotd as V
+from guesttpm import AK_ALG, AK_ATTRS, GuestTpm
 from harness import check
 
 SVC = "5a1e0000-0000-4000-8000-0000000000a1"
@@ -141,6 +148,68 @@ def test_linked_attestation():
         d.stop_clean()
 
 
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def test_vm_attestation():
+    vm = "5a1e0000-0000-4000-8000-0000000000c7"
+    ak_handle = "0x81010002"
+    with V.Harness("attest-vm") as h:
+        d = V.Vrotd(h).start()
+        d.call("instance.create", uuid=vm, kind="vm", name="web")
+        info = d.call("instance.start", uuid=vm)
+        nonce = os.urandom(20)
+        with GuestTpm(h, info["ctrl"]) as g:
+            g.tools("tpm2_startup", "-c")
+            V.expect_error(-32602, d.call, "instance.attest", uuid=vm, nonce=b64(nonce))
+            # The guest's AK, certified by the host CA after the credential.
+            ak = g.make_key("ak", AK_ATTRS, AK_ALG, ak_handle)
+            ch = d.call("identity.challenge", uuid=vm, purpose="attestation", ak_public=b64(ak))
+            secret = g.activate(base64.b64decode(ch["id_object"]),
+                                base64.b64decode(ch["encrypted_secret"]), ak_handle)
+            V.expect_error(-32602, d.call, "identity.complete", challenge=ch["challenge"],
+                           secret=b64(secret), attest=b64(b"x"), signature=b64(b"y"))
+            ch = d.call("identity.challenge", uuid=vm, purpose="attestation", ak_public=b64(ak))
+            secret = g.activate(base64.b64decode(ch["id_object"]),
+                                base64.b64decode(ch["encrypted_secret"]), ak_handle)
+            ident = d.call("identity.complete", challenge=ch["challenge"], secret=b64(secret))
+            check(ident["name"] == "attestation-key" and ident["handle"] is None,
+                  f"the guest's AK certificate: {ident}")
+            V.expect_error(-32001, d.call, "identity.complete", challenge=ch["challenge"],
+                           secret=b64(secret))
+
+            # The guest measures, then quotes over the verifier's nonce.
+            g.tools("tpm2_pcrextend", "16:sha256=" + "cd" * 32)
+            g.tools("tpm2_quote", "-c", ak_handle, "-l", "sha256:0,16", "-q", nonce.hex(),
+                    "-m", "quote.msg", "-s", "quote.sig", "-f", "plain", "-g", "sha256")
+            g.tools("tpm2_pcrread", "sha256:0,16", "-o", "pcrs.bin")
+            values = g.read("pcrs.bin")
+            check(len(values) == 64, f"tpm2_pcrread -o: {len(values)} bytes")
+            quote = {"ak_public": b64(ak), "attest": b64(g.read("quote.msg")),
+                     "signature": b64(g.read("quote.sig")),
+                     "pcr_values": {"0": values[:32].hex(), "16": values[32:].hex()}}
+
+        # A quote over another nonce, or with other values, is refused.
+        V.expect_error(-32008, d.call, "instance.attest", uuid=vm, nonce=b64(os.urandom(20)),
+                       **quote)
+        V.expect_error(-32008, d.call, "instance.attest", uuid=vm, nonce=b64(nonce),
+                       **dict(quote, pcr_values={"0": "00" * 32, "16": "00" * 32}))
+        V.expect_error(-32602, d.call, "instance.attest", uuid=vm, nonce=b64(nonce),
+                       pcrs=[0], **quote)
+        b = d.call("instance.attest", uuid=vm, nonce=b64(nonce), **quote)
+        check(b["vtpm"]["pcrs"]["16"] == values[32:].hex(), f"the bundle's PCRs: {b['vtpm']}")
+        path = write_json(h.path("vm-bundle.json"), b)
+        root = h.path("root.pem")
+        with open(root, "w") as f:
+            f.write(b["host"]["ca_chain_pem"][-1])
+        policy = write_json(h.path("policy.json"), {"host": [{}],
+                                                    "guest": [{"16": values[32:].hex()}]})
+        rc, checks, out = verify(h, path, nonce.hex(), root, policy)
+        check(rc == 0 and len(checks) == 12, f"the VM's bundle:\n{out}")
+        d.stop_clean()
+
+
 def test_attest_refusals():
     with V.Harness("attest-bad") as h:
         d = V.Vrotd(h).start()
@@ -150,6 +219,8 @@ def test_attest_refusals():
         service(d, SVC, "svc")
         nonce = "AAECAwQFBgcICQ=="
         V.expect_error(-32602, d.call, "instance.attest", uuid=vm, nonce=nonce)
+        V.expect_error(-32602, d.call, "instance.attest", uuid=SVC, nonce=nonce,
+                       ak_public=nonce, attest=nonce, signature=nonce, pcr_values={"0": "00" * 32})
         V.expect_error(-32602, d.call, "instance.attest", uuid=SVC, nonce="A" * 100)
         V.expect_error(-32602, d.call, "instance.attest", uuid=SVC, nonce=nonce, pcrs=[24])
         V.expect_error(-32602, d.call, "instance.attest", uuid=SVC, nonce=nonce, pcrs=[])
@@ -190,4 +261,4 @@ def test_attest_refusals():
 
 
 if __name__ == "__main__":
-    H.main([test_linked_attestation, test_attest_refusals])
+    H.main([test_linked_attestation, test_vm_attestation, test_attest_refusals])

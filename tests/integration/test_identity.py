@@ -26,7 +26,7 @@ import subprocess
 import harness as H
 import vrotd as V
 import tlspeer
-from guesttpm import GuestTpm
+from guesttpm import AK_ALG, AK_ATTRS, KEY_ALG, KEY_ATTRS, GuestTpm
 from harness import check
 from vrotd import vrotctl
 
@@ -204,35 +204,13 @@ def test_service_identity():
 
 
 # The guest's side of identity.challenge/complete, as docs/identity.md gives
-# it: tpm2-tools against the guest's TPM, the EK at its TCG default handle.
-EK = "0x81010001"
+# it: tpm2-tools against the guest's TPM (guesttpm.py).
 GUEST_AK = "0x81010002"
 GUEST_KEY = "0x81000100"
-AK_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
-KEY_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign"
-
-
-def under_ek(g, *argv, ok=True):
-    """One tpm2-tools command that uses the EK, through the EK's policy
-    (PolicySecret(TPM_RH_ENDORSEMENT), TCG EK Credential Profile)."""
-    g.tools("tpm2_startauthsession", "--policy-session", "-S", "ek-session.ctx")
-    g.tools("tpm2_policysecret", "-S", "ek-session.ctx", "-c", "e")
-    try:
-        return g.tools(*argv, "-P", "session:ek-session.ctx", ok=ok)
-    finally:
-        g.tools("tpm2_flushcontext", "ek-session.ctx")
 
 
 def guest_key(g, prefix, attrs, alg, handle=None):
-    """A key under the EK: prefix.pub (TPM2B_PUBLIC) and, with @handle, persistent there."""
-    under_ek(g, "tpm2_create", "-C", EK, "-G", alg, "-a", attrs, "-u", f"{prefix}.pub",
-             "-r", f"{prefix}.priv")
-    if handle:
-        under_ek(g, "tpm2_load", "-C", EK, "-u", f"{prefix}.pub", "-r", f"{prefix}.priv",
-                 "-c", f"{prefix}.ctx")
-        g.tools("tpm2_evictcontrol", "-C", "o", "-c", f"{prefix}.ctx", handle)
-        g.tools("tpm2_flushcontext", "-t")
-    return b64(g.read(f"{prefix}.pub"))
+    return b64(g.make_key(prefix, attrs, alg, handle))
 
 
 def b64(data):
@@ -242,15 +220,11 @@ def b64(data):
 def guest_answer(g, challenge, key=GUEST_KEY, ok=True):
     """The guest's half of identity.complete: the credential activated with
     the AK, and TPM2_Certify of @key by the AK.  Returns the params."""
-    with open(g.h.path("credential"), "wb") as f:   # tpm2-tools' credential file
-        f.write(bytes.fromhex("badcc0de00000001") + base64.b64decode(challenge["id_object"])
-                + base64.b64decode(challenge["encrypted_secret"]))
     g.tools("tpm2_certify", "-c", key, "-C", GUEST_AK, "-g", "sha256", "-o", "attest",
             "-s", "attest.sig", "-f", "plain")
-    r = under_ek(g, "tpm2_activatecredential", "-c", GUEST_AK, "-C", EK, "-i", "credential",
-                 "-o", "secret", ok=ok)
-    secret = g.read("secret") if r.returncode == 0 else bytes(32)
-    return {"challenge": challenge["challenge"], "secret": b64(secret),
+    secret = g.activate(base64.b64decode(challenge["id_object"]),
+                        base64.b64decode(challenge["encrypted_secret"]), GUEST_AK, ok=ok)
+    return {"challenge": challenge["challenge"], "secret": b64(secret or bytes(32)),
             "attest": b64(g.read("attest")), "signature": b64(g.read("attest.sig"))}
 
 
@@ -264,8 +238,8 @@ def test_vm_identity():
         d.call("instance.start", uuid=other)
         with GuestTpm(h, info["ctrl"]) as g:
             g.tools("tpm2_startup", "-c")
-            ak = guest_key(g, "ak", AK_ATTRS, "ecc256:ecdsa-sha256:null", GUEST_AK)
-            key = guest_key(g, "key", KEY_ATTRS, "ecc256:null", GUEST_KEY)
+            ak = guest_key(g, "ak", AK_ATTRS, AK_ALG, GUEST_AK)
+            key = guest_key(g, "key", KEY_ATTRS, KEY_ALG, GUEST_KEY)
 
             ch = d.call("identity.challenge", uuid=vm, name="web-frontend", ak_public=ak,
                         key_public=key, uri="spiffe://vrot.test/web")
@@ -304,7 +278,7 @@ def test_vm_identity():
             V.expect_error(-32008, d.call, "identity.complete", **bad)
             V.expect_error(-32001, d.call, "identity.complete", **dict(bad, secret=right))
             # An identity key the AK did not certify (it certified another).
-            other_key = guest_key(g, "key2", KEY_ATTRS, "ecc256:null")
+            other_key = guest_key(g, "key2", KEY_ATTRS, KEY_ALG)
             ch = d.call("identity.challenge", uuid=vm, name="x", ak_public=ak,
                         key_public=other_key)
             V.expect_error(-32008, d.call, "identity.complete", **guest_answer(g, ch))
