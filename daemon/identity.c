@@ -44,9 +44,7 @@ static gboolean fail(GError **error, VrotIdentityError code, const char *fmt, ..
         va_list ap;
 
         va_start(ap, fmt);
-        g_set_error_literal(error, VROT_IDENTITY_ERROR, code, "");
-        g_free((*error)->message);
-        (*error)->message = g_strdup_vprintf(fmt, ap);
+        g_propagate_error(error, g_error_new_valist(VROT_IDENTITY_ERROR, code, fmt, ap));
         va_end(ap);
         return FALSE;
 }
