@@ -20,13 +20,9 @@
  * manager those exhaust libtpms' three transient object slots (docs/identity.md).
  * Here the TLS stack and the chain checks stay in OpenSSL's default
  * provider; only the one operation that needs the private key, the
- * CertificateVerify signature, goes to the vTPM as TPM2_Sign over its digest.
+ * CertificateVerify signature, goes to the vTPM as TPM2_Sign over its digest
+ * (lib/tlskey.h).
  */
-
-/* EC_KEY_METHOD is the documented way in OpenSSL 3.0 to put a key whose
- * private half lives elsewhere under the TLS stack without writing a
- * provider; it is deprecated, not removed. */
-#define OPENSSL_SUPPRESS_DEPRECATED
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,83 +33,37 @@
 #include <unistd.h>
 
 #include <glib.h>
-#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "tlskey.h"
 #include "tpmpub.h"
 #include "vtpmconn.h"
 
 static VrotVtpmConn *vtpm;
 static ESYS_TR vtpm_key = ESYS_TR_NONE;
-static EC_KEY_METHOD *vtpm_method;   /* the keys refer to it: freed last */
 
-/* ECDSA_sign through the vTPM: @dgst is the TLS 1.3 CertificateVerify digest. */
-static int vtpm_ecdsa_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig,
-                           unsigned int *siglen, const BIGNUM *kinv, const BIGNUM *r,
-                           EC_KEY *eckey)
+/* The CertificateVerify digest, signed by TPM2_Sign in the vTPM (lib/tlskey.h). */
+static gboolean vtpm_sign(const guint8 *digest, gsize len, GBytes **ret_der, gpointer data,
+                          GError **error)
 {
-        (void)type;
-        (void)kinv;
-        (void)r;
-        TPM2B_DIGEST digest = { .size = (UINT16)dlen };
-        if (dlen != 32) {
-                fprintf(stderr, "vrot-tlspeer: asked to sign a %d-byte digest; the key signs SHA-256\n",
-                        dlen);
-                return 0;
-        }
-        memcpy(digest.buffer, dgst, (size_t)dlen);
+        TPM2B_DIGEST d = { .size = (UINT16)len };
         TPMT_SIG_SCHEME scheme = {
                 .scheme = TPM2_ALG_ECDSA,
                 .details.ecdsa.hashAlg = TPM2_ALG_SHA256,
         };
         TPMT_TK_HASHCHECK no_ticket = { .tag = TPM2_ST_HASHCHECK, .hierarchy = TPM2_RH_NULL };
-        g_autofree TPMT_SIGNATURE *tpm_sig = NULL;
-        g_autoptr(GError) error = NULL;
-        g_autoptr(GBytes) der = NULL;
-        TSS2_RC rc = Esys_Sign(vrot_vtpm_conn_esys(vtpm), vtpm_key, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                               ESYS_TR_NONE, &digest, &scheme, &no_ticket, &tpm_sig);
-        if (!vrot_vtpm_check(rc, "TPM2_Sign", &error) ||
-            !vrot_tpmpub_signature_to_der(tpm_sig, &der, &error)) {
-                fprintf(stderr, "vrot-tlspeer: %s\n", error->message);
-                return 0;
-        }
-        gsize len;
-        const guint8 *p = g_bytes_get_data(der, &len);
-        if (len > (gsize)ECDSA_size(eckey))
-                return 0;
-        memcpy(sig, p, len);
-        *siglen = (unsigned int)len;
-        return 1;
-}
+        g_autofree TPMT_SIGNATURE *sig = NULL;
 
-/* The leaf certificate's public key, with its private operation in the vTPM. */
-static EVP_PKEY *vtpm_pkey(X509 *leaf)
-{
-        EVP_PKEY *pub = X509_get0_pubkey(leaf);
-        const EC_KEY *pub_ec = pub ? EVP_PKEY_get0_EC_KEY(pub) : NULL;
-        if (!pub_ec) {
-                fprintf(stderr, "vrot-tlspeer: the certificate's key is not an EC key\n");
-                return NULL;
-        }
-        EC_KEY_METHOD *meth = vtpm_method = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
-        int (*sign_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
-        ECDSA_SIG *(*sign_sig)(const unsigned char *, int, const BIGNUM *, const BIGNUM *,
-                               EC_KEY *) = NULL;
-        EC_KEY_METHOD_get_sign(EC_KEY_OpenSSL(), NULL, &sign_setup, &sign_sig);
-        EC_KEY_METHOD_set_sign(meth, vtpm_ecdsa_sign, sign_setup, sign_sig);
-        EC_KEY *ec = EC_KEY_dup(pub_ec);
-        EVP_PKEY *pkey = EVP_PKEY_new();
-        if (!meth || !ec || !pkey || !EC_KEY_set_method(ec, meth) ||
-            !EVP_PKEY_assign_EC_KEY(pkey, ec)) {
-                fprintf(stderr, "vrot-tlspeer: cannot make the vTPM key\n");
-                EVP_PKEY_free(pkey);
-                EC_KEY_free(ec);
-                return NULL;
-        }
-        return pkey;
+        (void)data;
+        memcpy(d.buffer, digest, len);
+        return vrot_vtpm_check(Esys_Sign(vrot_vtpm_conn_esys(vtpm), vtpm_key, ESYS_TR_PASSWORD,
+                                         ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &no_ticket,
+                                         &sig),
+                               "TPM2_Sign", error) &&
+               vrot_tpmpub_signature_to_der(sig, ret_der, error);
 }
 
 static X509 *read_leaf(const char *path)
@@ -291,13 +241,15 @@ int main(int argc, char **argv)
                 return 1;
         }
         X509 *leaf = read_leaf(chain);
-        EVP_PKEY *key = leaf ? vtpm_pkey(leaf) : NULL;
+        EVP_PKEY *key = leaf ? vrot_tlskey_new(leaf, vtpm_sign, NULL, &error) : NULL;
+
+        if (leaf && !key)
+                fprintf(stderr, "vrot-tlspeer: %s\n", error->message);
         SSL_CTX *ctx = key ? make_ctx(server, chain, root, crl, key) : NULL;
         int status = ctx ? run(server, server ? listen_port : connect_port, ctx, line) : 1;
         SSL_CTX_free(ctx);
         EVP_PKEY_free(key);
         X509_free(leaf);
-        EC_KEY_METHOD_free(vtpm_method);
         vrot_vtpm_conn_free(vtpm);
         return status;
 }
