@@ -43,8 +43,10 @@ struct VrotHostTpm {
         ESYS_CONTEXT *esys;
         ESYS_TR srk;
         ESYS_TR ca_key;
+        ESYS_TR transport_key;                  /* ESYS_TR_NONE until asked for */
         ESYS_TR counter;
         TPM2B_PUBLIC ca_public;
+        TPM2B_PUBLIC transport_public;
         guint32 nv_buffer_max;                  /* 0: not asked yet */
         gboolean provisioned;
 };

@@ -284,7 +284,7 @@ VrotHostTpm *vrot_host_tpm_open(const char *tcti, GError **error)
                 return NULL;
         }
         self = g_new0(VrotHostTpm, 1);
-        self->srk = self->ca_key = self->counter = ESYS_TR_NONE;
+        self->srk = self->ca_key = self->transport_key = self->counter = ESYS_TR_NONE;
         counting_init(&self->tcti, inner);
         rc = Esys_Initialize(&self->esys, (TSS2_TCTI_CONTEXT *)&self->tcti, NULL);
         if (!vrot_host_tpm_check(rc, "initialising ESYS", error)) {
@@ -434,35 +434,52 @@ static gboolean ensure_srk(VrotHostTpm *self, VrotHostTpmCreated *created, GErro
         return TRUE;
 }
 
-static gboolean ensure_ca_key(VrotHostTpm *self, VrotHostTpmCreated *created, GError **error)
+/* A signing key under the SRK at @handle (found, or created and persisted):
+ * the CA key, the transport key.  *@ret_created: whether it was made now. */
+static gboolean ensure_key(VrotHostTpm *self, TPM2_HANDLE handle, const char *what,
+                           ESYS_TR *ret_key, TPM2B_PUBLIC *ret_public, gboolean *ret_created,
+                           GError **error)
 {
         g_autoptr(TPM2B_PUBLIC) pub = NULL;
         g_autoptr(TPM2B_PRIVATE) priv = NULL;
+        g_autofree gchar *creating = g_strdup_printf("creating the %s: TPM2_Create", what);
+        g_autofree gchar *loading = g_strdup_printf("loading the %s: TPM2_Load", what);
         ESYS_TR loaded = ESYS_TR_NONE;
         TSS2_RC rc;
 
-        if (!hosttpm_find_persistent(self, VROT_HOST_TPM_CA_KEY_HANDLE, &self->ca_key, &pub,
-                                     error))
+        *ret_created = FALSE;
+        if (!hosttpm_find_persistent(self, handle, ret_key, &pub, error))
                 return FALSE;
-        if (self->ca_key != ESYS_TR_NONE) {
-                if (!expect_template(pub, &ca_template, VROT_HOST_TPM_CA_KEY_HANDLE,
-                                     "endorsement CA key", error))
+        if (*ret_key != ESYS_TR_NONE) {
+                if (!expect_template(pub, &ca_template, handle, what, error))
                         return FALSE;
-                self->ca_public = *pub;
+                *ret_public = *pub;
                 return TRUE;
         }
         rc = Esys_Create(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                          &hosttpm_empty_sensitive, &ca_template, &hosttpm_empty_data,
                          &hosttpm_no_pcrs, &priv, &pub, NULL, NULL, NULL);
-        if (!vrot_host_tpm_check(rc, "creating the endorsement CA key: TPM2_Create", error))
+        if (!vrot_host_tpm_check(rc, creating, error))
                 return FALSE;
         rc = Esys_Load(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                        priv, pub, &loaded);
-        if (!vrot_host_tpm_check(rc, "loading the endorsement CA key: TPM2_Load", error) ||
-            !persist(self, &loaded, VROT_HOST_TPM_CA_KEY_HANDLE, &self->ca_key, error))
+        if (!vrot_host_tpm_check(rc, loading, error) ||
+            !persist(self, &loaded, handle, ret_key, error))
                 return FALSE;
-        self->ca_public = *pub;
-        *created |= VROT_HOST_TPM_CREATED_CA_KEY;
+        *ret_public = *pub;
+        *ret_created = TRUE;
+        return TRUE;
+}
+
+static gboolean ensure_ca_key(VrotHostTpm *self, VrotHostTpmCreated *created, GError **error)
+{
+        gboolean made = FALSE;
+
+        if (!ensure_key(self, VROT_HOST_TPM_CA_KEY_HANDLE, "endorsement CA key", &self->ca_key,
+                        &self->ca_public, &made, error))
+                return FALSE;
+        if (made)
+                *created |= VROT_HOST_TPM_CREATED_CA_KEY;
         return TRUE;
 }
 
@@ -520,7 +537,7 @@ static gboolean ensure_counter(VrotHostTpm *self, VrotHostTpmCreated *created, G
 /* Drops the ESYS_TRs of a failed provisioning (no command), so it can be retried. */
 static void forget_objects(VrotHostTpm *self)
 {
-        ESYS_TR *trs[] = { &self->srk, &self->ca_key, &self->counter };
+        ESYS_TR *trs[] = { &self->srk, &self->ca_key, &self->transport_key, &self->counter };
 
         for (gsize i = 0; i < G_N_ELEMENTS(trs); i++) {
                 if (*trs[i] != ESYS_TR_NONE)
@@ -559,8 +576,9 @@ EVP_PKEY *vrot_host_tpm_ca_public_key(VrotHostTpm *self, GError **error)
         return pkey_from_public(&self->ca_public.publicArea, error);
 }
 
-gboolean vrot_host_tpm_sign_digest(VrotHostTpm *self, const guint8 digest[32],
-                                   GBytes **ret_der_ecdsa_sig, GError **error)
+/* TPM2_Sign of a SHA-256 digest with @key, ECDSA; the signature as DER. */
+static gboolean sign_with(VrotHostTpm *self, ESYS_TR key, const char *what,
+                          const guint8 digest[32], GBytes **ret_der_ecdsa_sig, GError **error)
 {
         static const TPMT_SIG_SCHEME scheme = {
                 .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256,
@@ -572,17 +590,47 @@ gboolean vrot_host_tpm_sign_digest(VrotHostTpm *self, const guint8 digest[32],
         g_autoptr(TPMT_SIGNATURE) sig = NULL;
         TSS2_RC rc;
 
-        g_return_val_if_fail(self->provisioned, FALSE);
         g_return_val_if_fail(digest != NULL && ret_der_ecdsa_sig != NULL, FALSE);
-
         if (!hosttpm_usable(self, error))
                 return FALSE;
         memcpy(d.buffer, digest, 32);
-        rc = Esys_Sign(self->esys, self->ca_key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                       &d, &scheme, &no_ticket, &sig);
-        if (!vrot_host_tpm_check(rc, "signing with the endorsement CA key: TPM2_Sign", error))
+        rc = Esys_Sign(self->esys, key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d,
+                       &scheme, &no_ticket, &sig);
+        if (!vrot_host_tpm_check(rc, what, error))
                 return FALSE;
         return vrot_tpmpub_signature_to_der(sig, ret_der_ecdsa_sig, error);
+}
+
+gboolean vrot_host_tpm_sign_digest(VrotHostTpm *self, const guint8 digest[32],
+                                   GBytes **ret_der_ecdsa_sig, GError **error)
+{
+        g_return_val_if_fail(self->provisioned, FALSE);
+        return sign_with(self, self->ca_key, "signing with the endorsement CA key: TPM2_Sign",
+                         digest, ret_der_ecdsa_sig, error);
+}
+
+EVP_PKEY *vrot_host_tpm_transport_key(VrotHostTpm *self, GError **error)
+{
+        gboolean made = FALSE;
+
+        g_return_val_if_fail(self->provisioned, NULL);
+        if (self->transport_key == ESYS_TR_NONE &&
+            (!hosttpm_usable(self, error) ||
+             !ensure_key(self, VROT_HOST_TPM_TRANSPORT_KEY_HANDLE, "transport key",
+                         &self->transport_key, &self->transport_public, &made, error)))
+                return NULL;
+        if (made)
+                g_message("host TPM: made the migration transport key at 0x%08x",
+                          VROT_HOST_TPM_TRANSPORT_KEY_HANDLE);
+        return pkey_from_public(&self->transport_public.publicArea, error);
+}
+
+gboolean vrot_host_tpm_transport_sign(VrotHostTpm *self, const guint8 digest[32],
+                                      GBytes **ret_der_ecdsa_sig, GError **error)
+{
+        g_return_val_if_fail(self->transport_key != ESYS_TR_NONE, FALSE);
+        return sign_with(self, self->transport_key, "signing with the transport key: TPM2_Sign",
+                         digest, ret_der_ecdsa_sig, error);
 }
 
 /* ---- NV ---------------------------------------------------------------------------------- */

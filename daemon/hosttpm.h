@@ -19,6 +19,10 @@
  *               private part never leaves the TPM (R-ROT-2).  noDA: its
  *               authValue is empty, and another program's failed
  *               authorisations must not lock the host's endorsements out.
+ *   0x81007602  host transport key: as the CA key, made at the first
+ *               vrot_host_tpm_transport_key() (hosts that never migrate
+ *               never have one).  It signs TLS 1.3 handshakes of the
+ *               migration channel and nothing else (docs/migration.md).
  *   0x01807601  NV counter (TPM_NT_COUNTER, 8 bytes): incremented by
  *               checkpoints that must never be undone (DESIGN "Sealed
  *               state"); owner-written, readable with its empty authValue.
@@ -81,6 +85,7 @@ typedef enum {
 /* Handles and indices (TCG Registry of Reserved TPM 2.0 Handles: owner ranges). */
 #define VROT_HOST_TPM_SRK_HANDLE        0x81000001u
 #define VROT_HOST_TPM_CA_KEY_HANDLE     0x81007601u
+#define VROT_HOST_TPM_TRANSPORT_KEY_HANDLE 0x81007602u
 #define VROT_HOST_TPM_COUNTER_INDEX     0x01807601u
 /* Looked up, never created: the RSA EK and its certificate (TCG EK
  * Credential Profile; swtpm_setup puts them there). */
@@ -240,6 +245,25 @@ gboolean vrot_host_tpm_read_ek_cert(VrotHostTpm *self, GBytes **ret_der, GError 
  */
 gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data,
                                       VrotTpmevidence **ret_evidence, GError **error);
+
+/**
+ * vrot_host_tpm_transport_key:
+ * The public key of the host transport key (0x81007602), which is found
+ * or, the first time, created under the SRK and persisted.  Cost: 0 after
+ * the first call of a context; 1 ReadPublic when found; Create, Load,
+ * EvictControl, FlushContext when made.  Errors: _CONFLICT (another
+ * program's object there), _TPM, _IO.
+ */
+EVP_PKEY *vrot_host_tpm_transport_key(VrotHostTpm *self, GError **error);
+
+/**
+ * vrot_host_tpm_transport_sign:
+ * TPM2_Sign of a SHA-256 digest with the transport key (after
+ * vrot_host_tpm_transport_key()): a TLS CertificateVerify, through
+ * lib/tlskey.h.  Cost: 1.
+ */
+gboolean vrot_host_tpm_transport_sign(VrotHostTpm *self, const guint8 digest[32],
+                                      GBytes **ret_der_ecdsa_sig, GError **error);
 
 /**
  * vrot_host_tpm_quote:

@@ -230,6 +230,38 @@ static void test_hosttpm_sign_digest_verifies(void)
         }
 }
 
+/* The transport key: made at the first request, found after a reopen, not
+ * the CA key, and it signs (a TLS CertificateVerify digest). */
+static void test_hosttpm_transport_key(void)
+{
+        g_autoptr(EVP_PKEY) key = NULL, again = NULL;
+        g_autoptr(GBytes) sig = NULL;
+        g_autoptr(GError) err = NULL;
+        guint8 digest[32];
+
+        {
+                g_autoptr(VrotHostTpm) tpm = open_provisioned();
+
+                key = vrot_host_tpm_transport_key(tpm, &err);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(key);
+                CU_ASSERT_NOT_EQUAL(EVP_PKEY_eq(key, first_ca_key), 1);
+                CU_ASSERT_EQUAL(COST(tpm, again = vrot_host_tpm_transport_key(tpm, &err)), 0);
+                CU_ASSERT_EQUAL(EVP_PKEY_eq(key, again), 1);
+                SHA256((const guint8 *)"transcript", 10, digest);
+                CU_ASSERT_EQUAL(COST(tpm, vrot_host_tpm_transport_sign(tpm, digest, &sig, &err)),
+                                1);
+                CU_ASSERT_TRUE(sig && verify_digest(key, digest, sig));
+                CU_ASSERT_FALSE(sig && verify_digest(first_ca_key, digest, sig));
+        }
+        {
+                g_autoptr(VrotHostTpm) tpm = open_provisioned();
+
+                g_clear_pointer(&again, EVP_PKEY_free);
+                again = vrot_host_tpm_transport_key(tpm, &err);
+                CU_ASSERT_TRUE(again && EVP_PKEY_eq(key, again) == 1);
+        }
+}
+
 static void test_hosttpm_counter_increments_across_reopen(void)
 {
         g_autoptr(VrotHostTpm) tpm = open_provisioned();
@@ -607,6 +639,7 @@ int main(void)
                 UNIT_CASE(test_hosttpm_provision_creates),
                 UNIT_CASE(test_hosttpm_provision_reopen_finds),
                 UNIT_CASE(test_hosttpm_sign_digest_verifies),
+                UNIT_CASE(test_hosttpm_transport_key),
                 UNIT_CASE(test_hosttpm_counter_increments_across_reopen),
                 UNIT_CASE(test_hosttpm_read_ek_cert),
                 UNIT_CASE(test_hosttpm_evidence_verifies),
