@@ -27,6 +27,7 @@ G_DEFINE_QUARK(vrot-x509-error-quark, vrot_x509_error)
 #define OID_SUBJECT_DIRECTORY_ATTRIBUTES "2.5.29.9"
 /* vrot's own arc (docs/oids.md). */
 #define OID_VROT_VTPM_BINDING "2.25.21260699799348664199561699285766518384.1.1"
+#define OID_VROT_KP_MIGRATION_PEER "2.25.21260699799348664199561699285766518384.2.1"
 
 /* Upper bounds of the profiles' ASN.1 (ub-common-name, STRMAX, URIMAX). */
 #define MAX_COMMON_NAME 64
@@ -1613,4 +1614,101 @@ int vrot_x509_no_passphrase(char *buf, int size, int rwflag, void *u)
         (void)rwflag;
         (void)u;
         return -1;
+}
+
+/* ---- host transport certificates (docs/migration.md) ---------------------------------- */
+
+/* A DNS name as a certificate's dNSName holds it: letters, digits, '-', '.'. */
+static gboolean check_host_name(const char *name, GError **error)
+{
+        gsize n = name ? strlen(name) : 0;
+
+        for (gsize i = 0; i < n; i++) {
+                if (!g_ascii_isalnum(name[i]) && name[i] != '-' && name[i] != '.')
+                        n = 0;
+        }
+        if (n == 0 || n > MAX_COMMON_NAME || name[0] == '-' || name[0] == '.') {
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID,
+                            "host name \"%s\": 1 to %d letters, digits, '-' and '.'",
+                            name ? name : "", MAX_COMMON_NAME);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static gboolean add_transport_eku(X509 *x, GError **error)
+{
+        g_autoptr(EXTENDED_KEY_USAGE) eku = sk_ASN1_OBJECT_new_null();
+        ASN1_OBJECT *peer = OBJ_txt2obj(OID_VROT_KP_MIGRATION_PEER, 1);
+
+        if (!eku || !peer || !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
+            !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) ||
+            !sk_ASN1_OBJECT_push(eku, peer)) {
+                ASN1_OBJECT_free(peer);
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "extKeyUsage");
+        }
+        return add_ext_i2d(x, NID_ext_key_usage, eku, FALSE, "extKeyUsage", error);
+}
+
+static gboolean add_dns_san(X509 *x, const char *name, GError **error)
+{
+        g_autoptr(GENERAL_NAMES) names = sk_GENERAL_NAME_new_null();
+        GENERAL_NAME *gn = GENERAL_NAME_new();
+        ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+
+        if (!names || !gn || !ia5 || !ASN1_STRING_set(ia5, name, -1)) {
+                GENERAL_NAME_free(gn);
+                ASN1_IA5STRING_free(ia5);
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "subjectAltName dNSName");
+        }
+        GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+        if (!sk_GENERAL_NAME_push(names, gn)) {
+                GENERAL_NAME_free(gn);
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "subjectAltName dNSName");
+        }
+        return add_ext_i2d(x, NID_subject_alt_name, names, FALSE, "subjectAltName", error);
+}
+
+X509 *vrot_x509_transport_cert(const VrotX509Signer *ca, EVP_PKEY *key, const char *name,
+                               gint64 not_after, GError **error)
+{
+        g_autoptr(X509_NAME) subject = NULL;
+        g_autoptr(X509) x = NULL;
+        g_autoptr(ASN1_OCTET_STRING) own_id = NULL;
+        X509 *cert = NULL;
+        char desc[64];
+
+        g_return_val_if_fail(ca != NULL && key != NULL, NULL);
+        ERR_clear_error();
+        if (key_kind(key) != KEY_EC_P256)
+                g_set_error(error, VROT_X509_ERROR, VROT_X509_ERROR_UNSUPPORTED_KEY,
+                            "transport key %s is not ECC NIST P-256",
+                            key_description(key, desc, sizeof(desc)));
+        else if (check_host_name(name, error) && check_not_after(not_after, error) &&
+                 (subject = name_new(NULL, name, error)) &&
+                 (x = cert_new(X509_get_subject_name(ca->issuer), subject, key, not_after,
+                               error)) &&
+                 (own_id = key_id_of(x, error)) && add_basic_constraints(x, FALSE, 0, error) &&
+                 add_key_usage(x, USAGE_DIGITAL_SIGNATURE, error) &&
+                 add_transport_eku(x, error) && add_dns_san(x, name, error) &&
+                 add_ext_i2d(x, NID_subject_key_identifier, own_id, FALSE,
+                             "subjectKeyIdentifier", error) &&
+                 add_authority_key_id(x, ca->issuer_id, error))
+                cert = sign_with(ca, x, error);
+        if (!cert)
+                g_prefix_error(error, "transport certificate: ");
+        return cert;
+}
+
+gboolean vrot_x509_is_migration_peer(X509 *cert)
+{
+        g_autoptr(ASN1_OBJECT) want = OBJ_txt2obj(OID_VROT_KP_MIGRATION_PEER, 1);
+        EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
+        gboolean found = FALSE;
+
+        for (int i = 0; eku && want && i < sk_ASN1_OBJECT_num(eku); i++)
+                found |= OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
+        EXTENDED_KEY_USAGE_free(eku);
+        ERR_clear_error();
+        return found;
 }

@@ -228,6 +228,23 @@ X509 *vrot_x509_identity_cert(const VrotX509Signer *ca, EVP_PKEY *key,
 gboolean vrot_x509_vtpm_binding(const X509 *cert, gchar **ret_instance, GBytes **ret_ek_sha256,
                                 GError **error);
 
+/**
+ * vrot_x509_transport_cert:
+ * The certificate of a host's migration transport key @key (ECC NIST
+ * P-256, in the host TPM; docs/migration.md), issued by the host's own
+ * endorsement CA @ca: subject CN=@name and subjectAltName dNSName @name
+ * (the name peers' policies list), critical basicConstraints cA FALSE,
+ * critical keyUsage digitalSignature, extKeyUsage serverAuth, clientAuth
+ * and id-vrot-kp-migration-peer (docs/oids.md), key identifiers.
+ * Errors as vrot_x509_identity_cert(); _INVALID for a name that is not a
+ * host name.
+ */
+X509 *vrot_x509_transport_cert(const VrotX509Signer *ca, EVP_PKEY *key, const char *name,
+                               gint64 not_after, GError **error);
+
+/** vrot_x509_is_migration_peer: does @cert's extKeyUsage have id-vrot-kp-migration-peer? */
+gboolean vrot_x509_is_migration_peer(X509 *cert);
+
 /* One revoked certificate. */
 typedef struct VrotX509Revoked {
         const char *serial_hex;         /* the serial number, hexadecimal, positive */

@@ -1247,6 +1247,49 @@ static void test_x509_chain_from_pem(void)
 
 /* --- service identities and CRLs --- */
 
+/* A host's migration transport certificate (docs/migration.md). */
+static void test_x509_transport_cert_profile(void)
+{
+        GError *error = NULL;
+        Chain c;
+        g_autoptr(X509) t = NULL, id = NULL;
+        GENERAL_NAMES *sans;
+        GENERAL_NAME *gn;
+        static const char *const bad_names[] = { "", "a b", ".lead", "-lead", "host_b" };
+
+        chain_init(&c, K_ROOT_P256);
+        t = vrot_x509_transport_cert(c.ca_signer, key(K_OTHER_P256), "host-b.example", 0, &error);
+        CU_ASSERT_PTR_NULL_FATAL(error);
+        CU_ASSERT_EQUAL(verify_chain(t, c.ca, c.root), X509_V_OK);
+        check_basic_constraints(t, 0, -1);
+        check_key_usage(t, 1u << 0);
+        check_aki(t, c.ca);
+        check_ski(t);
+        CU_ASSERT_TRUE(vrot_x509_is_migration_peer(t));
+        CU_ASSERT_EQUAL(X509_check_purpose(t, X509_PURPOSE_SSL_SERVER, 0), 1);
+        CU_ASSERT_EQUAL(X509_check_purpose(t, X509_PURPOSE_SSL_CLIENT, 0), 1);
+        CU_ASSERT_EQUAL(X509_check_host(t, "host-b.example", 0, 0, NULL), 1);
+        CU_ASSERT_EQUAL(X509_check_host(t, "host-c.example", 0, 0, NULL), 0);
+        sans = X509_get_ext_d2i(t, NID_subject_alt_name, NULL, NULL);
+        CU_ASSERT_EQUAL_FATAL(sk_GENERAL_NAME_num(sans), 1);
+        gn = sk_GENERAL_NAME_value(sans, 0);
+        CU_ASSERT_EQUAL(gn->type, GEN_DNS);
+        GENERAL_NAMES_free(sans);
+        /* Other certificates are not migration peers. */
+        CU_ASSERT_FALSE(vrot_x509_is_migration_peer(c.ca));
+        for (gsize i = 0; i < G_N_ELEMENTS(bad_names); i++) {
+                CU_ASSERT_PTR_NULL(vrot_x509_transport_cert(c.ca_signer, key(K_OTHER_P256),
+                                                            bad_names[i], 0, &error));
+                CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_INVALID));
+                g_clear_error(&error);
+        }
+        CU_ASSERT_PTR_NULL(vrot_x509_transport_cert(c.ca_signer, key(K_EK_RSA), "host-b", 0,
+                                                    &error));
+        CU_ASSERT_TRUE(g_error_matches(error, VROT_X509_ERROR, VROT_X509_ERROR_UNSUPPORTED_KEY));
+        g_clear_error(&error);
+        chain_clear(&c);
+}
+
 static void test_x509_identity_cert_profile(void)
 {
         VrotX509EkParams ep = ek_params();
@@ -1398,6 +1441,7 @@ int main(void)
         static const UnitCase cases[] = {
                 UNIT_CASE(test_x509_root_cert_profile),
                 UNIT_CASE(test_x509_identity_cert_profile),
+                UNIT_CASE(test_x509_transport_cert_profile),
                 UNIT_CASE(test_x509_crl),
                 UNIT_CASE(test_x509_ca_cert_profile),
                 UNIT_CASE(test_x509_ek_cert_profile),
