@@ -5,6 +5,7 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
+#include "sigpipe.h"
 #include "vtpmconn.h"
 
 G_DEFINE_QUARK(vrot-vtpm-error-quark, vrot_vtpm_error)
@@ -14,8 +15,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMS_CAPABILITY_DATA, Esys_Free)
 struct VrotVtpmConn {
         TSS2_TCTI_CONTEXT *tcti;
         ESYS_CONTEXT *esys;
-        sigset_t old_mask;              /* the thread's signal mask before the open */
-        gboolean pipe_was_pending;
+        VrotSigpipeGuard pipe;          /* SIGPIPE blocked while open (lib/sigpipe.h) */
 };
 
 gboolean vrot_vtpm_check(TSS2_RC rc, const char *what, GError **error)
@@ -35,23 +35,12 @@ gboolean vrot_vtpm_check(TSS2_RC rc, const char *what, GError **error)
         return FALSE;
 }
 
-static gboolean sigpipe_pending(void)
-{
-        sigset_t pending;
-
-        return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-}
-
 VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError **error)
 {
         g_autoptr(VrotVtpmConn) c = g_new0(VrotVtpmConn, 1);
-        sigset_t pipe_set;
 
         g_return_val_if_fail(tcti != NULL, NULL);
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe_set, &c->old_mask);
-        c->pipe_was_pending = sigpipe_pending();
+        vrot_sigpipe_block(&c->pipe);
         if (!vrot_vtpm_check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "opening the TCTI", error)) {
                 c->tcti = NULL;
                 return NULL;
@@ -69,20 +58,13 @@ VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError *
 
 void vrot_vtpm_conn_free(VrotVtpmConn *c)
 {
-        static const struct timespec no_wait;
-        sigset_t pipe_set;
-
         if (!c)
                 return;
         if (c->esys)
                 Esys_Finalize(&c->esys);
         if (c->tcti)
                 Tss2_TctiLdr_Finalize(&c->tcti);
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        if (!c->pipe_was_pending && sigpipe_pending())
-                (void)sigtimedwait(&pipe_set, NULL, &no_wait);
-        pthread_sigmask(SIG_SETMASK, &c->old_mask, NULL);
+        vrot_sigpipe_restore(&c->pipe);
         g_free(c);
 }
 
