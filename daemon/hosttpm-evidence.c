@@ -11,6 +11,7 @@
 
 #include "autoptr.h"
 #include "hosttpm-int.h"
+#include "mseal.h"
 #include "quote.h"
 #include "tpmpub.h"
 
@@ -256,5 +257,117 @@ cleanup:
                 return FALSE;
         }
         *ret_secret = g_bytes_new(cert_info->buffer, cert_info->size);
+        return TRUE;
+}
+
+/* ---- migration import keys (docs/migration.md) ------------------------------------------- */
+
+/* A one-time ECDH key under the SRK: decrypt only, unrestricted, scheme
+ * left to TPM2_ECDH_ZGen. */
+static const TPM2B_PUBLIC import_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                        TPMA_OBJECT_NODA | TPMA_OBJECT_DECRYPT,
+                .parameters.eccDetail = {
+                        .symmetric.algorithm = TPM2_ALG_NULL,
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+        },
+};
+
+struct VrotHostImportKey {
+        VrotHostTpm *tpm;
+        ESYS_TR key;
+};
+
+void vrot_host_import_key_free(VrotHostImportKey *k)
+{
+        if (!k)
+                return;
+        if (k->key != ESYS_TR_NONE)
+                (void)hosttpm_flush(k->tpm, &k->key);
+        g_free(k);
+}
+
+VrotHostImportKey *vrot_host_tpm_import_key_new(VrotHostTpm *self, GBytes *qualifying,
+                                                VrotTpmevidenceKey **ret_evidence, GError **error)
+{
+        static const TPMT_SIG_SCHEME ak_scheme = { .scheme = TPM2_ALG_NULL };
+        g_autoptr(VrotHostImportKey) k = g_new0(VrotHostImportKey, 1);
+        g_autoptr(VrotTpmevidenceKey) ev = g_new0(VrotTpmevidenceKey, 1);
+        g_autoptr(TPM2B_PUBLIC) pub = NULL, ak_pub = NULL;
+        g_autoptr(TPM2B_PRIVATE) priv = NULL;
+        g_autoptr(TPM2B_ATTEST) attest = NULL;
+        g_autoptr(TPMT_SIGNATURE) sig = NULL;
+        TPM2B_DATA data = { .size = (UINT16)g_bytes_get_size(qualifying) };
+        ESYS_TR ak = ESYS_TR_NONE;
+        TSS2_RC rc, frc;
+
+        g_return_val_if_fail(self->provisioned && ret_evidence, NULL);
+        g_return_val_if_fail(data.size >= 1 && data.size <= 64, NULL);
+        memcpy(data.buffer, g_bytes_get_data(qualifying, NULL), data.size);
+        k->tpm = self;
+        k->key = ESYS_TR_NONE;
+        if (!hosttpm_usable(self, error))
+                return NULL;
+        rc = Esys_Create(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         &hosttpm_empty_sensitive, &import_template, &hosttpm_empty_data,
+                         &hosttpm_no_pcrs, &priv, &pub, NULL, NULL, NULL);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Esys_Load(self->esys, self->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                               ESYS_TR_NONE, priv, pub, &k->key);
+        if (!vrot_host_tpm_check(rc, "creating an import key", error) ||
+            !ak_create(self, &ak, &ak_pub, error))
+                return NULL;
+        rc = Esys_Certify(self->esys, k->key, ak, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
+                          ESYS_TR_NONE, &data, &ak_scheme, &attest, &sig);
+        frc = hosttpm_flush(self, &ak);
+        if (!vrot_host_tpm_check(rc, "certifying the import key: TPM2_Certify", error) ||
+            !vrot_host_tpm_check(frc, "flushing the attestation key", error) ||
+            !vrot_tpmpub_signature_to_der(sig, &ev->signature, error))
+                return NULL;
+        ev->attest = g_bytes_new(attest->attestationData, attest->size);
+        ev->ak_public = vrot_tpmpub_marshal(ak_pub);
+        ev->key_public = vrot_tpmpub_marshal(pub);
+        ev->decrypt = TRUE;
+        *ret_evidence = g_steal_pointer(&ev);
+        return g_steal_pointer(&k);
+}
+
+gboolean vrot_host_import_key_zgen(const guint8 point[VROT_MSEAL_POINT_LEN],
+                                   guint8 z[VROT_MSEAL_Z_LEN], gpointer user_data, GError **error)
+{
+        VrotHostImportKey *k = user_data;
+        TPM2B_ECC_POINT in = { .size = 0 };
+        g_autoptr(TPM2B_ECC_POINT) out = NULL;
+        TSS2_RC rc;
+
+        if (k->key == ESYS_TR_NONE || point[0] != 0x04) {
+                g_set_error_literal(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_INVALID,
+                                    "the import key is gone, or the point is not uncompressed");
+                return FALSE;
+        }
+        in.point.x.size = in.point.y.size = 32;
+        memcpy(in.point.x.buffer, point + 1, 32);
+        memcpy(in.point.y.buffer, point + 33, 32);
+        if (!hosttpm_usable(k->tpm, error))
+                return FALSE;
+        rc = Esys_ECDH_ZGen(k->tpm->esys, k->key, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                            &in, &out);
+        if (!vrot_host_tpm_check(rc, "TPM2_ECDH_ZGen with the import key", error))
+                return FALSE;
+        if (out->point.x.size > VROT_MSEAL_Z_LEN) {
+                g_set_error_literal(error, VROT_HOST_TPM_ERROR, VROT_HOST_TPM_ERROR_FAILED,
+                                    "TPM2_ECDH_ZGen: an x coordinate longer than 32 bytes");
+                return FALSE;
+        }
+        /* Z is the x coordinate as 32 bytes, left-padded. */
+        memset(z, 0, VROT_MSEAL_Z_LEN);
+        memcpy(z + VROT_MSEAL_Z_LEN - out->point.x.size, out->point.x.buffer, out->point.x.size);
         return TRUE;
 }

@@ -279,6 +279,35 @@ gboolean vrot_host_tpm_transport_sign(VrotHostTpm *self, const guint8 digest[32]
 gboolean vrot_host_tpm_quote(VrotHostTpm *self, GBytes *qualifying, guint32 pcr_mask,
                              VrotTpmevidenceQuote **ret, GError **error);
 
+/*
+ * A migration import key (docs/migration.md, R-MIG-2): a one-time ECC P-256
+ * ECDH key created under the SRK, transient, certified by the host AK, so
+ * that a source host can seal a vTPM's state to it (lib/mseal.h) and only
+ * this TPM can open it (TPM2_ECDH_ZGen).  Flushed when freed.
+ */
+typedef struct VrotHostImportKey VrotHostImportKey;
+
+/**
+ * vrot_host_tpm_import_key_new:
+ * @qualifying: the certification's qualifying data (1 to 64 bytes: the
+ *   session binding of the migration)
+ * @ret_evidence: (out) (transfer full): the AK's TPM2_Certify of the key,
+ *   with both public areas (decrypt set), for the source to check with
+ *   vrot_tpmevidence_verify_key()
+ *
+ * Cost: Create, Load, CreatePrimary (AK), Certify, FlushContext.
+ */
+VrotHostImportKey *vrot_host_tpm_import_key_new(VrotHostTpm *self, GBytes *qualifying,
+                                                VrotTpmevidenceKey **ret_evidence,
+                                                GError **error);
+
+/** vrot_host_import_key_zgen: a VrotMsealZFunc (@user_data: the import key): TPM2_ECDH_ZGen. */
+gboolean vrot_host_import_key_zgen(const guint8 point[65], guint8 z[32], gpointer user_data,
+                                   GError **error);
+
+void vrot_host_import_key_free(VrotHostImportKey *k);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotHostImportKey, vrot_host_import_key_free)
+
 /**
  * vrot_host_tpm_activate_credential:
  * @id_object: TPM2B_ID_OBJECT (wire form) from the verifier's

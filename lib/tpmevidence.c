@@ -452,10 +452,11 @@ static gboolean check_signature(const TPMT_PUBLIC *ak, GBytes *attest, GBytes *s
  * @nonce is NULL), of @key, an ECC P-256 unrestricted signing key made in a
  * TPM (the CA key, an identity key). */
 static gboolean check_attest(const TPMS_ATTEST *a, const TPM2B_PUBLIC *key, const char *what,
-                             GBytes *nonce, const char *step, GError **error)
+                             GBytes *nonce, gboolean decrypt, const char *step, GError **error)
 {
         const TPM2B_NAME *certified = &a->attested.certify.name;
-        TPMA_OBJECT want = ATTRS_IN_TPM | TPMA_OBJECT_SIGN_ENCRYPT;
+        TPMA_OBJECT use = decrypt ? TPMA_OBJECT_DECRYPT : TPMA_OBJECT_SIGN_ENCRYPT;
+        TPMA_OBJECT want = ATTRS_IN_TPM | use;
         guint8 name[NAME_LEN];
 
         if (a->magic != TPM2_GENERATED_VALUE || a->type != TPM2_ST_ATTEST_CERTIFY)
@@ -477,10 +478,12 @@ static gboolean check_attest(const TPMS_ATTEST *a, const TPM2B_PUBLIC *key, cons
                             "%sthe certified object is not the %s", step, what);
         if (!is_ecdsa_p256(&key->publicArea) ||
             (key->publicArea.objectAttributes &
-             (want | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_RESTRICTED)) != want)
+             (ATTRS_IN_TPM | TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT |
+              TPMA_OBJECT_RESTRICTED)) != want)
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST,
-                            "%sthe %s is not an ECC P-256 signing key with fixedTPM, fixedParent "
-                            "and sensitiveDataOrigin (or it is restricted or decrypts)", step, what);
+                            "%sthe %s is not an unrestricted ECC P-256 %s key with fixedTPM, "
+                            "fixedParent and sensitiveDataOrigin", step, what,
+                            decrypt ? "decryption (ECDH)" : "signing");
         return TRUE;
 }
 
@@ -522,7 +525,8 @@ gboolean vrot_tpmevidence_verify(const VrotTpmevidence *ev, GBytes *nonce,
         if (parse(ev, &p, error) && check_ek_cert(p.ek_cert, vendor_roots, untrusted, error) &&
             check_ek(&p.ek.publicArea, p.ek_cert, error) && check_ak(&p.ak.publicArea, "step 3: ", error) &&
             check_signature(&p.ak.publicArea, ev->attest, ev->signature, "step 4: ", error) &&
-            check_attest(&p.attest, &p.ca, "CA key of ca_public", nonce, "step 5: ", error))
+            check_attest(&p.attest, &p.ca, "CA key of ca_public", nonce, FALSE, "step 5: ",
+                         error))
                 v = verified_new(&p, error);
         parsed_clear(&p);
         if (!v)
@@ -564,7 +568,7 @@ gboolean vrot_tpmevidence_verify_key(const VrotTpmevidenceKey *ev, GBytes *nonce
             !parse_attest(ev->attest, &attest, error) || !parse_signature(ev->signature, error) ||
             !check_ak(&ak.publicArea, "", error) ||
             !check_signature(&ak.publicArea, ev->attest, ev->signature, "", error) ||
-            !check_attest(&attest, &key, "key of key_public", nonce, "", error))
+            !check_attest(&attest, &key, "key of key_public", nonce, ev->decrypt, "", error))
                 return FALSE;
         if (!(pkey = vrot_tpmpub_to_pkey(&key.publicArea, &local)))
                 return fail(error, VROT_TPMEVIDENCE_ERROR_ATTEST, "key_public: %s", local->message);

@@ -181,6 +181,9 @@ typedef struct VrotTpmevidenceKey {
         GBytes *key_public;
         GBytes *attest;
         GBytes *signature;
+        /* The key decrypts (ECDH: a migration import key, docs/migration.md)
+         * instead of signing. */
+        gboolean decrypt;
 } VrotTpmevidenceKey;
 
 /** vrot_tpmevidence_key_free: frees @ev and its fields; accepts NULL. */
@@ -199,8 +202,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotTpmevidenceKey, vrot_tpmevidence_key_free)
  * parses exactly, the AK is a restricted ECC P-256 ECDSA-SHA256 signing
  * key made in a TPM, its signature verifies over @ev->attest, which is a
  * TPM-generated certification over @nonce of the object named
- * Name(@ev->key_public), an ECC P-256 unrestricted signing key with
- * fixedTPM, fixedParent and sensitiveDataOrigin.  That the AK is in the
+ * Name(@ev->key_public), an ECC P-256 unrestricted signing key (with
+ * @ev->decrypt: decryption key, for ECDH) with fixedTPM, fixedParent and
+ * sensitiveDataOrigin.  That the AK is in the
  * TPM of a given EK is the credential's business
  * (vrot_tpmevidence_make_credential()).  Pure.
  *

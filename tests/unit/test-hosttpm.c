@@ -24,6 +24,7 @@
 
 #include "devtpm.h"
 #include "hosttpm.h"
+#include "mseal.h"
 #include "tpmevidence.h"
 #include "x509.h"
 #include "unit.h"
@@ -260,6 +261,52 @@ static void test_hosttpm_transport_key(void)
                 again = vrot_host_tpm_transport_key(tpm, &err);
                 CU_ASSERT_TRUE(again && EVP_PKEY_eq(key, again) == 1);
         }
+}
+
+/* An import key: certified by the host AK as a decryption key, and the only
+ * key that opens an envelope sealed to it (R-MIG-2). */
+static void test_hosttpm_import_key(void)
+{
+        static const guint8 id[VROT_MSEAL_ID_LEN] = { 1, 2, 3 }, uuid[16] = { 9, 8, 7 };
+        static const char plain[] = "a vTPM's permanent state";
+        g_autoptr(VrotHostTpm) tpm = open_provisioned();
+        g_autoptr(GBytes) nonce = g_bytes_new_static("session binding!", 16);
+        g_autoptr(VrotTpmevidenceKey) ev = NULL, ev2 = NULL;
+        g_autoptr(EVP_PKEY) pub = NULL, stranger_pub = NULL, stranger = EVP_EC_gen("P-256");
+        g_autoptr(GBytes) env = NULL, out = NULL;
+        g_autoptr(GError) err = NULL;
+        VrotHostImportKey *k, *k2;
+
+        k = vrot_host_tpm_import_key_new(tpm, nonce, &ev, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+        CU_ASSERT_TRUE_FATAL(vrot_tpmevidence_verify_key(ev, nonce, &pub, &err));
+        ev->decrypt = FALSE;            /* it is not a signing key */
+        CU_ASSERT_FALSE(vrot_tpmevidence_verify_key(ev, nonce, &stranger_pub, &err));
+        CU_ASSERT_PTR_NULL(stranger_pub);
+        CU_ASSERT(g_error_matches(err, VROT_TPMEVIDENCE_ERROR, VROT_TPMEVIDENCE_ERROR_ATTEST));
+        g_clear_error(&err);
+
+        env = vrot_mseal_seal(pub, id, uuid, 5, (const guint8 *)plain, sizeof(plain), &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(env);
+        out = vrot_mseal_open(g_bytes_get_data(env, NULL), g_bytes_get_size(env), id, uuid, 5,
+                              vrot_host_import_key_zgen, k, &err);
+        CU_ASSERT_PTR_NULL(err);
+        CU_ASSERT_TRUE(out && g_bytes_get_size(out) == sizeof(plain) &&
+                       memcmp(g_bytes_get_data(out, NULL), plain, sizeof(plain)) == 0);
+        /* Any other key, in software or another import key of this TPM: no. */
+        CU_ASSERT_PTR_NULL(vrot_mseal_open(g_bytes_get_data(env, NULL), g_bytes_get_size(env), id,
+                                           uuid, 5, vrot_mseal_zgen_software, stranger, &err));
+        CU_ASSERT(g_error_matches(err, VROT_MSEAL_ERROR, VROT_MSEAL_ERROR_TAMPERED));
+        g_clear_error(&err);
+        k2 = vrot_host_tpm_import_key_new(tpm, nonce, &ev2, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(k2);
+        CU_ASSERT_PTR_NULL(vrot_mseal_open(g_bytes_get_data(env, NULL), g_bytes_get_size(env), id,
+                                           uuid, 5, vrot_host_import_key_zgen, k2, &err));
+        CU_ASSERT(g_error_matches(err, VROT_MSEAL_ERROR, VROT_MSEAL_ERROR_TAMPERED));
+        g_clear_error(&err);
+        vrot_host_import_key_free(k2);
+        /* Flushed, the key opens nothing any more: a replay finds no key. */
+        vrot_host_import_key_free(k);
 }
 
 static void test_hosttpm_counter_increments_across_reopen(void)
@@ -640,6 +687,7 @@ int main(void)
                 UNIT_CASE(test_hosttpm_provision_reopen_finds),
                 UNIT_CASE(test_hosttpm_sign_digest_verifies),
                 UNIT_CASE(test_hosttpm_transport_key),
+                UNIT_CASE(test_hosttpm_import_key),
                 UNIT_CASE(test_hosttpm_counter_increments_across_reopen),
                 UNIT_CASE(test_hosttpm_read_ek_cert),
                 UNIT_CASE(test_hosttpm_evidence_verifies),
