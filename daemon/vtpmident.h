@@ -28,7 +28,7 @@
 
 #include "tpmevidence.h"
 
-/* Handles in the vTPM (docs/identity.md, "Where the keys are"). */
+/* Handles in the vTPM (docs/identity.md, "Two ways in"). */
 #define VROT_VTPMIDENT_AK_HANDLE   0x81010002u
 #define VROT_VTPMIDENT_KEY_FIRST   0x81000100u
 #define VROT_VTPMIDENT_KEY_LAST    0x81000107u
