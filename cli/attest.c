@@ -16,6 +16,7 @@
 #include "tpmevidence.h"
 #include "vrotctl.h"
 #include "x509.h"
+#include "hex.h"
 
 #define MAX_NONCE 64
 
@@ -45,14 +46,10 @@ static GBytes *parse_nonce(const VrotctlCommand *cmd, const char *hex, GError **
                 return NULL;
         }
         out = g_malloc(n / 2);
-        for (gsize i = 0; i < n / 2; i++) {
-                int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
-                if (hi < 0 || lo < 0) {
-                        g_free(out);
-                        usage_error(cmd, error, "--nonce: '%s' is not hex", hex);
-                        return NULL;
-                }
-                out[i] = (guint8)(hi << 4 | lo);
+        if (!vrot_hex_decode(hex, n, out)) {
+                g_free(out);
+                usage_error(cmd, error, "--nonce: '%s' is not hex", hex);
+                return NULL;
         }
         return g_bytes_new_take(out, n / 2);
 }

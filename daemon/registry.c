@@ -12,6 +12,7 @@
 #include "durable.h"
 #include "registry.h"
 #include "uuid.h"
+#include "hex.h"
 
 G_DEFINE_QUARK(vrot-registry-error-quark, vrot_registry_error)
 
@@ -202,15 +203,7 @@ gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *
 
 static gboolean hex_decode(const gchar *s, guint8 *out, gsize n)
 {
-        if (strlen(s) != 2 * n)
-                return FALSE;
-        for (gsize k = 0; k < n; k++) {
-                gint hi = g_ascii_xdigit_value(s[2 * k]), lo = g_ascii_xdigit_value(s[2 * k + 1]);
-                if (hi < 0 || lo < 0)
-                        return FALSE;
-                out[k] = (guint8)(hi << 4 | lo);
-        }
-        return TRUE;
+        return strlen(s) == 2 * n && vrot_hex_decode(s, 2 * n, out);
 }
 
 /* Splits "<body>\nhmac-sha256 <hex>\n" and checks the MAC over <body>. */

@@ -42,6 +42,7 @@
 #include "durable.h"
 #include "sealkey.h"
 #include "x509.h"
+#include "hex.h"
 
 G_DEFINE_QUARK(vrot-sealkey-error-quark, vrot_sealkey_error)
 
@@ -157,16 +158,8 @@ static char *hex_encode(const guint8 *buf, gsize len)
 /* Decodes exactly @len hex digits (either case) into @out; FALSE otherwise. */
 static gboolean hex_decode(const char *s, gsize len, guint8 *out, gsize out_max, gsize *ret_len)
 {
-        if (len == 0 || len % 2 || len / 2 > out_max)
+        if (len == 0 || len % 2 || len / 2 > out_max || !vrot_hex_decode(s, len, out))
                 return FALSE;
-        for (gsize i = 0; i < len; i += 2) {
-                int hi = g_ascii_xdigit_value(s[i]);
-                int lo = g_ascii_xdigit_value(s[i + 1]);
-
-                if (hi < 0 || lo < 0)
-                        return FALSE;
-                out[i / 2] = (guint8)(hi << 4 | lo);
-        }
         *ret_len = len / 2;
         return TRUE;
 }

@@ -11,10 +11,10 @@
 #include "autoptr.h"
 #include "tpmevidence.h"
 #include "x509.h"
+#include "hex.h"
 
 G_DEFINE_QUARK(vrot-attestverify-error-quark, vrot_attestverify_error)
 
-#define OID_TCG_KP_AIK_CERTIFICATE "2.23.133.8.3"
 #define MAX_CHAIN 8
 
 /* ---- the policy ---------------------------------------------------------------------- */
@@ -42,15 +42,7 @@ void vrot_attest_policy_free(VrotAttestPolicy *p)
 
 static gboolean parse_hex32(const gchar *hex, guint8 out[32])
 {
-        if (!hex || strlen(hex) != 64)
-                return FALSE;
-        for (guint i = 0; i < 32; i++) {
-                int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return FALSE;
-                out[i] = (guint8)(hi << 4 | lo);
-        }
-        return TRUE;
+        return hex && strlen(hex) == 64 && vrot_hex_decode(hex, 64, out);
 }
 
 static gboolean parse_pcr_index(const gchar *s, guint *ret)
@@ -382,17 +374,6 @@ static gboolean chains(X509 *x, X509 *root, STACK_OF(X509) *untrusted, X509_CRL 
         return ok;
 }
 
-static gboolean has_aik_eku(X509 *x)
-{
-        g_autoptr(ASN1_OBJECT) want = OBJ_txt2obj(OID_TCG_KP_AIK_CERTIFICATE, 1);
-        EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
-        gboolean found = FALSE;
-
-        for (int i = 0; eku && want && i < sk_ASN1_OBJECT_num(eku); i++)
-                found |= OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
-        EXTENDED_KEY_USAGE_free(eku);
-        return found;
-}
 
 static void check_certs(const Bundle *b, X509 *root, X509_CRL *crl, GPtrArray *checks)
 {
@@ -412,7 +393,7 @@ static void check_certs(const Bundle *b, X509 *root, X509_CRL *crl, GPtrArray *c
         if (!chains(b->ak_cert, root, b->chain, NULL, &err))
                 record(checks, "ak-chain", FALSE, "the AK certificate does not chain to the root "
                        "through the host CA: %s", X509_verify_cert_error_string(err));
-        else if (!has_aik_eku(b->ak_cert))
+        else if (!vrot_x509_has_eku(b->ak_cert, VROT_X509_OID_AIK_CERTIFICATE))
                 record(checks, "ak-chain", FALSE, "the AK certificate is not an AIK certificate "
                        "(extKeyUsage 2.23.133.8.3)");
         else if (!vrot_x509_vtpm_binding(b->ak_cert, &instance, &ek_sha256, NULL) ||

@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 
 #include "mpolicy.h"
+#include "hex.h"
 
 G_DEFINE_QUARK(vrot-mpolicy-error-quark, vrot_mpolicy_error)
 
@@ -82,15 +83,7 @@ static gboolean parse_peers(JsonNode *node, VrotMpolicy *p, GError **error)
 
 static gboolean parse_digest(const gchar *hex, Digest *d)
 {
-        if (!hex || strlen(hex) != 64)
-                return FALSE;
-        for (guint i = 0; i < 32; i++) {
-                int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return FALSE;
-                d->b[i] = (guint8)(hi << 4 | lo);
-        }
-        return TRUE;
+        return hex && strlen(hex) == 64 && vrot_hex_decode(hex, 64, d->b);
 }
 
 static gboolean parse_pcrs(JsonNode *node, VrotMpolicy *p, GError **error)

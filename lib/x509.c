@@ -23,7 +23,7 @@ G_DEFINE_QUARK(vrot-x509-error-quark, vrot_x509_error)
 #define OID_TCG_AT_TPM_SPECIFICATION "2.23.133.2.16"
 #define OID_TCG_CE_VIRTUAL_PLATFORM_ATTESTATION_SERVICE "2.23.133.6.4"
 #define OID_TCG_KP_EK_CERTIFICATE "2.23.133.8.1"
-#define OID_TCG_KP_AIK_CERTIFICATE "2.23.133.8.3"
+#define OID_TCG_KP_AIK_CERTIFICATE VROT_X509_OID_AIK_CERTIFICATE
 #define OID_SUBJECT_DIRECTORY_ATTRIBUTES "2.5.29.9"
 /* vrot's own arc (docs/oids.md). */
 #define OID_VROT_VTPM_BINDING "2.25.21260699799348664199561699285766518384.1.1"
@@ -1700,9 +1700,9 @@ X509 *vrot_x509_transport_cert(const VrotX509Signer *ca, EVP_PKEY *key, const ch
         return cert;
 }
 
-gboolean vrot_x509_is_migration_peer(X509 *cert)
+gboolean vrot_x509_has_eku(X509 *cert, const char *oid)
 {
-        g_autoptr(ASN1_OBJECT) want = OBJ_txt2obj(OID_VROT_KP_MIGRATION_PEER, 1);
+        g_autoptr(ASN1_OBJECT) want = OBJ_txt2obj(oid, 1);
         EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
         gboolean found = FALSE;
 
@@ -1711,4 +1711,9 @@ gboolean vrot_x509_is_migration_peer(X509 *cert)
         EXTENDED_KEY_USAGE_free(eku);
         ERR_clear_error();
         return found;
+}
+
+gboolean vrot_x509_is_migration_peer(X509 *cert)
+{
+        return vrot_x509_has_eku(cert, OID_VROT_KP_MIGRATION_PEER);
 }

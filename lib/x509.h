@@ -242,6 +242,12 @@ gboolean vrot_x509_vtpm_binding(const X509 *cert, gchar **ret_instance, GBytes *
 X509 *vrot_x509_transport_cert(const VrotX509Signer *ca, EVP_PKEY *key, const char *name,
                                gint64 not_after, GError **error);
 
+/* tcg-kp-AIKCertificate: the extKeyUsage of AK certificates. */
+#define VROT_X509_OID_AIK_CERTIFICATE "2.23.133.8.3"
+
+/** vrot_x509_has_eku: does @cert's extKeyUsage have the purpose @oid (dotted)? */
+gboolean vrot_x509_has_eku(X509 *cert, const char *oid);
+
 /** vrot_x509_is_migration_peer: does @cert's extKeyUsage have id-vrot-kp-migration-peer? */
 gboolean vrot_x509_is_migration_peer(X509 *cert);
 

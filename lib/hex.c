@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "hex.h"
+
+gboolean vrot_hex_decode(const char *s, gsize len, guint8 *out)
+{
+        if (!s || len % 2)
+                return FALSE;
+        for (gsize i = 0; i < len; i += 2) {
+                int hi = g_ascii_xdigit_value(s[i]), lo = g_ascii_xdigit_value(s[i + 1]);
+
+                if (hi < 0 || lo < 0)
+                        return FALSE;
+                out[i / 2] = (guint8)(hi << 4 | lo);
+        }
+        return TRUE;
+}
