@@ -198,6 +198,33 @@ static void add_pool(JsonBuilder *b, VrotInstances *instances)
         json_builder_end_object(b);
 }
 
+/* "migration": {"name", "transport_cert_pem"}, or null when the host does not migrate. */
+static void add_migration(JsonBuilder *b, VrotApi *api)
+{
+        g_autoptr(GError) local = NULL;
+        X509 *cert = NULL;
+        g_autofree gchar *pem = NULL;
+
+        json_builder_set_member_name(b, "migration");
+        if (!api->migration_name) {
+                json_builder_add_null_value(b);
+                return;
+        }
+        if (vrot_host_enrolled(api->host) &&
+            !(cert = vrot_host_transport_cert(api->host, api->migration_name, &local)))
+                g_warning("the migration transport certificate: %s", local->message);
+        pem = cert ? vrot_x509_to_pem(cert, NULL) : NULL;
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, api->migration_name);
+        json_builder_set_member_name(b, "transport_cert_pem");
+        if (pem)
+                json_builder_add_string_value(b, pem);
+        else
+                json_builder_add_null_value(b);
+        json_builder_end_object(b);
+}
+
 static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                              GError **error)
 {
@@ -221,6 +248,7 @@ static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJ
         json_builder_add_int_value(b, vrot_instances_n_running(api->instances));
         add_pool(b, api->instances);
         add_enrolment(b, api->host);
+        add_migration(b, api);
         json_builder_end_object(b);
         return json_builder_get_root(b);
 }

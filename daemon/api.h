@@ -13,6 +13,7 @@ typedef struct VrotApi {
         VrotInstances *instances;       /* transfer none */
         VrotIdentities *identities;     /* transfer none */
         gboolean dev;
+        const gchar *migration_name;    /* [migration] name, or NULL */
 } VrotApi;
 
 /** vrot_api_methods: (transfer none) the table; *@ret_n its length. */

@@ -7,7 +7,7 @@
 G_DEFINE_QUARK(vrot-config-error-quark, vrot_config_error)
 
 /* Every key vrotd.conf may hold: group, key, where it goes. */
-typedef enum { STRING, PATH, LEVEL, PCRS, POOL } Kind;
+typedef enum { STRING, PATH, LEVEL, PCRS, POOL, HOSTNAME } Kind;
 
 typedef struct Key {
         const gchar *group;
@@ -28,6 +28,7 @@ static const Key keys[] = {
         { "operator", "policy-key", PATH, G_STRUCT_OFFSET(VrotConfig, policy_key) },
         { "operator", "recovery-key", PATH, G_STRUCT_OFFSET(VrotConfig, recovery_key) },
         { "operator", "fleet-root", PATH, G_STRUCT_OFFSET(VrotConfig, fleet_root) },
+        { "migration", "name", HOSTNAME, G_STRUCT_OFFSET(VrotConfig, migration_name) },
 };
 
 const gchar *vrot_config_worker_user(const VrotConfig *cfg)
@@ -63,6 +64,7 @@ void vrot_config_free(VrotConfig *cfg)
         g_free(cfg->policy_key);
         g_free(cfg->recovery_key);
         g_free(cfg->fleet_root);
+        g_free(cfg->migration_name);
         g_free(cfg);
 }
 
@@ -107,6 +109,15 @@ static gboolean check_value(const Key *k, const gchar *v, GError **error)
         if (!*v) {
                 g_set_error(error, VROT_CONFIG_ERROR, VROT_CONFIG_ERROR_INVALID,
                             "[%s] %s: empty value", k->group, k->name);
+                return FALSE;
+        }
+        if (k->kind == HOSTNAME && (strlen(v) > 64 || v[0] == '-' || v[0] == '.' ||
+                                    strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
+                                    strlen(v))) {
+                g_set_error(error, VROT_CONFIG_ERROR, VROT_CONFIG_ERROR_INVALID,
+                            "[%s] %s: '%s' is not a host name (letters, digits, '-' and '.', "
+                            "at most 64)", k->group, k->name, v);
                 return FALSE;
         }
         return TRUE;

@@ -31,6 +31,9 @@ typedef struct VrotConfig {
         gchar *policy_key;              /* ECC P-256 public key (PEM): signs PCR authorisations */
         gchar *recovery_key;            /* RSA public key (PEM): the master key's recovery copy */
         gchar *fleet_root;              /* CA certificate (PEM): the host CA's trust anchor */
+        /* [migration]: this host as migration peers know it (the transport
+         * certificate's dNSName); NULL: the host does not migrate. */
+        gchar *migration_name;
         gboolean dev;                   /* --dev: simulated host TPM, local fleet root */
 } VrotConfig;
 

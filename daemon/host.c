@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "devtpm.h"
 #include "host.h"
@@ -16,6 +18,10 @@ G_DEFINE_QUARK(vrot-host-error-quark, vrot_host_error)
 
 #define REGISTRY_KEY_INFO "vrot registry key v1"
 #define HOST_CA_FILE "host-ca.pem"
+#define TRANSPORT_FILE "transport.pem"
+#define TRANSPORT_DAYS 365
+/* A transport certificate this close to its end is made anew at start. */
+#define TRANSPORT_RENEW_DAYS 30
 
 struct VrotHost {
         gchar *host_dir;                /* <state>/host */
@@ -29,12 +35,14 @@ struct VrotHost {
         VrotHostca *ca;                 /* NULL: not enrolled */
         VrotX509Signer *ca_signer;      /* NULL: not enrolled */
         GPtrArray *retired;             /* signers an import replaced, kept for callers */
+        X509 *transport;                /* the migration transport certificate, or NULL */
 };
 
 void vrot_host_free(VrotHost *h)
 {
         if (!h)
                 return;
+        X509_free(h->transport);
         vrot_x509_signer_free(h->ca_signer);
         g_clear_pointer(&h->retired, g_ptr_array_unref);
         vrot_hostca_free(h->ca);
@@ -310,4 +318,57 @@ gboolean vrot_host_import_ca_cert(VrotHost *h, const gchar *pem, gsize len,
                 return FALSE;
         enrol(h, g_steal_pointer(&ca), g_steal_pointer(&signer));
         return TRUE;
+}
+
+/* Is @cert this host's transport certificate for @name, for @key, from the
+ * host CA in force, and good for a while yet? */
+static gboolean transport_current(VrotHost *h, X509 *cert, const gchar *name, EVP_PKEY *key)
+{
+        time_t soon = time(NULL) + (time_t)TRANSPORT_RENEW_DAYS * 86400;
+        gboolean ok;
+
+        ok = EVP_PKEY_eq(X509_get0_pubkey(cert), key) == 1 &&
+             X509_check_issued(h->ca->cert, cert) == X509_V_OK &&
+             X509_verify(cert, X509_get0_pubkey(h->ca->cert)) == 1 &&
+             X509_check_host(cert, name, 0, 0, NULL) == 1 &&
+             vrot_x509_is_migration_peer(cert) && X509_cmp_time(X509_get0_notAfter(cert), &soon) > 0;
+        ERR_clear_error();
+        return ok;
+}
+
+X509 *vrot_host_transport_cert(VrotHost *h, const gchar *name, GError **error)
+{
+        g_autofree gchar *path = g_build_filename(h->host_dir, TRANSPORT_FILE, NULL);
+        g_autofree gchar *pem = NULL;
+        g_autoptr(EVP_PKEY) key = NULL;
+        g_autoptr(X509) cert = NULL;
+        gsize len = 0;
+
+        if (!vrot_host_enrolled(h)) {
+                g_set_error_literal(error, VROT_HOST_ERROR, VROT_HOST_ERROR_FAILED,
+                                    "the host is not enrolled: no host CA to issue the transport "
+                                    "certificate");
+                return NULL;
+        }
+        if (h->transport)
+                return h->transport;
+        if (!(key = vrot_host_tpm_transport_key(h->tpm, error)))
+                return NULL;
+        if (g_file_get_contents(path, &pem, &len, NULL) &&
+            (cert = vrot_x509_from_pem(pem, len, NULL)) &&
+            transport_current(h, cert, name, key)) {
+                h->transport = g_steal_pointer(&cert);
+                return h->transport;
+        }
+        g_clear_pointer(&pem, g_free);
+        g_clear_pointer(&cert, X509_free);
+        if (!(cert = vrot_x509_transport_cert(h->ca_signer, key, name,
+                                              g_get_real_time() / G_USEC_PER_SEC +
+                                              (gint64)TRANSPORT_DAYS * 86400, error)) ||
+            !(pem = vrot_x509_to_pem(cert, error)) ||
+            !g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error))
+                return NULL;
+        g_message("host: issued the migration transport certificate for %s (%s)", name, path);
+        h->transport = g_steal_pointer(&cert);
+        return h->transport;
 }

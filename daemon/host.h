@@ -96,6 +96,17 @@ gboolean vrot_host_evidence(VrotHost *host, GBytes *nonce, VrotTpmevidence **ret
                             X509_REQ **ret_csr, GError **error);
 
 /**
+ * vrot_host_transport_cert:
+ * This host's migration transport certificate for @name (docs/migration.md):
+ * the one in STATE/host/transport.pem if it is for @name, for the host
+ * TPM's transport key, from the host CA in force and valid for 30 days
+ * more; else a new one (365 days) issued by the host CA in the host TPM and
+ * written there.  Needs enrolment.  Returns (transfer none) the
+ * certificate, kept for the life of @host, or NULL with @error.
+ */
+X509 *vrot_host_transport_cert(VrotHost *host, const gchar *name, GError **error);
+
+/**
  * vrot_host_import_ca_cert:
  * @pem: untrusted PEM text of the host CA certificate
  * @chain_pem: (nullable): untrusted PEM text of the certificates between

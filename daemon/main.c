@@ -108,7 +108,7 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         g_autoptr(VrotServer) server = NULL;
         g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
         g_autofree gchar *sock = g_build_filename(cfg->runtime_dir, "vrotd.sock", NULL);
-        VrotApi api = { .dev = cfg->dev };
+        VrotApi api = { .dev = cfg->dev, .migration_name = cfg->migration_name };
         const VrotMethod *methods;
         gsize n;
         gid_t gid = admin_gid(cfg, &error);
@@ -129,6 +129,11 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         if (!vrot_host_enrolled(host))
                 g_warning("this host is not enrolled: it signs nothing and refuses instance.create "
                           "until an operator enrols it (vrotctl host-enrol; vrotd(8) ENROLMENT)");
+        else if (cfg->migration_name &&
+                 !vrot_host_transport_cert(host, cfg->migration_name, &error)) {
+                g_critical("[migration] name %s: %s", cfg->migration_name, error->message);
+                return EXIT_FAILURE;
+        }
         api.host = host;
         api.instances = instances;
         identities = vrot_identities_new(host, instances);

@@ -58,7 +58,8 @@ static void test_config_parse_all_keys(void)
                 "worker-user=vrot-vtpm\nlog-level=debug\npool-size=0\n"
                 "[host-tpm]\ntcti=swtpm:path=/tmp/x\nseal-pcrs=0, 7 ,23\n"
                 "[operator]\npolicy-key=/etc/vrot/policy.pem\nrecovery-key=/etc/vrot/recovery.pem\n"
-                "fleet-root=/etc/vrot/fleet-root.pem\n";
+                "fleet-root=/etc/vrot/fleet-root.pem\n"
+                "[migration]\nname=host-7.example\n";
         g_autoptr(VrotConfig) c = vrot_config_new();
         g_autoptr(GError) err = NULL;
 
@@ -74,6 +75,7 @@ static void test_config_parse_all_keys(void)
         CU_ASSERT_STRING_EQUAL(c->policy_key, "/etc/vrot/policy.pem");
         CU_ASSERT_STRING_EQUAL(c->recovery_key, "/etc/vrot/recovery.pem");
         CU_ASSERT_STRING_EQUAL(c->fleet_root, "/etc/vrot/fleet-root.pem");
+        CU_ASSERT_STRING_EQUAL(c->migration_name, "host-7.example");
 }
 
 typedef struct BadCase {
@@ -95,6 +97,9 @@ static void test_config_parse_refusals_change_nothing(void)
                 { "[daemon]\npool-size=65\n", VROT_CONFIG_ERROR_INVALID,
                   "[daemon] pool-size: '65' is not a number 0-64" },
                 { "[daemon]\npool-size=-1\n", VROT_CONFIG_ERROR_INVALID, "pool-size" },
+                { "[migration]\nname=host 7\n", VROT_CONFIG_ERROR_INVALID,
+                  "[migration] name: 'host 7' is not a host name" },
+                { "[migration]\nname=-host\n", VROT_CONFIG_ERROR_INVALID, "[migration] name" },
                 { "[daemon]\npool-size=4x\n", VROT_CONFIG_ERROR_INVALID, "pool-size" },
                 { "[daemon]\npool-size= \n", VROT_CONFIG_ERROR_INVALID, "pool-size" },
                 /* A good pool-size before a bad key: not applied either. */
