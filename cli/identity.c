@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * vrotctl identity issue|revoke|list and vrotctl crl: service identities
- * (docs/identity.md, vrot-api(7) identity.*, host.crl).
+ * vrotctl identity issue|challenge|complete|revoke|list and vrotctl crl:
+ * service identities (docs/identity.md, vrot-api(7) identity.*, host.crl).
+ * challenge and complete relay a VM guest's two calls with the files its
+ * tpm2-tools read and write.
  *
  * identity issue prints where the key is and the certificate chain (the
  * identity's certificate, then the host CA's: what a TLS peer sends), on
@@ -36,36 +38,15 @@ static gchar *tls_chain(JsonObject *o)
         return leaf && ca ? g_strconcat(leaf, ca, NULL) : NULL;
 }
 
-static gboolean issue_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
+/* An issued identity: its fields, then the chain (or into @out). */
+static gboolean print_issued(const VrotctlContext *ctx, JsonNode *res, const char *out,
+                             GError **error)
 {
-        g_autofree gchar *name = NULL, *uri = NULL, *out = NULL, *pem = NULL;
+        JsonObject *o = JSON_NODE_HOLDS_OBJECT(res) ? json_node_get_object(res) : NULL;
+        g_autofree gchar *pem = o ? tls_chain(o) : NULL;
         g_autofree gchar *not_after = NULL;
-        gint days = 0;
-        GOptionEntry entries[] = {
-                { "name", 'n', 0, G_OPTION_ARG_STRING, &name, "the service's name ([A-Za-z0-9._-], 64 at most)", "NAME" },
-                { "uri", 'u', 0, G_OPTION_ARG_STRING, &uri, "the URI SAN (e.g. spiffe://domain/path)", "URI" },
-                { "days", 'd', 0, G_OPTION_ARG_INT, &days, "validity in days (default 30)", "N" },
-                { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "write the certificate chain to FILE", "FILE" },
-                G_OPTION_ENTRY_NULL,
-        };
-        g_autoptr(JsonObject) extra = json_object_new();
-        g_autoptr(JsonNode) res = NULL;
-        const char *uuid = NULL;
-        JsonObject *o;
 
-        if (!vrotctl_parse_uuid_args(&vrotctl_cmd_identity_issue, entries, &argc, &argv, &uuid,
-                                     error) ||
-            !vrotctl_require(&vrotctl_cmd_identity_issue, "--name", name, error))
-                return FALSE;
-        json_object_set_string_member(extra, "name", name);
-        if (uri)
-                json_object_set_string_member(extra, "uri", uri);
-        if (days)
-                json_object_set_int_member(extra, "days", days);
-        if (!(res = vrotctl_instance_call(ctx, "identity.issue", uuid, extra, error)))
-                return FALSE;
-        o = json_node_get_object(res);
-        if (!(pem = tls_chain(o))) {
+        if (!pem) {
                 g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                             "vrotd sent no certificate chain");
                 return FALSE;
@@ -87,6 +68,163 @@ static gboolean issue_run(const VrotctlContext *ctx, int argc, char **argv, GErr
         if (!out)
                 fputs(pem, stdout);
         return TRUE;
+}
+
+static gboolean issue_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
+{
+        g_autofree gchar *name = NULL, *uri = NULL, *out = NULL;
+        gint days = 0;
+        GOptionEntry entries[] = {
+                { "name", 'n', 0, G_OPTION_ARG_STRING, &name, "the service's name ([A-Za-z0-9._-], 64 at most)", "NAME" },
+                { "uri", 'u', 0, G_OPTION_ARG_STRING, &uri, "the URI SAN (e.g. spiffe://domain/path)", "URI" },
+                { "days", 'd', 0, G_OPTION_ARG_INT, &days, "validity in days (default 30)", "N" },
+                { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "write the certificate chain to FILE", "FILE" },
+                G_OPTION_ENTRY_NULL,
+        };
+        g_autoptr(JsonObject) extra = json_object_new();
+        g_autoptr(JsonNode) res = NULL;
+        const char *uuid = NULL;
+
+        if (!vrotctl_parse_uuid_args(&vrotctl_cmd_identity_issue, entries, &argc, &argv, &uuid,
+                                     error) ||
+            !vrotctl_require(&vrotctl_cmd_identity_issue, "--name", name, error))
+                return FALSE;
+        json_object_set_string_member(extra, "name", name);
+        if (uri)
+                json_object_set_string_member(extra, "uri", uri);
+        if (days)
+                json_object_set_int_member(extra, "days", days);
+        if (!(res = vrotctl_instance_call(ctx, "identity.issue", uuid, extra, error)))
+                return FALSE;
+        return print_issued(ctx, res, out, error);
+}
+
+/* @path's bytes as base64 into @o's member @name. */
+static gboolean put_file(JsonObject *o, const char *name, const char *path, GError **error)
+{
+        g_autofree gchar *data = NULL, *b64 = NULL;
+        gsize len = 0;
+
+        if (!(data = vrotctl_read_file(path, &len, error)))
+                return FALSE;
+        b64 = g_base64_encode((const guchar *)data, len);
+        json_object_set_string_member(o, name, b64);
+        return TRUE;
+}
+
+/* The credential of a challenge as tpm2-tools' credential file (magic, version, the two blobs). */
+static gboolean write_credential(JsonObject *o, const char *path, GError **error)
+{
+        static const guint8 header[] = { 0xba, 0xdc, 0xc0, 0xde, 0, 0, 0, 1 };
+        const char *names[] = { "id_object", "encrypted_secret" };
+        g_autoptr(GByteArray) file = g_byte_array_new();
+
+        g_byte_array_append(file, header, sizeof(header));
+        for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+                const char *b64 = vrotctl_member_string(o, names[i]);
+                g_autofree guchar *raw = NULL;
+                gsize len = 0;
+
+                if (!b64 || !(raw = g_base64_decode(b64, &len)) || len == 0) {
+                        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                                    "vrotd sent no %s", names[i]);
+                        return FALSE;
+                }
+                g_byte_array_append(file, raw, (guint)len);
+        }
+        return vrotctl_output(path, file->data, file->len, error);
+}
+
+static gboolean challenge_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
+{
+        const VrotctlCommand *cmd = &vrotctl_cmd_identity_challenge;
+        g_autofree gchar *name = NULL, *uri = NULL, *ak = NULL, *key = NULL, *credential = NULL;
+        gboolean attestation = FALSE;
+        gint days = 0;
+        GOptionEntry entries[] = {
+                { "name", 'n', 0, G_OPTION_ARG_STRING, &name, "the identity's name", "NAME" },
+                { "uri", 'u', 0, G_OPTION_ARG_STRING, &uri, "the URI SAN", "URI" },
+                { "days", 'd', 0, G_OPTION_ARG_INT, &days, "validity in days (default 30)", "N" },
+                { "ak-public", 0, 0, G_OPTION_ARG_FILENAME, &ak, "the guest's AK (tpm2_create -u)", "FILE" },
+                { "key-public", 0, 0, G_OPTION_ARG_FILENAME, &key, "the guest's identity key", "FILE" },
+                { "attestation", 0, 0, G_OPTION_ARG_NONE, &attestation, "certify the AK itself", NULL },
+                { "credential", 'o', 0, G_OPTION_ARG_FILENAME, &credential, "write the credential here", "FILE" },
+                G_OPTION_ENTRY_NULL,
+        };
+        g_autoptr(JsonObject) extra = json_object_new();
+        g_autoptr(JsonNode) res = NULL;
+        const char *uuid = NULL;
+        JsonObject *o;
+
+        if (!vrotctl_parse_uuid_args(cmd, entries, &argc, &argv, &uuid, error) ||
+            !vrotctl_require(cmd, "--ak-public", ak, error) ||
+            !vrotctl_require(cmd, "--credential", credential, error))
+                return FALSE;
+        if (attestation ? (name || uri || days || key) : (!name || !key)) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: --attestation takes only "
+                            "--ak-public; an identity needs --name and --key-public (usage: "
+                            "vrotctl %s %s)", cmd->name, cmd->name, cmd->args);
+                return FALSE;
+        }
+        if (attestation)
+                json_object_set_string_member(extra, "purpose", "attestation");
+        else
+                json_object_set_string_member(extra, "name", name);
+        if (uri)
+                json_object_set_string_member(extra, "uri", uri);
+        if (days)
+                json_object_set_int_member(extra, "days", days);
+        if (!put_file(extra, "ak_public", ak, error) ||
+            (key && !put_file(extra, "key_public", key, error)) ||
+            !(res = vrotctl_instance_call(ctx, "identity.challenge", uuid, extra, error)))
+                return FALSE;
+        o = json_node_get_object(res);
+        if (!write_credential(o, credential, error))
+                return FALSE;
+        if (ctx->json) {
+                vrotctl_print_json(res);
+                return TRUE;
+        }
+        vrotctl_print_field("challenge:", vrotctl_member_string(o, "challenge"));
+        vrotctl_print_field("credential:", credential);
+        printf("%-20s %" G_GINT64_FORMAT " s\n", "expires in:",
+               json_object_get_int_member_with_default(o, "expires_in", 0));
+        return TRUE;
+}
+
+static gboolean complete_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
+{
+        const VrotctlCommand *cmd = &vrotctl_cmd_identity_complete;
+        g_autofree gchar *secret = NULL, *attest = NULL, *signature = NULL, *out = NULL;
+        GOptionEntry entries[] = {
+                { "secret", 0, 0, G_OPTION_ARG_FILENAME, &secret, "tpm2_activatecredential -o", "FILE" },
+                { "attest", 0, 0, G_OPTION_ARG_FILENAME, &attest, "tpm2_certify -o", "FILE" },
+                { "signature", 0, 0, G_OPTION_ARG_FILENAME, &signature, "tpm2_certify -s (-f plain)", "FILE" },
+                { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "write the certificate chain to FILE", "FILE" },
+                G_OPTION_ENTRY_NULL,
+        };
+        g_autoptr(VrotRpcclient) c = NULL;
+        g_autoptr(JsonObject) params = json_object_new();
+        g_autoptr(JsonNode) res = NULL;
+        const char *challenge = NULL;
+
+        if (!vrotctl_parse_operand(cmd, entries, &argc, &argv, "the challenge ID", FALSE,
+                                   &challenge, error) ||
+            !vrotctl_require(cmd, "--secret", secret, error))
+                return FALSE;
+        if (!attest != !signature) {
+                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: --attest and --signature go "
+                            "together (usage: vrotctl %s %s)", cmd->name, cmd->name, cmd->args);
+                return FALSE;
+        }
+        json_object_set_string_member(params, "challenge", challenge);
+        if (!put_file(params, "secret", secret, error) ||
+            (attest && (!put_file(params, "attest", attest, error) ||
+                        !put_file(params, "signature", signature, error))) ||
+            !(c = vrotctl_connect(ctx, error)) ||
+            !vrotctl_call(c, "identity.complete", params, &res, error))
+                return FALSE;
+        return print_issued(ctx, res, out, error);
 }
 
 static gboolean revoke_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
@@ -186,6 +324,21 @@ const VrotctlCommand vrotctl_cmd_identity_issue = {
         .args = "UUID --name NAME [--uri URI] [--days N] [--out FILE]",
         .summary = "a service identity: a key in the service's vTPM, a certificate from the host CA",
         .run = issue_run,
+};
+
+const VrotctlCommand vrotctl_cmd_identity_challenge = {
+        .name = "identity challenge",
+        .args = "UUID (--name NAME --key-public FILE [--uri URI] [--days N] | --attestation) "
+                "--ak-public FILE --credential FILE",
+        .summary = "a VM guest's first call: the credential for its AK, in tpm2-tools' format",
+        .run = challenge_run,
+};
+
+const VrotctlCommand vrotctl_cmd_identity_complete = {
+        .name = "identity complete",
+        .args = "CHALLENGE --secret FILE [--attest FILE --signature FILE] [--out FILE]",
+        .summary = "a VM guest's second call: its answer and certification; prints the identity",
+        .run = complete_run,
 };
 
 const VrotctlCommand vrotctl_cmd_identity_revoke = {

@@ -24,6 +24,8 @@ static const VrotctlCommand *const commands[] = {
         &vrotctl_cmd_host_evidence,
         &vrotctl_cmd_host_enrol,
         &vrotctl_cmd_identity_issue,
+        &vrotctl_cmd_identity_challenge,
+        &vrotctl_cmd_identity_complete,
         &vrotctl_cmd_identity_revoke,
         &vrotctl_cmd_identity_list,
         &vrotctl_cmd_crl,

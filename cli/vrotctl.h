@@ -49,6 +49,8 @@ extern const VrotctlCommand vrotctl_cmd_info;
 extern const VrotctlCommand vrotctl_cmd_ek_cert;
 extern const VrotctlCommand vrotctl_cmd_libvirt_xml;
 extern const VrotctlCommand vrotctl_cmd_identity_issue;
+extern const VrotctlCommand vrotctl_cmd_identity_challenge;
+extern const VrotctlCommand vrotctl_cmd_identity_complete;
 extern const VrotctlCommand vrotctl_cmd_identity_revoke;
 extern const VrotctlCommand vrotctl_cmd_identity_list;
 extern const VrotctlCommand vrotctl_cmd_crl;

@@ -170,14 +170,22 @@ def test_vm_attestation():
                                 base64.b64decode(ch["encrypted_secret"]), ak_handle)
             V.expect_error(-32602, d.call, "identity.complete", challenge=ch["challenge"],
                            secret=b64(secret), attest=b64(b"x"), signature=b64(b"y"))
-            ch = d.call("identity.challenge", uuid=vm, purpose="attestation", ak_public=b64(ak))
-            secret = g.activate(base64.b64decode(ch["id_object"]),
-                                base64.b64decode(ch["encrypted_secret"]), ak_handle)
-            ident = d.call("identity.complete", challenge=ch["challenge"], secret=b64(secret))
+            # The same with vrotctl relaying the guest's files (tpm2-tools' formats).
+            rc, out, err = V.vrotctl(d.socket, "identity", "challenge", vm, "--attestation",
+                                     "--ak-public", h.path("ak.pub"),
+                                     "--credential", h.path("credential"))
+            check(rc == 0, f"vrotctl identity challenge: {rc} {out} {err}")
+            challenge = next(l.split()[1] for l in out.splitlines() if l.startswith("challenge:"))
+            r = g.under_ek("tpm2_activatecredential", "-c", ak_handle, "-C", "0x81010001",
+                           "-i", "credential", "-o", "secret")
+            rc, out, err = V.vrotctl(d.socket, "--json", "identity", "complete", challenge,
+                                     "--secret", h.path("secret"))
+            check(rc == 0, f"vrotctl identity complete: {rc} {out} {err}")
+            ident = json.loads(out)
             check(ident["name"] == "attestation-key" and ident["handle"] is None,
                   f"the guest's AK certificate: {ident}")
-            V.expect_error(-32001, d.call, "identity.complete", challenge=ch["challenge"],
-                           secret=b64(secret))
+            V.expect_error(-32001, d.call, "identity.complete", challenge=challenge,
+                           secret=b64(g.read("secret")))
 
             # The guest measures, then quotes over the verifier's nonce.
             g.tools("tpm2_pcrextend", "16:sha256=" + "cd" * 32)

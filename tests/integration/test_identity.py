@@ -290,6 +290,29 @@ def test_vm_identity():
                   "a credential for another VM's EK was activated here")
             V.expect_error(-32008, d.call, "identity.complete", **answer)
             check(d.call("identity.list") == issued, "a refused answer issued an identity")
+
+            # vrotctl relays the same two calls with the guest's files.
+            g.make_key("key3", KEY_ATTRS, KEY_ALG, "0x81000101")
+            rc, out, err = vrotctl(d.socket, "identity", "challenge", vm, "--name", "web-cli",
+                                   "--ak-public", h.path("ak.pub"), "--key-public",
+                                   h.path("key3.pub"), "--credential", h.path("credential"))
+            check(rc == 0, f"vrotctl identity challenge: {rc} {out} {err}")
+            challenge = next(l.split()[1] for l in out.splitlines() if l.startswith("challenge:"))
+            g.tools("tpm2_certify", "-c", "0x81000101", "-C", GUEST_AK, "-g", "sha256",
+                    "-o", "attest", "-s", "attest.sig", "-f", "plain")
+            g.under_ek("tpm2_activatecredential", "-c", GUEST_AK, "-C", "0x81010001",
+                       "-i", "credential", "-o", "secret")
+            rc, out, err = vrotctl(d.socket, "identity", "complete", challenge,
+                                   "--secret", h.path("secret"), "--attest", h.path("attest"),
+                                   "--signature", h.path("attest.sig"), "--out", h.path("c.pem"))
+            check(rc == 0 and "name:                web-cli" in out,
+                  f"vrotctl identity complete: {rc} {out} {err}")
+            for args in (["identity", "challenge", vm, "--attestation", "--name", "x",
+                          "--ak-public", h.path("ak.pub"), "--credential", h.path("c")],
+                         ["identity", "complete", challenge, "--secret", h.path("secret"),
+                          "--attest", h.path("attest")]):
+                rc, out, err = vrotctl(d.socket, *args)
+                check(rc == 2 and len(err.strip().splitlines()) == 1, f"{args}: {rc} {err}")
         log = d.log_text()
         check(log.count("refused: identity.complete") >= 4, f"refusals not logged:\n{log}")
         d.stop_clean()
