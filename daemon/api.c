@@ -11,6 +11,7 @@
 #include "api.h"
 #include "attest.h"
 #include "attestverify.h"
+#include "channel.h"
 #include "endorse.h"
 #include "hostca.h"
 #include "tpmevidence.h"
@@ -60,6 +61,11 @@ static void to_rpc_error(GError **error)
                        ? VROT_JSONRPC_ERROR_NOT_FOUND
                        : (*error)->code == VROT_IDENTITY_ERROR_REFUSED
                        ? VROT_JSONRPC_ERROR_EVIDENCE_REFUSED : VROT_JSONRPC_ERROR_INVALID_PARAMS;
+        } else if ((*error)->domain == VROT_MIGRATE_ERROR ||
+                   (*error)->domain == VROT_MCHANNEL_ERROR) {
+                code = (*error)->domain == VROT_MIGRATE_ERROR &&
+                       (*error)->code == VROT_MIGRATE_ERROR_CONFIG
+                       ? VROT_JSONRPC_ERROR_INVALID_PARAMS : VROT_JSONRPC_ERROR_EVIDENCE_REFUSED;
         } else if ((*error)->domain == VROT_ATTEST_ERROR) {
                 code = (*error)->code == VROT_ATTEST_ERROR_REFUSED
                        ? VROT_JSONRPC_ERROR_EVIDENCE_REFUSED : VROT_JSONRPC_ERROR_INVALID_PARAMS;
@@ -222,6 +228,8 @@ static void add_migration(JsonBuilder *b, VrotApi *api)
                 json_builder_add_string_value(b, pem);
         else
                 json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "port");
+        json_builder_add_int_value(b, vrot_migration_port(api->migration));
         json_builder_end_object(b);
 }
 
@@ -896,6 +904,51 @@ static void m_instance_attest(gpointer ctx, const VrotCaller *caller,
         vrot_attest_async(api->host, api->instances, api->identities, &ar, on_attested, ac);
 }
 
+/* ---- migration (docs/migration.md) ---------------------------------------------------- */
+
+typedef struct MigrateCall {
+        VrotCall *call;
+} MigrateCall;
+
+static void on_checked(JsonNode *result, GError *error, gpointer data)
+{
+        g_autofree MigrateCall *mc = data;
+
+        if (result) {
+                vrot_call_return(mc->call, result);
+                return;
+        }
+        to_rpc_error(&error);
+        vrot_call_return_error(mc->call, error);
+}
+
+static void m_migration_check(gpointer ctx, const VrotCaller *caller,
+                              const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        static const char *const known[] = { "to", NULL };
+        VrotApi *api = ctx;
+        const gchar *to = NULL;
+        MigrateCall *mc;
+        GError *error = NULL;
+
+        (void)caller;
+        if (!vrot_jsonrpc_params_check_known(req, known, &error) ||
+            !vrot_jsonrpc_param_string(req, "to", VROT_JSONRPC_REQUIRED, 300, &to, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        if (!api->migration) {
+                g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                                    "this host does not migrate: vrotd.conf has no [migration] "
+                                    "name (vrotd.conf(5))");
+                vrot_call_return_error(call, error);
+                return;
+        }
+        mc = g_new0(MigrateCall, 1);
+        mc->call = call;
+        vrot_migration_check_async(api->migration, to, on_checked, mc);
+}
+
 static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                             GError **error)
 {
@@ -931,6 +984,7 @@ static const VrotMethod methods[] = {
         { .name = "instance.info", .fn = m_info },
         { .name = "instance.ek_cert", .fn = m_ek_cert },
         { .name = "instance.attest", .async_fn = m_instance_attest },
+        { .name = "migration.check", .async_fn = m_migration_check, .admin_only = TRUE },
         { .name = "identity.issue", .async_fn = m_identity_issue },
         { .name = "identity.challenge", .fn = m_identity_challenge },
         { .name = "identity.complete", .fn = m_identity_complete },

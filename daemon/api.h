@@ -6,6 +6,7 @@
 #include "host.h"
 #include "identity.h"
 #include "instances.h"
+#include "migrate.h"
 #include "server.h"
 
 typedef struct VrotApi {
@@ -14,6 +15,7 @@ typedef struct VrotApi {
         VrotIdentities *identities;     /* transfer none */
         gboolean dev;
         const gchar *migration_name;    /* [migration] name, or NULL */
+        VrotMigration *migration;       /* transfer none; NULL: the host does not migrate */
 } VrotApi;
 
 /** vrot_api_methods: (transfer none) the table; *@ret_n its length. */

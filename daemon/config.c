@@ -29,6 +29,9 @@ static const Key keys[] = {
         { "operator", "recovery-key", PATH, G_STRUCT_OFFSET(VrotConfig, recovery_key) },
         { "operator", "fleet-root", PATH, G_STRUCT_OFFSET(VrotConfig, fleet_root) },
         { "migration", "name", HOSTNAME, G_STRUCT_OFFSET(VrotConfig, migration_name) },
+        { "migration", "listen", STRING, G_STRUCT_OFFSET(VrotConfig, migration_listen) },
+        { "migration", "policy", PATH, G_STRUCT_OFFSET(VrotConfig, migration_policy) },
+        { "migration", "crl", PATH, G_STRUCT_OFFSET(VrotConfig, migration_crl) },
 };
 
 const gchar *vrot_config_worker_user(const VrotConfig *cfg)
@@ -65,6 +68,9 @@ void vrot_config_free(VrotConfig *cfg)
         g_free(cfg->recovery_key);
         g_free(cfg->fleet_root);
         g_free(cfg->migration_name);
+        g_free(cfg->migration_listen);
+        g_free(cfg->migration_policy);
+        g_free(cfg->migration_crl);
         g_free(cfg);
 }
 

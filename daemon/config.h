@@ -34,6 +34,9 @@ typedef struct VrotConfig {
         /* [migration]: this host as migration peers know it (the transport
          * certificate's dNSName); NULL: the host does not migrate. */
         gchar *migration_name;
+        gchar *migration_listen;        /* ADDR:PORT to accept peers on; NULL: none */
+        gchar *migration_policy;        /* the policy file (lib/mpolicy.h) */
+        gchar *migration_crl;           /* a CRL of host CAs or transport certs; NULL: none */
         gboolean dev;                   /* --dev: simulated host TPM, local fleet root */
 } VrotConfig;
 

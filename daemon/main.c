@@ -14,6 +14,7 @@
 #include <glib-unix.h>
 
 #include "api.h"
+#include "migrate.h"
 #include "config.h"
 #include "host.h"
 #include "instances.h"
@@ -105,6 +106,7 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         g_autoptr(VrotHost) host = NULL;
         g_autoptr(VrotInstances) instances = NULL;
         g_autoptr(VrotIdentities) identities = NULL;
+        g_autoptr(VrotMigration) migration = NULL;
         g_autoptr(VrotServer) server = NULL;
         g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
         g_autofree gchar *sock = g_build_filename(cfg->runtime_dir, "vrotd.sock", NULL);
@@ -129,15 +131,15 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         if (!vrot_host_enrolled(host))
                 g_warning("this host is not enrolled: it signs nothing and refuses instance.create "
                           "until an operator enrols it (vrotctl host-enrol; vrotd(8) ENROLMENT)");
-        else if (cfg->migration_name &&
-                 !vrot_host_transport_cert(host, cfg->migration_name, &error)) {
-                g_critical("[migration] name %s: %s", cfg->migration_name, error->message);
+        else if (!(migration = vrot_migration_new(host, cfg, &error)) && error) {
+                g_critical("%s", error->message);
                 return EXIT_FAILURE;
         }
         api.host = host;
         api.instances = instances;
         identities = vrot_identities_new(host, instances);
         api.identities = identities;
+        api.migration = migration;
         methods = vrot_api_methods(&n);
         if (!(server = vrot_server_new(sock, methods, n, &api, gid, NULL, &error))) {
                 g_critical("%s", error->message);

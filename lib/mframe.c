@@ -9,7 +9,7 @@
 
 G_DEFINE_QUARK(vrot-mframe-error-quark, vrot_mframe_error)
 
-#define MAX_MEMBERS 5
+#define MAX_MEMBERS 8
 #define MAX_UINT ((guint64)1 << 53)     /* exact in every JSON reader */
 
 typedef enum { K_STRING, K_UUID, K_ID, K_BASE64, K_UINT, K_BOOL } Kind;
@@ -29,10 +29,12 @@ typedef struct Schema {
 
 /* In VrotMframeType order. */
 static const Schema schemas[VROT_MFRAME_N_TYPES] = {
-        { "hello", { { "nonce", K_BASE64, 16, 64 } } },
+        { "hello", { { "nonce", K_BASE64, 16, 64 }, { "pcr_mask", K_UINT, 1, 0xffffff } } },
         { "evidence", { { "ak_public", K_BASE64, 2, 1024 }, { "attest", K_BASE64, 1, 2048 },
                         { "signature", K_BASE64, 1, 80 }, { "pcr_mask", K_UINT, 1, 0xffffff },
-                        { "pcr_values", K_BASE64, 32, 24 * 32 } } },
+                        { "pcr_values", K_BASE64, 32, 24 * 32 },
+                        { "ca_public", K_BASE64, 2, 1024 }, { "ca_attest", K_BASE64, 1, 2048 },
+                        { "ca_signature", K_BASE64, 1, 80 } } },
         { "offer_request", { { "uuid", K_UUID, 0, 0 }, { "kind", K_STRING, 1, 16 },
                              { "name", K_STRING, 1, 64 }, { "generation", K_UINT, 0, MAX_UINT },
                              { "live", K_BOOL, 0, 0 } } },

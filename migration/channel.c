@@ -214,6 +214,13 @@ const gchar *vrot_mchannel_peer_name(const VrotMchannel *c)
         return c->peer_name;
 }
 
+X509 *vrot_mchannel_peer_issuer(const VrotMchannel *c)
+{
+        STACK_OF(X509) *chain = SSL_get0_verified_chain(c->ssl);
+
+        return chain && sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL;
+}
+
 gboolean vrot_mchannel_binding(VrotMchannel *c, guint8 out[32], GError **error)
 {
         if (SSL_export_keying_material(c->ssl, out, 32, EXPORTER_LABEL, strlen(EXPORTER_LABEL),

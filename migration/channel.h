@@ -63,6 +63,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotMchannel, vrot_mchannel_free)
 /** vrot_mchannel_peer_name: (transfer none) the authenticated peer's name. */
 const gchar *vrot_mchannel_peer_name(const VrotMchannel *c);
 
+/** vrot_mchannel_peer_issuer: (transfer none) the peer's host CA, as its verified chain has it. */
+X509 *vrot_mchannel_peer_issuer(const VrotMchannel *c);
+
 /**
  * vrot_mchannel_binding:
  * 32 bytes of the TLS exporter ("EXPORTER-vrot-migration"), the same on

@@ -139,6 +139,7 @@ static gpointer serve(gpointer data)
         s->accepted = TRUE;
         s->peer_name = g_strdup(vrot_mchannel_peer_name(channel));
         vrot_mframe_set_bytes(reply, "nonce", nonce);
+        vrot_mframe_set_uint(reply, "pcr_mask", 1);
         if (vrot_mchannel_binding(channel, s->binding, &s->error) &&
             (s->received = vrot_mchannel_receive(channel, &s->error)))
                 vrot_mchannel_send(channel, reply, &s->error);
@@ -165,6 +166,7 @@ static gboolean run(Host *a, Fleet *a_trust, Host *b, Fleet *b_trust, X509_CRL *
         s.cfg = config(a, a_trust, a_crl);
         t = g_thread_new("server", serve, &s);
         vrot_mframe_set_bytes(hello, "nonce", nonce);
+        vrot_mframe_set_uint(hello, "pcr_mask", 1);
         client = vrot_mchannel_connect(sv[1], &cfg, b_error);
         if (!client)
                 shutdown(sv[1], SHUT_RDWR);     /* the server must not wait for us */

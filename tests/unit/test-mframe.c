@@ -67,6 +67,7 @@ static void test_mframe_bytes_and_short_input(void)
         memset(nonce, 0x5a, sizeof(nonce));
         nb = g_bytes_new(nonce, sizeof(nonce));
         vrot_mframe_set_bytes(f, "nonce", nb);
+        vrot_mframe_set_uint(f, "pcr_mask", 0x81);
         wire = vrot_mframe_encode(f, &err);
         CU_ASSERT_PTR_NOT_NULL_FATAL(wire);
         /* Every proper prefix is "short": read more, nothing is wrong yet. */
@@ -88,8 +89,9 @@ static void test_mframe_refusals(void)
                 "{\"type\":\"commit\",\"migration_id\":\"00112233\"}",
                 "{\"type\":\"commit\",\"migration_id\":\"00112233445566778899AABBCCDDEEFF\"}",
                 "{\"type\":\"commit\",\"migration_id\":\"00112233445566778899aabbccddeeff\",\"x\":1}",
-                "{\"type\":\"hello\",\"nonce\":\"AAAA\"}",                  /* 3 bytes < 16 */
-                "{\"type\":\"hello\",\"nonce\":\"not base64!\"}",
+                "{\"type\":\"hello\",\"nonce\":\"AAAA\",\"pcr_mask\":1}",   /* 3 bytes < 16 */
+                "{\"type\":\"hello\",\"nonce\":\"not base64!\",\"pcr_mask\":1}",
+                "{\"type\":\"hello\",\"nonce\":\"AAAAAAAAAAAAAAAAAAAAAA==\",\"pcr_mask\":0}",
                 "{\"type\":\"abort\",\"migration_id\":\"00112233445566778899aabbccddeeff\","
                 "\"reason\":\"\"}",
                 "{\"type\":\"offer_request\",\"uuid\":\"6F1C2C1E-7D3A-4A53-9D64-0C1D2E3F4A5B\","

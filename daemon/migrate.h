@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * vrotd's side of the migration channel (docs/migration.md, R-MIG-1): the
+ * listener of [migration] listen, and the attested handshake both ends run
+ * before anything else.  Each side sends a hello (a fresh nonce, and the
+ * host PCRs its policy wants), then its evidence: a quote of those PCRs by
+ * the host AK and the AK's certification of the host CA key, both over
+ * SHA-256("vrot migration quote v1" ‖ the peer's nonce ‖ the TLS exporter),
+ * so they are fresh and bound to this TLS session.  Each side checks that
+ * the certified key is the key of the CA that issued the peer's transport
+ * certificate, and that the PCRs satisfy its migration policy.  A peer that
+ * fails gets nothing but an error frame.
+ *
+ * Each connection runs in a thread; host-TPM work goes to the main loop
+ * (maincall.h).  Transfers (the offer, the state, the commit) come next.
+ */
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "config.h"
+#include "host.h"
+
+#define VROT_MIGRATE_ERROR (vrot_migrate_error_quark())
+GQuark vrot_migrate_error_quark(void);
+
+typedef enum {
+        VROT_MIGRATE_ERROR_CONFIG,      /* [migration] is incomplete or unreadable */
+        VROT_MIGRATE_ERROR_REFUSED,     /* the peer's evidence fails the policy */
+        VROT_MIGRATE_ERROR_PEER,        /* the peer refused us, or broke the protocol */
+} VrotMigrateError;
+
+typedef struct VrotMigration VrotMigration;
+
+/**
+ * vrot_migration_new:
+ * From [migration] of @cfg: NULL without error when the host does not
+ * migrate (no name).  With a name, a policy is required; with listen, the
+ * socket is bound and served from the main loop at once.
+ */
+VrotMigration *vrot_migration_new(VrotHost *host, const VrotConfig *cfg, GError **error);
+void vrot_migration_free(VrotMigration *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotMigration, vrot_migration_free)
+
+/** vrot_migration_port: the TCP port listened on (0: not listening). */
+guint16 vrot_migration_port(const VrotMigration *m);
+
+typedef void (*VrotMigrateDoneFunc)(JsonNode *result, GError *error, gpointer data);
+
+/**
+ * vrot_migration_check_async:
+ * migration.check: connects to @to ("ADDR:PORT"), runs the attested
+ * handshake, and calls @fn on the main loop with {"peer", "pcrs"} or the
+ * reason it failed.
+ */
+void vrot_migration_check_async(VrotMigration *m, const gchar *to, VrotMigrateDoneFunc fn,
+                                gpointer data);
