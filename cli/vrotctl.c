@@ -31,6 +31,7 @@ static const VrotctlCommand *const commands[] = {
         &vrotctl_cmd_crl,
         &vrotctl_cmd_attest,
         &vrotctl_cmd_verify,
+        &vrotctl_cmd_migration_check,
 };
 
 static void usage(FILE *out)

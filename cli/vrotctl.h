@@ -56,6 +56,7 @@ extern const VrotctlCommand vrotctl_cmd_identity_list;
 extern const VrotctlCommand vrotctl_cmd_crl;
 extern const VrotctlCommand vrotctl_cmd_attest;
 extern const VrotctlCommand vrotctl_cmd_verify;
+extern const VrotctlCommand vrotctl_cmd_migration_check;
 
 /* ---- output.c: shared helpers ---- */
 

@@ -150,6 +150,9 @@ def test_attested_handshake():
         r = b.call("migration.check", to=to)
         check(r["peer"] == "host-a.example" and r["pcr_mask"] == 1, f"migration.check: {r}")
         check("host-b.example attested" in a.log_text(), f"A's log:\n{a.log_text()[-2000:]}")
+        rc, out, err = V.vrotctl(b.socket, "migration", "check", to)
+        check(rc == 0 and out.startswith("host-a.example: authenticated"),
+              f"vrotctl migration check: {rc} {out} {err}")
 
         # B's policy wants another PCR 0: A's evidence is refused, naming the PCR.
         b.stop_clean()
@@ -157,6 +160,8 @@ def test_attested_handshake():
         b.start()
         e = V.expect_error(-32008, b.call, "migration.check", to=to)
         check("PCR 0" in e.message, f"the refusal: {e.message}")
+        rc, out, err = V.vrotctl(b.socket, "migration", "check", to)
+        check(rc == 1 and "PCR 0" in err and not out, f"vrotctl, refused: {rc} {out} {err}")
         # A's policy does not name B: A refuses B in the TLS handshake.
         b.stop_clean()
         b.config = config(h, "host-b.example", policy(h, "b", ["host-a.example"]))
