@@ -55,6 +55,16 @@ def openssl(*args, input=None):
                           timeout=60)
 
 
+def start_refused(d, conf):
+    """Starts @d with configuration @conf, which it must refuse; returns why."""
+    d.config = conf
+    try:
+        d.start(timeout=30)
+    except H.Failure as e:
+        return str(e)
+    raise H.Failure(f"vrotd started with {conf}")
+
+
 def transport(d):
     m = d.call("host.info")["migration"]
     check(m is not None and m["transport_cert_pem"], f"host.info migration: {m}")
@@ -104,21 +114,9 @@ def test_transport_certificate():
         d.stop_clean()
 
         # A name without a policy, and a name that is not a host name: vrotd stops.
-        d.config = config(h, "host-b.example")
-        refusal = None
-        try:
-            d.start(timeout=30)
-        except H.Failure as e:
-            refusal = str(e)
-        check(refusal is not None and "[migration] policy is required" in refusal,
-              f"a name without a policy: {refusal}")
-        d.config = config(h, "not a name")
-        refusal = None
-        try:
-            d.start(timeout=30)
-        except H.Failure as e:
-            refusal = str(e)
-        check(refusal is not None, "vrotd started with [migration] name = 'not a name'")
+        refusal = start_refused(d, config(h, "host-b.example"))
+        check("[migration] policy is required" in refusal, f"a name without a policy: {refusal}")
+        refusal = start_refused(d, config(h, "not a name"))
         check("[migration] name" in refusal and "not a host name" in refusal,
               f"the refusal does not name the key: {refusal}")
 
