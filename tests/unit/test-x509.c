@@ -1252,7 +1252,7 @@ static void test_x509_transport_cert_profile(void)
 {
         GError *error = NULL;
         Chain c;
-        g_autoptr(X509) t = NULL, id = NULL;
+        g_autoptr(X509) t = NULL;
         GENERAL_NAMES *sans;
         GENERAL_NAME *gn;
         static const char *const bad_names[] = { "", "a b", ".lead", "-lead", "host_b" };
