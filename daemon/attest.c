@@ -165,7 +165,7 @@ static JsonNode *bundle(AttestTask *t, X509 *ak_cert, GError **error)
 {
         VrotHostTpm *tpm = vrot_host_tpm(t->host);
         g_autoptr(VrotTpmevidenceQuote) host_quote = NULL;
-        g_autoptr(VrotTpmevidence) certify = NULL;
+        g_autoptr(VrotTpmevidenceKey) certify = NULL;
         g_autoptr(JsonNode) crl = NULL;
         g_autoptr(GBytes) link = NULL, host_log = host_event_log(t->dev);
         guint8 digest[SHA256_DIGEST_LENGTH];
@@ -177,8 +177,8 @@ static JsonNode *bundle(AttestTask *t, X509 *ak_cert, GError **error)
         SHA256(g_bytes_get_data(t->quote->attest, NULL), g_bytes_get_size(t->quote->attest),
                digest);
         link = g_bytes_new(digest, sizeof(digest));
-        if (!vrot_host_tpm_quote(tpm, link, t->host_pcrs, &host_quote, error) ||
-            !vrot_host_tpm_certify_ca_key(tpm, t->nonce, &certify, error) ||
+        if (!vrot_host_tpm_quote(tpm, link, t->host_pcrs, t->nonce, &host_quote, &certify,
+                                 error) ||
             !(crl = vrot_identities_crl(t->identities, error)))
                 return NULL;
 
@@ -198,7 +198,7 @@ static JsonNode *bundle(AttestTask *t, X509 *ak_cert, GError **error)
         host = json_object_new();
         add_quote(host, host_quote);
         ca = json_object_new();
-        add_b64(ca, "ca_public", certify->ca_public);
+        add_b64(ca, "ca_public", certify->key_public);
         add_b64(ca, "attest", certify->attest);
         add_b64(ca, "signature", certify->signature);
         json_object_set_object_member(host, "ca_certify", ca);
@@ -245,10 +245,23 @@ static X509 *ak_certificate(AttestTask *t, GError **error)
         return cert;
 }
 
+/* Logs the outcome and hands it to the caller. */
+static void finish(const gchar *uuid, const gchar *how, JsonNode *result, GError *error,
+                   VrotAttestDoneFunc fn, gpointer data)
+{
+        if (result)
+                g_message("instance %s: attested (%s)", uuid, how);
+        else
+                g_message("refused: instance.attest of instance %s: %s", uuid, error->message);
+        fn(result, error, data);
+}
+
 static void attest_done(GObject *source, GAsyncResult *res, gpointer data)
 {
         AttestTask *t = data;
         g_autoptr(X509) ak_cert = NULL;
+        g_autofree gchar *how = g_strdup_printf("vTPM PCRs 0x%06x, host PCRs 0x%06x", t->pcrs,
+                                                t->host_pcrs);
         GError *error = NULL;
         JsonNode *result = NULL;
 
@@ -256,83 +269,77 @@ static void attest_done(GObject *source, GAsyncResult *res, gpointer data)
         if (g_task_propagate_boolean(G_TASK(res), &error) &&
             (ak_cert = ak_certificate(t, &error)))
                 result = bundle(t, ak_cert, &error);
-        if (result)
-                g_message("instance %s: attested (vTPM PCRs 0x%06x, host PCRs 0x%06x)", t->uuid,
-                          t->pcrs, t->host_pcrs);
-        else
-                g_message("refused: instance.attest of instance %s: %s", t->uuid, error->message);
-        t->fn(result, error, t->data);
+        finish(t->uuid, how, result, error, t->fn, t->data);
 }
 
-/* The AK certificate on file for @uuid, unless revoked. */
+/* The AK certificate on file for @uuid; NULL if there is none, or (and
+ * *@ret_revoked) if it was revoked. */
 static X509 *current_ak_cert(VrotInstances *instances, VrotIdentities *identities,
-                             const gchar *uuid)
+                             const gchar *uuid, gboolean *ret_revoked)
 {
         g_autofree gchar *pem = vrot_instances_ak_cert_pem(instances, uuid);
         X509 *cert = pem ? vrot_x509_from_pem(pem, strlen(pem), NULL) : NULL;
 
-        if (cert && vrot_identities_cert_revoked(identities, cert))
+        *ret_revoked = cert && vrot_identities_cert_revoked(identities, cert);
+        if (*ret_revoked)
                 g_clear_pointer(&cert, X509_free);
         return cert;
 }
 
+static AttestTask *task_new(VrotHost *host, VrotInstances *instances,
+                            VrotIdentities *identities, const VrotAttestRequest *req,
+                            VrotAttestDoneFunc fn, gpointer data)
+{
+        AttestTask *t = g_new0(AttestTask, 1);
+
+        *t = (AttestTask){ .host = host, .identities = identities, .instances = instances,
+                           .uuid = g_strdup(req->uuid), .nonce = g_bytes_ref(req->nonce),
+                           .event_log = req->event_log ? g_bytes_ref(req->event_log) : NULL,
+                           .pcrs = req->pcrs, .host_pcrs = req->host_pcrs, .dev = req->dev,
+                           .fn = fn, .data = data };
+        return t;
+}
+
 /* A VM: the guest quoted with the AK certified through identity.challenge
  * (purpose "attestation"); the daemon checks it and adds the host half. */
-static void attest_guest(VrotHost *host, VrotInstances *instances, VrotIdentities *identities,
-                         const VrotAttestRequest *req, VrotAttestDoneFunc fn, gpointer data)
+static void attest_guest(AttestTask *t, const VrotTpmevidenceQuote *gq)
 {
-        AttestTask t = { .host = host, .identities = identities, .instances = instances,
-                         .uuid = g_strdup(req->uuid), .nonce = g_bytes_ref(req->nonce),
-                         .event_log = req->event_log ? g_bytes_ref(req->event_log) : NULL,
-                         .host_pcrs = req->host_pcrs, .dev = req->dev };
-        const VrotTpmevidenceQuote *gq = req->guest_quote;
+        g_autoptr(X509) ak_cert = NULL;
         GError *error = NULL;
         JsonNode *result = NULL;
-        g_autoptr(X509) ak_cert = NULL;
+        gboolean revoked = FALSE;
 
-        t.quote = g_new0(VrotTpmevidenceQuote, 1);
-        *t.quote = (VrotTpmevidenceQuote){ .ak_public = g_bytes_ref(gq->ak_public),
-                                           .attest = g_bytes_ref(gq->attest),
-                                           .signature = g_bytes_ref(gq->signature),
-                                           .pcr_mask = gq->pcr_mask,
-                                           .pcr_values = g_bytes_ref(gq->pcr_values) };
-        t.pcrs = gq->pcr_mask;
-        t.ek_cert = vrot_identities_ek_cert(identities, req->uuid, VROT_INSTANCE_VM, NULL,
-                                            &error);
-        if (t.ek_cert && !(t.ak_cert = current_ak_cert(instances, identities, req->uuid)))
+        t->quote = g_new0(VrotTpmevidenceQuote, 1);
+        *t->quote = (VrotTpmevidenceQuote){ .ak_public = g_bytes_ref(gq->ak_public),
+                                            .attest = g_bytes_ref(gq->attest),
+                                            .signature = g_bytes_ref(gq->signature),
+                                            .pcr_mask = gq->pcr_mask,
+                                            .pcr_values = g_bytes_ref(gq->pcr_values) };
+        t->pcrs = gq->pcr_mask;
+        t->ek_cert = vrot_identities_ek_cert(t->identities, t->uuid, VROT_INSTANCE_VM, NULL,
+                                             &error);
+        if (t->ek_cert &&
+            !(t->ak_cert = current_ak_cert(t->instances, t->identities, t->uuid, &revoked)))
                 g_set_error(&error, VROT_ATTEST_ERROR, VROT_ATTEST_ERROR_INVALID,
-                            "instance %s has no certified attestation key: the guest gets one "
+                            "instance %s has no %scertified attestation key: the guest gets one "
                             "with identity.challenge (purpose \"attestation\") and "
-                            "identity.complete first", req->uuid);
-        if (t.ak_cert && (ak_cert = ak_certificate(&t, &error)))
-                result = bundle(&t, ak_cert, &error);
-        if (result)
-                g_message("instance %s: attested with the guest's quote (PCRs 0x%06x, host PCRs "
-                          "0x%06x)", t.uuid, t.pcrs, t.host_pcrs);
-        else
-                g_message("refused: instance.attest of instance %s: %s", t.uuid, error->message);
-        g_free(t.uuid);
-        g_bytes_unref(t.nonce);
-        if (t.event_log)
-                g_bytes_unref(t.event_log);
-        X509_free(t.ek_cert);
-        X509_free(t.ak_cert);
-        vrot_tpmevidence_quote_free(t.quote);
-        fn(result, error, data);
+                            "identity.complete first", t->uuid, revoked ? "unrevoked " : "");
+        if (t->ak_cert && (ak_cert = ak_certificate(t, &error)))
+                result = bundle(t, ak_cert, &error);
+        finish(t->uuid, "the guest's quote", result, error, t->fn, t->data);
+        attest_task_free(t);
 }
 
 void vrot_attest_async(VrotHost *host, VrotInstances *instances, VrotIdentities *identities,
                        const VrotAttestRequest *req, VrotAttestDoneFunc fn, gpointer data)
 {
         g_autoptr(GTask) task = NULL;
-        g_autofree gchar *data_path = NULL, *ak_pem = NULL;
-        g_autoptr(X509) ak_cert = NULL;
+        g_autofree gchar *data_path = NULL;
         GError *error = NULL;
-        AttestTask *t;
-        X509 *ek_cert;
-
         VrotInstanceStatus st;
         VrotInstanceKind kind;
+        gboolean revoked = FALSE;
+        AttestTask *t;
 
         if (!vrot_instances_status(instances, req->uuid, &st, &error)) {
                 fn(NULL, error, data);
@@ -340,6 +347,7 @@ void vrot_attest_async(VrotHost *host, VrotInstances *instances, VrotIdentities 
         }
         kind = st.entry->kind;
         vrot_instances_status_clear(&st);
+        t = task_new(host, instances, identities, req, fn, data);
         if (!req->guest_quote != (kind == VROT_INSTANCE_SERVICE)) {
                 g_set_error(&error, VROT_ATTEST_ERROR, VROT_ATTEST_ERROR_INVALID,
                             kind == VROT_INSTANCE_VM
@@ -347,36 +355,24 @@ void vrot_attest_async(VrotHost *host, VrotInstances *instances, VrotIdentities 
                               "attest, signature, pcr_values; docs/attestation.md)"
                             : "instance %s is a service: vrotd makes its vTPM quote itself",
                             req->uuid);
-                g_message("refused: instance.attest of instance %s: %s", req->uuid,
-                          error->message);
-                fn(NULL, error, data);
+        } else if (req->guest_quote) {
+                attest_guest(t, req->guest_quote);
+                return;
+        } else if ((t->ek_cert = vrot_identities_ek_cert(identities, req->uuid,
+                                                         VROT_INSTANCE_SERVICE, &data_path,
+                                                         &error))) {
+                /* The AK certificate on file, unless it was revoked: then a new AK. */
+                t->ak_cert = current_ak_cert(instances, identities, req->uuid, &revoked);
+                if (revoked)
+                        g_message("instance %s: its attestation key's certificate is revoked: "
+                                  "a new attestation key is made", req->uuid);
+        }
+        if (error) {
+                finish(t->uuid, NULL, NULL, error, fn, data);
+                attest_task_free(t);
                 return;
         }
-        if (req->guest_quote) {
-                attest_guest(host, instances, identities, req, fn, data);
-                return;
-        }
-        if (!(ek_cert = vrot_identities_ek_cert(identities, req->uuid, VROT_INSTANCE_SERVICE,
-                                                &data_path, &error))) {
-                g_message("refused: instance.attest of instance %s: %s", req->uuid,
-                          error->message);
-                fn(NULL, error, data);
-                return;
-        }
-        /* The AK certificate on file, unless it was revoked: then a new AK. */
-        ak_pem = vrot_instances_ak_cert_pem(instances, req->uuid);
-        if (ak_pem && !(ak_cert = current_ak_cert(instances, identities, req->uuid)))
-                g_message("instance %s: its attestation key's certificate is revoked: a new "
-                          "attestation key is made", req->uuid);
-        t = g_new0(AttestTask, 1);
-        *t = (AttestTask){ .host = host, .identities = identities, .instances = instances,
-                           .uuid = g_strdup(req->uuid),
-                           .tcti = g_strconcat("swtpm:path=", data_path, NULL),
-                           .nonce = g_bytes_ref(req->nonce),
-                           .event_log = req->event_log ? g_bytes_ref(req->event_log) : NULL,
-                           .pcrs = req->pcrs, .host_pcrs = req->host_pcrs, .dev = req->dev,
-                           .ek_cert = ek_cert, .ak_cert = g_steal_pointer(&ak_cert),
-                           .fn = fn, .data = data };
+        t->tcti = g_strconcat("swtpm:path=", data_path, NULL);
         if (!t->ak_cert) {
                 t->secret = vrot_secret_new(SECRET_LEN, NULL);
                 if (!t->secret || RAND_priv_bytes(vrot_secret_data(t->secret), SECRET_LEN) != 1)

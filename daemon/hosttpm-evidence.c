@@ -90,27 +90,40 @@ static gboolean ak_create(VrotHostTpm *self, ESYS_TR *ret_ak, TPM2B_PUBLIC **ret
                                    error);
 }
 
+/* TPM2_Certify(CA key) by the loaded AK @ak over @nonce: the DER signature
+ * and the TPMS_ATTEST into *@ret_signature and *@ret_attest. */
+static gboolean certify_ca_key(VrotHostTpm *self, ESYS_TR ak, const TPM2B_DATA *nonce,
+                               GBytes **ret_attest, GBytes **ret_signature, GError **error)
+{
+        static const TPMT_SIG_SCHEME key_scheme = { .scheme = TPM2_ALG_NULL };
+        g_autoptr(TPM2B_ATTEST) attest = NULL;
+        g_autoptr(TPMT_SIGNATURE) sig = NULL;
+        TSS2_RC rc;
+
+        rc = Esys_Certify(self->esys, self->ca_key, ak, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
+                          ESYS_TR_NONE, nonce, &key_scheme, &attest, &sig);
+        if (!vrot_host_tpm_check(rc, "TPM2_Certify", error) ||
+            !vrot_tpmpub_signature_to_der(sig, ret_signature, error))
+                return FALSE;
+        *ret_attest = g_bytes_new(attest->attestationData, attest->size);
+        return TRUE;
+}
+
 /* TPM2_Certify(CA key) by a fresh AK; fills attest, signature, ak_public. */
 static gboolean certify(VrotHostTpm *self, const TPM2B_DATA *nonce, VrotTpmevidence *ev,
                         GError **error)
 {
-        static const TPMT_SIG_SCHEME key_scheme = { .scheme = TPM2_ALG_NULL };
         g_autoptr(TPM2B_PUBLIC) ak_pub = NULL;
-        g_autoptr(TPM2B_ATTEST) attest = NULL;
-        g_autoptr(TPMT_SIGNATURE) sig = NULL;
         ESYS_TR ak = ESYS_TR_NONE;
-        TSS2_RC rc, frc;
+        gboolean ok;
+        TSS2_RC frc;
 
         if (!ak_create(self, &ak, &ak_pub, error))
                 return FALSE;
-        rc = Esys_Certify(self->esys, self->ca_key, ak, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD,
-                          ESYS_TR_NONE, nonce, &key_scheme, &attest, &sig);
+        ok = certify_ca_key(self, ak, nonce, &ev->attest, &ev->signature, error);
         frc = hosttpm_flush(self, &ak);
-        if (!vrot_host_tpm_check(rc, "TPM2_Certify", error) ||
-            !vrot_host_tpm_check(frc, "flushing the attestation key", error) ||
-            !vrot_tpmpub_signature_to_der(sig, &ev->signature, error))
+        if (!ok || !vrot_host_tpm_check(frc, "flushing the attestation key", error))
                 return FALSE;
-        ev->attest = g_bytes_new(attest->attestationData, attest->size);
         ev->ak_public = vrot_tpmpub_marshal(ak_pub);
         return TRUE;
 }
@@ -156,21 +169,33 @@ gboolean vrot_host_tpm_certify_ca_key(VrotHostTpm *self, GBytes *qualifying_data
 }
 
 gboolean vrot_host_tpm_quote(VrotHostTpm *self, GBytes *qualifying, guint32 pcr_mask,
-                             VrotTpmevidenceQuote **ret, GError **error)
+                             GBytes *ca_qualifying, VrotTpmevidenceQuote **ret,
+                             VrotTpmevidenceKey **ret_ca, GError **error)
 {
+        g_autoptr(VrotTpmevidenceKey) ca = g_new0(VrotTpmevidenceKey, 1);
         g_autoptr(TPM2B_PUBLIC) ak_pub = NULL;
+        TPM2B_DATA data = { .size = (UINT16)g_bytes_get_size(ca_qualifying) };
         ESYS_TR ak = ESYS_TR_NONE;
         gboolean ok;
 
-        g_return_val_if_fail(self->provisioned && ret, FALSE);
+        g_return_val_if_fail(self->provisioned && ret && ret_ca, FALSE);
+        g_return_val_if_fail(data.size >= 1 && data.size <= 64, FALSE);
+        memcpy(data.buffer, g_bytes_get_data(ca_qualifying, NULL), data.size);
         if (!hosttpm_usable(self, error) || !ak_create(self, &ak, &ak_pub, error))
                 return FALSE;
         ok = vrot_quote_make(self->esys, ak, ak_pub, qualifying, pcr_mask, vrot_host_tpm_check,
-                             ret, error);
+                             ret, error) &&
+             certify_ca_key(self, ak, &data, &ca->attest, &ca->signature, error);
         (void)hosttpm_flush(self, &ak);
-        if (!ok)
+        if (!ok) {
                 g_prefix_error(error, "the host quote: ");
-        return ok;
+                g_clear_pointer(ret, vrot_tpmevidence_quote_free);
+                return FALSE;
+        }
+        ca->ak_public = vrot_tpmpub_marshal(ak_pub);
+        ca->key_public = vrot_tpmpub_marshal(&self->ca_public);
+        *ret_ca = g_steal_pointer(&ca);
+        return TRUE;
 }
 
 /* After Tss2_MU_*_Unmarshal of @len bytes: no error, nothing left over. */

@@ -270,14 +270,19 @@ gboolean vrot_host_tpm_transport_sign(VrotHostTpm *self, const guint8 digest[32]
  * @qualifying: the quote's qualifying data (1 to 64 bytes): in a linked
  *   attestation, the digest of the vTPM's quote (docs/attestation.md)
  * @pcr_mask: the SHA-256 PCRs to quote (bit i: PCR i), not 0
+ * @ca_qualifying: the qualifying data (1 to 64 bytes) of the same AK's
+ *   TPM2_Certify of the host CA key, which ties the AK to the host CA
+ *   certificate
+ * @ret_ca: (out) (transfer full): that certification (ak_public,
+ *   key_public: the CA key, attest, signature)
  *
- * TPM2_Quote by the host attestation key, the one of the host evidence
- * (the same primary: its TPM2_Certify of the CA key ties it to the host
- * CA certificate).  Cost: CreatePrimary, one PCR_Read per 8 PCRs, Quote,
- * FlushContext.
+ * TPM2_Quote by the host attestation key, the one of the host evidence,
+ * and its certification of the CA key.  Cost: CreatePrimary, one PCR_Read
+ * per 8 PCRs, Quote, Certify, FlushContext: no EK, no NV read.
  */
 gboolean vrot_host_tpm_quote(VrotHostTpm *self, GBytes *qualifying, guint32 pcr_mask,
-                             VrotTpmevidenceQuote **ret, GError **error);
+                             GBytes *ca_qualifying, VrotTpmevidenceQuote **ret,
+                             VrotTpmevidenceKey **ret_ca, GError **error);
 
 /*
  * A migration import key (docs/migration.md, R-MIG-2): a one-time ECC P-256

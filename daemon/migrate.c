@@ -81,17 +81,16 @@ typedef struct EvidenceCall {
         GBytes *qualifying;
         guint32 mask;
         VrotTpmevidenceQuote *quote;
-        VrotTpmevidence *certify;
+        VrotTpmevidenceKey *certify;
         GError *error;
 } EvidenceCall;
 
 static void evidence_on_main(gpointer data)
 {
         EvidenceCall *e = data;
-        VrotHostTpm *tpm = vrot_host_tpm(e->host);
 
-        if (vrot_host_tpm_quote(tpm, e->qualifying, e->mask, &e->quote, &e->error))
-                (void)vrot_host_tpm_certify_ca_key(tpm, e->qualifying, &e->certify, &e->error);
+        (void)vrot_host_tpm_quote(vrot_host_tpm(e->host), e->qualifying, e->mask, e->qualifying,
+                                  &e->quote, &e->certify, &e->error);
 }
 
 /* SHA-256(label ‖ @nonce ‖ the session's exporter): what a quote for the peer is over. */
@@ -169,7 +168,7 @@ static gboolean send_evidence(VrotMigration *m, VrotMchannel *c, VrotMframe *pee
                 vrot_mframe_set_bytes(f, "signature", e.quote->signature);
                 vrot_mframe_set_uint(f, "pcr_mask", e.quote->pcr_mask);
                 vrot_mframe_set_bytes(f, "pcr_values", e.quote->pcr_values);
-                vrot_mframe_set_bytes(f, "ca_public", e.certify->ca_public);
+                vrot_mframe_set_bytes(f, "ca_public", e.certify->key_public);
                 vrot_mframe_set_bytes(f, "ca_attest", e.certify->attest);
                 vrot_mframe_set_bytes(f, "ca_signature", e.certify->signature);
                 ok = vrot_mchannel_send(c, f, error);
@@ -178,7 +177,7 @@ static gboolean send_evidence(VrotMigration *m, VrotMchannel *c, VrotMframe *pee
         }
         g_bytes_unref(e.qualifying);
         vrot_tpmevidence_quote_free(e.quote);
-        vrot_tpmevidence_free(e.certify);
+        vrot_tpmevidence_key_free(e.certify);
         g_clear_error(&e.error);
         return ok;
 }
