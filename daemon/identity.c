@@ -424,6 +424,47 @@ static void issue_thread(GTask *task, gpointer source, gpointer data, GCancellab
                 g_task_return_error(task, error);
 }
 
+typedef struct Eviction {
+        gchar *tcti, *uuid;
+        guint32 handle;
+} Eviction;
+
+static void eviction_free(Eviction *e)
+{
+        g_free(e->tcti);
+        g_free(e->uuid);
+        g_free(e);
+}
+
+static void evict_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+        Eviction *e = data;
+        g_autoptr(GError) error = NULL;
+
+        (void)source;
+        (void)cancel;
+        if (vrot_vtpmident_evict(e->tcti, VTPM_TIMEOUT_MS, e->handle, &error))
+                g_message("instance %s: evicted the uncertified identity key at 0x%08x", e->uuid,
+                          e->handle);
+        else
+                g_warning("instance %s: the uncertified identity key at 0x%08x stays: %s",
+                          e->uuid, e->handle, error->message);
+        g_task_return_boolean(task, TRUE);
+}
+
+/* The vTPM kept the key, then the host could not certify or record it:
+ * free its handle again, in a thread (the vTPM's, never the host TPM). */
+static void evict_later(const IssueTask *t)
+{
+        g_autoptr(GTask) task = g_task_new(NULL, NULL, NULL, NULL);
+        Eviction *e = g_new0(Eviction, 1);
+
+        *e = (Eviction){ .tcti = g_strdup(t->tcti), .uuid = g_strdup(t->uuid),
+                         .handle = t->handle };
+        g_task_set_task_data(task, e, (GDestroyNotify)eviction_free);
+        g_task_run_in_thread(task, evict_thread);
+}
+
 static void issue_done(GObject *source, GAsyncResult *res, gpointer data)
 {
         IssueTask *t = data;
@@ -431,9 +472,12 @@ static void issue_done(GObject *source, GAsyncResult *res, gpointer data)
         JsonNode *result = NULL;
 
         (void)source;
-        if (g_task_propagate_boolean(G_TASK(res), &error))
+        if (g_task_propagate_boolean(G_TASK(res), &error)) {
                 result = issue(t->self, t->uuid, t->name, t->uri, t->days, t->key, t->ek_cert,
                                t->handle, FALSE, &error);
+                if (!result)
+                        evict_later(t);
+        }
         if (result)
                 g_message("identity %s issued to instance %s: name %s, key 0x%08x",
                           json_object_get_string_member(json_node_get_object(result), "serial"),
@@ -453,8 +497,9 @@ void vrot_identities_issue_async(VrotIdentities *self, const VrotIdentityRequest
         IssueTask *t;
         X509 *ek_cert;
 
-        if (req->uri && !(req->uri[0] && strlen(req->uri) <= 1024))
-                fail(&error, VROT_IDENTITY_ERROR_INVALID, "the URI must have 1 to 1024 characters");
+        /* Checked before the vTPM makes a key for it. */
+        if (req->uri)
+                (void)vrot_x509_check_uri(req->uri, &error);
         if (error || !(ek_cert = instance_ek_cert(self, req, VROT_INSTANCE_SERVICE, &data_path,
                                                   &error))) {
                 g_message("refused: identity for instance %s: %s", req->uuid, error->message);
@@ -519,10 +564,8 @@ JsonNode *vrot_identities_challenge(VrotIdentities *self, const VrotIdentityRequ
         g_autofree gchar *id = g_uuid_string_random();
 
         expire_challenges(self);
-        if (req->uri && !(req->uri[0] && strlen(req->uri) <= 1024)) {
-                fail(error, VROT_IDENTITY_ERROR_INVALID, "the URI must have 1 to 1024 characters");
+        if (req->uri && !vrot_x509_check_uri(req->uri, error))
                 return NULL;
-        }
         if (g_hash_table_size(self->challenges) >= VROT_IDENTITY_CHALLENGES_MAX) {
                 fail(error, VROT_IDENTITY_ERROR_INVALID,
                      "%u challenges are open; try again when some are answered or expired",

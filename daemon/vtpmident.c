@@ -337,3 +337,20 @@ gboolean vrot_vtpmident_quote(const gchar *tcti, gint32 timeout_ms, GBytes *qual
         objects_release(esys, &o);
         return ok;
 }
+
+gboolean vrot_vtpmident_evict(const gchar *tcti, gint32 timeout_ms, guint32 handle,
+                              GError **error)
+{
+        g_autoptr(VrotVtpmConn) c = vrot_vtpm_conn_open(tcti, timeout_ms, error);
+        ESYS_CONTEXT *esys = c ? vrot_vtpm_conn_esys(c) : NULL;
+        ESYS_TR key = ESYS_TR_NONE, gone = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        if (!c)
+                return FALSE;
+        rc = Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &key);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, key, ESYS_TR_PASSWORD,
+                                       ESYS_TR_NONE, ESYS_TR_NONE, handle, &gone);
+        return vrot_vtpm_check(rc, "TPM2_EvictControl", error);
+}

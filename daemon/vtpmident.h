@@ -105,3 +105,12 @@ gboolean vrot_vtpmident_quote(const gchar *tcti, gint32 timeout_ms, GBytes *qual
                               guint32 pcr_mask, VrotVtpmidentCredentialFunc credential,
                               VrotVtpmidentAkCheckFunc check, gpointer data,
                               VrotTpmevidenceQuote **ret, GError **error);
+
+/**
+ * vrot_vtpmident_evict:
+ * Evicts the persistent object at @handle: an identity key whose
+ * certificate could not be issued after all, so that its handle is free
+ * again.  Never touches the host TPM.
+ */
+gboolean vrot_vtpmident_evict(const gchar *tcti, gint32 timeout_ms, guint32 handle,
+                              GError **error);

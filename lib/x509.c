@@ -298,6 +298,11 @@ static gboolean check_uri(const char *what, const char *s, GError **error)
         return TRUE;
 }
 
+gboolean vrot_x509_check_uri(const char *uri, GError **error)
+{
+        return check_uri("the URI", uri, error);
+}
+
 static gboolean check_not_after(gint64 not_after, GError **error)
 {
         gint64 now = g_get_real_time() / G_USEC_PER_SEC;

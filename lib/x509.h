@@ -201,6 +201,13 @@ typedef struct VrotX509IdentityParams {
 } VrotX509IdentityParams;
 
 /**
+ * vrot_x509_check_uri:
+ * Would vrot_x509_identity_cert() take @uri as the SAN URI (an absolute
+ * URI of 1 to 1024 printable ASCII characters)?  _INVALID if not.
+ */
+gboolean vrot_x509_check_uri(const char *uri, GError **error);
+
+/**
  * vrot_x509_identity_cert:
  * A service identity certificate (ISO/IEC 27071 B.3.2.3) for @key
  * (transfer none; ECC NIST P-256, held in a vTPM), issued by the host
