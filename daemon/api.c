@@ -380,6 +380,17 @@ static void set_string_or_null(JsonObject *o, const gchar *name, const gchar *va
                 json_object_set_null_member(o, name);
 }
 
+/* -32007 unless the host has a host CA (vrotd(8), ENROLMENT); @what it would do with it. */
+static gboolean require_enrolled(VrotApi *api, const char *what, GError **error)
+{
+        if (vrot_host_enrolled(api->host))
+                return TRUE;
+        g_set_error(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
+                    "this host is not enrolled: it has no host CA certificate to %s; an operator "
+                    "enrols it with 'vrotctl host-enrol' (vrotd(8), ENROLMENT)", what);
+        return FALSE;
+}
+
 static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                           GError **error)
 {
@@ -404,13 +415,9 @@ static JsonNode *m_create(gpointer ctx, const VrotCaller *caller, const VrotJson
             !vrot_jsonrpc_param_uint(req, "owner", VROT_JSONRPC_OPTIONAL, 0, G_MAXUINT32 - 1, &owner,
                                      error))
                 return NULL;
-        if (!vrot_host_enrolled(api->host)) {
+        if (!require_enrolled(api, "sign EK certificates with", error)) {
                 g_message("refused: create %s by uid %u: the host is not enrolled",
                           uuid[0] ? uuid : "(new)", (unsigned)caller->uid);
-                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
-                                    "this host is not enrolled: it has no host CA certificate to "
-                                    "sign EK certificates with; an operator enrols it with "
-                                    "'vrotctl host-enrol' (vrotd(8), ENROLMENT)");
                 return NULL;
         }
         if (!vrot_instances_create(api->instances, uuid[0] ? uuid : NULL,
@@ -603,12 +610,8 @@ static gboolean identity_request(VrotApi *api, const VrotCaller *caller,
             !vrot_jsonrpc_param_uint(req, "days", VROT_JSONRPC_OPTIONAL, 1,
                                      VROT_IDENTITY_DAYS_MAX, &days, error))
                 return FALSE;
-        if (!vrot_host_enrolled(api->host)) {
-                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
-                                    "this host is not enrolled: it has no host CA to sign "
-                                    "identities with (vrotd(8), ENROLMENT)");
+        if (!require_enrolled(api, "sign identities with", error))
                 return FALSE;
-        }
         ret->days = (guint)days;
         return TRUE;
 }
@@ -693,13 +696,8 @@ static JsonNode *m_identity_challenge(gpointer ctx, const VrotCaller *caller,
                                      error))
                 return NULL;
         if (purpose == 1) {
-                if (!vrot_host_enrolled(api->host)) {
-                        g_set_error_literal(error, VROT_JSONRPC_ERROR,
-                                            VROT_JSONRPC_ERROR_NOT_ENROLLED,
-                                            "this host is not enrolled: it has no host CA "
-                                            "(vrotd(8), ENROLMENT)");
+                if (!require_enrolled(api, "certify attestation keys with", error))
                         return NULL;
-                }
                 return ak_challenge(api, caller, req, uuid, error);
         }
         if (!identity_request(api, caller, req, known, uuid, &ir, error) ||
@@ -890,10 +888,7 @@ static void m_instance_attest(gpointer ctx, const VrotCaller *caller,
                 return;
         }
         ar.guest_quote = guest;
-        if (!vrot_host_enrolled(api->host)) {
-                g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
-                                    "this host is not enrolled: it has no host CA to certify "
-                                    "attestation keys (vrotd(8), ENROLMENT)");
+        if (!require_enrolled(api, "certify attestation keys with", &error)) {
                 vrot_call_return_error(call, error);
                 return;
         }
@@ -958,12 +953,8 @@ static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJs
         (void)caller;
         if (!vrot_jsonrpc_params_check_known(req, no_params, error))
                 return NULL;
-        if (!vrot_host_enrolled(api->host)) {
-                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_ENROLLED,
-                                    "this host is not enrolled: it has no host CA to sign a "
-                                    "CRL (vrotd(8), ENROLMENT)");
+        if (!require_enrolled(api, "sign a CRL with", error))
                 return NULL;
-        }
         res = vrot_identities_crl(api->identities, error);
         if (!res)
                 to_rpc_error(error);
