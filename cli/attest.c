@@ -15,25 +15,10 @@
 #include "autoptr.h"
 #include "tpmevidence.h"
 #include "vrotctl.h"
-#include "x509.h"
 #include "hex.h"
+#include "x509.h"
 
 #define MAX_NONCE 64
-
-static gboolean usage_error(const VrotctlCommand *cmd, GError **error, const char *fmt, ...)
-        G_GNUC_PRINTF(3, 4);
-static gboolean usage_error(const VrotctlCommand *cmd, GError **error, const char *fmt, ...)
-{
-        g_autofree gchar *msg = NULL;
-        va_list ap;
-
-        va_start(ap, fmt);
-        msg = g_strdup_vprintf(fmt, ap);
-        va_end(ap);
-        g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s (usage: vrotctl %s %s)", cmd->name, msg,
-                    cmd->name, cmd->args);
-        return FALSE;
-}
 
 /* 1 to 64 bytes as hex digits. */
 static GBytes *parse_nonce(const VrotctlCommand *cmd, const char *hex, GError **error)
@@ -42,13 +27,13 @@ static GBytes *parse_nonce(const VrotctlCommand *cmd, const char *hex, GError **
         guint8 *out;
 
         if (n < 2 || n % 2 || n / 2 > MAX_NONCE) {
-                usage_error(cmd, error, "--nonce takes 1 to %d bytes as hex digits", MAX_NONCE);
+                vrotctl_usage_error(cmd, error, "--nonce takes 1 to %d bytes as hex digits", MAX_NONCE);
                 return NULL;
         }
         out = g_malloc(n / 2);
         if (!vrot_hex_decode(hex, n, out)) {
                 g_free(out);
-                usage_error(cmd, error, "--nonce: '%s' is not hex", hex);
+                vrotctl_usage_error(cmd, error, "--nonce: '%s' is not hex", hex);
                 return NULL;
         }
         return g_bytes_new_take(out, n / 2);
@@ -69,7 +54,7 @@ static JsonArray *parse_pcrs(const VrotctlCommand *cmd, const char *option, cons
                                                 NULL) ||
                     !g_ascii_string_to_unsigned(range[1] ? range[1] : range[0], 10, lo,
                                                 VROT_TPMEVIDENCE_PCRS - 1, &hi, NULL)) {
-                        usage_error(cmd, error, "%s: '%s' is not a PCR index or range of 0 to %d",
+                        vrotctl_usage_error(cmd, error, "%s: '%s' is not a PCR index or range of 0 to %d",
                                     option, parts[i], VROT_TPMEVIDENCE_PCRS - 1);
                         return NULL;
                 }
@@ -83,7 +68,7 @@ static gboolean attest_run(const VrotctlContext *ctx, int argc, char **argv, GEr
 {
         const VrotctlCommand *cmd = &vrotctl_cmd_attest;
         g_autofree gchar *nonce_hex = NULL, *pcrs = NULL, *host_pcrs = NULL, *log_path = NULL;
-        g_autofree gchar *out = NULL, *log = NULL, *text = NULL;
+        g_autofree gchar *out = NULL, *text = NULL;
         GOptionEntry entries[] = {
                 { "nonce", 'n', 0, G_OPTION_ARG_STRING, &nonce_hex, "your nonce, hex", "HEX" },
                 { "pcrs", 'p', 0, G_OPTION_ARG_STRING, &pcrs, "the vTPM PCRs (default 0-7)", "LIST" },
@@ -115,14 +100,8 @@ static gboolean attest_run(const VrotctlContext *ctx, int argc, char **argv, GEr
                         return FALSE;
                 json_object_set_array_member(extra, i ? "host_pcrs" : "pcrs", a);
         }
-        if (log_path) {
-                g_autofree gchar *b64 = NULL;
-
-                if (!(log = vrotctl_read_file(log_path, &len, error)))
-                        return FALSE;
-                b64 = g_base64_encode((const guchar *)log, len);
-                json_object_set_string_member(extra, "event_log", b64);
-        }
+        if (log_path && !vrotctl_put_file(extra, "event_log", log_path, error))
+                return FALSE;
         if (!(res = vrotctl_instance_call(ctx, "instance.attest", uuid, extra, error)))
                 return FALSE;
         json_generator_set_pretty(gen, TRUE);

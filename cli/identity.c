@@ -99,19 +99,6 @@ static gboolean issue_run(const VrotctlContext *ctx, int argc, char **argv, GErr
         return print_issued(ctx, res, out, error);
 }
 
-/* @path's bytes as base64 into @o's member @name. */
-static gboolean put_file(JsonObject *o, const char *name, const char *path, GError **error)
-{
-        g_autofree gchar *data = NULL, *b64 = NULL;
-        gsize len = 0;
-
-        if (!(data = vrotctl_read_file(path, &len, error)))
-                return FALSE;
-        b64 = g_base64_encode((const guchar *)data, len);
-        json_object_set_string_member(o, name, b64);
-        return TRUE;
-}
-
 /* The credential of a challenge as tpm2-tools' credential file (magic, version, the two blobs). */
 static gboolean write_credential(JsonObject *o, const char *path, GError **error)
 {
@@ -160,12 +147,9 @@ static gboolean challenge_run(const VrotctlContext *ctx, int argc, char **argv, 
             !vrotctl_require(cmd, "--ak-public", ak, error) ||
             !vrotctl_require(cmd, "--credential", credential, error))
                 return FALSE;
-        if (attestation ? (name || uri || days || key) : (!name || !key)) {
-                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: --attestation takes only "
-                            "--ak-public; an identity needs --name and --key-public (usage: "
-                            "vrotctl %s %s)", cmd->name, cmd->name, cmd->args);
-                return FALSE;
-        }
+        if (attestation ? (name || uri || days || key) : (!name || !key))
+                return vrotctl_usage_error(cmd, error, "--attestation takes only --ak-public; "
+                                           "an identity needs --name and --key-public");
         if (attestation)
                 json_object_set_string_member(extra, "purpose", "attestation");
         else
@@ -174,8 +158,8 @@ static gboolean challenge_run(const VrotctlContext *ctx, int argc, char **argv, 
                 json_object_set_string_member(extra, "uri", uri);
         if (days)
                 json_object_set_int_member(extra, "days", days);
-        if (!put_file(extra, "ak_public", ak, error) ||
-            (key && !put_file(extra, "key_public", key, error)) ||
+        if (!vrotctl_put_file(extra, "ak_public", ak, error) ||
+            (key && !vrotctl_put_file(extra, "key_public", key, error)) ||
             !(res = vrotctl_instance_call(ctx, "identity.challenge", uuid, extra, error)))
                 return FALSE;
         o = json_node_get_object(res);
@@ -212,15 +196,12 @@ static gboolean complete_run(const VrotctlContext *ctx, int argc, char **argv, G
                                    &challenge, error) ||
             !vrotctl_require(cmd, "--secret", secret, error))
                 return FALSE;
-        if (!attest != !signature) {
-                g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: --attest and --signature go "
-                            "together (usage: vrotctl %s %s)", cmd->name, cmd->name, cmd->args);
-                return FALSE;
-        }
+        if (!attest != !signature)
+                return vrotctl_usage_error(cmd, error, "--attest and --signature go together");
         json_object_set_string_member(params, "challenge", challenge);
-        if (!put_file(params, "secret", secret, error) ||
-            (attest && (!put_file(params, "attest", attest, error) ||
-                        !put_file(params, "signature", signature, error))) ||
+        if (!vrotctl_put_file(params, "secret", secret, error) ||
+            (attest && (!vrotctl_put_file(params, "attest", attest, error) ||
+                        !vrotctl_put_file(params, "signature", signature, error))) ||
             !(c = vrotctl_connect(ctx, error)) ||
             !vrotctl_call(c, "identity.complete", params, &res, error))
                 return FALSE;

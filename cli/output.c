@@ -125,14 +125,23 @@ void vrotctl_print_instance(JsonObject *o)
         vrotctl_print_field("generation:", gen);
 }
 
+gboolean vrotctl_usage_error(const VrotctlCommand *cmd, GError **error, const char *fmt, ...)
+{
+        g_autofree gchar *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        msg = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s (usage: vrotctl %s %s)", cmd->name, msg,
+                    cmd->name, cmd->args);
+        return FALSE;
+}
+
 gboolean vrotctl_require(const VrotctlCommand *cmd, const char *option, const char *value,
                          GError **error)
 {
-        if (value)
-                return TRUE;
-        g_set_error(error, VROTCTL_USAGE_ERROR, 0, "%s: %s is required (usage: vrotctl %s %s)",
-                    cmd->name, option, cmd->name, cmd->args);
-        return FALSE;
+        return value || vrotctl_usage_error(cmd, error, "%s is required", option);
 }
 
 VrotRpcclient *vrotctl_connect(const VrotctlContext *ctx, GError **error)
@@ -210,6 +219,18 @@ gchar *vrotctl_read_file(const char *path, gsize *ret_len, GError **error)
         if (ret_len)
                 *ret_len = len;
         return text;
+}
+
+gboolean vrotctl_put_file(JsonObject *o, const char *name, const char *path, GError **error)
+{
+        g_autofree gchar *data = NULL, *b64 = NULL;
+        gsize len = 0;
+
+        if (!(data = vrotctl_read_file(path, &len, error)))
+                return FALSE;
+        b64 = g_base64_encode((const guchar *)data, len);
+        json_object_set_string_member(o, name, b64);
+        return TRUE;
 }
 
 STACK_OF(X509) *vrotctl_load_certs(const char *path, GError **error)

@@ -98,6 +98,14 @@ JsonNode *vrotctl_instance_call(const VrotctlContext *ctx, const char *method, c
 /** vrotctl_print_instance: an instance's fields (instance.info) as lines. */
 void vrotctl_print_instance(JsonObject *o);
 
+/**
+ * vrotctl_usage_error:
+ * Sets a usage error "CMD: <message> (usage: vrotctl CMD ARGS)" and
+ * returns FALSE.
+ */
+gboolean vrotctl_usage_error(const VrotctlCommand *cmd, GError **error, const char *fmt, ...)
+        G_GNUC_PRINTF(3, 4);
+
 /** vrotctl_require: a usage error unless @value (an option's) is set. */
 gboolean vrotctl_require(const VrotctlCommand *cmd, const char *option, const char *value,
                          GError **error);
@@ -129,6 +137,9 @@ gchar *vrotctl_subject(const X509_NAME *name);
 
 /** vrotctl_read_file: (transfer full) the text of @path (at most 1 MiB). */
 gchar *vrotctl_read_file(const char *path, gsize *ret_len, GError **error);
+
+/** vrotctl_put_file: the bytes of file @path (1 MiB at most), base64, as member @name of @o. */
+gboolean vrotctl_put_file(JsonObject *o, const char *name, const char *path, GError **error);
 
 /** vrotctl_load_certs: (transfer full) every certificate of PEM file @path. */
 STACK_OF(X509) *vrotctl_load_certs(const char *path, GError **error);
