@@ -24,6 +24,7 @@ struct VrotRegistry {
         GHashTable *by_uuid;            /* uuid -> VrotInstance (owned) */
         GPtrArray *pool;                /* pool entry IDs (owned strings), oldest first */
         GPtrArray *identities;          /* VrotIdentity (owned), in issue order */
+        GPtrArray *migrations;          /* VrotMigrationRecord (owned), oldest first */
         guint64 checkpoint;
         guint64 crl_number;
 };
@@ -40,6 +41,7 @@ VrotRegistry *vrot_registry_new(void)
                                            (GDestroyNotify)vrot_instance_free);
         r->pool = g_ptr_array_new_with_free_func(g_free);
         r->identities = g_ptr_array_new_with_free_func((GDestroyNotify)vrot_identity_free);
+        r->migrations = g_ptr_array_new_with_free_func((GDestroyNotify)vrot_migration_record_free);
         return r;
 }
 
@@ -50,6 +52,7 @@ void vrot_registry_free(VrotRegistry *r)
         g_hash_table_unref(r->by_uuid);
         g_ptr_array_unref(r->pool);
         g_ptr_array_unref(r->identities);
+        g_ptr_array_unref(r->migrations);
         g_free(r);
 }
 
@@ -118,6 +121,10 @@ static JsonNode *instance_to_json(const VrotInstance *i)
         json_builder_add_int_value(b, i->created);
         json_builder_set_member_name(b, "deleted");
         json_builder_add_boolean_value(b, i->deleted);
+        if (i->migrated) {
+                json_builder_set_member_name(b, "migrated");
+                json_builder_add_boolean_value(b, TRUE);
+        }
         json_builder_end_object(b);
         OPENSSL_cleanse(salt, VROT_INSTANCE_SALT_LEN * 2);
         return json_builder_get_root(b);
@@ -144,6 +151,27 @@ static JsonNode *identity_to_json(const VrotIdentity *id)
         json_builder_add_int_value(b, id->not_after);
         json_builder_set_member_name(b, "revoked");
         json_builder_add_int_value(b, id->revoked);
+        json_builder_end_object(b);
+        return json_builder_get_root(b);
+}
+
+static JsonNode *migration_to_json(const VrotMigrationRecord *m)
+{
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "id");
+        json_builder_add_string_value(b, m->id);
+        json_builder_set_member_name(b, "uuid");
+        json_builder_add_string_value(b, m->uuid);
+        json_builder_set_member_name(b, "state");
+        json_builder_add_string_value(b, vrot_migration_state_name(m->state));
+        json_builder_set_member_name(b, "peer");
+        json_builder_add_string_value(b, m->peer);
+        json_builder_set_member_name(b, "peer_name");
+        json_builder_add_string_value(b, m->peer_name);
+        json_builder_set_member_name(b, "since");
+        json_builder_add_int_value(b, m->since);
         json_builder_end_object(b);
         return json_builder_get_root(b);
 }
@@ -186,6 +214,11 @@ gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *
         json_builder_end_array(b);
         json_builder_set_member_name(b, "crl_number");
         json_builder_add_int_value(b, (gint64)r->crl_number);
+        json_builder_set_member_name(b, "migrations");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < r->migrations->len; i++)
+                json_builder_add_value(b, migration_to_json(r->migrations->pdata[i]));
+        json_builder_end_array(b);
         json_builder_end_object(b);
         root = json_builder_get_root(b);
         json_generator_set_root(gen, root);
@@ -244,8 +277,11 @@ static gboolean instance_from_json(JsonNode *node, VrotInstance **ret, GError **
         char canon[VROT_UUID_STR_LEN + 1];
         gint64 owner, generation;
 
-        if (!o || json_object_get_size(o) != 8)
-                return refuse(error, "an instance entry is not an object of 8 members");
+        JsonNode *migrated = o ? json_object_get_member(o, "migrated") : NULL;
+
+        if (!o || json_object_get_size(o) != (migrated ? 9u : 8u))
+                return refuse(error, "an instance entry is not an object of 8 members (9 with "
+                              "\"migrated\")");
         uuid = json_object_get_string_member_with_default(o, "uuid", NULL);
         name = json_object_get_string_member_with_default(o, "name", NULL);
         kind = json_object_get_string_member_with_default(o, "kind", NULL);
@@ -271,6 +307,11 @@ static gboolean instance_from_json(JsonNode *node, VrotInstance **ret, GError **
         i->generation = (guint64)generation;
         i->created = json_object_get_int_member(o, "created");
         i->deleted = json_object_get_boolean_member(o, "deleted");
+        if (migrated && (!JSON_NODE_HOLDS_VALUE(migrated) ||
+                         json_node_get_value_type(migrated) != G_TYPE_BOOLEAN ||
+                         !json_node_get_boolean(migrated) || !i->deleted))
+                return refuse(error, "instance %s: \"migrated\" is true only on a tombstone", canon);
+        i->migrated = migrated != NULL;
         *ret = g_steal_pointer(&i);
         return TRUE;
 }
@@ -390,6 +431,81 @@ static gboolean identities_from_json(JsonObject *root, VrotRegistry *r, GError *
         return TRUE;
 }
 
+static const gchar *const state_names[VROT_MIGRATION_N_STATES + 1] = {
+        [VROT_MIGRATION_LOCKED] = "locked",
+        [VROT_MIGRATION_COMMITTED] = "committed",
+        [VROT_MIGRATION_ABORTED] = "aborted",
+        [VROT_MIGRATION_IMPORTING] = "importing",
+        [VROT_MIGRATION_PREPARED] = "prepared",
+        [VROT_MIGRATION_DONE] = "done",
+};
+
+static gboolean is_migration_id(const gchar *s)
+{
+        if (!s || strlen(s) != VROT_MIGRATION_ID_LEN)
+                return FALSE;
+        for (const gchar *p = s; *p; p++)
+                if (!g_ascii_isxdigit(*p) || g_ascii_isupper(*p))
+                        return FALSE;
+        return TRUE;
+}
+
+static gboolean migration_from_json(JsonNode *node, VrotRegistry *r, GError **error)
+{
+        JsonObject *o = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+        static const char *const strings[] = { "id", "uuid", "state", "peer", "peer_name" };
+        const gchar *str[G_N_ELEMENTS(strings)];
+        g_autoptr(VrotMigrationRecord) m = g_new0(VrotMigrationRecord, 1);
+        JsonNode *since = o ? json_object_get_member(o, "since") : NULL;
+        guint8 raw[16];
+        gint state = -1;
+
+        if (!o || json_object_get_size(o) != G_N_ELEMENTS(strings) + 1)
+                return refuse(error, "a migration record is not an object of 6 members");
+        for (gsize k = 0; k < G_N_ELEMENTS(strings); k++) {
+                JsonNode *v = json_object_get_member(o, strings[k]);
+                str[k] = v && JSON_NODE_HOLDS_VALUE(v) &&
+                         json_node_get_value_type(v) == G_TYPE_STRING ? json_node_get_string(v)
+                                                                      : NULL;
+                if (!str[k] || strlen(str[k]) > MAX_NAME || !g_utf8_validate(str[k], -1, NULL))
+                        return refuse(error, "migration record: bad \"%s\"", strings[k]);
+        }
+        for (gint k = 0; k < VROT_MIGRATION_N_STATES; k++)
+                if (g_str_equal(str[2], state_names[k]))
+                        state = k;
+        if (!is_migration_id(str[0]) || vrot_uuid_parse(str[1], raw, NULL) < 0 || state < 0 ||
+            !since || !JSON_NODE_HOLDS_VALUE(since) ||
+            json_node_get_value_type(since) != G_TYPE_INT64 || json_node_get_int(since) < 0)
+                return refuse(error, "migration record %s: bad id, uuid, state or since", str[0]);
+        m->id = g_strdup(str[0]);
+        m->uuid = g_strdup(str[1]);
+        m->state = (VrotMigrationState)state;
+        m->peer = g_strdup(str[3]);
+        m->peer_name = g_strdup(str[4]);
+        m->since = json_node_get_int(since);
+        if (!vrot_registry_migration_add(r, g_steal_pointer(&m), NULL))
+                return refuse(error, "migration %s listed twice, or too many", str[0]);
+        return TRUE;
+}
+
+/* "migrations": optional (older registries: none). */
+static gboolean migrations_from_json(JsonObject *root, VrotRegistry *r, GError **error)
+{
+        JsonNode *node = json_object_get_member(root, "migrations");
+        JsonArray *list;
+
+        if (!node)
+                return TRUE;
+        if (!JSON_NODE_HOLDS_ARRAY(node))
+                return refuse(error, "\"migrations\" is not an array");
+        list = json_node_get_array(node);
+        for (guint k = 0; k < json_array_get_length(list); k++) {
+                if (!migration_from_json(json_array_get_element(list, k), r, error))
+                        return FALSE;
+        }
+        return TRUE;
+}
+
 VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *key, GError **error)
 {
         g_autoptr(JsonParser) parser = json_parser_new();
@@ -424,7 +540,8 @@ VrotRegistry *vrot_registry_parse(const gchar *data, gsize len, const guint8 *ke
                         return NULL;
                 }
         }
-        if (!pool_from_json(root, r, error) || !identities_from_json(root, r, error))
+        if (!pool_from_json(root, r, error) || !identities_from_json(root, r, error) ||
+            !migrations_from_json(root, r, error))
                 return NULL;
         return g_steal_pointer(&r);
 }
@@ -619,4 +736,94 @@ guint64 vrot_registry_crl_number(const VrotRegistry *r)
 void vrot_registry_set_crl_number(VrotRegistry *r, guint64 value)
 {
         r->crl_number = value;
+}
+
+/* ---- the migration journal ---- */
+
+void vrot_migration_record_free(VrotMigrationRecord *m)
+{
+        if (!m)
+                return;
+        g_free(m->id);
+        g_free(m->uuid);
+        g_free(m->peer);
+        g_free(m->peer_name);
+        g_free(m);
+}
+
+const gchar *vrot_migration_state_name(VrotMigrationState state)
+{
+        g_return_val_if_fail(state < VROT_MIGRATION_N_STATES, NULL);
+        return state_names[state];
+}
+
+gboolean vrot_migration_state_outgoing(VrotMigrationState state)
+{
+        return state <= VROT_MIGRATION_ABORTED;
+}
+
+gboolean vrot_registry_migration_add(VrotRegistry *r, VrotMigrationRecord *m, GError **error)
+{
+        guint done = 0;
+
+        if (vrot_registry_migration(r, m->id) || r->migrations->len >= VROT_REGISTRY_MIGRATIONS_MAX) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS,
+                            vrot_registry_migration(r, m->id)
+                            ? "migration %s is known already (an ID is used once)"
+                            : "migration %s: this host journals %u migrations already",
+                            m->id, VROT_REGISTRY_MIGRATIONS_MAX);
+                vrot_migration_record_free(m);
+                return FALSE;
+        }
+        g_ptr_array_add(r->migrations, m);
+        for (guint i = r->migrations->len; i-- > 0;) {
+                VrotMigrationRecord *old = r->migrations->pdata[i];
+                if (old->state == VROT_MIGRATION_DONE && ++done > VROT_REGISTRY_DONE_KEPT)
+                        g_ptr_array_remove_index(r->migrations, i);
+        }
+        return TRUE;
+}
+
+VrotMigrationRecord *vrot_registry_migration(const VrotRegistry *r, const gchar *id)
+{
+        for (guint i = 0; i < r->migrations->len; i++) {
+                VrotMigrationRecord *m = r->migrations->pdata[i];
+                if (g_str_equal(m->id, id))
+                        return m;
+        }
+        return NULL;
+}
+
+VrotMigrationRecord *vrot_registry_migration_of(const VrotRegistry *r, const gchar *uuid)
+{
+        for (guint i = 0; i < r->migrations->len; i++) {
+                VrotMigrationRecord *m = r->migrations->pdata[i];
+                if (g_str_equal(m->uuid, uuid) &&
+                    (m->state == VROT_MIGRATION_LOCKED || m->state == VROT_MIGRATION_IMPORTING ||
+                     m->state == VROT_MIGRATION_PREPARED))
+                        return m;
+        }
+        return NULL;
+}
+
+gboolean vrot_registry_migration_remove(VrotRegistry *r, const gchar *id)
+{
+        VrotMigrationRecord *m = vrot_registry_migration(r, id);
+
+        return m && g_ptr_array_remove(r->migrations, m);
+}
+
+const GPtrArray *vrot_registry_migrations(const VrotRegistry *r)
+{
+        return r->migrations;
+}
+
+void vrot_registry_replace(VrotRegistry *r, VrotInstance *inst)
+{
+        VrotInstance *old = vrot_registry_lookup(r, inst->uuid);
+
+        g_return_if_fail(!old || old->deleted);
+        if (old)
+                g_hash_table_remove(r->by_uuid, inst->uuid);
+        g_hash_table_insert(r->by_uuid, inst->uuid, inst);
 }

@@ -51,6 +51,8 @@ typedef struct VrotInstance {
         guint64 generation;             /* its state's generation at least */
         gint64 created;                 /* unix seconds */
         gboolean deleted;               /* a tombstone */
+        gboolean migrated;              /* a tombstone because it migrated away: it may
+                                         * migrate back (registry member "migrated") */
 } VrotInstance;
 
 typedef struct VrotRegistry VrotRegistry;
@@ -152,6 +154,72 @@ gboolean vrot_registry_identity_remove(VrotRegistry *r, const gchar *serial);
 const GPtrArray *vrot_registry_identities(const VrotRegistry *r);
 guint64 vrot_registry_crl_number(const VrotRegistry *r);
 void vrot_registry_set_crl_number(VrotRegistry *r, guint64 value);
+
+/*
+ * The migration journal (docs/migration.md "Recovery"): one record per
+ * migration this host takes part in and has not finished, kept in the
+ * registry so that the MAC, the durable write and the checkpoint cover it,
+ * and so that a record changes in the same write as the instance it is
+ * about.  The source (the coordinator) records LOCKED before any state
+ * leaves, then COMMITTED or ABORTED, and drops the record when the
+ * destination has heard the decision.  The destination records IMPORTING
+ * before it writes the state, PREPARED when the copy is complete, and
+ * DONE when the source's commit made it live; DONE records stay (at most
+ * VROT_REGISTRY_DONE_KEPT, oldest dropped first) so that a repeated commit
+ * is answered again and a consumed migration ID is never taken twice.
+ */
+#define VROT_MIGRATION_ID_LEN 32        /* hex digits */
+#define VROT_REGISTRY_MIGRATIONS_MAX 1024
+#define VROT_REGISTRY_DONE_KEPT 256
+
+typedef enum {
+        VROT_MIGRATION_LOCKED,          /* out: start refused; the source has not decided */
+        VROT_MIGRATION_COMMITTED,       /* out: decided commit (tombstone); the peer must hear it */
+        VROT_MIGRATION_ABORTED,         /* out: decided abort (live again); the peer must hear it */
+        VROT_MIGRATION_IMPORTING,       /* in: state being written; discarded after a crash */
+        VROT_MIGRATION_PREPARED,        /* in: complete, not startable until the commit */
+        VROT_MIGRATION_DONE,            /* in: committed; kept to answer a repeated commit */
+        VROT_MIGRATION_N_STATES,
+} VrotMigrationState;
+
+typedef struct VrotMigrationRecord {
+        gchar *id;                      /* VROT_MIGRATION_ID_LEN lower-case hex digits */
+        gchar *uuid;                    /* the instance */
+        VrotMigrationState state;
+        gchar *peer;                    /* out: the destination's ADDR:PORT; in: "" */
+        gchar *peer_name;               /* the peer's transport certificate name */
+        gint64 since;                   /* unix seconds of the last state change */
+} VrotMigrationRecord;
+
+void vrot_migration_record_free(VrotMigrationRecord *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotMigrationRecord, vrot_migration_record_free)
+
+/** vrot_migration_state_name: "locked", "committed", ... */
+const gchar *vrot_migration_state_name(VrotMigrationState state);
+/** vrot_migration_state_outgoing: TRUE for the source's states. */
+gboolean vrot_migration_state_outgoing(VrotMigrationState state);
+
+/** vrot_registry_migration_add: takes @m (transfer full); EXISTS on a known ID or when full. */
+gboolean vrot_registry_migration_add(VrotRegistry *r, VrotMigrationRecord *m, GError **error);
+/** vrot_registry_migration: (transfer none) the record of @id, or NULL. */
+VrotMigrationRecord *vrot_registry_migration(const VrotRegistry *r, const gchar *id);
+/**
+ * vrot_registry_migration_of:
+ * (transfer none) the record of @uuid that keeps it from starting
+ * (LOCKED, IMPORTING, PREPARED), or NULL.
+ */
+VrotMigrationRecord *vrot_registry_migration_of(const VrotRegistry *r, const gchar *uuid);
+/** vrot_registry_migration_remove: drops @id's record; FALSE if unknown. */
+gboolean vrot_registry_migration_remove(VrotRegistry *r, const gchar *id);
+/** vrot_registry_migrations: (transfer none) (element-type VrotMigrationRecord) all, oldest first. */
+const GPtrArray *vrot_registry_migrations(const VrotRegistry *r);
+
+/**
+ * vrot_registry_replace:
+ * Puts @inst (transfer full) in place of the entry of its UUID, which must
+ * be a tombstone or absent: an instance that migrated away and comes back.
+ */
+void vrot_registry_replace(VrotRegistry *r, VrotInstance *inst);
 
 guint64 vrot_registry_checkpoint(const VrotRegistry *r);
 void vrot_registry_set_checkpoint(VrotRegistry *r, guint64 value);

@@ -303,6 +303,108 @@ static void test_registry_save_load(void)
         CU_ASSERT(err && strstr(err->message, path));
 }
 
+static VrotMigrationRecord *record(const gchar *id, const gchar *uuid, VrotMigrationState state)
+{
+        VrotMigrationRecord *m = g_new0(VrotMigrationRecord, 1);
+
+        m->id = g_strdup(id);
+        m->uuid = g_strdup(uuid);
+        m->state = state;
+        m->peer = g_strdup(vrot_migration_state_outgoing(state) ? "127.0.0.1:7070" : "");
+        m->peer_name = g_strdup("host-b.example");
+        m->since = 1764900000;
+        return m;
+}
+
+#define MID(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+#define UUID_A "6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b"
+
+/* The journal survives a round trip; an ID is taken once; the records that
+ * keep an instance from starting are found; DONE records are capped. */
+static void test_registry_migrations(void)
+{
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+        g_autoptr(VrotRegistry) back = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autofree gchar *data = NULL;
+        VrotInstance *gone = make("00000000-0000-4000-8000-000000000001", "gone", TRUE);
+        VrotMigrationRecord *m;
+        gsize len = 0;
+
+        gone->migrated = TRUE;
+        CU_ASSERT_TRUE(vrot_registry_add(r, make(UUID_A, "web", FALSE), NULL));
+        CU_ASSERT_TRUE(vrot_registry_add(r, gone, NULL));
+        CU_ASSERT_TRUE(vrot_registry_migration_add(r, record(MID("a"), UUID_A, VROT_MIGRATION_LOCKED), NULL));
+        CU_ASSERT_FALSE(vrot_registry_migration_add(r, record(MID("a"), UUID_A, VROT_MIGRATION_DONE), &err));
+        CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS));
+        CU_ASSERT_TRUE(vrot_registry_migration_add(r, record(MID("b"), UUID_A, VROT_MIGRATION_DONE), NULL));
+        CU_ASSERT_PTR_EQUAL(vrot_registry_migration_of(r, UUID_A), vrot_registry_migration(r, MID("a")));
+
+        data = vrot_registry_serialize(r, key, &len);
+        back = vrot_registry_parse(data, len, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+        CU_ASSERT_TRUE(vrot_registry_lookup(back, "00000000-0000-4000-8000-000000000001")->migrated);
+        CU_ASSERT_FALSE(vrot_registry_lookup(back, UUID_A)->migrated);
+        CU_ASSERT_EQUAL_FATAL(vrot_registry_migrations(back)->len, 2);
+        m = vrot_registry_migration(back, MID("a"));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        CU_ASSERT_EQUAL(m->state, VROT_MIGRATION_LOCKED);
+        CU_ASSERT_STRING_EQUAL(m->peer, "127.0.0.1:7070");
+        CU_ASSERT_STRING_EQUAL(m->peer_name, "host-b.example");
+        CU_ASSERT_EQUAL(m->since, 1764900000);
+        m->state = VROT_MIGRATION_COMMITTED;
+        CU_ASSERT_PTR_NULL(vrot_registry_migration_of(back, UUID_A));
+        CU_ASSERT_TRUE(vrot_registry_migration_remove(back, MID("a")));
+        CU_ASSERT_FALSE(vrot_registry_migration_remove(back, MID("a")));
+
+        for (guint k = 0; k < VROT_REGISTRY_DONE_KEPT + 10; k++) {
+                g_autofree gchar *id = g_strdup_printf("%032x", k + 1000);
+                CU_ASSERT_TRUE(vrot_registry_migration_add(back, record(id, UUID_A, VROT_MIGRATION_DONE), NULL));
+        }
+        CU_ASSERT_EQUAL(vrot_registry_migrations(back)->len, VROT_REGISTRY_DONE_KEPT);
+        CU_ASSERT_PTR_NULL(vrot_registry_migration(back, MID("b")));        /* the oldest went */
+}
+
+/* Migration records and "migrated" as an attacker with the key might write them. */
+static void test_registry_refuses_bad_migrations(void)
+{
+#define REC(id, state, since) "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"migrations\":" \
+        "[{\"id\":\"" id "\",\"uuid\":\"" UUID_A "\",\"state\":\"" state "\",\"peer\":\"\"," \
+        "\"peer_name\":\"b\",\"since\":" since "}]}"
+        static const gchar *const bodies[] = {
+                REC("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "locked", "1"),
+                REC("aaaa", "locked", "1"),
+                REC(MID("a"), "running", "1"),
+                REC(MID("a"), "locked", "-1"),
+                REC(MID("a"), "locked", "\"1\""),
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"migrations\":{}}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"migrations\":[{\"id\":1}]}",
+                /* "migrated" on a live instance, or false */
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[{\"uuid\":\"" UUID_A "\","
+                "\"name\":\"web\",\"kind\":\"vm\",\"owner\":0,\"salt\":"
+                "\"abababababababababababababababababababababababababababababababab\","
+                "\"generation\":2,\"created\":1,\"deleted\":false,\"migrated\":true}]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[{\"uuid\":\"" UUID_A "\","
+                "\"name\":\"web\",\"kind\":\"vm\",\"owner\":0,\"salt\":"
+                "\"abababababababababababababababababababababababababababababababab\","
+                "\"generation\":2,\"created\":1,\"deleted\":true,\"migrated\":false}]}",
+        };
+
+        {
+                g_autoptr(GString) f = with_mac(REC(MID("a"), "locked", "1"));
+                g_autoptr(VrotRegistry) r = vrot_registry_parse(f->str, f->len, key, NULL);
+                CU_ASSERT_PTR_NOT_NULL(r);
+        }
+        for (gsize k = 0; k < G_N_ELEMENTS(bodies); k++) {
+                g_autoptr(GError) err = NULL;
+                g_autoptr(GString) f = with_mac(bodies[k]);
+
+                CU_ASSERT_PTR_NULL(vrot_registry_parse(f->str, f->len, key, &err));
+                CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_REFUSED));
+        }
+#undef REC
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -313,6 +415,8 @@ int main(void)
                 UNIT_CASE(test_registry_tombstone_blocks_reuse),
                 UNIT_CASE(test_registry_save_load),
                 UNIT_CASE(test_registry_identities),
+                UNIT_CASE(test_registry_migrations),
+                UNIT_CASE(test_registry_refuses_bad_migrations),
         };
         return UNIT_RUN("registry", cases);
 }
