@@ -12,3 +12,6 @@
  * anything else.
  */
 gboolean vrot_hex_decode(const char *s, gsize len, guint8 *out);
+
+/** vrot_hex_encode: (transfer full) @len bytes of @data as lower-case hex. */
+gchar *vrot_hex_encode(const guint8 *data, gsize len);

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "mbundle.h"
+#include "seal.h"
+
+G_DEFINE_QUARK(vrot-mbundle-error-quark, vrot_mbundle_error)
+
+#define MAGIC "VROTBND1"
+#define MAGIC_LEN 8
+
+static guint32 get_u32(const guint8 *p)
+{
+        return (guint32)p[0] << 24 | (guint32)p[1] << 16 | (guint32)p[2] << 8 | p[3];
+}
+
+static void put_u32(GByteArray *a, guint32 v)
+{
+        guint8 b[4] = { (guint8)(v >> 24), (guint8)(v >> 16), (guint8)(v >> 8), (guint8)v };
+
+        g_byte_array_append(a, b, sizeof(b));
+}
+
+static gboolean invalid(GError **error, const gchar *why)
+{
+        g_set_error(error, VROT_MBUNDLE_ERROR, VROT_MBUNDLE_ERROR_INVALID,
+                    "not a vTPM state bundle: %s", why);
+        return FALSE;
+}
+
+gboolean vrot_mbundle_parse(const guint8 *buf, gsize len, VrotMbundle *ret, GError **error)
+{
+        VrotMbundle b = { 0 };
+        guint32 count, last = 0;
+        gsize off = MAGIC_LEN + 4;
+
+        if (len < off || memcmp(buf, MAGIC, MAGIC_LEN) != 0)
+                return invalid(error, "no VROTBND1 header");
+        count = get_u32(buf + MAGIC_LEN);
+        if (count < 1 || count > VROT_MBUNDLE_N_BLOBS)
+                return invalid(error, "1 to 3 blobs");
+        for (guint32 i = 0; i < count; i++) {
+                guint32 type, blob_len;
+
+                if (len - off < 8)
+                        return invalid(error, "truncated");
+                type = get_u32(buf + off);
+                blob_len = get_u32(buf + off + 4);
+                off += 8;
+                if (type <= last || type > VROT_BLOB_SAVESTATE)
+                        return invalid(error, "blob types must be 1 to 3, ascending");
+                if (blob_len == 0 || blob_len > VROT_SEAL_MAX_PAYLOAD || blob_len > len - off)
+                        return invalid(error, "a blob is empty, too large or truncated");
+                b.data[type - 1] = buf + off;
+                b.len[type - 1] = blob_len;
+                off += blob_len;
+                last = type;
+        }
+        if (off != len)
+                return invalid(error, "bytes after the last blob");
+        if (!b.len[VROT_BLOB_PERMANENT - 1])
+                return invalid(error, "no permanent state");
+        *ret = b;
+        return TRUE;
+}
+
+static void wipe_free(gpointer p)
+{
+        GByteArray *a = p;
+
+        OPENSSL_cleanse(a->data, a->len);
+        g_byte_array_free(a, TRUE);
+}
+
+GBytes *vrot_mbundle_pack(const VrotMbundle *b)
+{
+        GByteArray *a;
+        guint32 count = 0;
+        gsize total = MAGIC_LEN + 4;
+
+        g_return_val_if_fail(b->len[VROT_BLOB_PERMANENT - 1] > 0, NULL);
+        for (gsize i = 0; i < VROT_MBUNDLE_N_BLOBS; i++) {
+                count += b->len[i] > 0;
+                total += b->len[i] ? 8 + b->len[i] : 0;
+        }
+        /* Sized once: a reallocation would leave a copy of the state unwiped. */
+        a = g_byte_array_sized_new((guint)total);
+        g_byte_array_append(a, (const guint8 *)MAGIC, MAGIC_LEN);
+        put_u32(a, count);
+        for (gsize i = 0; i < VROT_MBUNDLE_N_BLOBS; i++) {
+                if (!b->len[i])
+                        continue;
+                put_u32(a, (guint32)i + 1);
+                put_u32(a, (guint32)b->len[i]);
+                g_byte_array_append(a, b->data[i], (guint)b->len[i]);
+        }
+        return g_bytes_new_with_free_func(a->data, a->len, wipe_free, a);
+}
