@@ -199,6 +199,46 @@ static gboolean check_premade(VrotVtpmConn *c, GError **error)
         return TRUE;
 }
 
+/* A migrated vTPM (reissue): the EKs it holds, as an ek_mask; one at least. */
+static gboolean find_eks(VrotVtpmConn *c, guint *ret_mask, GError **error)
+{
+        *ret_mask = 0;
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                gboolean key = FALSE;
+
+                if (!vrot_vtpm_handle_exists(c, kinds[i].handle, &key, error))
+                        return FALSE;
+                *ret_mask |= key ? 1u << i : 0;
+        }
+        if (*ret_mask)
+                return TRUE;
+        g_set_error(error, VROT_ENDORSE_ERROR, VROT_ENDORSE_ERROR_NOT_ENDORSED,
+                    "the vTPM holds no EK at 0x%08x or 0x%08x", kinds[0].handle, kinds[1].handle);
+        return FALSE;
+}
+
+/* TPM2_NV_UndefineSpace of @index if it exists (a certificate to be replaced). */
+static gboolean nv_undefine(VrotVtpmConn *c, TPM2_HANDLE index, GError **error)
+{
+        ESYS_TR nv = ESYS_TR_NONE;
+        gboolean exists = FALSE, ok;
+
+        if (!vrot_vtpm_handle_exists(c, index, &exists, error))
+                return FALSE;
+        if (!exists)
+                return TRUE;
+        ok = vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(c), index, ESYS_TR_NONE,
+                                                   ESYS_TR_NONE, ESYS_TR_NONE, &nv),
+                             "TPM2_NV_ReadPublic", error) &&
+             vrot_vtpm_check(Esys_NV_UndefineSpace(vrot_vtpm_conn_esys(c), ESYS_TR_RH_PLATFORM, nv,
+                                                   ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE),
+                             "TPM2_NV_UndefineSpace", error);
+        /* ESYS drops the object of an undefined index itself. */
+        if (!ok && nv != ESYS_TR_NONE)
+                Esys_TR_Close(vrot_vtpm_conn_esys(c), &nv);
+        return ok;
+}
+
 /* ---- EK public keys ------------------------------------------------------------------ */
 
 gboolean vrot_endorse_matches_template(const TPMT_PUBLIC *pub, const TPMT_PUBLIC *tmpl)
@@ -424,10 +464,12 @@ static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEn
 
                 if (!ek_asked(params, i))
                         continue;
-                ok = params->premade ? read_ek(c, &kinds[i], &e->ek[i], error)
-                                     : create_ek(c, &kinds[i], &transient[i], &e->ek[i], error);
+                gboolean exists = params->premade || params->reissue;
+
+                ok = exists ? read_ek(c, &kinds[i], &e->ek[i], error)
+                            : create_ek(c, &kinds[i], &transient[i], &e->ek[i], error);
                 if (!ok)
-                        return ek_failed(params->premade ? "reading" : "creating", i, error);
+                        return ek_failed(exists ? "reading" : "creating", i, error);
                 e->step_usec[kinds[i].create_step] = lap(t);
         }
         return TRUE;
@@ -445,7 +487,9 @@ static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, Vrot
                                 return ek_failed("evicting", i, error);
                         continue;
                 }
-                if ((!params->premade && !vrot_vtpm_persist(c, &transient[i], kinds[i].handle, error)) ||
+                if ((!params->premade && !params->reissue &&
+                     !vrot_vtpm_persist(c, &transient[i], kinds[i].handle, error)) ||
+                    (params->reissue && !nv_undefine(c, kinds[i].nv_index, error)) ||
                     !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, chunk, error))
                         return ek_failed("storing", i, error);
                 e->step_usec[kinds[i].store_step] = lap(t);
@@ -459,14 +503,17 @@ static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, Vrot
  * (endorse.h).  *@t is the start of the current step; @transient[] is
  * flushed by the caller.
  */
-static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *params,
+static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *asked,
                         VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
                         gint64 *t, GError **error)
 {
+        VrotEndorseParams found = *asked;
+        const VrotEndorseParams *params = &found;
         TpmInfo info;
 
         if (!read_info(c, &info, error) ||
-            !(params->premade ? check_premade(c, error) : check_not_endorsed(c, error)))
+            !(asked->reissue ? find_eks(c, &found.ek_mask, error)
+              : asked->premade ? check_premade(c, error) : check_not_endorsed(c, error)))
                 return FALSE;
         e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
         e->tpm_manufacturer = info.manufacturer;

@@ -176,6 +176,10 @@ const char *vrot_endorse_step_name(VrotEndorseStep step);
  *   its EKs exist already and are read (TPM2_ReadPublic, checked against
  *   the template) instead of created; an EK not in @ek_mask is evicted,
  *   after both certificates are signed
+ * @reissue: the vTPM came by migration (docs/migration.md): the EKs it
+ *   holds are read (as for @premade; @ek_mask is ignored) and certified
+ *   again by @signer, and each certificate index is undefined with
+ *   platform authorization and written again with the new certificate
  */
 typedef struct VrotEndorseParams {
         guint8 instance_uuid[16];
@@ -183,6 +187,7 @@ typedef struct VrotEndorseParams {
         gint64 not_after;
         guint ek_mask;                  /* 1 << VrotEndorseEk of the EKs to make; 0: all */
         gboolean premade;
+        gboolean reissue;
 } VrotEndorseParams;
 
 /**
