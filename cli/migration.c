@@ -2,6 +2,7 @@
 /*
  * vrotctl migration check ADDR:PORT: the attested handshake with a peer
  * host (migration.check, docs/migration.md), as a pre-flight check.
+ * vrotctl migrate UUID --to ADDR:PORT: a cold migration (instance.migrate).
  */
 #include <stdio.h>
 
@@ -36,4 +37,42 @@ const VrotctlCommand vrotctl_cmd_migration_check = {
         .args = "ADDR:PORT",
         .summary = "authenticate and attest a peer host as a migration would (migration.check)",
         .run = check_run,
+};
+
+static gboolean migrate_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
+{
+        g_autofree gchar *to = NULL;
+        const char *uuid = NULL;
+        GOptionEntry entries[] = {
+                { "to", 0, 0, G_OPTION_ARG_STRING, &to, "the destination's ADDR:PORT", "ADDR:PORT" },
+                G_OPTION_ENTRY_NULL,
+        };
+        g_autoptr(JsonObject) extra = json_object_new();
+        g_autoptr(JsonNode) res = NULL;
+        JsonObject *o;
+
+        if (!vrotctl_parse_uuid_args(&vrotctl_cmd_migrate, entries, &argc, &argv, &uuid, error) ||
+            !vrotctl_require(&vrotctl_cmd_migrate, "--to", to, error))
+                return FALSE;
+        json_object_set_string_member(extra, "to", to);
+        if (!(res = vrotctl_instance_call(ctx, "instance.migrate", uuid, extra, error)))
+                return FALSE;
+        if (ctx->json || !JSON_NODE_HOLDS_OBJECT(res)) {
+                vrotctl_print_json(res);
+                return TRUE;
+        }
+        o = json_node_get_object(res);
+        printf("%s: migrated to %s (migration %s, %" G_GINT64_FORMAT " ms)%s\n", uuid,
+               vrotctl_member_string(o, "peer"), vrotctl_member_string(o, "migration_id"),
+               json_object_get_int_member_with_default(o, "ms", 0),
+               json_object_get_boolean_member_with_default(o, "peer_confirmed", FALSE)
+               ? "" : "; the destination has not confirmed yet: vrotd tells it again until it does");
+        return TRUE;
+}
+
+const VrotctlCommand vrotctl_cmd_migrate = {
+        .name = "migrate",
+        .args = "UUID --to ADDR:PORT",
+        .summary = "move a stopped vTPM to another host (instance.migrate)",
+        .run = migrate_run,
 };

@@ -32,6 +32,7 @@ static const VrotctlCommand *const commands[] = {
         &vrotctl_cmd_attest,
         &vrotctl_cmd_verify,
         &vrotctl_cmd_migration_check,
+        &vrotctl_cmd_migrate,
 };
 
 static void usage(FILE *out)

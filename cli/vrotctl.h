@@ -57,6 +57,7 @@ extern const VrotctlCommand vrotctl_cmd_crl;
 extern const VrotctlCommand vrotctl_cmd_attest;
 extern const VrotctlCommand vrotctl_cmd_verify;
 extern const VrotctlCommand vrotctl_cmd_migration_check;
+extern const VrotctlCommand vrotctl_cmd_migrate;
 
 /* ---- output.c: shared helpers ---- */
 

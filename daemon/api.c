@@ -111,10 +111,12 @@ static JsonNode *status_json(VrotApi *api, const gchar *uuid, gboolean details)
         g_autoptr(JsonBuilder) b = json_builder_new();
         VrotInstanceStatus st;
         const VrotInstance *e;
+        const VrotMigrationRecord *mig;
 
         if (!vrot_instances_status(api->instances, uuid, &st, NULL))
                 return json_node_init_null(json_node_alloc());
         e = st.entry;
+        mig = vrot_registry_migration_of(vrot_instances_registry(api->instances), uuid);
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "uuid");
         json_builder_add_string_value(b, e->uuid);
@@ -123,8 +125,10 @@ static JsonNode *status_json(VrotApi *api, const gchar *uuid, gboolean details)
         json_builder_set_member_name(b, "kind");
         json_builder_add_string_value(b, e->kind == VROT_INSTANCE_VM ? "vm" : "service");
         json_builder_set_member_name(b, "state");
-        json_builder_add_string_value(b, e->deleted ? "deleted" : st.running ? "running"
-                                         : st.starting ? "starting" : "stopped");
+        json_builder_add_string_value(b, e->deleted ? (e->migrated ? "migrated" : "deleted")
+                                         : mig ? vrot_migration_state_name(mig->state)
+                                         : st.running ? "running" : st.starting ? "starting"
+                                         : "stopped");
         json_builder_set_member_name(b, "owner");
         json_builder_add_int_value(b, e->owner);
         if (details) {
@@ -142,6 +146,19 @@ static JsonNode *status_json(VrotApi *api, const gchar *uuid, gboolean details)
                         json_builder_add_null_value(b);
                 json_builder_set_member_name(b, "generation");
                 json_builder_add_int_value(b, (gint64)e->generation);
+                json_builder_set_member_name(b, "migration");
+                if (mig) {
+                        json_builder_begin_object(b);
+                        json_builder_set_member_name(b, "id");
+                        json_builder_add_string_value(b, mig->id);
+                        json_builder_set_member_name(b, "state");
+                        json_builder_add_string_value(b, vrot_migration_state_name(mig->state));
+                        json_builder_set_member_name(b, "peer");
+                        json_builder_add_string_value(b, mig->peer_name);
+                        json_builder_end_object(b);
+                } else {
+                        json_builder_add_null_value(b);
+                }
         }
         json_builder_end_object(b);
         vrot_instances_status_clear(&st);
@@ -944,6 +961,35 @@ static void m_migration_check(gpointer ctx, const VrotCaller *caller,
         vrot_migration_check_async(api->migration, to, on_checked, mc);
 }
 
+static void m_instance_migrate(gpointer ctx, const VrotCaller *caller,
+                               const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        static const char *const known[] = { "uuid", "to", NULL };
+        VrotApi *api = ctx;
+        const gchar *to = NULL, *uuid = NULL;
+        MigrateCall *mc;
+        GError *error = NULL;
+
+        (void)caller;
+        if (!vrot_jsonrpc_params_check_known(req, known, &error) ||
+            !vrot_jsonrpc_param_string(req, "uuid", VROT_JSONRPC_REQUIRED, 64, &uuid, &error) ||
+            !vrot_jsonrpc_param_string(req, "to", VROT_JSONRPC_REQUIRED, 300, &to, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        if (!api->migration) {
+                g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                                    "this host does not migrate: vrotd.conf has no [migration] "
+                                    "name (vrotd.conf(5))");
+                vrot_call_return_error(call, error);
+                return;
+        }
+        mc = g_new0(MigrateCall, 1);
+        mc->call = call;
+        g_message("instance %s: migration to %s asked by uid %u", uuid, to, (unsigned)caller->uid);
+        vrot_migration_migrate_async(api->migration, uuid, to, on_checked, mc);
+}
+
 static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                             GError **error)
 {
@@ -976,6 +1022,7 @@ static const VrotMethod methods[] = {
         { .name = "instance.ek_cert", .fn = m_ek_cert },
         { .name = "instance.attest", .async_fn = m_instance_attest },
         { .name = "migration.check", .async_fn = m_migration_check, .admin_only = TRUE },
+        { .name = "instance.migrate", .async_fn = m_instance_migrate, .admin_only = TRUE },
         { .name = "identity.issue", .async_fn = m_identity_issue },
         { .name = "identity.challenge", .fn = m_identity_challenge },
         { .name = "identity.complete", .fn = m_identity_complete },

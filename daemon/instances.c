@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #include "endorse.h"
+#include "mbundle.h"
 #include "forkclient.h"
 #include "instances.h"
 #include "instkey.h"
@@ -15,6 +16,7 @@
 #include "proc.h"
 #include "pool.h"
 #include "seal.h"
+#include "store.h"
 #include "uuid.h"
 #include "workeruser.h"
 
@@ -279,6 +281,8 @@ static void resume_after_shutdown(VrotInstances *self)
         resume(self, uuids);
 }
 
+static void recover_migrations(VrotInstances *self);
+
 static gboolean save_registry(gpointer data, GError **error)
 {
         return save(data, error);
@@ -330,9 +334,24 @@ VrotInstances *vrot_instances_new(VrotHost *host, const VrotConfig *cfg, const g
                 resume(self, orphans);
         }
         resume_after_shutdown(self);
+        recover_migrations(self);
         if (!open_pool(self, error))
                 return NULL;
         return g_steal_pointer(&self);
+}
+
+/* Refused while a migration holds @uuid: a source that may have sent its
+ * state, or a destination copy the source has not committed (R-MIG-3). */
+static gboolean not_migrating(VrotInstances *self, const gchar *uuid, GError **error)
+{
+        VrotMigrationRecord *m = vrot_registry_migration_of(self->registry, uuid);
+
+        if (!m)
+                return TRUE;
+        return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                    "instance %s is in migration %s (%s, %s %s): it cannot start or be deleted "
+                    "until the migration ends", uuid, m->id, vrot_migration_state_name(m->state),
+                    vrot_migration_state_outgoing(m->state) ? "to" : "from", m->peer_name);
 }
 
 static VrotInstance *lookup(VrotInstances *self, const gchar *uuid, gboolean live, GError **error)
@@ -560,7 +579,7 @@ void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInst
         Waiter wt = { fn, data };
         Running *r;
 
-        if (!lookup(self, uuid, TRUE, &error)) {
+        if (!lookup(self, uuid, TRUE, &error) || !not_migrating(self, uuid, &error)) {
                 fn(uuid, error, data);
                 return;
         }
@@ -680,25 +699,24 @@ static void log_steps(const gchar *uuid, const VrotEndorsement *e)
         g_debug("instance %s: endorsed in %.1f ms:%s", uuid, total / 1000.0, steps->str);
 }
 
-/* First start of a new vTPM: run it with a data socket (as a service, its
- * TPM starts at once), create (unless @premade: a pool entry's) and endorse
- * its EKs, stop it. */
-static gboolean manufacture(VrotInstances *self, VrotInstance *inst, guint ek_mask, gboolean premade,
+/* Runs the vTPM with a data socket (as a service, its TPM starts at once),
+ * endorses it by @params (creating its EKs, or certifying those it holds)
+ * and stops it; its state must have been written. */
+static gboolean endorse_run(VrotInstances *self, VrotInstance *inst, VrotEndorseParams *params,
                             GError **error)
 {
         g_autofree gchar *data = run_path(self, inst->uuid, "data.sock");
         g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data);
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) stop_error = NULL;
-        VrotEndorseParams params = { .host_attestation_uri = "urn:vrot:host-attestation",
-                                     .ek_mask = ek_mask, .premade = premade };
         guint64 before = state_generation(self, inst->uuid);   /* a pool entry's: > 0 */
         gboolean ok;
 
+        params->host_attestation_uri = "urn:vrot:host-attestation";
         if (!start_now(self, inst, error))
                 return FALSE;
-        vrot_uuid_parse(inst->uuid, params.instance_uuid, NULL);
-        ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), &params, &e, error);
+        vrot_uuid_parse(inst->uuid, params->instance_uuid, NULL);
+        ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), params, &e, error);
         if (ok)
                 log_steps(inst->uuid, e);
         ok = ok && save_certs(self, inst->uuid, e, error);
@@ -708,12 +726,22 @@ static gboolean manufacture(VrotInstances *self, VrotInstance *inst, guint ek_ma
         }
         if (ok && inst->generation <= before)
                 return fail(error, VROT_INSTANCES_ERROR_FAILED,
-                            "the manufactured state of %s was not written (see its worker.log)", inst->uuid);
+                            "the endorsed state of %s was not written (see its worker.log)", inst->uuid);
         if (inst->kind == VROT_INSTANCE_VM) {
                 g_autofree gchar *data_ctrl = run_path(self, inst->uuid, "data.sock.ctrl");
                 (void)unlink(data_ctrl);        /* a VM's TPM has no data socket */
         }
         return ok;
+}
+
+/* First start of a new vTPM: create (unless @premade: a pool entry's) and
+ * endorse its EKs. */
+static gboolean manufacture(VrotInstances *self, VrotInstance *inst, guint ek_mask, gboolean premade,
+                            GError **error)
+{
+        VrotEndorseParams params = { .ek_mask = ek_mask, .premade = premade };
+
+        return endorse_run(self, inst, &params, error);
 }
 
 /* Names end up in logs and listings: no control characters (log forgery). */
@@ -750,17 +778,13 @@ static gboolean take_premade(VrotInstances *self, const VrotInstance *inst, gboo
 
 static void wipe_dir(const gchar *dir);
 
-/* A create that failed changes nothing: the instance's files go and the
- * registry forgets it (it never served; no tombstone).  If the registry
- * cannot be written now (a full disk), it is on disk until the next
- * write succeeds. */
-static void undo_create(VrotInstances *self, const gchar *uuid)
+/* Everything of @uuid on disk but its registry entry: state, runtime
+ * directory, certificates. */
+static void wipe_instance_files(VrotInstances *self, const gchar *uuid)
 {
         g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, uuid, NULL);
         g_autofree gchar *dir = state_dir(self, uuid);
-        g_autoptr(GError) local = NULL;
 
-        (void)stop_worker(self, uuid, NULL);
         wipe_dir(dir);
         wipe_dir(rundir);
         for (gsize i = 0; i < 3; i++) {
@@ -768,6 +792,18 @@ static void undo_create(VrotInstances *self, const gchar *uuid)
                                                 : cert_path(self, uuid, i ? "ecc" : "rsa");
                 (void)unlink(cert);
         }
+}
+
+/* A create that failed changes nothing: the instance's files go and the
+ * registry forgets it (it never served; no tombstone).  If the registry
+ * cannot be written now (a full disk), it is on disk until the next
+ * write succeeds. */
+static void undo_create(VrotInstances *self, const gchar *uuid)
+{
+        g_autoptr(GError) local = NULL;
+
+        (void)stop_worker(self, uuid, NULL);
+        wipe_instance_files(self, uuid);
         if (vrot_registry_forget(self->registry, uuid) && !save(self, &local))
                 g_warning("instance %s: a failed create stays in the registry file until it can be "
                           "written again: %s", uuid, local->message);
@@ -854,23 +890,11 @@ static void wipe_dir(const gchar *dir)
 gboolean vrot_instances_delete(VrotInstances *self, const gchar *uuid, GError **error)
 {
         VrotInstance *inst = lookup(self, uuid, TRUE, error);
-        g_autofree gchar *dir = NULL, *rsa = NULL, *ecc = NULL, *rundir = NULL;
         guint64 counter = 0;
 
-        if (!inst || !stop_worker(self, uuid, error))
+        if (!inst || !not_migrating(self, uuid, error) || !stop_worker(self, uuid, error))
                 return FALSE;
-        dir = state_dir(self, uuid);
-        rsa = cert_path(self, uuid, "rsa");
-        ecc = cert_path(self, uuid, "ecc");
-        rundir = g_build_filename(self->cfg->runtime_dir, uuid, NULL);
-        wipe_dir(dir);
-        wipe_dir(rundir);
-        (void)unlink(rsa);
-        (void)unlink(ecc);
-        {
-                g_autofree gchar *ak = ak_cert_path(self, uuid);
-                (void)unlink(ak);
-        }
+        wipe_instance_files(self, uuid);
         /* A checkpoint that must not be undone: the host TPM counter moves. */
         if (!vrot_host_tpm_counter_increment(vrot_host_tpm(self->host), &counter, error))
                 return FALSE;
@@ -979,6 +1003,383 @@ guint vrot_instances_n_running(VrotInstances *self)
         while (g_hash_table_iter_next(&it, NULL, &v))
                 n += ((Running *)v)->ready;
         return n;
+}
+
+/* ---- migration (instances.h) ------------------------------------------------------------ */
+
+gboolean vrot_instances_migrate_check(VrotInstances *self, const gchar *uuid,
+                                      VrotInstance **ret_copy, GError **error)
+{
+        VrotInstance *inst = lookup(self, uuid, TRUE, error);
+        VrotInstance *copy;
+
+        if (!inst || !not_migrating(self, uuid, error))
+                return FALSE;
+        if (g_hash_table_lookup(self->running, uuid))
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "instance %s is running: stop it first (a cold migration moves a "
+                            "stopped vTPM)", uuid);
+        copy = g_new0(VrotInstance, 1);
+        *copy = *inst;
+        copy->uuid = g_strdup(inst->uuid);
+        copy->name = g_strdup(inst->name);
+        copy->generation = MAX(inst->generation, state_generation(self, uuid));
+        *ret_copy = copy;
+        return TRUE;
+}
+
+static VrotMigrationRecord *record_new(const gchar *id, const gchar *uuid, VrotMigrationState state,
+                                       const gchar *peer, const gchar *peer_name)
+{
+        VrotMigrationRecord *m = g_new0(VrotMigrationRecord, 1);
+
+        m->id = g_strdup(id);
+        m->uuid = g_strdup(uuid);
+        m->state = state;
+        m->peer = g_strdup(peer);
+        m->peer_name = g_strdup(peer_name);
+        m->since = g_get_real_time() / G_USEC_PER_SEC;
+        return m;
+}
+
+gboolean vrot_instances_migrate_lock(VrotInstances *self, const gchar *uuid, guint64 generation,
+                                     const gchar *id, const gchar *peer, const gchar *peer_name,
+                                     GError **error)
+{
+        g_autoptr(VrotInstance) now = NULL;
+
+        /* Checked again: a start may have come while the peer answered. */
+        if (!vrot_instances_migrate_check(self, uuid, &now, error))
+                return FALSE;
+        if (now->generation != generation)
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "instance %s changed while the migration was offered", uuid);
+        if (!vrot_registry_migration_add(self->registry,
+                                         record_new(id, uuid, VROT_MIGRATION_LOCKED, peer, peer_name),
+                                         error))
+                return FALSE;
+        if (!save(self, error)) {
+                vrot_registry_migration_remove(self->registry, id);
+                return FALSE;
+        }
+        g_message("instance %s: locked for migration %s to %s", uuid, id, peer_name);
+        return TRUE;
+}
+
+/* @inst's store, opened with its key (transfer full; *@ret_key must outlive it). */
+static VrotStore *open_store(VrotInstances *self, const VrotInstance *inst, guint64 min_generation,
+                             VrotSealer *sealer, VrotSecret **ret_key, GError **error)
+{
+        g_autofree gchar *dir = state_dir(self, inst->uuid);
+        VrotStore *store = NULL;
+        VrotError err = { 0 };
+
+        vrot_uuid_parse(inst->uuid, sealer->uuid, NULL);
+        if (!vrot_instkey_derive(vrot_host_master(self->host), inst->salt, sealer->uuid, ret_key, error))
+                return NULL;
+        sealer->key = vrot_secret_data(*ret_key);
+        if (vrot_store_open(dir, sealer, min_generation, &store, &err) < 0) {
+                fail(error, VROT_INSTANCES_ERROR_REFUSED, "instance %s: %s", inst->uuid, err.msg);
+                return NULL;
+        }
+        return store;
+}
+
+GBytes *vrot_instances_export(VrotInstances *self, const gchar *uuid, GError **error)
+{
+        VrotInstance *inst = lookup(self, uuid, TRUE, error);
+        VrotMigrationRecord *m = inst ? vrot_registry_migration_of(self->registry, uuid) : NULL;
+        g_autoptr(VrotSecret) key = NULL;
+        VrotSealer sealer = { 0 };
+        VrotStore *store;
+        VrotMbundle b = { 0 };
+        uint8_t *plain[VROT_MBUNDLE_N_BLOBS] = { NULL };
+        uint32_t len[VROT_MBUNDLE_N_BLOBS] = { 0 };
+        GBytes *out = NULL;
+        VrotError err = { 0 };
+
+        if (!inst)
+                return NULL;
+        if (!m || m->state != VROT_MIGRATION_LOCKED) {
+                fail(error, VROT_INSTANCES_ERROR_FAILED, "instance %s is not locked for migration", uuid);
+                return NULL;
+        }
+        if (!(store = open_store(self, inst, inst->generation, &sealer, &key, error)))
+                return NULL;
+        for (guint32 t = VROT_BLOB_PERMANENT; t <= VROT_BLOB_SAVESTATE; t++) {
+                int r = vrot_store_load(store, t, &plain[t - 1], &len[t - 1], &err);
+
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0) {
+                        fail(error, VROT_INSTANCES_ERROR_REFUSED, "instance %s: %s", uuid, err.msg);
+                        goto out;
+                }
+                b.data[t - 1] = plain[t - 1];
+                b.len[t - 1] = len[t - 1];
+        }
+        if (!b.len[VROT_BLOB_PERMANENT - 1]) {
+                fail(error, VROT_INSTANCES_ERROR_REFUSED, "instance %s has no TPM state", uuid);
+                goto out;
+        }
+        out = vrot_mbundle_pack(&b);
+out:
+        for (gsize i = 0; i < VROT_MBUNDLE_N_BLOBS; i++)
+                vrot_free_wiped(plain[i], len[i]);
+        vrot_store_free(store);
+        return out;
+}
+
+/* The record of @id, with the role asked for. */
+static VrotMigrationRecord *journal(VrotInstances *self, const gchar *id, gboolean outgoing,
+                                   GError **error)
+{
+        VrotMigrationRecord *m = vrot_registry_migration(self->registry, id);
+
+        if (!m || vrot_migration_state_outgoing(m->state) != outgoing) {
+                fail(error, VROT_INSTANCES_ERROR_NOT_FOUND, "unknown migration %s", id);
+                return NULL;
+        }
+        return m;
+}
+
+gboolean vrot_instances_migrate_decide(VrotInstances *self, const gchar *id, gboolean commit,
+                                       GError **error)
+{
+        VrotMigrationRecord *m = journal(self, id, TRUE, error);
+        VrotInstance *inst;
+        guint64 counter = 0;
+
+        if (!m)
+                return FALSE;
+        if (m->state != VROT_MIGRATION_LOCKED)
+                return m->state == (commit ? VROT_MIGRATION_COMMITTED : VROT_MIGRATION_ABORTED) ||
+                       fail(error, VROT_INSTANCES_ERROR_REFUSED, "migration %s was %s already",
+                            id, vrot_migration_state_name(m->state));
+        inst = vrot_registry_lookup(self->registry, m->uuid);
+        if (!commit) {
+                m->state = VROT_MIGRATION_ABORTED;
+                m->since = g_get_real_time() / G_USEC_PER_SEC;
+                if (!save(self, error)) {
+                        m->state = VROT_MIGRATION_LOCKED;
+                        return FALSE;
+                }
+                g_message("instance %s: migration %s aborted; the instance is live here", m->uuid, id);
+                return TRUE;
+        }
+        /* The decision: a tombstone, as for a delete, at a checkpoint the
+         * host TPM's counter makes final (a restored copy of the state
+         * directory is refused as a rollback, R-MIG-4). */
+        if (!vrot_host_tpm_counter_increment(vrot_host_tpm(self->host), &counter, error))
+                return FALSE;
+        inst->deleted = TRUE;
+        inst->migrated = TRUE;
+        m->state = VROT_MIGRATION_COMMITTED;
+        m->since = g_get_real_time() / G_USEC_PER_SEC;
+        vrot_registry_set_checkpoint(self->registry, counter);
+        if (!save(self, error)) {
+                /* The counter moved: this daemon cannot start again until
+                 * the registry is written (it says so at start). */
+                inst->deleted = inst->migrated = FALSE;
+                m->state = VROT_MIGRATION_LOCKED;
+                return FALSE;
+        }
+        wipe_instance_files(self, m->uuid);
+        g_message("instance %s: migration %s committed: it lives on %s now (tombstone kept, "
+                  "checkpoint %" G_GUINT64_FORMAT ")", m->uuid, id, m->peer_name, counter);
+        return TRUE;
+}
+
+gboolean vrot_instances_migrate_forget(VrotInstances *self, const gchar *id, GError **error)
+{
+        if (!vrot_registry_migration_remove(self->registry, id))
+                return TRUE;
+        return save(self, error);
+}
+
+gboolean vrot_instances_import_check(VrotInstances *self, const gchar *uuid, GError **error)
+{
+        VrotInstance *inst = vrot_registry_lookup(self->registry, uuid);
+
+        if (inst && !(inst->deleted && inst->migrated))
+                return fail(error, VROT_INSTANCES_ERROR_EXISTS,
+                            inst->deleted ? "instance %s was deleted here; it cannot come back"
+                                          : "instance %s lives here already", uuid);
+        if (vrot_registry_migration_of(self->registry, uuid))
+                return fail(error, VROT_INSTANCES_ERROR_EXISTS,
+                            "instance %s is in another migration here", uuid);
+        return TRUE;
+}
+
+/* An incoming copy that will not go live: its files go, and its entry
+ * becomes a "migrated" tombstone (the instance lives elsewhere; it may
+ * come here again). */
+static void discard_import(VrotInstances *self, VrotMigrationRecord *m)
+{
+        VrotInstance *inst = vrot_registry_lookup(self->registry, m->uuid);
+        g_autofree gchar *uuid = g_strdup(m->uuid), *id = g_strdup(m->id);
+        g_autoptr(GError) local = NULL;
+
+        (void)stop_worker(self, uuid, NULL);
+        wipe_instance_files(self, uuid);
+        if (inst) {
+                inst->deleted = TRUE;
+                inst->migrated = TRUE;
+        }
+        vrot_registry_migration_remove(self->registry, id);
+        if (!save(self, &local))
+                g_warning("migration %s: discarding instance %s: %s", id, uuid, local->message);
+        g_message("instance %s: incoming migration %s discarded", uuid, id);
+}
+
+/* The bundle into @inst's fresh store, under this host's key. */
+static gboolean write_state(VrotInstances *self, VrotInstance *inst, GBytes *bundle, GError **error)
+{
+        g_autofree gchar *dir = state_dir(self, inst->uuid);
+        g_autoptr(VrotSecret) key = NULL;
+        VrotSealer sealer = { 0 };
+        VrotStore *store;
+        VrotMbundle b;
+        VrotError err = { 0 };
+        gsize len = 0;
+        const guint8 *p = g_bytes_get_data(bundle, &len);
+        int r = 0;
+
+        if (!vrot_mbundle_parse(p, len, &b, error))
+                return FALSE;
+        wipe_dir(dir);          /* what a crashed import may have left */
+        if (!vrot_worker_user_make_dir(self->wuser, dir, 0700, error) ||
+            !(store = open_store(self, inst, 0, &sealer, &key, error)))
+                return FALSE;
+        for (guint32 t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++)
+                if (b.len[t - 1])
+                        r = vrot_store_save(store, t, b.data[t - 1], (uint32_t)b.len[t - 1], &err);
+        inst->generation = vrot_store_generation(store);
+        vrot_store_free(store);
+        if (r < 0)
+                return fail(error, VROT_INSTANCES_ERROR_FAILED, "instance %s: %s", inst->uuid, err.msg);
+        return vrot_worker_user_give_files(self->wuser, dir, error);
+}
+
+gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, const gchar *id,
+                               const gchar *peer_name, GBytes *bundle, GError **error)
+{
+        VrotInstance *inst = g_new0(VrotInstance, 1);
+        VrotMigrationRecord *m;
+        VrotEndorseParams params = { .reissue = TRUE };
+
+        if (!valid_name(meta->name)) {
+                vrot_instance_free(inst);
+                return fail(error, VROT_INSTANCES_ERROR_INVALID, "instance %s: a bad name", meta->uuid);
+        }
+        if (!vrot_instances_import_check(self, meta->uuid, error)) {
+                vrot_instance_free(inst);
+                return FALSE;
+        }
+        inst->uuid = g_strdup(meta->uuid);
+        inst->name = g_strdup(meta->name);
+        inst->kind = meta->kind;
+        inst->owner = meta->owner;
+        inst->created = g_get_real_time() / G_USEC_PER_SEC;
+        if (!vrot_instkey_new_salt(inst->salt, error)) {
+                vrot_instance_free(inst);
+                return FALSE;
+        }
+        vrot_registry_replace(self->registry, inst);
+        m = record_new(id, inst->uuid, VROT_MIGRATION_IMPORTING, "", peer_name);
+        if (!vrot_registry_migration_add(self->registry, m, error)) {
+                inst->deleted = inst->migrated = TRUE;
+                return FALSE;
+        }
+        m = vrot_registry_migration(self->registry, id);
+        if (!save(self, error) || !write_state(self, inst, bundle, error) ||
+            !endorse_run(self, inst, &params, error)) {
+                g_prefix_error(error, "importing %s: ", inst->uuid);
+                discard_import(self, m);
+                return FALSE;
+        }
+        m->state = VROT_MIGRATION_PREPARED;
+        m->since = g_get_real_time() / G_USEC_PER_SEC;
+        if (!save(self, error)) {
+                discard_import(self, m);
+                return FALSE;
+        }
+        g_message("instance %s: migration %s from %s prepared (EK certificates issued again by "
+                  "this host; not startable until the source commits)", inst->uuid, id, peer_name);
+        return TRUE;
+}
+
+gboolean vrot_instances_import_end(VrotInstances *self, const gchar *id, const gchar *peer_name,
+                                   gboolean commit, GError **error)
+{
+        VrotMigrationRecord *m = journal(self, id, FALSE, error);
+
+        if (!m)
+                return FALSE;
+        if (!g_str_equal(m->peer_name, peer_name))
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "migration %s came from %s, not from %s", id, m->peer_name, peer_name);
+        if (m->state == VROT_MIGRATION_DONE)
+                return commit || fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                                      "migration %s was committed already", id);
+        if (!commit) {
+                discard_import(self, m);
+                return TRUE;
+        }
+        if (m->state != VROT_MIGRATION_PREPARED)
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "migration %s is not prepared here", id);
+        m->state = VROT_MIGRATION_DONE;
+        m->since = g_get_real_time() / G_USEC_PER_SEC;
+        if (!save(self, error)) {
+                m->state = VROT_MIGRATION_PREPARED;
+                return FALSE;
+        }
+        g_message("instance %s: migration %s from %s committed: the instance is live here",
+                  m->uuid, id, peer_name);
+        return TRUE;
+}
+
+/* At start: an IMPORTING copy is discarded, a LOCKED source decides abort. */
+static void recover_migrations(VrotInstances *self)
+{
+        const GPtrArray *all = vrot_registry_migrations(self->registry);
+        g_autoptr(GPtrArray) discard = g_ptr_array_new();
+        g_autoptr(GError) local = NULL;
+        gboolean changed = FALSE;
+
+        for (guint i = 0; i < all->len; i++) {
+                VrotMigrationRecord *m = all->pdata[i];
+
+                if (m->state == VROT_MIGRATION_IMPORTING) {
+                        g_ptr_array_add(discard, m);
+                } else if (m->state == VROT_MIGRATION_LOCKED) {
+                        /* Crashed before deciding: abort is always safe, the
+                         * destination never goes live without our commit. */
+                        g_message("instance %s: migration %s was not decided before a restart: "
+                                  "aborted", m->uuid, m->id);
+                        m->state = VROT_MIGRATION_ABORTED;
+                        changed = TRUE;
+                }
+        }
+        for (guint i = 0; i < discard->len; i++)
+                discard_import(self, discard->pdata[i]);
+        if (changed && !save(self, &local))
+                g_warning("migration journal: %s", local->message);
+}
+
+GPtrArray *vrot_instances_migrations_pending(VrotInstances *self)
+{
+        const GPtrArray *all = vrot_registry_migrations(self->registry);
+        GPtrArray *pending = g_ptr_array_new_with_free_func((GDestroyNotify)vrot_migration_record_free);
+
+        for (guint i = 0; i < all->len; i++) {
+                VrotMigrationRecord *m = all->pdata[i];
+                if (m->state == VROT_MIGRATION_COMMITTED || m->state == VROT_MIGRATION_ABORTED)
+                        g_ptr_array_add(pending, record_new(m->id, m->uuid, m->state, m->peer,
+                                                            m->peer_name));
+        }
+        return pending;
 }
 
 void vrot_instances_stop_all(VrotInstances *self)

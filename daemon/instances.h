@@ -102,5 +102,61 @@ VrotRegistry *vrot_instances_registry(VrotInstances *self);
 /** vrot_instances_commit: writes the registry durably (REGISTRY_ERROR_IO). */
 gboolean vrot_instances_commit(VrotInstances *self, GError **error);
 
+/*
+ * Migration (docs/migration.md), on the main loop.  The journal is the
+ * registry's (registry.h): each step below changes it and writes it
+ * durably before it returns.
+ *
+ * Source: _migrate_check() (a live, stopped, unjournaled instance; what an
+ * offer request says of it), _migrate_lock() (LOCKED: it cannot start),
+ * _export() (its state's plaintext, lib/mbundle.h), then
+ * _migrate_decide() (COMMITTED: a tombstone, the host NV counter moves,
+ * the state files go; or ABORTED: live again), and _migrate_forget() once
+ * the destination heard the decision.
+ *
+ * Destination: _import_check(), _import() (IMPORTING, the state written
+ * under this host's key, the EK certificates issued again by this host's
+ * CA and written into the vTPM's NV, then PREPARED: not startable), and
+ * _import_end() (the source's decision: DONE and live, or discarded).
+ */
+gboolean vrot_instances_migrate_check(VrotInstances *self, const gchar *uuid,
+                                      VrotInstance **ret_copy, GError **error);
+gboolean vrot_instances_migrate_lock(VrotInstances *self, const gchar *uuid, guint64 generation,
+                                     const gchar *id, const gchar *peer, const gchar *peer_name,
+                                     GError **error);
+/** vrot_instances_export: (transfer full) the bundle of a LOCKED instance, wiped when freed. */
+GBytes *vrot_instances_export(VrotInstances *self, const gchar *uuid, GError **error);
+gboolean vrot_instances_migrate_decide(VrotInstances *self, const gchar *id, gboolean commit,
+                                       GError **error);
+gboolean vrot_instances_migrate_forget(VrotInstances *self, const gchar *id, GError **error);
+
+/** vrot_instances_import_check: may @uuid come here?  (EXISTS: it lives here, or was deleted.) */
+gboolean vrot_instances_import_check(VrotInstances *self, const gchar *uuid, GError **error);
+/**
+ * vrot_instances_import:
+ * @meta: uuid, name, kind, owner of the instance (from the offer request)
+ * @bundle: the opened envelope's plaintext
+ */
+gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, const gchar *id,
+                               const gchar *peer_name, GBytes *bundle, GError **error);
+/**
+ * vrot_instances_import_end:
+ * The source's decision on migration @id, which must come from @peer_name:
+ * commit makes a PREPARED instance live (DONE; a DONE one answers again),
+ * abort discards an IMPORTING or PREPARED one.  NOT_FOUND: no such
+ * migration here.
+ */
+gboolean vrot_instances_import_end(VrotInstances *self, const gchar *id, const gchar *peer_name,
+                                   gboolean commit, GError **error);
+
+/**
+ * vrot_instances_migrations_pending:
+ * (At daemon start vrot_instances_new() discarded every IMPORTING copy and
+ * decided abort for every LOCKED source.)  Returns: (transfer full) copies
+ * of the records whose decision the destination has yet to hear
+ * (COMMITTED, ABORTED).
+ */
+GPtrArray *vrot_instances_migrations_pending(VrotInstances *self);
+
 /** vrot_instances_stop_all: at daemon exit, every worker stopped cleanly. */
 void vrot_instances_stop_all(VrotInstances *self);

@@ -131,7 +131,7 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         if (!vrot_host_enrolled(host))
                 g_warning("this host is not enrolled: it signs nothing and refuses instance.create "
                           "until an operator enrols it (vrotctl host-enrol; vrotd(8) ENROLMENT)");
-        else if (!(migration = vrot_migration_new(host, cfg, &error)) && error) {
+        else if (!(migration = vrot_migration_new(host, instances, cfg, &error)) && error) {
                 g_critical("%s", error->message);
                 return EXIT_FAILURE;
         }

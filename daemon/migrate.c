@@ -14,20 +14,29 @@
 #include "channel.h"
 #include "hosttpm.h"
 #include "maincall.h"
+#include "hex.h"
+#include "mbundle.h"
 #include "migrate.h"
+#include "mseal.h"
 #include "mpolicy.h"
 #include "tlskey.h"
 #include "tpmevidence.h"
+#include "uuid.h"
 #include "x509.h"
 
 G_DEFINE_QUARK(vrot-migrate-error-quark, vrot_migrate_error)
 
 #define NONCE_LEN 32
 #define QUOTE_LABEL "vrot migration quote v1"
+#define OFFER_LABEL "vrot migration offer v1"
 #define MAX_CONNECTIONS 8
+#define RETRY_S 30
 
 struct VrotMigration {
         VrotHost *host;
+        VrotInstances *instances;
+        GHashTable *notifying;          /* migration IDs whose decision a thread is telling */
+        guint retry;                    /* the timer that tells pending decisions again */
         gchar *name;
         VrotMpolicy *policy;
         X509_CRL *crl;
@@ -236,6 +245,277 @@ static VrotMchannelConfig channel_config(VrotMigration *m)
                                      .policy = m->policy };
 }
 
+/* ---- the handshake ----------------------------------------------------------------------- */
+
+/*
+ * Both sides: hellos, then evidence, each checked against this host's
+ * policy.  The connecting side (@initiator) speaks first.  Returns: the
+ * peer's evidence frame (its AK is the one that certifies import keys).
+ */
+static VrotMframe *handshake(VrotMigration *m, VrotMchannel *c, gboolean initiator, GError **error)
+{
+        g_autoptr(VrotMframe) hello = NULL, evidence = NULL;
+        g_autoptr(GBytes) nonce = NULL;
+
+        if (initiator) {
+                if (!send_hello(m, c, &nonce, error) ||
+                    !(hello = expect(c, VROT_MFRAME_HELLO, error)) ||
+                    !send_evidence(m, c, hello, error) ||
+                    !(evidence = expect(c, VROT_MFRAME_EVIDENCE, error)) ||
+                    !check_evidence(m, c, evidence, nonce, error))
+                        return NULL;
+                return g_steal_pointer(&evidence);
+        }
+        if (!(hello = expect(c, VROT_MFRAME_HELLO, error)) || !send_hello(m, c, &nonce, error) ||
+            !(evidence = expect(c, VROT_MFRAME_EVIDENCE, error)))
+                return NULL;
+        if (!check_evidence(m, c, evidence, nonce, error)) {
+                send_error(c, (*error)->message);
+                return NULL;
+        }
+        return send_evidence(m, c, hello, error) ? g_steal_pointer(&evidence) : NULL;
+}
+
+/* SHA-256(label ‖ migration ID ‖ the session's exporter): what the import
+ * key's certification is over, so an offer belongs to one ID and one session. */
+static GBytes *offer_qualifying(VrotMchannel *c, const gchar *id, GError **error)
+{
+        guint8 binding[32], digest[SHA256_DIGEST_LENGTH];
+        g_autoptr(EVP_MD_CTX) md = EVP_MD_CTX_new();
+
+        if (!vrot_mchannel_binding(c, binding, error))
+                return NULL;
+        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+            EVP_DigestUpdate(md, OFFER_LABEL, strlen(OFFER_LABEL)) != 1 ||
+            EVP_DigestUpdate(md, id, strlen(id)) != 1 ||
+            EVP_DigestUpdate(md, binding, sizeof(binding)) != 1 ||
+            EVP_DigestFinal_ex(md, digest, NULL) != 1)
+                g_error("SHA-256 failed");
+        return g_bytes_new(digest, sizeof(digest));
+}
+
+static gboolean send_id(VrotMchannel *c, VrotMframeType type, const gchar *id, const gchar *reason,
+                        GError **error)
+{
+        g_autoptr(VrotMframe) f = vrot_mframe_new(type);
+
+        vrot_mframe_set_string(f, "migration_id", id);
+        if (type == VROT_MFRAME_ABORT)
+                vrot_mframe_set_string(f, "reason", reason);
+        return vrot_mchannel_send(c, f, error);
+}
+
+/* The next frame, of @type and about migration @id. */
+static VrotMframe *expect_id(VrotMchannel *c, VrotMframeType type, const gchar *id, GError **error)
+{
+        VrotMframe *f = expect(c, type, error);
+
+        if (f && !g_str_equal(vrot_mframe_string(f, "migration_id"), id)) {
+                g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_PEER,
+                            "the peer sent %s for migration %s, not %s",
+                            vrot_mframe_type_name(type), vrot_mframe_string(f, "migration_id"), id);
+                vrot_mframe_free(f);
+                return NULL;
+        }
+        return f;
+}
+
+/* ---- instance and host-TPM work, on the main loop ---------------------------------------- */
+
+/* One step's arguments and results; each *_on_main fills ok or error. */
+typedef struct Step {
+        VrotMigration *m;
+        const gchar *uuid, *id, *peer, *peer_name;
+        guint64 generation;
+        gboolean commit;
+        VrotInstance *meta;                     /* check: out (transfer full); import: in */
+        GBytes *bundle;                         /* export: out; import: in */
+        GBytes *qualifying, *envelope;
+        VrotHostImportKey *import;              /* import key: out; open: in, flushed */
+        VrotTpmevidenceKey *evidence;
+        gboolean ok;
+        GError *error;
+} Step;
+
+static gboolean run(VrotMainFunc fn, Step *s, GError **error)
+{
+        vrot_main_call(fn, s);
+        if (s->ok)
+                return TRUE;
+        g_propagate_error(error, g_steal_pointer(&s->error));
+        return FALSE;
+}
+
+static void check_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_migrate_check(s->m->instances, s->uuid, &s->meta, &s->error);
+}
+
+static void lock_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_migrate_lock(s->m->instances, s->uuid, s->generation, s->id,
+                                            s->peer, s->peer_name, &s->error) &&
+                (s->bundle = vrot_instances_export(s->m->instances, s->uuid, &s->error));
+}
+
+static void decide_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_migrate_decide(s->m->instances, s->id, s->commit, &s->error);
+}
+
+static void forget_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_migrate_forget(s->m->instances, s->id, &s->error);
+        g_hash_table_remove(s->m->notifying, s->id);
+}
+
+static void import_key_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_import_check(s->m->instances, s->uuid, &s->error) &&
+                (s->import = vrot_host_tpm_import_key_new(vrot_host_tpm(s->m->host), s->qualifying,
+                                                          &s->evidence, &s->error));
+}
+
+/* Opens the envelope with the import key (TPM2_ECDH_ZGen), flushes the key
+ * whatever happens (one transfer per key), and imports the state. */
+static void import_on_main(gpointer data)
+{
+        Step *s = data;
+        guint8 mid[VROT_MSEAL_ID_LEN], uuid[16];
+        gsize len = 0;
+        const guint8 *env = g_bytes_get_data(s->envelope, &len);
+
+        vrot_hex_decode(s->id, 2 * VROT_MSEAL_ID_LEN, mid);
+        vrot_uuid_parse(s->meta->uuid, uuid, NULL);
+        s->bundle = vrot_mseal_open(env, len, mid, uuid, s->generation, vrot_host_import_key_zgen,
+                                    s->import, &s->error);
+        g_clear_pointer(&s->import, vrot_host_import_key_free);
+        s->ok = s->bundle && vrot_instances_import(s->m->instances, s->meta, s->id, s->peer_name,
+                                                   s->bundle, &s->error);
+}
+
+static void end_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_import_end(s->m->instances, s->id, s->peer_name, s->commit, &s->error);
+}
+
+static void step_clear(Step *s)
+{
+        if (s->import)
+                vrot_main_call((VrotMainFunc)vrot_host_import_key_free, s->import);
+        vrot_instance_free(s->meta);
+        g_clear_pointer(&s->bundle, g_bytes_unref);
+        g_clear_pointer(&s->qualifying, g_bytes_unref);
+        vrot_tpmevidence_key_free(s->evidence);
+        g_clear_error(&s->error);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Step, step_clear)
+
+/* ---- the destination ----------------------------------------------------------------------- */
+
+static gboolean parse_kind(const gchar *kind, VrotInstanceKind *ret)
+{
+        if (g_str_equal(kind, "vm"))
+                *ret = VROT_INSTANCE_VM;
+        else if (g_str_equal(kind, "service"))
+                *ret = VROT_INSTANCE_SERVICE;
+        else
+                return FALSE;
+        return TRUE;
+}
+
+/* An offer request: a one-time import key, the state, "prepared", then
+ * the source's decision (which may also come later, in another session). */
+static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *req, GError **error)
+{
+        g_auto(Step) s = { .m = m, .peer_name = vrot_mchannel_peer_name(c),
+                           .generation = vrot_mframe_uint(req, "generation") };
+        g_autoptr(VrotMframe) offer = vrot_mframe_new(VROT_MFRAME_OFFER);
+        g_autoptr(VrotMframe) state = NULL, decision = NULL;
+        g_autofree gchar *id = NULL;
+        guint8 raw[VROT_MSEAL_ID_LEN];
+        VrotInstance *meta = g_new0(VrotInstance, 1);
+
+        s.meta = meta;
+        meta->uuid = g_strdup(vrot_mframe_string(req, "uuid"));
+        meta->name = g_strdup(vrot_mframe_string(req, "name"));
+        meta->owner = (guint32)vrot_mframe_uint(req, "owner");
+        s.uuid = meta->uuid;
+        if (vrot_mframe_uint(req, "live") || !parse_kind(vrot_mframe_string(req, "kind"), &meta->kind)) {
+                g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_REFUSED,
+                            vrot_mframe_uint(req, "live") ? "live migration is not offered yet"
+                                                          : "unknown instance kind");
+                send_error(c, (*error)->message);
+                return FALSE;
+        }
+        if (RAND_bytes(raw, sizeof(raw)) != 1)
+                g_error("RAND_bytes failed");
+        id = vrot_hex_encode(raw, sizeof(raw));
+        s.id = id;
+        if (!(s.qualifying = offer_qualifying(c, id, error)))
+                return FALSE;
+        if (!run(import_key_on_main, &s, error)) {
+                send_error(c, (*error)->message);
+                return FALSE;
+        }
+        vrot_mframe_set_string(offer, "migration_id", id);
+        vrot_mframe_set_bytes(offer, "import_public", s.evidence->key_public);
+        vrot_mframe_set_bytes(offer, "attest", s.evidence->attest);
+        vrot_mframe_set_bytes(offer, "signature", s.evidence->signature);
+        if (!vrot_mchannel_send(c, offer, error) ||
+            !(state = expect_id(c, VROT_MFRAME_STATE, id, error)))
+                return FALSE;
+        s.envelope = vrot_mframe_bytes(state, "envelope");
+        if (!run(import_on_main, &s, error)) {
+                send_error(c, (*error)->message);
+                return FALSE;
+        }
+        g_message("migration %s: instance %s from %s prepared", id, s.uuid, s.peer_name);
+        if (!send_id(c, VROT_MFRAME_PREPARED, id, NULL, error))
+                return FALSE;
+        /* From here the copy waits for the source's word, in this session or a later one. */
+        decision = vrot_mchannel_receive(c, error);
+        if (!decision)
+                return FALSE;
+        if ((vrot_mframe_type(decision) != VROT_MFRAME_COMMIT &&
+             vrot_mframe_type(decision) != VROT_MFRAME_ABORT) ||
+            !g_str_equal(vrot_mframe_string(decision, "migration_id"), id))
+                return peer_failed(decision, error);
+        s.commit = vrot_mframe_type(decision) == VROT_MFRAME_COMMIT;
+        if (!run(end_on_main, &s, error)) {
+                send_error(c, (*error)->message);
+                return FALSE;
+        }
+        return send_id(c, VROT_MFRAME_DONE, id, NULL, error);
+}
+
+/* A decision told again after a broken session or a restart. */
+static gboolean receive_decision(VrotMigration *m, VrotMchannel *c, VrotMframe *f, GError **error)
+{
+        g_auto(Step) s = { .m = m, .peer_name = vrot_mchannel_peer_name(c),
+                           .id = vrot_mframe_string(f, "migration_id"),
+                           .commit = vrot_mframe_type(f) == VROT_MFRAME_COMMIT };
+
+        if (!run(end_on_main, &s, error)) {
+                send_error(c, (*error)->message);
+                return FALSE;
+        }
+        return send_id(c, VROT_MFRAME_DONE, s.id, NULL, error);
+}
+
 /* ---- the listener ------------------------------------------------------------------------ */
 
 typedef struct Conn {
@@ -243,7 +523,7 @@ typedef struct Conn {
         int fd;
 } Conn;
 
-/* A peer that connected: hello, its evidence checked, ours sent. */
+/* A peer that connected: the attested handshake, then one request. */
 static gpointer serve(gpointer data)
 {
         g_autofree Conn *conn = data;
@@ -251,19 +531,21 @@ static gpointer serve(gpointer data)
         VrotMchannelConfig cfg = channel_config(m);
         g_autoptr(GError) error = NULL;
         g_autoptr(VrotMchannel) c = vrot_mchannel_accept(conn->fd, &cfg, &error);
-        g_autoptr(VrotMframe) hello = NULL, evidence = NULL;
-        g_autoptr(GBytes) nonce = NULL;
+        g_autoptr(VrotMframe) evidence = NULL, req = NULL;
 
         if (!c) {
                 g_message("migration: refused a connection: %s", error->message);
-        } else if ((hello = expect(c, VROT_MFRAME_HELLO, &error)) &&
-                   send_hello(m, c, &nonce, &error) &&
-                   (evidence = expect(c, VROT_MFRAME_EVIDENCE, &error))) {
-                if (!check_evidence(m, c, evidence, nonce, &error))
-                        send_error(c, error->message);
-                else if (send_evidence(m, c, hello, &error))
-                        g_message("migration: %s attested (handshake only; transfers come next)",
-                                  vrot_mchannel_peer_name(c));
+        } else if ((evidence = handshake(m, c, FALSE, &error))) {
+                g_message("migration: %s attested", vrot_mchannel_peer_name(c));
+                /* A check (migration.check) ends here: the peer closes. */
+                req = vrot_mchannel_receive(c, NULL);
+                if (req && vrot_mframe_type(req) == VROT_MFRAME_OFFER_REQUEST)
+                        (void)receive_instance(m, c, req, &error);
+                else if (req && (vrot_mframe_type(req) == VROT_MFRAME_COMMIT ||
+                                 vrot_mframe_type(req) == VROT_MFRAME_ABORT))
+                        (void)receive_decision(m, c, req, &error);
+                else if (req)
+                        peer_failed(req, &error);
         }
         if (c && error)
                 g_message("refused: migration peer %s: %s", vrot_mchannel_peer_name(c),
@@ -343,6 +625,8 @@ static gboolean listen_on(VrotMigration *m, const gchar *hostport, GError **erro
         return TRUE;
 }
 
+static gboolean tell_pending(gpointer data);
+
 /* ---- setup ----------------------------------------------------------------------------- */
 
 static gboolean read_file(const gchar *what, const gchar *path, gchar **ret, gsize *len,
@@ -357,7 +641,8 @@ static gboolean read_file(const gchar *what, const gchar *path, gchar **ret, gsi
         return FALSE;
 }
 
-VrotMigration *vrot_migration_new(VrotHost *host, const VrotConfig *cfg, GError **error)
+VrotMigration *vrot_migration_new(VrotHost *host, VrotInstances *instances, const VrotConfig *cfg,
+                                  GError **error)
 {
         g_autoptr(VrotMigration) m = NULL;
         g_autofree gchar *text = NULL;
@@ -368,6 +653,8 @@ VrotMigration *vrot_migration_new(VrotHost *host, const VrotConfig *cfg, GError 
                 return NULL;
         m = g_new0(VrotMigration, 1);
         m->host = host;
+        m->instances = instances;
+        m->notifying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         m->listen_fd = -1;
         m->name = g_strdup(cfg->migration_name);
         if (!cfg->migration_policy) {
@@ -400,6 +687,8 @@ VrotMigration *vrot_migration_new(VrotHost *host, const VrotConfig *cfg, GError 
                 sk_X509_push(m->chain, X509_dup(sk_X509_value(path, i)));
         if (cfg->migration_listen && !listen_on(m, cfg->migration_listen, error))
                 return NULL;
+        tell_pending(m);
+        m->retry = g_timeout_add_seconds(RETRY_S, tell_pending, m);
         return g_steal_pointer(&m);
 }
 
@@ -409,6 +698,10 @@ void vrot_migration_free(VrotMigration *m)
                 return;
         if (m->watch)
                 g_source_remove(m->watch);
+        if (m->retry)
+                g_source_remove(m->retry);
+        if (m->notifying)
+                g_hash_table_unref(m->notifying);
         if (m->listen_fd >= 0)
                 close(m->listen_fd);
         sk_X509_pop_free(m->chain, X509_free);
@@ -424,19 +717,27 @@ guint16 vrot_migration_port(const VrotMigration *m)
         return m ? m->port : 0;
 }
 
-/* ---- migration.check ------------------------------------------------------------------- */
+/* ---- the source: migration.check, instance.migrate, and decisions told again ------------- */
 
-typedef struct Check {
+typedef enum { JOB_CHECK, JOB_MIGRATE, JOB_TELL } JobKind;
+
+typedef struct Job {
         VrotMigration *m;
-        gchar *to;
+        JobKind kind;
+        gchar *to;                      /* ADDR:PORT */
+        gchar *uuid;                    /* JOB_MIGRATE */
+        VrotMigrationRecord *record;    /* JOB_TELL: a copy */
         VrotMigrateDoneFunc fn;
         gpointer data;
-} Check;
+        gint64 started;
+} Job;
 
-static void check_free(Check *k)
+static void job_free(Job *j)
 {
-        g_free(k->to);
-        g_free(k);
+        g_free(j->to);
+        g_free(j->uuid);
+        vrot_migration_record_free(j->record);
+        g_free(j);
 }
 
 static int dial(const gchar *hostport, GError **error)
@@ -458,59 +759,233 @@ static int dial(const gchar *hostport, GError **error)
         return fd;
 }
 
-static void check_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+/* The import key of @offer, checked: certified over this session and ID by
+ * the AK that quoted the peer's PCRs (@evidence), an ECDH key in that TPM. */
+static EVP_PKEY *import_key(VrotMchannel *c, VrotMframe *evidence, VrotMframe *offer, GError **error)
 {
-        Check *k = data;
-        VrotMchannelConfig cfg = channel_config(k->m);
+        const gchar *id = vrot_mframe_string(offer, "migration_id");
+        g_autoptr(GBytes) q = offer_qualifying(c, id, error);
+        VrotTpmevidenceKey k = { .ak_public = vrot_mframe_bytes(evidence, "ak_public"),
+                                 .key_public = vrot_mframe_bytes(offer, "import_public"),
+                                 .attest = vrot_mframe_bytes(offer, "attest"),
+                                 .signature = vrot_mframe_bytes(offer, "signature"),
+                                 .decrypt = TRUE };
+        g_autoptr(GError) local = NULL;
+        EVP_PKEY *key = NULL;
+
+        if (!q)
+                return NULL;
+        if (!vrot_tpmevidence_verify_key(&k, q, &key, &local)) {
+                g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_REFUSED,
+                            "%s: the import key: %s", vrot_mchannel_peer_name(c), local->message);
+                return NULL;
+        }
+        return key;
+}
+
+/* The one decision; then the peer is told.  Returns what to answer the caller. */
+static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *evidence, Job *j,
+                           JsonObject *res, GError **error)
+{
+        g_auto(Step) s = { .m = m, .uuid = j->uuid, .peer = j->to,
+                           .peer_name = vrot_mchannel_peer_name(c) };
+        g_autoptr(VrotMframe) req = vrot_mframe_new(VROT_MFRAME_OFFER_REQUEST);
+        g_autoptr(VrotMframe) offer = NULL, prepared = NULL, state = NULL, done = NULL;
+        g_autoptr(EVP_PKEY) key = NULL;
+        g_autoptr(GBytes) envelope = NULL;
+        g_autoptr(GError) told = NULL;
+        guint8 mid[VROT_MSEAL_ID_LEN], uuid[16];
+        gboolean locked = FALSE, ok;
+
+        if (!run(check_on_main, &s, error))
+                return FALSE;
+        s.generation = s.meta->generation;
+        vrot_mframe_set_string(req, "uuid", s.meta->uuid);
+        vrot_mframe_set_string(req, "kind", s.meta->kind == VROT_INSTANCE_VM ? "vm" : "service");
+        vrot_mframe_set_string(req, "name", s.meta->name);
+        vrot_mframe_set_uint(req, "generation", s.generation);
+        vrot_mframe_set_uint(req, "owner", s.meta->owner);
+        vrot_mframe_set_uint(req, "live", FALSE);
+        if (!vrot_mchannel_send(c, req, error) || !(offer = expect(c, VROT_MFRAME_OFFER, error)) ||
+            !(key = import_key(c, evidence, offer, error)))
+                return FALSE;
+        s.id = vrot_mframe_string(offer, "migration_id");
+        json_object_set_string_member(res, "migration_id", s.id);
+        /* Locked before any state leaves; from here every failure decides abort. */
+        locked = run(lock_on_main, &s, error);
+        ok = locked;
+        if (ok) {
+                vrot_hex_decode(s.id, 2 * VROT_MSEAL_ID_LEN, mid);
+                vrot_uuid_parse(s.uuid, uuid, NULL);
+                envelope = vrot_mseal_seal(key, mid, uuid, s.generation,
+                                           g_bytes_get_data(s.bundle, NULL),
+                                           g_bytes_get_size(s.bundle), error);
+                g_clear_pointer(&s.bundle, g_bytes_unref);
+                state = vrot_mframe_new(VROT_MFRAME_STATE);
+                vrot_mframe_set_string(state, "migration_id", s.id);
+                ok = envelope != NULL;
+        }
+        if (ok) {
+                vrot_mframe_set_bytes(state, "envelope", envelope);
+                ok = vrot_mchannel_send(c, state, error) &&
+                     (prepared = expect_id(c, VROT_MFRAME_PREPARED, s.id, error));
+        }
+        s.commit = ok;
+        if (!locked)
+                return FALSE;
+        if (!run(decide_on_main, &s, ok ? error : NULL)) {
+                if (ok)
+                        return FALSE;   /* still LOCKED: the next start aborts it */
+        }
+        json_object_set_string_member(res, "decision", s.commit ? "commit" : "abort");
+        /* Tell the peer; if it does not hear, the decision is told again later. */
+        if (send_id(c, s.commit ? VROT_MFRAME_COMMIT : VROT_MFRAME_ABORT, s.id,
+                    s.commit ? NULL : (*error)->message, &told) &&
+            (done = expect_id(c, VROT_MFRAME_DONE, s.id, &told)))
+                (void)run(forget_on_main, &s, &told);
+        else
+                g_message("migration %s: %s will be told to %s again: %s", s.id,
+                          s.commit ? "commit" : "abort", s.peer_name, told->message);
+        json_object_set_boolean_member(res, "peer_confirmed", done != NULL);
+        return s.commit;
+}
+
+/* A decision the peer has not heard yet (a record of the journal), told again. */
+static gboolean tell(VrotMigration *m, VrotMchannel *c, Job *j, GError **error)
+{
+        VrotMigrationRecord *r = j->record;
+        g_auto(Step) s = { .m = m, .id = r->id };
+        gboolean commit = r->state == VROT_MIGRATION_COMMITTED;
+        g_autoptr(VrotMframe) answer = NULL;
+
+        if (!g_str_equal(vrot_mchannel_peer_name(c), r->peer_name)) {
+                g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_PEER,
+                            "%s answers as %s, not %s", j->to, vrot_mchannel_peer_name(c),
+                            r->peer_name);
+                return FALSE;
+        }
+        if (!send_id(c, commit ? VROT_MFRAME_COMMIT : VROT_MFRAME_ABORT, r->id,
+                     "aborted by the source", error) ||
+            !(answer = vrot_mchannel_receive(c, error)))
+                return FALSE;
+        /* An abort of a migration the peer never journaled is heard too. */
+        if (!(vrot_mframe_type(answer) == VROT_MFRAME_DONE &&
+              g_str_equal(vrot_mframe_string(answer, "migration_id"), r->id)) &&
+            !(!commit && vrot_mframe_type(answer) == VROT_MFRAME_ERROR_FRAME &&
+              g_str_has_prefix(vrot_mframe_string(answer, "message"), "unknown migration")))
+                return peer_failed(answer, error);
+        return run(forget_on_main, &s, error);
+}
+
+static void job_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+        Job *j = data;
+        VrotMchannelConfig cfg = channel_config(j->m);
         g_autoptr(VrotMchannel) c = NULL;
-        g_autoptr(VrotMframe) hello = NULL, evidence = NULL;
-        g_autoptr(GBytes) nonce = NULL;
+        g_autoptr(VrotMframe) evidence = NULL;
+        g_autoptr(JsonObject) o = json_object_new();
         GError *error = NULL;
+        gboolean ok;
         int fd;
 
         (void)source;
         (void)cancel;
-        if ((fd = dial(k->to, &error)) >= 0 && (c = vrot_mchannel_connect(fd, &cfg, &error)) &&
-            send_hello(k->m, c, &nonce, &error) &&
-            (hello = expect(c, VROT_MFRAME_HELLO, &error)) &&
-            send_evidence(k->m, c, hello, &error) &&
-            (evidence = expect(c, VROT_MFRAME_EVIDENCE, &error)) &&
-            check_evidence(k->m, c, evidence, nonce, &error)) {
-                JsonObject *o = json_object_new();
-                JsonNode *res = json_node_init_object(json_node_alloc(), o);
-
+        ok = (fd = dial(j->to, &error)) >= 0 && (c = vrot_mchannel_connect(fd, &cfg, &error)) &&
+             (evidence = handshake(j->m, c, TRUE, &error));
+        if (ok) {
                 json_object_set_string_member(o, "peer", vrot_mchannel_peer_name(c));
                 json_object_set_int_member(o, "pcr_mask",
                                            (gint64)vrot_mframe_uint(evidence, "pcr_mask"));
-                json_object_unref(o);
-                g_task_return_pointer(task, res, (GDestroyNotify)json_node_unref);
-                return;
         }
-        g_task_return_error(task, error);
+        if (ok && j->kind == JOB_MIGRATE) {
+                json_object_set_string_member(o, "uuid", j->uuid);
+                ok = send_state(j->m, c, evidence, j, o, &error);
+                json_object_set_int_member(o, "ms", (g_get_monotonic_time() - j->started) / 1000);
+        } else if (ok && j->kind == JOB_TELL) {
+                ok = tell(j->m, c, j, &error);
+        }
+        if (ok)
+                g_task_return_pointer(task, json_node_init_object(json_node_alloc(), o),
+                                      (GDestroyNotify)json_node_unref);
+        else
+                g_task_return_error(task, error);
 }
 
-static void check_done(GObject *source, GAsyncResult *res, gpointer data)
+static void job_done(GObject *source, GAsyncResult *res, gpointer data)
 {
-        Check *k = data;
+        Job *j = data;
         GError *error = NULL;
         JsonNode *result = g_task_propagate_pointer(G_TASK(res), &error);
+        static const char *const what[] = { "migration.check", "instance.migrate", "telling" };
 
         (void)source;
+        if (j->kind == JOB_TELL) {
+                g_hash_table_remove(j->m->notifying, j->record->id);
+                if (result)
+                        g_message("migration %s: %s heard the %s", j->record->id,
+                                  j->record->peer_name,
+                                  j->record->state == VROT_MIGRATION_COMMITTED ? "commit" : "abort");
+                else
+                        g_message("migration %s: %s did not hear the decision yet (again in %d s): "
+                                  "%s", j->record->id, j->record->peer_name, RETRY_S, error->message);
+                g_clear_pointer(&result, json_node_unref);
+                g_clear_error(&error);
+                return;
+        }
         if (result)
-                g_message("migration: %s attested by migration.check", k->to);
+                g_message("migration: %s %s done", what[j->kind], j->uuid ? j->uuid : j->to);
         else
-                g_message("refused: migration.check of %s: %s", k->to, error->message);
-        k->fn(result, error, k->data);
+                g_message("refused: %s %s to %s: %s", what[j->kind], j->uuid ? j->uuid : "", j->to,
+                          error->message);
+        j->fn(result, error, j->data);
+}
+
+static void start_job(Job *j)
+{
+        g_autoptr(GTask) task = g_task_new(NULL, NULL, job_done, j);
+
+        j->started = g_get_monotonic_time();
+        g_task_set_task_data(task, j, (GDestroyNotify)job_free);
+        g_task_run_in_thread(task, job_thread);
 }
 
 void vrot_migration_check_async(VrotMigration *m, const gchar *to, VrotMigrateDoneFunc fn,
                                 gpointer data)
 {
-        g_autoptr(GTask) task = NULL;
-        Check *k = g_new0(Check, 1);
+        Job *j = g_new0(Job, 1);
 
-        *k = (Check){ .m = m, .to = g_strdup(to), .fn = fn, .data = data };
-        task = g_task_new(NULL, NULL, check_done, k);
-        g_task_set_task_data(task, k, (GDestroyNotify)check_free);
-        g_task_run_in_thread(task, check_thread);
+        *j = (Job){ .m = m, .kind = JOB_CHECK, .to = g_strdup(to), .fn = fn, .data = data };
+        start_job(j);
+}
+
+void vrot_migration_migrate_async(VrotMigration *m, const gchar *uuid, const gchar *to,
+                                  VrotMigrateDoneFunc fn, gpointer data)
+{
+        Job *j = g_new0(Job, 1);
+
+        *j = (Job){ .m = m, .kind = JOB_MIGRATE, .to = g_strdup(to), .uuid = g_strdup(uuid),
+                    .fn = fn, .data = data };
+        start_job(j);
+}
+
+/* Decisions a destination has not heard (after a broken session or a
+ * restart) are told again, each by a thread of its own, until heard. */
+static gboolean tell_pending(gpointer data)
+{
+        VrotMigration *m = data;
+        g_autoptr(GPtrArray) pending = vrot_instances_migrations_pending(m->instances);
+
+        for (guint i = 0; i < pending->len; i++) {
+                VrotMigrationRecord *r = pending->pdata[i];
+                Job *j;
+
+                if (g_hash_table_contains(m->notifying, r->id))
+                        continue;
+                g_hash_table_add(m->notifying, g_strdup(r->id));
+                j = g_new0(Job, 1);
+                *j = (Job){ .m = m, .kind = JOB_TELL, .to = g_strdup(r->peer),
+                            .record = g_steal_pointer(&pending->pdata[i]) };
+                start_job(j);
+        }
+        return G_SOURCE_CONTINUE;
 }

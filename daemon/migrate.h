@@ -14,7 +14,8 @@
  * fails gets nothing but an error frame.
  *
  * Each connection runs in a thread; host-TPM work goes to the main loop
- * (maincall.h).  Transfers (the offer, the state, the commit) come next.
+ * (maincall.h).  Then one request: a cold migration's offer, state and
+ * decision, or a decision told again after a broken session.
  */
 
 #include <glib.h>
@@ -22,6 +23,7 @@
 
 #include "config.h"
 #include "host.h"
+#include "instances.h"
 
 #define VROT_MIGRATE_ERROR (vrot_migrate_error_quark())
 GQuark vrot_migrate_error_quark(void);
@@ -40,7 +42,8 @@ typedef struct VrotMigration VrotMigration;
  * migrate (no name).  With a name, a policy is required; with listen, the
  * socket is bound and served from the main loop at once.
  */
-VrotMigration *vrot_migration_new(VrotHost *host, const VrotConfig *cfg, GError **error);
+VrotMigration *vrot_migration_new(VrotHost *host, VrotInstances *instances, const VrotConfig *cfg,
+                                  GError **error);
 void vrot_migration_free(VrotMigration *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotMigration, vrot_migration_free)
 
@@ -57,3 +60,14 @@ typedef void (*VrotMigrateDoneFunc)(JsonNode *result, GError *error, gpointer da
  */
 void vrot_migration_check_async(VrotMigration *m, const gchar *to, VrotMigrateDoneFunc fn,
                                 gpointer data);
+
+/**
+ * vrot_migration_migrate_async:
+ * instance.migrate (cold; docs/migration.md "The protocol"): the stopped
+ * instance @uuid goes to @to.  @fn hears {"uuid", "peer", "migration_id",
+ * "decision": "commit", "peer_confirmed", "ms", ...} once this host
+ * committed (the instance is the destination's), or the reason it did not
+ * (the instance is live here, as it was).
+ */
+void vrot_migration_migrate_async(VrotMigration *m, const gchar *uuid, const gchar *to,
+                                  VrotMigrateDoneFunc fn, gpointer data);

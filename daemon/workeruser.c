@@ -68,6 +68,11 @@ static gboolean give_files(const VrotWorkerUser *u, const gchar *dir, GError **e
         return TRUE;
 }
 
+gboolean vrot_worker_user_give_files(const VrotWorkerUser *u, const gchar *dir, GError **error)
+{
+        return !u || give_files(u, dir, error);
+}
+
 gboolean vrot_worker_user_make_dir(const VrotWorkerUser *u, const gchar *path, int mode,
                                    GError **error)
 {

@@ -44,3 +44,6 @@ const gchar *vrot_worker_user_name(const VrotWorkerUser *u);
  */
 gboolean vrot_worker_user_make_dir(const VrotWorkerUser *u, const gchar *path, int mode,
                                    GError **error);
+
+/** vrot_worker_user_give_files: the files directly in @dir to @u (NULL: nothing to do). */
+gboolean vrot_worker_user_give_files(const VrotWorkerUser *u, const gchar *dir, GError **error);

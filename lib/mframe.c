@@ -37,7 +37,7 @@ static const Schema schemas[VROT_MFRAME_N_TYPES] = {
                         { "ca_signature", K_BASE64, 1, 80 } } },
         { "offer_request", { { "uuid", K_UUID, 0, 0 }, { "kind", K_STRING, 1, 16 },
                              { "name", K_STRING, 1, 64 }, { "generation", K_UINT, 0, MAX_UINT },
-                             { "live", K_BOOL, 0, 0 } } },
+                             { "owner", K_UINT, 0, G_MAXUINT32 }, { "live", K_BOOL, 0, 0 } } },
         { "offer", { ID, { "import_public", K_BASE64, 2, 1024 }, { "attest", K_BASE64, 1, 2048 },
                      { "signature", K_BASE64, 1, 80 } } },
         { "state", { ID, { "envelope", K_BASE64, 1, VROT_MFRAME_MAX / 4 * 3 } } },

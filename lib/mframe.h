@@ -29,7 +29,7 @@ typedef enum {
         VROT_MFRAME_HELLO,              /* nonce, pcr_mask (the PCRs the peer must quote) */
         VROT_MFRAME_EVIDENCE,           /* ak_public, attest, signature, pcr_mask, pcr_values,
                                          * ca_public, ca_attest, ca_signature */
-        VROT_MFRAME_OFFER_REQUEST,      /* uuid, kind, name, generation, live */
+        VROT_MFRAME_OFFER_REQUEST,      /* uuid, kind, name, generation, owner, live */
         VROT_MFRAME_OFFER,              /* migration_id, import_public, attest, signature */
         VROT_MFRAME_STATE,              /* migration_id, envelope */
         VROT_MFRAME_PREPARED,           /* migration_id */

@@ -13,6 +13,14 @@ against a real `vrotd --dev` with its simulated host TPM:
   quote and CA-key certification bound to the session, checked against
   the other's policy (migration.check); refused: a peer the policy does not
   name, host PCR values outside it, a host of another fleet.
+- cold migration (instance.migrate, `vrotctl migrate`): a stopped service
+  vTPM with an NV index and a persistent key moves from A to B; on B it
+  starts with the same NV data, the same persistent key and the same EKs,
+  whose certificates B's host CA issued again (NV and instance.ek_cert);
+  on A it is a tombstone that cannot start, and restoring A's older state
+  directory is refused (the NV counter moved at the commit); it can move
+  back to A; a running instance, a destination that fails A's policy and
+  an unknown UUID are refused with the instance still live on A.
 (The channel's TLS checks are also tested in tests/unit/test-mchannel.c,
 the import keys with the host TPM in tests/unit/test-hosttpm.c.)"""
 
@@ -184,5 +192,163 @@ def test_attested_handshake():
             d.stop_clean()
 
 
+NV_INDEX = "0x1500016"
+KEY_HANDLE = "0x81000001"
+
+
+def two_hosts(h):
+    """Hosts A and B of one fleet, each listening on loopback, each
+    accepting the other."""
+    a = V.Vrotd(h, name="a")
+    a.config = config(h, "host-a.example", policy(h, "a", ["host-b.example"]), "127.0.0.1:0")
+    a.start()
+    b = V.Vrotd(h, name="b")
+    share_fleet_root(h, a, b)
+    b.config = config(h, "host-b.example", policy(h, "b", ["host-a.example"]), "127.0.0.1:0")
+    b.start()
+    return a, b
+
+
+def address(d):
+    return f"127.0.0.1:{transport(d)['port']}"
+
+
+class Service:
+    """A service instance's data socket, for tpm2-tools."""
+
+    def __init__(self, info):
+        self.data = info["data"]
+        self.kind = "service"
+
+    def log_text(self):
+        return ""
+
+
+def tpm2(d, uuid, *args):
+    return H.tpm2(Service(d.call("instance.start", uuid=uuid)), *args)
+
+
+def pubkey(h, d, uuid, handle, tag):
+    out = h.path(f"{tag}.pem")
+    tpm2(d, uuid, "readpublic", "-c", handle, "-o", out, "-f", "pem")
+    with open(out) as f:
+        return f.read()
+
+
+def nv_read(h, d, uuid, index, tag):
+    out = h.path(f"{tag}.bin")
+    tpm2(d, uuid, "nvread", index, "-C", "o", "-o", out)
+    with open(out, "rb") as f:
+        return f.read()
+
+
+def ek_cert_der(h, d, uuid, tag):
+    out = h.path(f"{tag}.der")
+    tpm2(d, uuid, "nvread", "0x1c00002", "-o", out)
+    with open(out, "rb") as f:
+        return f.read()
+
+
+def verifies(h, info, cert_pem, tag):
+    root, ca, cert = (h.path(f"{tag}-{n}.pem") for n in ("root", "ca", "cert"))
+    for path, pem in ((root, info["fleet_root_pem"]), (ca, info["host_ca_pem"]), (cert, cert_pem)):
+        with open(path, "w") as f:
+            f.write(pem)
+    return openssl("verify", "-CAfile", root, "-untrusted", ca, cert).returncode == 0
+
+
+def test_cold_migration():
+    with V.Harness("migration-cold") as h:
+        a, b = two_hosts(h)
+        u = a.call("instance.create", kind="service", name="billing")["uuid"]
+        data = b"vrot migrates this NV index intact"
+        with open(h.path("nv.in"), "wb") as f:
+            f.write(data)
+        tpm2(a, u, "nvdefine", NV_INDEX, "-C", "o", "-s", str(len(data)),
+             "-a", "ownerread|ownerwrite|authread|authwrite")
+        tpm2(a, u, "nvwrite", NV_INDEX, "-C", "o", "-i", h.path("nv.in"))
+        tpm2(a, u, "createprimary", "-C", "o", "-g", "sha256", "-G", "ecc", "-c", h.path("p.ctx"))
+        tpm2(a, u, "evictcontrol", "-C", "o", "-c", h.path("p.ctx"), KEY_HANDLE)
+        key = pubkey(h, a, u, KEY_HANDLE, "key-a")
+        ek = pubkey(h, a, u, "0x81010001", "ek-a")
+        old_cert = a.call("instance.ek_cert", uuid=u, type="rsa")["pem"]
+
+        # Running: refused, nothing changes.
+        e = V.expect_error(-32003, a.call, "instance.migrate", uuid=u, to=address(b))
+        check("stop it first" in e.message, f"a running instance: {e.message}")
+        a.call("instance.stop", uuid=u)
+        # A copy of A's state directory from before the migration.
+        a.stop_clean()
+        backup = h.path("a-backup")
+        shutil.copytree(a.state_dir, backup, symlinks=True,
+                        ignore=shutil.ignore_patterns("dev-host-tpm"))
+        a.start()
+
+        rc, out, err = V.vrotctl(a.socket, "migrate", u, "--to", address(b))
+        check(rc == 0 and f"{u}: migrated to host-b.example" in out, f"vrotctl migrate: {rc} {out} {err}")
+
+        # A: a tombstone that cannot start.
+        info = a.call("instance.info", uuid=u)
+        check(info["state"] == "migrated" and info["migration"] is None, f"A's instance: {info}")
+        V.expect_error(V.NOT_FOUND, a.call, "instance.start", uuid=u)
+        check(not os.path.exists(os.path.join(a.state_dir, "instances", u)),
+              "A kept the state files of a migrated instance")
+        # B: the same vTPM, endorsed by B.
+        info = b.call("instance.info", uuid=u)
+        check(info["state"] == "stopped" and info["name"] == "billing" and info["kind"] == "service",
+              f"B's instance: {info}")
+        check(nv_read(h, b, u, NV_INDEX, "nv-b") == data, "the NV index changed on the way")
+        check(pubkey(h, b, u, KEY_HANDLE, "key-b") == key, "the persistent key changed")
+        check(pubkey(h, b, u, "0x81010001", "ek-b") == ek, "the EK changed")
+        new_cert = b.call("instance.ek_cert", uuid=u, type="rsa")["pem"]
+        check(new_cert != old_cert, "B did not issue the EK certificate again")
+        b_info, a_info = b.call("host.info"), a.call("host.info")
+        check(verifies(h, b_info, new_cert, "new-b"), "B's EK certificate does not verify under B")
+        check(not verifies(h, a_info, new_cert, "new-a"), "B's EK certificate verifies under A's CA")
+        check(ek_cert_der(h, b, u, "ekcert-b") ==
+              subprocess.run(["openssl", "x509", "-outform", "DER"], input=new_cert.encode(),
+                             capture_output=True, timeout=60).stdout,
+              "NV 0x01c00002 does not hold B's certificate")
+        b.call("instance.stop", uuid=u)
+
+        # Back to A (a migrated tombstone may come back), and A sees the NV index.
+        r = b.call("instance.migrate", uuid=u, to=address(a))
+        check(r["peer"] == "host-a.example" and r["decision"] == "commit" and r["peer_confirmed"],
+              f"instance.migrate back: {r}")
+        check(nv_read(h, a, u, NV_INDEX, "nv-back") == data, "the NV index changed coming back")
+        a.call("instance.stop", uuid=u)
+        check(b.call("instance.info", uuid=u)["state"] == "migrated", "B still has it")
+
+        # Refusals that change nothing: unknown UUID, a destination that fails the policy.
+        V.expect_error(V.NOT_FOUND, a.call, "instance.migrate",
+                       uuid="00000000-0000-4000-8000-000000000009", to=address(b))
+        b.stop_clean()
+        b.config = config(h, "host-b.example", policy(h, "b-ff", ["host-a.example"]),
+                          "127.0.0.1:0")
+        b.start()
+        a.stop_clean()
+        a.config = config(h, "host-a.example", policy(h, "a-ff", ["host-b.example"], "ff" * 32),
+                          "127.0.0.1:0")
+        a.start()
+        e = V.expect_error(-32008, a.call, "instance.migrate", uuid=u, to=address(b))
+        check("PCR 0" in e.message, f"a destination outside the policy: {e.message}")
+        info = a.call("instance.info", uuid=u)
+        check(info["state"] == "stopped" and info["migration"] is None, f"after the refusal: {info}")
+        a.call("instance.start", uuid=u)
+        a.call("instance.stop", uuid=u)
+
+        # A's state directory of before the first migration: refused as a rollback.
+        a.stop_clean()
+        for name in os.listdir(backup):
+            dst = os.path.join(a.state_dir, name)
+            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+            src = os.path.join(backup, name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+        refusal = start_refused(a, a.config)
+        check("restored from an older copy" in refusal + a.log_text(),
+              f"a restored source state directory: {refusal}")
+        b.stop_clean()
+
+
 if __name__ == "__main__":
-    H.main([test_transport_certificate, test_attested_handshake])
+    H.main([test_transport_certificate, test_attested_handshake, test_cold_migration])

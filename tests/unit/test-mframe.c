@@ -43,6 +43,7 @@ static void test_mframe_round_trip(void)
         vrot_mframe_set_string(f, "kind", "vm");
         vrot_mframe_set_string(f, "name", "web-1");
         vrot_mframe_set_uint(f, "generation", 12345678901ull);
+        vrot_mframe_set_uint(f, "owner", 1000);
         vrot_mframe_set_uint(f, "live", TRUE);
         wire = vrot_mframe_encode(f, &err);
         CU_ASSERT_PTR_NOT_NULL_FATAL(wire);
@@ -52,6 +53,7 @@ static void test_mframe_round_trip(void)
         CU_ASSERT_STRING_EQUAL(vrot_mframe_string(back, "name"), "web-1");
         CU_ASSERT_EQUAL(vrot_mframe_uint(back, "generation"), 12345678901ull);
         CU_ASSERT_EQUAL(vrot_mframe_uint(back, "live"), 1);
+        CU_ASSERT_EQUAL(vrot_mframe_uint(back, "owner"), 1000);
         CU_ASSERT_STRING_EQUAL(vrot_mframe_type_name(vrot_mframe_type(back)), "offer_request");
 }
 
@@ -99,7 +101,9 @@ static void test_mframe_refusals(void)
                 "{\"type\":\"offer_request\",\"uuid\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\","
                 "\"kind\":\"vm\",\"name\":\"x\",\"generation\":-1,\"live\":false}",
                 "{\"type\":\"offer_request\",\"uuid\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\","
-                "\"kind\":\"vm\",\"name\":\"x\",\"generation\":1,\"live\":0}",
+                "\"kind\":\"vm\",\"name\":\"x\",\"generation\":1,\"owner\":0,\"live\":0}",
+                "{\"type\":\"offer_request\",\"uuid\":\"6f1c2c1e-7d3a-4a53-9d64-0c1d2e3f4a5b\","
+                "\"kind\":\"vm\",\"name\":\"x\",\"generation\":1,\"owner\":4294967296,\"live\":false}",
                 "{\"type\":\"evidence\",\"ak_public\":\"AAA=\",\"attest\":\"AA==\","
                 "\"signature\":\"AA==\",\"pcr_mask\":16777216,\"pcr_values\":\"AA==\"}",
         };
