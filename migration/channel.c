@@ -250,16 +250,27 @@ static gboolean read_all(VrotMchannel *c, guint8 *p, gsize len, GError **error)
 {
         while (len > 0) {
                 int n = SSL_read(c->ssl, p, (int)MIN(len, (gsize)G_MAXINT));
+                unsigned long e;
 
-                if (n <= 0) {
+                if (n > 0) {
+                        p += n;
+                        len -= (gsize)n;
+                        continue;
+                }
+                /* A record that fails authentication (tampered on the way)
+                 * says so; a peer that went away or a timeout, as such. */
+                e = ERR_peek_last_error();
+                if (SSL_get_error(c->ssl, n) == SSL_ERROR_SSL && e)
+                        g_set_error(error, VROT_MCHANNEL_ERROR, VROT_MCHANNEL_ERROR_IO,
+                                    "the channel from %s broke: %s", c->peer_name,
+                                    ERR_reason_error_string(e) ? ERR_reason_error_string(e)
+                                                               : "TLS error");
+                else
                         g_set_error(error, VROT_MCHANNEL_ERROR, VROT_MCHANNEL_ERROR_IO,
                                     "%s closed the channel or did not answer in time",
                                     c->peer_name);
-                        ERR_clear_error();
-                        return FALSE;
-                }
-                p += n;
-                len -= (gsize)n;
+                ERR_clear_error();
+                return FALSE;
         }
         return TRUE;
 }
