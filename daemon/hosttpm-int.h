@@ -36,6 +36,8 @@ typedef struct CountingTcti {
         TSS2_TCTI_CONTEXT_COMMON_V2 common;     /* first: ESYS casts to it */
         TSS2_TCTI_CONTEXT *inner;
         guint64 count;
+        guint64 usec;                           /* spent from transmit to answer */
+        gint64 sent_at;                         /* monotonic time of the last transmit */
         TSS2_RC lost;                           /* first transport failure, or 0 */
 } CountingTcti;
 

@@ -160,6 +160,7 @@ static TSS2_RC counting_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint
         TSS2_RC rc;
 
         counting(ctx)->count++;
+        counting(ctx)->sent_at = g_get_monotonic_time();
         sigemptyset(&pipe_set);
         sigaddset(&pipe_set, SIGPIPE);
         pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
@@ -174,8 +175,15 @@ static TSS2_RC counting_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint
 static TSS2_RC counting_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *response,
                                 int32_t timeout)
 {
-        return note_failure(counting(ctx),
-                            Tss2_Tcti_Receive(counting(ctx)->inner, size, response, timeout));
+        CountingTcti *t = counting(ctx);
+        TSS2_RC rc = Tss2_Tcti_Receive(t->inner, size, response, timeout);
+
+        /* ESYS asks for the size first (response NULL), then the bytes. */
+        if (rc == TSS2_RC_SUCCESS && response && t->sent_at) {
+                t->usec += (guint64)(g_get_monotonic_time() - t->sent_at);
+                t->sent_at = 0;
+        }
+        return note_failure(t, rc);
 }
 
 static void counting_finalize(TSS2_TCTI_CONTEXT *ctx)
@@ -321,6 +329,11 @@ ESYS_CONTEXT *vrot_host_tpm_esys(VrotHostTpm *self)
 guint64 vrot_host_tpm_command_count(const VrotHostTpm *self)
 {
         return self->tcti.count;
+}
+
+guint64 vrot_host_tpm_command_usec(const VrotHostTpm *self)
+{
+        return self->tcti.usec;
 }
 
 ESYS_TR vrot_host_tpm_srk(VrotHostTpm *self)

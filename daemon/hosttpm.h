@@ -122,6 +122,8 @@ ESYS_CONTEXT *vrot_host_tpm_esys(VrotHostTpm *self);
 
 /** vrot_host_tpm_command_count: TPM commands sent since vrot_host_tpm_open(). */
 guint64 vrot_host_tpm_command_count(const VrotHostTpm *self);
+/** vrot_host_tpm_command_usec: wall-clock microseconds those commands took, send to answer. */
+guint64 vrot_host_tpm_command_usec(const VrotHostTpm *self);
 
 /**
  * vrot_host_tpm_check:
