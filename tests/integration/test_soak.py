@@ -28,7 +28,11 @@ from harness import Failure, check
 
 N = int(os.environ.get("VROT_SOAK_INSTANCES", "200"))
 ROUNDS = int(os.environ.get("VROT_SOAK_ROUNDS", "4"))        # with a daemon restart after each
-CALM_ROUNDS = 2                                               # then without: memory
+CALM_ROUNDS = 3                                               # then without: memory
+# The first calm round after the last restart warms the daemon up (its heap
+# and its threads' malloc arenas reach their working size: measured 3.4 MiB
+# after it once, 5.9-6.0 MiB after every later one); growth is judged from
+# the second calm round on, where a leak would show as steady growth.
 OPS = int(os.environ.get("VROT_SOAK_OPS", "250"))             # per round
 SEED = int(os.environ.get("VROT_SOAK_SEED", "27070"))
 NV_INDEX = 0x01500020
@@ -196,8 +200,9 @@ def test_soak():
             # the exit status non-zero, which stop_clean() refuses.
             say("ASan build: memory growth is ASan's quarantine; LeakSanitizer checks leaks at exit")
         else:
-            check(memory[-1] <= memory[0] + MEMORY_SLACK_KIB,
-                  f"vrotd's private memory grew from {memory[0]} to {memory[-1]} KiB")
+            check(memory[-1] <= memory[1] + MEMORY_SLACK_KIB,
+                  f"vrotd's private memory grew from {memory[1]} to {memory[-1]} KiB "
+                  f"(after the warm-up round: {memory[0]} KiB)")
         d.stop_clean()      # SIGTERM: exit 0 (no leak under LSan), every worker stopped
         say("counts: " + ", ".join(f"{k} {v}" for k, v in m.counts.items())
             + f"; NV-writing services {len(m.nv)}, highest NV value {max(m.nv.values(), default=0)}")
