@@ -136,7 +136,8 @@ static gboolean on_migrate(Hook *h, GError **error)
 {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                     "no prepared migration for the vTPM of domain %s (%s): vrot does not migrate "
-                    "vTPMs yet, and a migration without it would lose or duplicate the TPM",
+                    "vTPMs live yet (shut the domain off and move its vTPM with vrotctl migrate), "
+                    "and a migration without it would lose or duplicate the TPM",
                     h->domain, h->xml->uuid);
         return FALSE;
 }

@@ -250,6 +250,34 @@ static void add_migration(JsonBuilder *b, VrotApi *api)
         json_builder_end_object(b);
 }
 
+/* "migrations": the journal's unfinished records (docs/migration.md "Recovery"). */
+static void add_migrations(JsonBuilder *b, VrotApi *api)
+{
+        const GPtrArray *all = vrot_registry_migrations(vrot_instances_registry(api->instances));
+
+        json_builder_set_member_name(b, "migrations");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < all->len; i++) {
+                const VrotMigrationRecord *m = all->pdata[i];
+
+                if (m->state == VROT_MIGRATION_DONE)
+                        continue;
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "id");
+                json_builder_add_string_value(b, m->id);
+                json_builder_set_member_name(b, "uuid");
+                json_builder_add_string_value(b, m->uuid);
+                json_builder_set_member_name(b, "state");
+                json_builder_add_string_value(b, vrot_migration_state_name(m->state));
+                json_builder_set_member_name(b, "peer");
+                json_builder_add_string_value(b, m->peer_name);
+                json_builder_set_member_name(b, "since");
+                json_builder_add_int_value(b, m->since);
+                json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+}
+
 static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                              GError **error)
 {
@@ -267,11 +295,14 @@ static JsonNode *m_host_info(gpointer ctx, const VrotCaller *caller, const VrotJ
         json_builder_add_string_value(b, vrot_host_tcti(api->host));
         json_builder_set_member_name(b, "host_tpm_commands");
         json_builder_add_int_value(b, (gint64)vrot_host_tpm_command_count(vrot_host_tpm(api->host)));
+        json_builder_set_member_name(b, "host_tpm_usec");
+        json_builder_add_int_value(b, (gint64)vrot_host_tpm_command_usec(vrot_host_tpm(api->host)));
         json_builder_set_member_name(b, "instances");
         json_builder_add_int_value(b, all->len);
         json_builder_set_member_name(b, "running");
         json_builder_add_int_value(b, vrot_instances_n_running(api->instances));
         add_pool(b, api->instances);
+        add_migrations(b, api);
         add_enrolment(b, api->host);
         add_migration(b, api);
         json_builder_end_object(b);

@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #include "endorse.h"
+#include "fault.h"
 #include "mbundle.h"
 #include "forkclient.h"
 #include "instances.h"
@@ -1267,6 +1268,7 @@ gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, co
         VrotInstance *inst = g_new0(VrotInstance, 1);
         VrotMigrationRecord *m;
         VrotEndorseParams params = { .reissue = TRUE };
+        gboolean ok;
 
         if (!valid_name(meta->name)) {
                 vrot_instance_free(inst);
@@ -1292,8 +1294,10 @@ gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, co
                 return FALSE;
         }
         m = vrot_registry_migration(self->registry, id);
-        if (!save(self, error) || !write_state(self, inst, bundle, error) ||
-            !endorse_run(self, inst, &params, error)) {
+        ok = save(self, error);
+        if (ok)
+                vrot_fault_point("dst-importing");
+        if (!ok || !write_state(self, inst, bundle, error) || !endorse_run(self, inst, &params, error)) {
                 g_prefix_error(error, "importing %s: ", inst->uuid);
                 discard_import(self, m);
                 return FALSE;

@@ -16,12 +16,13 @@
 #include "api.h"
 #include "migrate.h"
 #include "config.h"
+#include "fault.h"
 #include "host.h"
 #include "instances.h"
 #include "server.h"
 
 typedef struct Options {
-        gchar *config, *state_dir, *runtime_dir, *vtpm, *log_level;
+        gchar *config, *state_dir, *runtime_dir, *vtpm, *log_level, *fault_stop;
         gboolean dev, version;
 } Options;
 
@@ -35,6 +36,10 @@ static gboolean parse_options(int *argc, char ***argv, Options *o, GError **erro
                 { "vtpm", 0, 0, G_OPTION_ARG_FILENAME, &o->vtpm, "The vrot-vtpm binary", "PATH" },
                 { "log-level", 0, 0, G_OPTION_ARG_STRING, &o->log_level, "error, warning, info or debug", "LEVEL" },
                 { "version", 0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL },
+#ifdef VROT_FAULT_INJECTION
+                { "fault-stop", 0, 0, G_OPTION_ARG_STRING, &o->fault_stop,
+                  "Tests only: SIGSTOP at this fault point (daemon/fault.h)", "POINT" },
+#endif
                 G_OPTION_ENTRY_NULL,
         };
         g_autoptr(GOptionContext) ctx = g_option_context_new("- the vrot host daemon");
@@ -150,6 +155,7 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         g_message("serving on %s (host TPM: %s, %" G_GUINT64_FORMAT " commands so far)", sock,
                   vrot_host_tcti(host), vrot_host_tpm_command_count(vrot_host_tpm(host)));
         g_main_loop_run(loop);
+        vrot_migration_quiesce(migration);
         g_clear_pointer(&server, vrot_server_free);
         vrot_instances_stop_all(instances);
         return EXIT_SUCCESS;
@@ -178,11 +184,17 @@ int main(int argc, char **argv)
         /* Workers whose fork server dies are re-parented here and reaped. */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         vtpm = o.vtpm ? g_strdup(o.vtpm) : default_vtpm(argv[0]);
+#ifdef VROT_FAULT_INJECTION
+        if (o.fault_stop)
+                g_warning("a test build: stops at fault point %s (daemon/fault.h)", o.fault_stop);
+        vrot_fault_stop_at(o.fault_stop);
+#endif
         ret = run(cfg, vtpm);
         g_free(o.config);
         g_free(o.state_dir);
         g_free(o.runtime_dir);
         g_free(o.vtpm);
         g_free(o.log_level);
+        g_free(o.fault_stop);
         return ret;
 }

@@ -14,6 +14,7 @@
 #include "channel.h"
 #include "hosttpm.h"
 #include "maincall.h"
+#include "fault.h"
 #include "hex.h"
 #include "mbundle.h"
 #include "migrate.h"
@@ -47,7 +48,55 @@ struct VrotMigration {
         guint16 port;
         guint watch;
         gint connections;               /* served now (atomic) */
+        gint active;                    /* threads and jobs not finished (atomic) */
+        gboolean closing;               /* vrot_migration_quiesce() began */
+        GMutex lock;                    /* guards fds */
+        GArray *fds;                    /* the sockets of the threads, to shut down at exit */
 };
+
+/* ---- threads, and how they end at exit ------------------------------------------------ */
+
+/* @fd is a thread's connection (@on) or no longer (before it is closed).
+ * At exit every tracked socket is shut down, so blocked reads end. */
+static void track(VrotMigration *m, int fd, gboolean on)
+{
+        g_mutex_lock(&m->lock);
+        if (on) {
+                g_array_append_val(m->fds, fd);
+                if (m->closing)
+                        (void)shutdown(fd, SHUT_RDWR);
+        } else {
+                for (guint i = 0; i < m->fds->len; i++)
+                        if (g_array_index(m->fds, int, i) == fd) {
+                                g_array_remove_index_fast(m->fds, i);
+                                break;
+                        }
+        }
+        g_mutex_unlock(&m->lock);
+}
+
+/* A thread or job finished: vrot_migration_quiesce() may be waiting. */
+static void leave(VrotMigration *m)
+{
+        g_atomic_int_dec_and_test(&m->active);
+        g_main_context_wakeup(NULL);
+}
+
+void vrot_migration_quiesce(VrotMigration *m)
+{
+        if (!m || m->closing)
+                return;
+        g_mutex_lock(&m->lock);
+        m->closing = TRUE;
+        for (guint i = 0; i < m->fds->len; i++)
+                (void)shutdown(g_array_index(m->fds, int, i), SHUT_RDWR);
+        g_mutex_unlock(&m->lock);
+        g_clear_handle_id(&m->watch, g_source_remove);
+        g_clear_handle_id(&m->retry, g_source_remove);
+        /* The threads' host-TPM calls and the jobs' answers run here. */
+        while (g_atomic_int_get(&m->active) > 0)
+                g_main_context_iteration(NULL, TRUE);
+}
 
 /* ---- host-TPM work, on the main loop --------------------------------------------------- */
 
@@ -475,8 +524,10 @@ static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *
         vrot_mframe_set_bytes(offer, "import_public", s.evidence->key_public);
         vrot_mframe_set_bytes(offer, "attest", s.evidence->attest);
         vrot_mframe_set_bytes(offer, "signature", s.evidence->signature);
-        if (!vrot_mchannel_send(c, offer, error) ||
-            !(state = expect_id(c, VROT_MFRAME_STATE, id, error)))
+        if (!vrot_mchannel_send(c, offer, error))
+                return FALSE;
+        vrot_fault_point("dst-offered");
+        if (!(state = expect_id(c, VROT_MFRAME_STATE, id, error)))
                 return FALSE;
         s.envelope = vrot_mframe_bytes(state, "envelope");
         if (!run(import_on_main, &s, error)) {
@@ -484,6 +535,7 @@ static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *
                 return FALSE;
         }
         g_message("migration %s: instance %s from %s prepared", id, s.uuid, s.peer_name);
+        vrot_fault_point("dst-prepared");
         if (!send_id(c, VROT_MFRAME_PREPARED, id, NULL, error))
                 return FALSE;
         /* From here the copy waits for the source's word, in this session or a later one. */
@@ -499,6 +551,7 @@ static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *
                 send_error(c, (*error)->message);
                 return FALSE;
         }
+        vrot_fault_point(s.commit ? "dst-committed" : "dst-aborted");
         return send_id(c, VROT_MFRAME_DONE, id, NULL, error);
 }
 
@@ -530,9 +583,12 @@ static gpointer serve(gpointer data)
         VrotMigration *m = conn->m;
         VrotMchannelConfig cfg = channel_config(m);
         g_autoptr(GError) error = NULL;
-        g_autoptr(VrotMchannel) c = vrot_mchannel_accept(conn->fd, &cfg, &error);
+        g_autoptr(VrotMchannel) c = NULL;
         g_autoptr(VrotMframe) evidence = NULL, req = NULL;
+        int fd = conn->fd;
 
+        track(m, fd, TRUE);
+        c = vrot_mchannel_accept(fd, &cfg, &error);
         if (!c) {
                 g_message("migration: refused a connection: %s", error->message);
         } else if ((evidence = handshake(m, c, FALSE, &error))) {
@@ -550,8 +606,10 @@ static gpointer serve(gpointer data)
         if (c && error)
                 g_message("refused: migration peer %s: %s", vrot_mchannel_peer_name(c),
                           error->message);
+        track(m, fd, FALSE);
         g_clear_pointer(&c, vrot_mchannel_free);
         g_atomic_int_dec_and_test(&m->connections);
+        leave(m);
         return NULL;
 }
 
@@ -571,6 +629,7 @@ static gboolean on_connect(gint fd, GIOCondition cond, gpointer data)
                 return G_SOURCE_CONTINUE;
         }
         g_atomic_int_inc(&m->connections);
+        g_atomic_int_inc(&m->active);
         conn = g_new0(Conn, 1);
         *conn = (Conn){ .m = m, .fd = peer };
         g_thread_unref(g_thread_new("migration", serve, conn));
@@ -655,6 +714,8 @@ VrotMigration *vrot_migration_new(VrotHost *host, VrotInstances *instances, cons
         m->host = host;
         m->instances = instances;
         m->notifying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_mutex_init(&m->lock);
+        m->fds = g_array_new(FALSE, FALSE, sizeof(int));
         m->listen_fd = -1;
         m->name = g_strdup(cfg->migration_name);
         if (!cfg->migration_policy) {
@@ -696,10 +757,9 @@ void vrot_migration_free(VrotMigration *m)
 {
         if (!m)
                 return;
-        if (m->watch)
-                g_source_remove(m->watch);
-        if (m->retry)
-                g_source_remove(m->retry);
+        vrot_migration_quiesce(m);
+        g_mutex_clear(&m->lock);
+        g_array_unref(m->fds);
         if (m->notifying)
                 g_hash_table_unref(m->notifying);
         if (m->listen_fd >= 0)
@@ -811,9 +871,12 @@ static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *eviden
                 return FALSE;
         s.id = vrot_mframe_string(offer, "migration_id");
         json_object_set_string_member(res, "migration_id", s.id);
+        vrot_fault_point("src-offered");
         /* Locked before any state leaves; from here every failure decides abort. */
         locked = run(lock_on_main, &s, error);
         ok = locked;
+        if (locked)
+                vrot_fault_point("src-locked");
         if (ok) {
                 vrot_hex_decode(s.id, 2 * VROT_MSEAL_ID_LEN, mid);
                 vrot_uuid_parse(s.uuid, uuid, NULL);
@@ -827,8 +890,12 @@ static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *eviden
         }
         if (ok) {
                 vrot_mframe_set_bytes(state, "envelope", envelope);
-                ok = vrot_mchannel_send(c, state, error) &&
-                     (prepared = expect_id(c, VROT_MFRAME_PREPARED, s.id, error));
+                ok = vrot_mchannel_send(c, state, error);
+                if (ok)
+                        vrot_fault_point("src-sent");
+                ok = ok && (prepared = expect_id(c, VROT_MFRAME_PREPARED, s.id, error));
+                if (ok)
+                        vrot_fault_point("src-prepared");
         }
         s.commit = ok;
         if (!locked)
@@ -838,9 +905,11 @@ static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *eviden
                         return FALSE;   /* still LOCKED: the next start aborts it */
         }
         json_object_set_string_member(res, "decision", s.commit ? "commit" : "abort");
+        vrot_fault_point(s.commit ? "src-committed" : "src-aborted");
         /* Tell the peer; if it does not hear, the decision is told again later. */
         if (send_id(c, s.commit ? VROT_MFRAME_COMMIT : VROT_MFRAME_ABORT, s.id,
                     s.commit ? NULL : (*error)->message, &told) &&
+            (vrot_fault_point("src-told"), TRUE) &&
             (done = expect_id(c, VROT_MFRAME_DONE, s.id, &told)))
                 (void)run(forget_on_main, &s, &told);
         else
@@ -890,7 +959,9 @@ static void job_thread(GTask *task, gpointer source, gpointer data, GCancellable
 
         (void)source;
         (void)cancel;
-        ok = (fd = dial(j->to, &error)) >= 0 && (c = vrot_mchannel_connect(fd, &cfg, &error)) &&
+        if ((fd = dial(j->to, &error)) >= 0)
+                track(j->m, fd, TRUE);
+        ok = fd >= 0 && (c = vrot_mchannel_connect(fd, &cfg, &error)) &&
              (evidence = handshake(j->m, c, TRUE, &error));
         if (ok) {
                 json_object_set_string_member(o, "peer", vrot_mchannel_peer_name(c));
@@ -904,6 +975,9 @@ static void job_thread(GTask *task, gpointer source, gpointer data, GCancellable
         } else if (ok && j->kind == JOB_TELL) {
                 ok = tell(j->m, c, j, &error);
         }
+        if (fd >= 0)
+                track(j->m, fd, FALSE);
+        g_clear_pointer(&c, vrot_mchannel_free);
         if (ok)
                 g_task_return_pointer(task, json_node_init_object(json_node_alloc(), o),
                                       (GDestroyNotify)json_node_unref);
@@ -919,6 +993,7 @@ static void job_done(GObject *source, GAsyncResult *res, gpointer data)
         static const char *const what[] = { "migration.check", "instance.migrate", "telling" };
 
         (void)source;
+        leave(j->m);
         if (j->kind == JOB_TELL) {
                 g_hash_table_remove(j->m->notifying, j->record->id);
                 if (result)
@@ -942,8 +1017,17 @@ static void job_done(GObject *source, GAsyncResult *res, gpointer data)
 
 static void start_job(Job *j)
 {
-        g_autoptr(GTask) task = g_task_new(NULL, NULL, job_done, j);
+        g_autoptr(GTask) task = NULL;
 
+        if (j->m->closing) {
+                if (j->fn)
+                        j->fn(NULL, g_error_new_literal(VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_PEER,
+                                                        "vrotd is shutting down"), j->data);
+                job_free(j);
+                return;
+        }
+        task = g_task_new(NULL, NULL, job_done, j);
+        g_atomic_int_inc(&j->m->active);
         j->started = g_get_monotonic_time();
         g_task_set_task_data(task, j, (GDestroyNotify)job_free);
         g_task_run_in_thread(task, job_thread);

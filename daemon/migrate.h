@@ -45,6 +45,15 @@ typedef struct VrotMigration VrotMigration;
 VrotMigration *vrot_migration_new(VrotHost *host, VrotInstances *instances, const VrotConfig *cfg,
                                   GError **error);
 void vrot_migration_free(VrotMigration *m);
+
+/**
+ * vrot_migration_quiesce:
+ * At exit, while the API can still answer: stops listening, shuts down
+ * every migration connection and returns when every thread has ended and
+ * every job has answered (the host-TPM work they wait for runs here).  A
+ * source decision that was not heard is told again after the restart.
+ */
+void vrot_migration_quiesce(VrotMigration *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotMigration, vrot_migration_free)
 
 /** vrot_migration_port: the TCP port listened on (0: not listening). */

@@ -21,14 +21,28 @@ against a real `vrotd --dev` with its simulated host TPM:
   directory is refused (the NV counter moved at the commit); it can move
   back to A; a running instance, a destination that fails A's policy and
   an unknown UUID are refused with the instance still live on A.
+- the crash matrix: for every step of the protocol, on either side, the
+  daemon is stopped exactly there (a test build's --fault-stop, daemon/
+  fault.h) and killed with SIGKILL, then started again; once the journals
+  have settled exactly one of A and B holds a live copy, the one the
+  protocol says (A before A's commit, B after), and it starts with its NV
+  data intact; the other holds no state.
+- the stream: a byte flipped in the state as it crosses a TCP proxy makes
+  the migration fail (TLS refuses the record) with the instance live on A
+  and nothing on B, and a second attempt succeeds; the recorded bytes of a
+  whole migration, replayed later to B or to a third host, are refused
+  before any frame is read; a destination of another fleet is refused.
 (The channel's TLS checks are also tested in tests/unit/test-mchannel.c,
 the import keys with the host TPM in tests/unit/test-hosttpm.c.)"""
 
 import json
 import os
 import shutil
-
+import signal
+import socket
 import subprocess
+import threading
+import time
 
 import harness as H
 import vrotd as V
@@ -196,15 +210,25 @@ NV_INDEX = "0x1500016"
 KEY_HANDLE = "0x81000001"
 
 
+def free_port():
+    """A loopback port free now: a host keeps its address across restarts,
+    as the source's journal expects of a destination."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def two_hosts(h):
     """Hosts A and B of one fleet, each listening on loopback, each
     accepting the other."""
     a = V.Vrotd(h, name="a")
-    a.config = config(h, "host-a.example", policy(h, "a", ["host-b.example"]), "127.0.0.1:0")
+    a.config = config(h, "host-a.example", policy(h, "a", ["host-b.example"]),
+                      f"127.0.0.1:{free_port()}")
     a.start()
     b = V.Vrotd(h, name="b")
     share_fleet_root(h, a, b)
-    b.config = config(h, "host-b.example", policy(h, "b", ["host-a.example"]), "127.0.0.1:0")
+    b.config = config(h, "host-b.example", policy(h, "b", ["host-a.example"]),
+                      f"127.0.0.1:{free_port()}")
     b.start()
     return a, b
 
@@ -350,5 +374,251 @@ def test_cold_migration():
         b.stop_clean()
 
 
+# Fault points (daemon/fault.h) and who must hold the live copy after a
+# kill -9 there: the source until its commit is durable, then the destination.
+CRASH_POINTS = [
+    ("a", "src-offered", "a"), ("a", "src-locked", "a"), ("a", "src-sent", "a"),
+    ("a", "src-prepared", "a"), ("a", "src-committed", "b"), ("a", "src-told", "b"),
+    ("b", "dst-offered", "a"), ("b", "dst-importing", "a"), ("b", "dst-prepared", "a"),
+    ("b", "dst-committed", "b"),
+]
+SETTLE_TIMEOUT = 120.0      # a hang guard, not a performance threshold
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def wait_fault_stop(d, point):
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while proc_state(d.pid) != "T":
+        if not d.running():
+            raise H.Failure(f"{d.name} exited before fault point {point}:\n{d.log_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise H.Failure(f"{d.name} never reached fault point {point} (a build without "
+                            f"-Dfault_injection?):\n{d.log_text()[-3000:]}")
+        time.sleep(0.02)
+    check(f"fault point {point}: stopping" in d.log_text(), f"{d.name} stopped elsewhere")
+
+
+def restart(d, extra=()):
+    d.extra = list(extra)
+    d.start()
+
+
+def settled(d, uuid):
+    return not [m for m in d.call("host.info")["migrations"] if m["uuid"] == uuid]
+
+
+def live(d, uuid):
+    try:
+        return d.call("instance.info", uuid=uuid)["state"] not in ("migrated", "deleted")
+    except V.RpcError as e:
+        check(e.code == V.NOT_FOUND, f"instance.info: {e}")
+        return False
+
+
+def test_crash_matrix():
+    with V.Harness("migration-crash") as h:
+        a, b = two_hosts(h)
+        data = b"one live copy, whatever crashes"
+        with open(h.path("nv.in"), "wb") as f:
+            f.write(data)
+        for victim_name, point, owner in CRASH_POINTS:
+            victim = a if victim_name == "a" else b
+            victim.stop_clean()
+            restart(victim, ["--fault-stop", point])
+            u = a.call("instance.create", kind="service", name=point)["uuid"]
+            tpm2(a, u, "nvdefine", NV_INDEX, "-C", "o", "-s", str(len(data)),
+                 "-a", "ownerread|ownerwrite|authread|authwrite")
+            tpm2(a, u, "nvwrite", NV_INDEX, "-C", "o", "-i", h.path("nv.in"))
+            a.call("instance.stop", uuid=u)
+            client = a.connect()
+            client.send_raw((json.dumps({"jsonrpc": "2.0", "id": 1, "method": "instance.migrate",
+                                         "params": {"uuid": u, "to": address(b)}}) + "\n").encode())
+            wait_fault_stop(victim, point)
+            victim.stop(signal.SIGKILL)
+            client.close()
+            restart(victim)
+            # The source tells its decision at start (and every 30 s): start
+            # it again so the journals settle without waiting.
+            deadline = time.monotonic() + SETTLE_TIMEOUT
+            while not (settled(a, u) and settled(b, u)):
+                if time.monotonic() > deadline:
+                    raise H.Failure(f"{point}: the journals did not settle: A "
+                                    f"{a.call('host.info')['migrations']} B "
+                                    f"{b.call('host.info')['migrations']}\n"
+                                    f"{a.log_text()[-2000:]}\n{b.log_text()[-2000:]}")
+                if not settled(a, u):
+                    a.stop_clean()
+                    a.start()
+                time.sleep(0.2)
+            on_a, on_b = live(a, u), live(b, u)
+            check(on_a != on_b, f"{point}: live on A {on_a}, on B {on_b}: not exactly one copy")
+            holder = a if on_a else b
+            check(holder.name == owner, f"{point}: the live copy is on {holder.name}, not {owner}")
+            other = b if on_a else a
+            check(not os.path.exists(os.path.join(other.state_dir, "instances", u)),
+                  f"{point}: {other.name} kept state of an instance that lives on {holder.name}")
+            check(nv_read(h, holder, u, NV_INDEX, f"nv-{point}") == data,
+                  f"{point}: the NV data changed")
+            holder.call("instance.stop", uuid=u)
+            print(f"  {point}: kill -9 of {victim.name}: one live copy, on {holder.name}")
+        a.stop_clean()
+        b.stop_clean()
+
+
+class Proxy:
+    """A TCP relay on loopback between a source and a destination that
+    records what the source sends and may flip one byte of it: the first
+    byte at or after @flip_at in the source's stream."""
+
+    def __init__(self, to_port, flip_at=None):
+        self.to_port, self.flip_at = to_port, flip_at
+        self.sent = bytearray()         # source -> destination, as the source sent it
+        self.flipped = False
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        self.threads = []
+        t = threading.Thread(target=self.accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def accept(self):
+        try:
+            src, _ = self.listener.accept()
+        except OSError:
+            return
+        dst = socket.create_connection(("127.0.0.1", self.to_port))
+        back = threading.Thread(target=self.pump, args=(dst, src, False), daemon=True)
+        back.start()
+        self.threads.append(back)
+        self.pump(src, dst, True)
+
+    def pump(self, a, b, forward):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if forward:
+                    start = len(self.sent)
+                    self.sent += data
+                    if (self.flip_at is not None and not self.flipped and
+                            start + len(data) > self.flip_at):
+                        data = bytearray(data)
+                        data[max(self.flip_at - start, 0)] ^= 0x40
+                        self.flipped = True
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (a, b):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def replay(port, data):
+    """Sends @data to a peer as a new connection; returns what came back."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except OSError:
+            pass
+    return got
+
+
+def test_tampered_and_replayed():
+    with V.Harness("migration-stream") as h:
+        a, b = two_hosts(h)
+        b_port = int(address(b).rsplit(":", 1)[1])
+        data = b"the state must arrive intact or not at all"
+        with open(h.path("nv.in"), "wb") as f:
+            f.write(data)
+        u = a.call("instance.create", kind="service", name="tamper")["uuid"]
+        tpm2(a, u, "nvdefine", NV_INDEX, "-C", "o", "-s", str(len(data)),
+             "-a", "ownerread|ownerwrite|authread|authwrite")
+        tpm2(a, u, "nvwrite", NV_INDEX, "-C", "o", "-i", h.path("nv.in"))
+        a.call("instance.stop", uuid=u)
+
+        # First a clean run through the proxy, to learn where the state starts:
+        # the source's bytes up to its offer request, then the state frame.
+        v = a.call("instance.create", kind="service", name="recorded")["uuid"]
+        clean = Proxy(b_port)
+        r = a.call("instance.migrate", uuid=v, to=f"127.0.0.1:{clean.port}")
+        check(r["decision"] == "commit", f"through the proxy: {r}")
+        clean.close()
+        recorded = bytes(clean.sent)
+        check(len(recorded) > 8000, f"the stream is {len(recorded)} bytes: where is the state?")
+
+        # A byte flipped well inside the state frame (past the first 60 %).
+        proxy = Proxy(b_port, flip_at=len(recorded) * 6 // 10)
+        e = V.expect_error(-32008, a.call, "instance.migrate", uuid=u,
+                           to=f"127.0.0.1:{proxy.port}")
+        proxy.close()
+        check(proxy.flipped, "the proxy flipped nothing")
+        info = a.call("instance.info", uuid=u)
+        check(info["state"] == "stopped" and info["migration"] is None,
+              f"A after a tampered transfer: {info} ({e.message})")
+        V.expect_error(V.NOT_FOUND, b.call, "instance.info", uuid=u)
+        check("the channel from host-a.example broke: decryption failed or bad record mac"
+              in b.log_text(), f"B's log does not name the tampering:\n{b.log_text()[-2000:]}")
+        check(nv_read(h, a, u, NV_INDEX, "nv-after-tamper") == data, "A's NV data changed")
+        a.call("instance.stop", uuid=u)
+
+        # The recorded stream, replayed: to B, and to a third host of the fleet.
+        before = b.call("host.info")["instances"]
+        replay(b_port, recorded)
+        c = V.Vrotd(h, name="c")
+        share_fleet_root(h, a, c)
+        c.config = config(h, "host-c.example", policy(h, "c", ["host-a.example"]),
+                          f"127.0.0.1:{free_port()}")
+        c.start()
+        replay(int(address(c).rsplit(":", 1)[1]), recorded)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while not ("refused a connection" in b.log_text() and "refused a connection" in c.log_text()):
+            check(time.monotonic() < deadline, f"no refusal of the replay:\n{b.log_text()[-2000:]}"
+                  f"\n{c.log_text()[-2000:]}")
+            time.sleep(0.1)
+        check(b.call("host.info")["instances"] == before and not b.call("host.info")["migrations"],
+              "B changed after a replay")
+        check(c.call("host.info")["instances"] == 0, "C took something from a replay")
+
+        # A destination of another fleet.
+        other = V.Vrotd(h, name="other")
+        other.config = config(h, "host-b.example", policy(h, "o", ["host-a.example"]),
+                              f"127.0.0.1:{free_port()}")
+        other.start()
+        V.expect_error(-32008, a.call, "instance.migrate", uuid=u, to=address(other))
+        check(a.call("instance.info", uuid=u)["state"] == "stopped", "A after another fleet")
+
+        # The tampered attempt left nothing behind: the migration now succeeds.
+        r = a.call("instance.migrate", uuid=u, to=address(b))
+        check(r["decision"] == "commit" and r["peer_confirmed"], f"after the tampering: {r}")
+        check(nv_read(h, b, u, NV_INDEX, "nv-b") == data, "B's NV data differs")
+        b.call("instance.stop", uuid=u)
+        for d in (a, b, c, other):
+            d.stop_clean()
+
+
 if __name__ == "__main__":
-    H.main([test_transport_certificate, test_attested_handshake, test_cold_migration])
+    H.main([test_transport_certificate, test_attested_handshake, test_cold_migration,
+            test_crash_matrix, test_tampered_and_replayed])

@@ -434,6 +434,16 @@ class Vrotd:
               f"{self.log_text()[-4000:]}")
         self.check_nothing_left()
 
+    def others(self):
+        """Processes of the harness's other running daemons: after a kill -9
+        one's fork server lives on, re-parented to the test, and its next
+        start adopts it (vrotd(8) SIGNALS)."""
+        pids = set()
+        for d in self.h.daemons:
+            if d is not self and d.running():
+                pids |= d.note_tree()
+        return pids
+
     def leftovers(self, grace=10.0):
         """Processes the daemon started that are still alive after grace s."""
         deadline = time.monotonic() + grace
@@ -441,7 +451,7 @@ class Vrotd:
             reap_adopted(self.h.known_pids())
             table = proc_table()
             live = {p for p in self.seen if alive(p, table)}
-            live |= adopted(self.h.known_pids())
+            live |= adopted(self.h.known_pids()) - self.others()
             if self.running():
                 live |= descendants(self.proc.pid, table)
             if not live or time.monotonic() > deadline:
