@@ -173,6 +173,7 @@ void vrot_fork_server_free(VrotForkServer *fs)
 static GString *request_of(const VrotWorkerSpec *s)
 {
         GString *req = g_string_new(NULL);
+        g_autoptr(GString) flags = g_string_new(NULL);
         gchar gen[24];
 
 #define OPT(name, value) do { g_string_append(req, name); g_string_append_c(req, '\0'); \
@@ -189,8 +190,16 @@ static GString *request_of(const VrotWorkerSpec *s)
                 OPT("--min-generation", gen);
         }
         if (s->not_need_init)
-                OPT("--flags", s->defer_writes ? "not-need-init,startup-clear,defer-writes"
-                                               : "not-need-init,startup-clear");
+                g_string_append(flags, ",not-need-init,startup-clear");
+        if (s->defer_writes)
+                g_string_append(flags, ",defer-writes");
+        /* The worker keeps the request's connection (its --ready-fd), whose
+         * other end is ours and closes when this daemon ends, however it
+         * ends: nothing has to know the worker's PID for it to end then. */
+        if (s->end_with_daemon)
+                g_string_append(flags, ",end-with-starter");
+        if (flags->len)
+                OPT("--flags", flags->str + 1);
 #undef OPT
         return req;
 }

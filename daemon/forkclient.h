@@ -38,6 +38,7 @@ typedef struct VrotWorkerSpec {
         guint64 min_generation;
         gboolean not_need_init;         /* services: start the TPM at once */
         gboolean defer_writes;          /* manufacture: state written once, at exit */
+        gboolean end_with_daemon;       /* it ends, writing nothing, when we are gone */
 } VrotWorkerSpec;
 
 /**

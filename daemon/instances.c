@@ -164,6 +164,7 @@ static void stop_pid(GPid pid)
 
 static Running *running_new(VrotInstances *self, const gchar *uuid);
 static void on_worker_end(VrotWorker *w, gboolean signaled, gint code, gpointer data);
+static void record_pid(VrotInstances *self, const gchar *uuid, GPid pid);
 
 /*
  * After a crash (kill -9) of the previous daemon, its fork server still
@@ -207,6 +208,11 @@ static gboolean adopt_workers(VrotInstances *self, const gchar *sock, const gcha
                 r->ready = TRUE;
                 r->ready_since = g_get_monotonic_time();
                 vrot_worker_watch(w, 0, NULL, on_worker_end, r);
+                /* Our predecessor may have been killed before it wrote the
+                 * PID file (it does once the worker is ready): without it,
+                 * stop_orphans() would not find the worker should this
+                 * daemon and the fork server be killed too. */
+                record_pid(self, inst->uuid, pid);
                 g_message("instance %s: adopted running worker %d", inst->uuid, (int)pid);
         }
         return TRUE;

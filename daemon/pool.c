@@ -526,7 +526,10 @@ static void on_ready(VrotWorker *w, const GError *error, gpointer data)
 }
 
 /* The new entry's worker: its own directory, key, sockets; a service-like
- * vTPM started at once, whose state is written once, when it ends. */
+ * vTPM started at once, whose state is written once, when it ends.  It
+ * ends with this daemon: an unfinished entry is of no use to the next one,
+ * which could not even find the worker if both this daemon and the fork
+ * server were killed before on_ready() wrote its PID file. */
 static gboolean spawn_entry(Refill *f, GError **error)
 {
         VrotPool *self = f->pool;
@@ -536,7 +539,7 @@ static gboolean spawn_entry(Refill *f, GError **error)
         g_autofree gchar *log = g_build_filename(f->rundir, "worker.log", NULL);
         VrotWorkerSpec spec = { .uuid = f->id, .state_dir = f->dir, .ctrl_path = ctrl,
                                 .data_path = data, .log_path = log, .runas = vrot_worker_user_name(self->worker_user),
-                                .not_need_init = TRUE, .defer_writes = TRUE };
+                                .not_need_init = TRUE, .defer_writes = TRUE, .end_with_daemon = TRUE };
         VrotSealer sealer;
         int key_fd;
 

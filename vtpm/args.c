@@ -24,7 +24,9 @@ void vtpm_args_usage(FILE *f)
               "  --insecure-plaintext   no key: state sealed under a public all-zero key (tests only)\n"
               "  --flags LIST           not-need-init: start the TPM at once; startup-clear: and\n"
               "                         send TPM2_Startup(CLEAR); defer-writes: write the state\n"
-              "                         once, durably, at exit (manufacture only)\n"
+              "                         once, durably, at exit (manufacture only);\n"
+              "                         end-with-starter: end, writing nothing, once the\n"
+              "                         reader of --ready-fd closes it\n"
               "  --min-generation N     refuse state older than generation N (rollback anchor)\n"
               "  --runas USER           drop to USER after start-up\n"
               "  --ready-fd N           write \"ready\" to descriptor N once the sockets listen\n"
@@ -59,6 +61,8 @@ static int parse_flags(const char *s, VtpmArgs *a)
                         a->startup_clear = true;
                 else if (strcmp(t, "defer-writes") == 0)
                         a->defer_writes = true;
+                else if (strcmp(t, "end-with-starter") == 0)
+                        a->end_with_starter = true;
                 else
                         return -1;
         }
@@ -165,6 +169,8 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
                 return fprintf(stderr, "vrot-vtpm: give exactly one of --key-fd and --insecure-plaintext\n"), -1;
         if (a->startup_clear && !a->not_need_init)
                 return fprintf(stderr, "vrot-vtpm: startup-clear needs not-need-init\n"), -1;
+        if (a->end_with_starter && a->ready_fd < 0)
+                return fprintf(stderr, "vrot-vtpm: end-with-starter needs --ready-fd\n"), -1;
         return 0;
 }
 

@@ -299,7 +299,7 @@ static int next_timeout(const Worker *w, int64_t now)
         return next > now ? (int)(next - now) : 0;
 }
 
-enum { P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_N };
+enum { P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_STARTER, P_N };
 
 void vtpm_loop_signals(void)
 {
@@ -332,6 +332,9 @@ int vtpm_loop_run(Worker *w)
                         [P_CTRL] = { .fd = w->ctrl.fd, .events = POLLIN },
                         [P_DATA_LISTEN] = { .fd = w->data.fd < 0 ? w->data_listen : -1, .events = POLLIN },
                         [P_DATA] = { .fd = w->data.fd, .events = POLLIN },
+                        /* Nothing is ever read there: any event is the hang-up. */
+                        [P_STARTER] = { .fd = w->end_with_starter ? w->starter_fd : -1,
+                                        .events = POLLRDHUP },
                 };
                 int timeout = next_timeout(w, vtpm_now_ms());
                 struct timespec ts = { timeout / 1000, (long)(timeout % 1000) * 1000000 };
@@ -341,6 +344,10 @@ int vtpm_loop_run(Worker *w)
                         continue;
                 if (n < 0)
                         return -errno;
+                if (p[P_STARTER].revents) {
+                        w->starter_gone = true;
+                        break;
+                }
                 if (p[P_CTRL].revents)
                         ctrl_readable(w);
                 if (p[P_DATA].revents && w->data.fd >= 0)
@@ -351,7 +358,9 @@ int vtpm_loop_run(Worker *w)
                         accept_one(w->data_listen, &w->data, "data socket");
                 expire(w, vtpm_now_ms());
         }
-        if (got_signal)
+        if (w->starter_gone)
+                log_info("whoever started this worker is gone: shutting down");
+        else if (got_signal)
                 log_info("signal %d: shutting down", (int)got_signal);
         conn_close(&w->ctrl);
         conn_close(&w->data);

@@ -136,8 +136,10 @@ static int start_listening(Worker *w)
 
 /* Tells whoever started the worker that it listens (vrotd through the fork
  * server, a test through a pipe), so nobody needs to poll the socket.  A
- * reader that went away is no reason to stop serving. */
-static void notify_ready(int fd)
+ * reader that went away is no reason to stop serving, unless the worker
+ * ends with its starter: then the descriptor stays open for the loop to
+ * watch, and a reader gone already ends the loop at once. */
+static void notify_ready(int fd, Worker *w)
 {
         static const char line[] = "ready\n";
 
@@ -145,7 +147,10 @@ static void notify_ready(int fd)
                 return;
         if (write(fd, line, sizeof(line) - 1) < 0)
                 log_debug("--ready-fd: %s", strerror(errno));
-        close(fd);
+        if (w->end_with_starter)
+                w->starter_fd = fd;
+        else
+                close(fd);
 }
 
 static void close_sockets(Worker *w)
@@ -165,7 +170,8 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         _cleanup_secret_ VrotSecret *key = NULL;
         VrotSealer sealer = { 0 };
         VrotError err = { 0 };
-        Worker w = { .ctrl_listen = -1, .data_listen = -1,
+        Worker w = { .ctrl_listen = -1, .data_listen = -1, .starter_fd = -1,
+                     .end_with_starter = a->end_with_starter,
                      .ctrl = { .fd = -1 }, .data = { .fd = -1 } };
         int ret = EXIT_FAILURE;
 
@@ -208,21 +214,27 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         }
         if (start_tpm(a, &w) < 0 || start_listening(&w) < 0)
                 goto out;
-        notify_ready(a->ready_fd);
+        notify_ready(a->ready_fd, &w);
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
                  vrot_store_generation(w.store));
-        if (vtpm_loop_run(&w) == 0)
+        if (vtpm_loop_run(&w) == 0 && !w.starter_gone)
                 ret = EXIT_SUCCESS;
 out:
         vtpm_tpm_free();
         /* defer-writes: what the TPM stored is written now, once; a state
-         * that could not be written is a failure of the whole run. */
-        if (a->defer_writes && vrot_store_flush(w.store, &err) < 0) {
+         * that could not be written is a failure of the whole run.  Not for
+         * a starter that is gone: nobody is left to want that state (vrotd's
+         * pool removes an unfinished entry), and a worker that outlived its
+         * daemon and fork server must not write it into a directory the
+         * next daemon may be removing. */
+        if (a->defer_writes && !w.starter_gone && vrot_store_flush(w.store, &err) < 0) {
                 log_error("writing the state at exit: %s", err.msg);
                 ret = EXIT_FAILURE;
         }
         close_sockets(&w);
+        if (w.starter_fd >= 0)
+                close(w.starter_fd);
         vrot_store_free(w.store);
         return ret;
 }

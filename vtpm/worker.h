@@ -31,6 +31,9 @@ typedef struct Worker {
         Conn data;              /* one data client: accepted, or SET_DATAFD's */
         bool data_passed;       /* data.fd came with SET_DATAFD */
         bool terminate;
+        bool end_with_starter;  /* starter_fd is watched: see vtpm_loop_run */
+        int starter_fd;         /* --ready-fd, kept open after "ready" */
+        bool starter_gone;      /* the loop ended because its reader closed it */
         const VrotSealer *sealer;
         VrotStore *store;
 } Worker;
@@ -77,7 +80,11 @@ uint32_t vtpm_stateblob_import(const Worker *w, uint32_t type, uint32_t flags,
  */
 void vtpm_loop_signals(void);
 
-/** vtpm_loop_run: serves until SHUTDOWN or SIGTERM/SIGINT; returns 0 or -errno. */
+/**
+ * vtpm_loop_run: serves until SHUTDOWN or SIGTERM/SIGINT, or (end_with_starter)
+ * until the reader of starter_fd closes it, which sets starter_gone.
+ * Returns 0 or -errno.
+ */
 int vtpm_loop_run(Worker *w);
 
 int64_t vtpm_now_ms(void);

@@ -123,6 +123,42 @@ def test_workers_outlive_the_server():
         check(len(random8(w)) == 8, "the worker must keep serving without its server")
 
 
+def reap_orphan(pid, timeout):
+    """Exit status of a worker re-parented to us (the harness makes the test
+    a subreaper) once it ends; None if it still runs after timeout s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == pid:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    return None
+
+
+def test_worker_ends_with_its_starter():
+    """end-with-starter (vrotd's pool): the worker ends when the connection
+    of its request is closed, even with its fork server gone, and writes
+    none of its deferred state; a worker without the flag serves on."""
+    with H.Harness("vrot-forkd") as h:
+        fs = h.start_forkserver()
+        w = fs.spawn("w", server=True,
+                     extra=["--flags", "not-need-init,startup-clear,defer-writes,end-with-starter"])
+        other = fs.spawn("other", server=True, uuid=UUID2, extra=["--flags", "not-need-init,startup-clear"])
+        check(len(random8(w)) == 8, "the worker must serve while its starter is there")
+        before = sorted(os.listdir(w.state_dir))
+        # As when vrotd and its fork server are both killed: nothing is
+        # left that knows the worker's PID, and the worker still ends.
+        h.kill(fs.srv.proc, signal.SIGKILL)
+        w.conn.close()
+        status = reap_orphan(w.pid, 60)
+        check(status == 1, f"the worker outlived its starter or did not end with exit 1: {status}")
+        log = open(w.log).read()
+        check("whoever started this worker is gone" in log, f"no log line about its end:\n{log}")
+        check(sorted(os.listdir(w.state_dir)) == before,
+              f"the worker wrote state after its starter was gone: {before} -> {os.listdir(w.state_dir)}")
+        check(len(random8(other)) == 8, "a worker without the flag must serve on")
+
+
 def test_forked_workers_share_library_memory():
     """Not a benchmark: the point of the fork server, as a property."""
     flags = ["--flags", "not-need-init,startup-clear"]
@@ -140,5 +176,5 @@ def test_forked_workers_share_library_memory():
 if __name__ == "__main__":
     H.main([test_spawned_workers_serve_and_report_exit, test_refused_state_is_reported,
             test_bad_requests_refused_server_survives, test_list_and_watch,
-            test_workers_outlive_the_server,
+            test_workers_outlive_the_server, test_worker_ends_with_its_starter,
             test_forked_workers_share_library_memory])

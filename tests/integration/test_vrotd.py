@@ -644,11 +644,17 @@ def test_daemon_crash_adopts_workers():
         rc = d.stop(signal.SIGKILL)
         check(rc == -signal.SIGKILL, f"kill -9 gave {rc}")
         check(alive(s.pid) and alive(forkd), "the worker or the fork server died with vrotd")
+        # As if vrotd had been killed before the worker was ready: then it
+        # had not written the PID file stop_orphans() goes by.
+        pidfile = os.path.join(d.runtime_dir, svc, "worker.pid")
+        os.unlink(pidfile)
         d.start()
         info = d.call("instance.info", uuid=svc)
         check(info["state"] == "running" and info["pid"] == s.pid,
               f"the running worker {s.pid} was not adopted: {info!r}\n{d.log_text()[-1500:]}")
         check("adopted running worker" in d.log_text(), "no log line about the adoption")
+        recorded = open(pidfile).read().split() if os.path.exists(pidfile) else []
+        check(recorded and recorded[0] == str(s.pid), f"the adopted worker's PID file says {recorded!r}")
         check(nv_read(h, s, "nv-adopted") == NV_DATA, "NV data through the adopted worker")
         # The adopted worker's crash is seen and handled like any other.
         os.kill(s.pid, signal.SIGKILL)

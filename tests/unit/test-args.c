@@ -65,6 +65,10 @@ static void test_args_table(void)
                 { "fork server with ready fd", { "x", "--fork-server", "/f", "--ready-fd", "4" }, -1 },
                 { "defer writes", { "x", "--uuid", U, "--state-dir", "/s", "--ctrl", "/c", "--key-fd", "3",
                                     "--flags", "not-need-init,startup-clear,defer-writes" }, 0 },
+                { "end with starter", { "x", "--uuid", U, "--state-dir", "/s", "--ctrl", "/c", "--key-fd", "3",
+                                        "--ready-fd", "4", "--flags", "defer-writes,end-with-starter" }, 0 },
+                { "end with starter, no ready fd", { "x", "--uuid", U, "--state-dir", "/s", "--ctrl", "/c",
+                                                     "--key-fd", "3", "--flags", "end-with-starter" }, -1 },
                 { "fork server", { "x", "--fork-server", "/f" }, 0 },
                 { "fork server with instance", { "x", "--fork-server", "/f", "--uuid", U }, -1 },
         };
@@ -93,6 +97,7 @@ static void test_args_values(void)
         CU_ASSERT_EQUAL(a.ctrl_mode, 0660);
         CU_ASSERT_EQUAL(a.server_mode, 0600);
         CU_ASSERT_TRUE(a.not_need_init && a.startup_clear);
+        CU_ASSERT_FALSE(a.defer_writes || a.end_with_starter);
         CU_ASSERT_EQUAL(a.min_generation, 42);
         CU_ASSERT_EQUAL(a.log_level, VROT_LOG_DEBUG);
         /* A second parse starts from scratch (the fork server parses twice). */
