@@ -20,9 +20,19 @@
           host-TPM commands used by the starts, the daemon's memory before
           and after, the workers' private memory.
 
-Used by bench/run.py (`--only create,storm`); also runnable alone:
+  migrate N cold migrations of one stopped service vTPM between two vrotd
+          --dev hosts of one fleet on loopback, alternating direction
+          (`instance.migrate`: attested handshake both ways, import key,
+          sealed state, destination stores, runs and endorses it, commit
+          with the NV counter), timed at the client; the host-TPM commands
+          each side used and the share of the wall time they took
+          (host.info host_tpm_usec).  swtpm has no such protocol (libvirt
+          copies its state files, sealed with a passphrase every host
+          shares), so there is no ratio.
 
-  python3 bench/daemon.py --build build [--quick] [--only create,storm] [--json out.json]
+Used by bench/run.py (`--only create,storm,migrate`); also runnable alone:
+
+  python3 bench/daemon.py --build build [--quick] [--only create,storm,migrate] [--json out.json]
 """
 
 import ctypes
@@ -506,6 +516,59 @@ def storm_all(args, n, kind, kinds, run):
     return out
 
 
+# -- 3. cold migration -------------------------------------------------------------
+
+def tpm_counters(c):
+    i = c.call("host.info")
+    return i["host_tpm_commands"], i["host_tpm_usec"]
+
+
+def bench_migrate(args):
+    n = args.migrations
+    log(f"== migrate: {n} cold migrations of one stopped service vTPM between two vrotd --dev "
+        f"hosts on loopback, alternating direction, timed at the client")
+    wall, share, cmds_src, cmds_dst, daemon_ms = [], [], [], [], []
+    with V.Harness("vrot-bench-migrate") as h:
+        a, b = V.two_hosts(h, log_level="info")
+        hosts = {"a": (a, a.connect()), "b": (b, b.connect())}
+        try:
+            u = hosts["a"][1].call("instance.create", kind="service", name="bench")["uuid"]
+            where = "a"
+            for i in range(n + 2):              # two warm-up runs, not counted
+                src, dst = where, "b" if where == "a" else "a"
+                before = {k: tpm_counters(c) for k, (_, c) in hosts.items()}
+                t0 = time.perf_counter()
+                r = hosts[src][1].call("instance.migrate", uuid=u, to=V.address(hosts[dst][0]))
+                dt = time.perf_counter() - t0
+                H.check(r["decision"] == "commit" and r["peer_confirmed"], f"migration {i}: {r}")
+                after = {k: tpm_counters(c) for k, (_, c) in hosts.items()}
+                where = dst
+                if i < 2:
+                    continue
+                wall.append(dt)
+                daemon_ms.append(r["ms"])
+                cmds_src.append(after[src][0] - before[src][0])
+                cmds_dst.append(after[dst][0] - before[dst][0])
+                usec = sum(after[k][1] - before[k][1] for k in hosts)
+                share.append(usec / 1e6 / dt)
+        finally:
+            for _, c in hosts.values():
+                c.close()
+    w = stats_ms(wall)
+    res = {"n": n, "wall": w, "daemon_ms_median": statistics.median(daemon_ms),
+           "host_tpm_commands_source": statistics.median(cmds_src),
+           "host_tpm_commands_destination": statistics.median(cmds_dst),
+           "host_tpm_share_median": statistics.median(share),
+           "host_tpm_share_all": share}
+    log(f"   cold migration: median {w['median_ms']:6.1f} ms  p90 {w['p90_ms']:6.1f} ms  "
+        f"(min {w['min_ms']:.1f}, max {w['max_ms']:.1f}); as the source's vrotd measured it: "
+        f"median {res['daemon_ms_median']:.0f} ms")
+    log(f"   host-TPM commands per migration: source {res['host_tpm_commands_source']:.0f}, "
+        f"destination {res['host_tpm_commands_destination']:.0f}; share of the wall time in "
+        f"host-TPM commands (both hosts): median {100 * res['host_tpm_share_median']:.0f} %")
+    return res
+
+
 # -- table rows for run.py -------------------------------------------------------
 
 def table_rows(res):
@@ -538,6 +601,15 @@ def table_rows(res):
                      None, None))
         rows.append(("  (info) worker private mean [KiB]", r1["workers_private_kib"]["mean"],
                      None, None))
+    if "migrate" in res:
+        m = res["migrate"]
+        for q in ("median", "p90"):
+            rows.append((f"cold migration N={m['n']} {q} [ms]", m["wall"][f"{q}_ms"], None, None))
+        rows.append(("  host-TPM share of it, median [%]", 100 * m["host_tpm_share_median"],
+                     None, None))
+        rows.append(("  host-TPM commands, source + destination",
+                     m["host_tpm_commands_source"] + m["host_tpm_commands_destination"],
+                     None, None))
     return rows
 
 
@@ -548,10 +620,11 @@ def add_args(p):
                    help="kind of the storm's instances; mixed alternates (%(default)s)")
     p.add_argument("--storm-clients", type=int, default=8,
                    help="concurrent clients of the second storm round (%(default)s)")
+    p.add_argument("--migrations", type=int, help="cold migrations timed (20)")
 
 
 def fill_defaults(a):
-    for name, full, quick in (("creates", 20, 4), ("storm", 500, 40)):
+    for name, full, quick in (("creates", 20, 4), ("storm", 500, 40), ("migrations", 20, 4)):
         if getattr(a, name) is None:
             setattr(a, name, quick if a.quick else full)
 
@@ -562,7 +635,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build", default=os.path.join(TOP, "build"))
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", default="create,storm")
+    p.add_argument("--only", default="create,storm,migrate")
     p.add_argument("--json", metavar="PATH")
     add_args(p)
     a = p.parse_args()
@@ -576,6 +649,8 @@ def main():
         res["create"] = bench_create(a)
     if "storm" in a.only:
         res["storm"] = bench_storm(a)
+    if "migrate" in a.only:
+        res["migrate"] = bench_migrate(a)
     for row in table_rows(res):
         log(f"{row[0]:42s} {row[1]:9.1f}")
     if a.json:

@@ -14,8 +14,8 @@ Three benchmarks (see bench/README.md):
          libvirt starts swtpm), with existing and with empty state; and spawn
          until a first GetRandom is answered with not-need-init,startup-clear.
 
-Two more, of the host daemon vrotd --dev, in bench/daemon.py, run only when
-asked for (`--only create,storm`):
+Three more, of the host daemon vrotd --dev, in bench/daemon.py, run only when
+asked for (`--only create,storm,migrate`):
 
   create instance.create (EKs made, certificates signed in the host TPM)
          with the pool of pre-made vTPMs warm and disabled, both EKs and
@@ -23,6 +23,8 @@ asked for (`--only create,storm`):
          against swtpm_setup with swtpm_localca certificates.
   storm  start many stopped instances at once: total time until all listen,
          host-TPM commands, daemon and worker memory.
+  migrate cold migrations between two vrotd --dev hosts: time, host-TPM
+         commands and their share of the time.
 
 vrot is measured both ways it can start a worker: "vrot" exec's vrot-vtpm
 per TPM, "vrot-fork" asks one `vrot-vtpm --fork-server` to fork it (how the
@@ -428,8 +430,8 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true",
                    help="smoke-test sizes: well under a minute")
     p.add_argument("--only", default="rtt,mem,start",
-                   help="comma-separated subset of rtt,mem,start,create,storm "
-                        "(default: %(default)s; create and storm are bench/daemon.py's)")
+                   help="comma-separated subset of rtt,mem,start,create,storm,migrate "
+                        "(default: %(default)s; create, storm and migrate are bench/daemon.py's)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
     p.add_argument("--count", type=int, help="round trips per rtt run (10000)")
     p.add_argument("--rounds", type=int, help="rtt runs per server, alternating (5)")
@@ -453,7 +455,7 @@ def parse_args(argv):
     if a.instances < 2:
         p.error("--instances must be >= 2 (a lone process owns its libraries' pages privately)")
     a.only = [x for x in a.only.split(",") if x]
-    bad = set(a.only) - {"rtt", "mem", "start", "create", "storm"}
+    bad = set(a.only) - {"rtt", "mem", "start", "create", "storm", "migrate"}
     if bad:
         p.error(f"unknown benchmark(s) {','.join(sorted(bad))}")
     if a.no_pin:
@@ -476,7 +478,7 @@ def main():
     os.environ["VROT_VTPM"] = os.path.join(build, "vtpm", "vrot-vtpm")
     os.environ["VROT_VROTD"] = os.path.join(build, "daemon", "vrotd")
     H.vtpm_binary()
-    if {"create", "storm"} & set(args.only):
+    if {"create", "storm", "migrate"} & set(args.only):
         D.V.vrotd_binary()
         H.require("swtpm_setup")
         H.require("swtpm_localca")
@@ -512,6 +514,8 @@ def main():
         res["create"] = D.bench_create(args)
     if "storm" in args.only:
         res["storm"] = D.bench_storm(args)
+    if "migrate" in args.only:
+        res["migrate"] = D.bench_migrate(args)
     if "mem" in res:
         print_breakdown(res["mem"], args.top)
     summary = table(res)

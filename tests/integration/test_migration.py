@@ -47,29 +47,10 @@ import time
 import harness as H
 import vrotd as V
 from harness import check
+from vrotd import (ZERO, address, config, free_port, policy, share_fleet_root,  # noqa: F401
+                   transport, two_hosts)
 
 MIGRATION_PEER = "2.25.21260699799348664199561699285766518384.2.1"
-
-
-def config(h, name, policy=None, listen=None):
-    path = h.path(f"vrotd-{name}.conf")
-    with open(path, "w") as f:
-        f.write(f"[migration]\nname = {name}\n")
-        if policy:
-            f.write(f"policy = {policy}\n")
-        if listen:
-            f.write(f"listen = {listen}\n")
-    return path
-
-
-ZERO = "00" * 32
-
-
-def policy(h, name, peers, pcr0=ZERO):
-    path = h.path(f"policy-{name}.json")
-    with open(path, "w") as f:
-        json.dump({"peers": peers, "pcrs": {"sha256": {"0": [pcr0]}}}, f)
-    return path
 
 
 def openssl(*args, input=None):
@@ -85,12 +66,6 @@ def start_refused(d, conf):
     except H.Failure as e:
         return str(e)
     raise H.Failure(f"vrotd started with {conf}")
-
-
-def transport(d):
-    m = d.call("host.info")["migration"]
-    check(m is not None and m["transport_cert_pem"], f"host.info migration: {m}")
-    return m
 
 
 def test_transport_certificate():
@@ -141,15 +116,6 @@ def test_transport_certificate():
         refusal = start_refused(d, config(h, "not a name"))
         check("[migration] name" in refusal and "not a host name" in refusal,
               f"the refusal does not name the key: {refusal}")
-
-
-def share_fleet_root(h, source, target):
-    """A --dev daemon's local fleet root, given to another before its first
-    start: both hosts then belong to one fleet."""
-    os.makedirs(os.path.join(target.state_dir, "host"), mode=0o700, exist_ok=True)
-    for name in ("fleet-root.key", "fleet-root.pem"):
-        shutil.copy2(os.path.join(source.state_dir, "host", name),
-                     os.path.join(target.state_dir, "host", name))
 
 
 def test_attested_handshake():
@@ -208,33 +174,6 @@ def test_attested_handshake():
 
 NV_INDEX = "0x1500016"
 KEY_HANDLE = "0x81000001"
-
-
-def free_port():
-    """A loopback port free now: a host keeps its address across restarts,
-    as the source's journal expects of a destination."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def two_hosts(h):
-    """Hosts A and B of one fleet, each listening on loopback, each
-    accepting the other."""
-    a = V.Vrotd(h, name="a")
-    a.config = config(h, "host-a.example", policy(h, "a", ["host-b.example"]),
-                      f"127.0.0.1:{free_port()}")
-    a.start()
-    b = V.Vrotd(h, name="b")
-    share_fleet_root(h, a, b)
-    b.config = config(h, "host-b.example", policy(h, "b", ["host-a.example"]),
-                      f"127.0.0.1:{free_port()}")
-    b.start()
-    return a, b
-
-
-def address(d):
-    return f"127.0.0.1:{transport(d)['port']}"
 
 
 class Service:

@@ -27,6 +27,7 @@ vrotd started can escape to init).  Never by name.
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -570,3 +571,68 @@ def as_user(uid, gid, fn):
 
 def errno_name(e):
     return errno.errorcode.get(e, str(e))
+
+
+# -- two hosts of one fleet, for the migration tests and benchmarks ----------
+
+def config(h, name, policy=None, listen=None):
+    path = h.path(f"vrotd-{name}.conf")
+    with open(path, "w") as f:
+        f.write(f"[migration]\nname = {name}\n")
+        if policy:
+            f.write(f"policy = {policy}\n")
+        if listen:
+            f.write(f"listen = {listen}\n")
+    return path
+
+
+ZERO = "00" * 32
+
+
+def policy(h, name, peers, pcr0=ZERO):
+    path = h.path(f"policy-{name}.json")
+    with open(path, "w") as f:
+        json.dump({"peers": peers, "pcrs": {"sha256": {"0": [pcr0]}}}, f)
+    return path
+
+
+def transport(d):
+    m = d.call("host.info")["migration"]
+    check(m is not None and m["transport_cert_pem"], f"host.info migration: {m}")
+    return m
+
+
+def share_fleet_root(h, source, target):
+    """A --dev daemon's local fleet root, given to another before its first
+    start: both hosts then belong to one fleet."""
+    os.makedirs(os.path.join(target.state_dir, "host"), mode=0o700, exist_ok=True)
+    for name in ("fleet-root.key", "fleet-root.pem"):
+        shutil.copy2(os.path.join(source.state_dir, "host", name),
+                     os.path.join(target.state_dir, "host", name))
+
+
+def free_port():
+    """A loopback port free now: a host keeps its address across restarts,
+    as the source's journal expects of a destination."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_hosts(h, log_level="debug"):
+    """Hosts A and B of one fleet, each listening on loopback, each
+    accepting the other."""
+    a = Vrotd(h, name="a", log_level=log_level)
+    a.config = config(h, "host-a.example", policy(h, "a", ["host-b.example"]),
+                      f"127.0.0.1:{free_port()}")
+    a.start()
+    b = Vrotd(h, name="b", log_level=log_level)
+    share_fleet_root(h, a, b)
+    b.config = config(h, "host-b.example", policy(h, "b", ["host-a.example"]),
+                      f"127.0.0.1:{free_port()}")
+    b.start()
+    return a, b
+
+
+def address(d):
+    return f"127.0.0.1:{transport(d)['port']}"
