@@ -274,6 +274,19 @@ def test_cold_migration():
               "NV 0x01c00002 does not hold B's certificate")
         b.call("instance.stop", uuid=u)
 
+        # A VM's vTPM (no data socket) moves too, and keeps its kind.
+        vm = a.call("instance.create", kind="vm", name="web-vm")["uuid"]
+        rc, out, err = V.vrotctl(a.socket, "migrate", vm)
+        check(rc == 2 and "--to" in err, f"vrotctl migrate without --to: {rc} {out} {err}")
+        r = a.call("instance.migrate", uuid=vm, to=address(b))
+        check(r["decision"] == "commit", f"the VM's migration: {r}")
+        info = b.call("instance.start", uuid=vm)
+        check(info["kind"] == "vm" and info["data"] is None and info["state"] == "running",
+              f"the VM's vTPM on B: {info}")
+        check(verifies(h, b_info, b.call("instance.ek_cert", uuid=vm, type="ecc")["pem"], "vm-b"),
+              "the VM's ECC EK certificate does not verify under B")
+        b.call("instance.stop", uuid=vm)
+
         # Back to A (a migrated tombstone may come back), and A sees the NV index.
         r = b.call("instance.migrate", uuid=u, to=address(a))
         check(r["peer"] == "host-a.example" and r["decision"] == "commit" and r["peer_confirmed"],
