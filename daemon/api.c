@@ -260,20 +260,8 @@ static void add_migrations(JsonBuilder *b, VrotApi *api)
         for (guint i = 0; i < all->len; i++) {
                 const VrotMigrationRecord *m = all->pdata[i];
 
-                if (m->state == VROT_MIGRATION_DONE)
-                        continue;
-                json_builder_begin_object(b);
-                json_builder_set_member_name(b, "id");
-                json_builder_add_string_value(b, m->id);
-                json_builder_set_member_name(b, "uuid");
-                json_builder_add_string_value(b, m->uuid);
-                json_builder_set_member_name(b, "state");
-                json_builder_add_string_value(b, vrot_migration_state_name(m->state));
-                json_builder_set_member_name(b, "peer");
-                json_builder_add_string_value(b, m->peer_name);
-                json_builder_set_member_name(b, "since");
-                json_builder_add_int_value(b, m->since);
-                json_builder_end_object(b);
+                if (m->state != VROT_MIGRATION_DONE)
+                        json_builder_add_value(b, vrot_migration_record_to_json(m));
         }
         json_builder_end_array(b);
 }
@@ -965,25 +953,37 @@ static void on_checked(JsonNode *result, GError *error, gpointer data)
         vrot_call_return_error(mc->call, error);
 }
 
+/* The parameters of a migration method: "to" and, with @uuid, "uuid"; and
+ * a host that migrates. */
+static gboolean migration_params(VrotApi *api, const VrotJsonrpcRequest *req, const gchar **uuid,
+                                 const gchar **to, GError **error)
+{
+        static const char *const with_uuid[] = { "uuid", "to", NULL };
+
+        if (!vrot_jsonrpc_params_check_known(req, uuid ? with_uuid : with_uuid + 1, error) ||
+            (uuid && !vrot_jsonrpc_param_string(req, "uuid", VROT_JSONRPC_REQUIRED, 64, uuid,
+                                                error)) ||
+            !vrot_jsonrpc_param_string(req, "to", VROT_JSONRPC_REQUIRED, 300, to, error))
+                return FALSE;
+        if (!api->migration) {
+                g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                                    "this host does not migrate: vrotd.conf has no [migration] "
+                                    "name (vrotd.conf(5))");
+                return FALSE;
+        }
+        return TRUE;
+}
+
 static void m_migration_check(gpointer ctx, const VrotCaller *caller,
                               const VrotJsonrpcRequest *req, VrotCall *call)
 {
-        static const char *const known[] = { "to", NULL };
         VrotApi *api = ctx;
         const gchar *to = NULL;
         MigrateCall *mc;
         GError *error = NULL;
 
         (void)caller;
-        if (!vrot_jsonrpc_params_check_known(req, known, &error) ||
-            !vrot_jsonrpc_param_string(req, "to", VROT_JSONRPC_REQUIRED, 300, &to, &error)) {
-                vrot_call_return_error(call, error);
-                return;
-        }
-        if (!api->migration) {
-                g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
-                                    "this host does not migrate: vrotd.conf has no [migration] "
-                                    "name (vrotd.conf(5))");
+        if (!migration_params(api, req, NULL, &to, &error)) {
                 vrot_call_return_error(call, error);
                 return;
         }
@@ -995,23 +995,12 @@ static void m_migration_check(gpointer ctx, const VrotCaller *caller,
 static void m_instance_migrate(gpointer ctx, const VrotCaller *caller,
                                const VrotJsonrpcRequest *req, VrotCall *call)
 {
-        static const char *const known[] = { "uuid", "to", NULL };
         VrotApi *api = ctx;
         const gchar *to = NULL, *uuid = NULL;
         MigrateCall *mc;
         GError *error = NULL;
 
-        (void)caller;
-        if (!vrot_jsonrpc_params_check_known(req, known, &error) ||
-            !vrot_jsonrpc_param_string(req, "uuid", VROT_JSONRPC_REQUIRED, 64, &uuid, &error) ||
-            !vrot_jsonrpc_param_string(req, "to", VROT_JSONRPC_REQUIRED, 300, &to, &error)) {
-                vrot_call_return_error(call, error);
-                return;
-        }
-        if (!api->migration) {
-                g_set_error_literal(&error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
-                                    "this host does not migrate: vrotd.conf has no [migration] "
-                                    "name (vrotd.conf(5))");
+        if (!migration_params(api, req, &uuid, &to, &error)) {
                 vrot_call_return_error(call, error);
                 return;
         }

@@ -155,7 +155,7 @@ static JsonNode *identity_to_json(const VrotIdentity *id)
         return json_builder_get_root(b);
 }
 
-static JsonNode *migration_to_json(const VrotMigrationRecord *m)
+JsonNode *vrot_migration_record_to_json(const VrotMigrationRecord *m)
 {
         g_autoptr(JsonBuilder) b = json_builder_new();
 
@@ -217,7 +217,7 @@ gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *
         json_builder_set_member_name(b, "migrations");
         json_builder_begin_array(b);
         for (guint i = 0; i < r->migrations->len; i++)
-                json_builder_add_value(b, migration_to_json(r->migrations->pdata[i]));
+                json_builder_add_value(b, vrot_migration_record_to_json(r->migrations->pdata[i]));
         json_builder_end_array(b);
         json_builder_end_object(b);
         root = json_builder_get_root(b);

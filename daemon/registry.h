@@ -23,6 +23,7 @@
  */
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #define VROT_REGISTRY_ERROR (vrot_registry_error_quark())
 GQuark vrot_registry_error_quark(void);
@@ -193,6 +194,13 @@ typedef struct VrotMigrationRecord {
 
 void vrot_migration_record_free(VrotMigrationRecord *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotMigrationRecord, vrot_migration_record_free)
+
+/**
+ * vrot_migration_record_to_json:
+ * (transfer full) {"id", "uuid", "state", "peer" (ADDR:PORT or ""),
+ * "peer_name", "since"}: the registry's form, and host.info's.
+ */
+JsonNode *vrot_migration_record_to_json(const VrotMigrationRecord *m);
 
 /** vrot_migration_state_name: "locked", "committed", ... */
 const gchar *vrot_migration_state_name(VrotMigrationState state);
