@@ -27,6 +27,8 @@ void vtpm_args_usage(FILE *f)
               "                         once, durably, at exit (manufacture only);\n"
               "                         end-with-starter: end, writing nothing, once the\n"
               "                         reader of --ready-fd closes it\n"
+              "  --migrate PATH         migration-key socket (0600): stateblobs cross only under\n"
+              "                         the key of a live migration vrotd prepared\n"
               "  --min-generation N     refuse state older than generation N (rollback anchor)\n"
               "  --runas USER           drop to USER after start-up\n"
               "  --ready-fd N           write \"ready\" to descriptor N once the sockets listen\n"
@@ -85,7 +87,8 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *ret)
 int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
 {
         enum { O_UUID = 256, O_STATE, O_CTRL, O_CTRL_MODE, O_SERVER, O_SERVER_MODE, O_KEY_FD,
-               O_INSECURE, O_FLAGS, O_MIN_GEN, O_RUNAS, O_LOG, O_VERSION, O_FORK_SERVER, O_READY_FD };
+               O_INSECURE, O_FLAGS, O_MIN_GEN, O_RUNAS, O_LOG, O_VERSION, O_FORK_SERVER, O_READY_FD,
+               O_MIGRATE };
         static const struct option opts[] = {
                 { "uuid", required_argument, NULL, O_UUID },
                 { "state-dir", required_argument, NULL, O_STATE },
@@ -93,6 +96,7 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
                 { "ctrl-mode", required_argument, NULL, O_CTRL_MODE },
                 { "server", required_argument, NULL, O_SERVER },
                 { "server-mode", required_argument, NULL, O_SERVER_MODE },
+                { "migrate", required_argument, NULL, O_MIGRATE },
                 { "key-fd", required_argument, NULL, O_KEY_FD },
                 { "insecure-plaintext", no_argument, NULL, O_INSECURE },
                 { "flags", required_argument, NULL, O_FLAGS },
@@ -117,6 +121,7 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
                 case O_STATE: a->state_dir = optarg; break;
                 case O_CTRL: a->ctrl = optarg; break;
                 case O_SERVER: a->server = optarg; break;
+                case O_MIGRATE: a->migrate = optarg; break;
                 case O_RUNAS: a->runas = optarg; break;
                 case O_FORK_SERVER: a->fork_server = optarg; break;
                 case O_INSECURE: a->insecure = true; break;
@@ -156,7 +161,7 @@ int vtpm_args_parse(int argc, char **argv, VtpmArgs *a)
                 return fprintf(stderr, "vrot-vtpm: unexpected argument '%s'\n", argv[optind]), -1;
         if (a->fork_server) {
                 if (a->uuid || a->state_dir || a->ctrl || a->server || a->key_fd >= 0 || a->insecure ||
-                    a->ready_fd >= 0)
+                    a->ready_fd >= 0 || a->migrate)
                         return fprintf(stderr, "vrot-vtpm: --fork-server takes instance options "
                                        "per request, not on its command line\n"), -1;
                 return 0;

@@ -16,6 +16,7 @@ typedef struct VtpmArgs {
         const char *state_dir;
         const char *ctrl;
         const char *server;
+        const char *migrate;       /* the migration-key socket; NULL: none */
         const char *runas;
         mode_t ctrl_mode, server_mode;
         int key_fd;

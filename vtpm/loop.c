@@ -299,7 +299,7 @@ static int next_timeout(const Worker *w, int64_t now)
         return next > now ? (int)(next - now) : 0;
 }
 
-enum { P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_STARTER, P_N };
+enum { P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_STARTER, P_MIGRATE, P_N };
 
 void vtpm_loop_signals(void)
 {
@@ -335,6 +335,7 @@ int vtpm_loop_run(Worker *w)
                         /* Nothing is ever read there: any event is the hang-up. */
                         [P_STARTER] = { .fd = w->end_with_starter ? w->starter_fd : -1,
                                         .events = POLLRDHUP },
+                        [P_MIGRATE] = { .fd = w->mig.listen, .events = POLLIN },
                 };
                 int timeout = next_timeout(w, vtpm_now_ms());
                 struct timespec ts = { timeout / 1000, (long)(timeout % 1000) * 1000000 };
@@ -356,6 +357,8 @@ int vtpm_loop_run(Worker *w)
                         accept_one(w->ctrl_listen, &w->ctrl, "control socket");
                 if (p[P_DATA_LISTEN].revents & POLLIN && w->data.fd < 0)
                         accept_one(w->data_listen, &w->data, "data socket");
+                if (p[P_MIGRATE].revents & POLLIN)
+                        vtpm_migkey_serve(w);
                 expire(w, vtpm_now_ms());
         }
         if (w->starter_gone)

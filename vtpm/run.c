@@ -112,6 +112,14 @@ static int open_sockets(const VtpmArgs *a, Worker *w)
                         goto fail;
                 w->data_path = a->server;
         }
+        if (a->migrate) {
+                /* 0600: vrotd (root) and the worker's own user, nobody else. */
+                w->mig.listen = bind_unix(a->migrate, 0600, &err);
+                if (w->mig.listen < 0)
+                        goto fail;
+                w->mig.path = a->migrate;
+                w->mig.enabled = true;
+        }
         w->ctrl_listen = bind_unix(a->ctrl, a->ctrl_mode, &err);
         if (w->ctrl_listen < 0)
                 goto fail;
@@ -127,7 +135,8 @@ fail:
  * only after the sandbox is in force and the TPM is up. */
 static int start_listening(Worker *w)
 {
-        if ((w->data_listen >= 0 && listen(w->data_listen, 8) < 0) || listen(w->ctrl_listen, 8) < 0) {
+        if ((w->data_listen >= 0 && listen(w->data_listen, 8) < 0) ||
+            (w->mig.listen >= 0 && listen(w->mig.listen, 4) < 0) || listen(w->ctrl_listen, 8) < 0) {
                 log_error("listen: %s", strerror(errno));
                 return -1;
         }
@@ -163,6 +172,11 @@ static void close_sockets(Worker *w)
                 close(w->data_listen);
                 unlink(w->data_path);
         }
+        if (w->mig.listen >= 0) {
+                close(w->mig.listen);
+                unlink(w->mig.path);
+        }
+        vtpm_migkey_clear(w);
 }
 
 int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
@@ -172,7 +186,7 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         VrotError err = { 0 };
         Worker w = { .ctrl_listen = -1, .data_listen = -1, .starter_fd = -1,
                      .end_with_starter = a->end_with_starter,
-                     .ctrl = { .fd = -1 }, .data = { .fd = -1 } };
+                     .ctrl = { .fd = -1 }, .data = { .fd = -1 }, .mig = { .listen = -1 } };
         int ret = EXIT_FAILURE;
 
         vtpm_loop_signals();

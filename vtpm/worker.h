@@ -11,8 +11,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mkey.h"
 #include "seal.h"
+#include "secret.h"
 #include "store.h"
+
+/* A live migration's key (--migrate; vrot-vtpm(8) MIGRATION). */
+typedef struct Migration {
+        bool enabled;           /* --migrate: stateblobs only under a key */
+        int listen;             /* the migration-key socket, -1 without --migrate */
+        const char *path;
+        uint8_t role;           /* 0: no key; VROT_MKEY_OUT / _IN */
+        VrotSealer sealer;      /* key: the migration key; uuid: the migration ID */
+        VrotSecret *key;
+        uint8_t exported, imported;     /* bit n: blob type n crossed under the key */
+} Migration;
 
 /* A client connection with its partly received request. */
 typedef struct Conn {
@@ -36,6 +49,7 @@ typedef struct Worker {
         bool starter_gone;      /* the loop ended because its reader closed it */
         const VrotSealer *sealer;
         VrotStore *store;
+        Migration mig;
 } Worker;
 
 /* Answer to one control request: a small fixed part and an optional tail. */
@@ -59,19 +73,30 @@ void vtpm_ctrl_reply_error(Reply *out, uint32_t result);
 
 /**
  * vtpm_stateblob_export / vtpm_stateblob_import:
- * What GET_STATEBLOB hands out and SET_STATEBLOB takes in.  The seam for
- * migration (issue: live migration encrypts these under a per-migration
- * key): today a request with DECRYPTED gets libtpms's plaintext blob, as
- * swtpm without a migration key gives QEMU; one without it gets the blob
- * sealed under this instance's state key (flag ENCRYPTED).
+ * What GET_STATEBLOB hands out and SET_STATEBLOB takes in.  With --migrate
+ * (vrotd's workers): only under the key of a prepared live migration,
+ * sealed with the migration ID and the blob type bound in, out of a source
+ * and into a destination; nothing at all without one.  Without --migrate
+ * (a worker run alone, like swtpm): a request with DECRYPTED gets libtpms's
+ * plaintext blob, as swtpm without a migration key gives QEMU; one without
+ * it gets the blob sealed under this instance's state key (flag ENCRYPTED).
  * Both return a TPM result code; outputs are (transfer full) malloc()ed.
  */
-uint32_t vtpm_stateblob_export(const Worker *w, uint32_t type, uint32_t req_flags,
+uint32_t vtpm_stateblob_export(Worker *w, uint32_t type, uint32_t req_flags,
                                uint8_t *plain, uint32_t len,
                                uint8_t **ret, uint32_t *ret_len, uint32_t *ret_flags);
-uint32_t vtpm_stateblob_import(const Worker *w, uint32_t type, uint32_t flags,
+uint32_t vtpm_stateblob_import(Worker *w, uint32_t type, uint32_t flags,
                                const uint8_t *in, uint32_t len,
                                uint8_t **ret, uint32_t *ret_len);
+
+/**
+ * vtpm_migkey_serve: one request on the migration-key socket, whose
+ * listener is readable (vtpm/migkey.c).
+ */
+void vtpm_migkey_serve(Worker *w);
+
+/** vtpm_migkey_clear: forgets the migration key (wiped). */
+void vtpm_migkey_clear(Worker *w);
 
 /**
  * vtpm_loop_signals: blocks SIGTERM/SIGINT and routes them to the loop.  Call

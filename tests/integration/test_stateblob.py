@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
 """Stateblob round trip: GET_STATEBLOB from a running vrot-vtpm, SET_STATEBLOB
 into a fresh one, and the guest-visible state (PCRs, NV contents) is the same
-there - the path QEMU takes for live migration (R-VTPM-2, R-MIG-5 groundwork).
+there - the path QEMU takes for live migration (R-VTPM-2, R-MIG-5).
+
+With --migrate (how vrotd runs its workers) blobs cross only under the key
+of a prepared live migration, given on the migration-key socket
+(lib/mkey.h): none without it, none in plaintext, none into a worker with
+another key or migration ID, none the wrong way; with it, the round trip
+keeps PCRs and NV, and STATUS says which blobs crossed.
 """
 
 import hashlib
 import os
+import socket
+import stat
+import struct
 
 import harness as H
 import ptm
@@ -89,5 +98,100 @@ def test_sealed_blobs_stay_with_their_instance():
         H.check(pcr16(same) == pcr16(src), "PCR 16 differs after the sealed round trip")
 
 
+MKEY_SET, MKEY_STATUS, MKEY_CLEAR = 1, 2, 3
+MKEY_OUT, MKEY_IN = 1, 2
+
+
+def mkey(path, op, role=0, mid=b"", key=b"", raw=None):
+    """One request on a worker's migration-key socket (lib/mkey.h): returns
+    (result, role, id, exported, imported)."""
+    req = raw if raw is not None else b"VMK1" + bytes([op]) + (
+        bytes([role]) + mid + key if op == MKEY_SET else b"")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(req)
+        ans = b""
+        while len(ans) < 23:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            ans += chunk
+    H.check(len(ans) == 23, f"migration-key answer of {len(ans)} bytes")
+    result, r = struct.unpack(">IB", ans[:5])
+    return result, r, ans[5:21], ans[21], ans[22]
+
+
+def test_live_migration_key():
+    with H.Harness("vrot-stateblob-mkey") as h:
+        msrc = h.path("src.migrate")
+        src = h.start_vtpm(name="src", server=True,
+                           extra=["--flags", "not-need-init,startup-clear", "--migrate", msrc])
+        H.check(stat.S_IMODE(os.stat(msrc).st_mode) == 0o600, "the migration-key socket is not 0600")
+        H.tpm2(src, "pcrextend", f"{PCR}:sha256=" + "5a" * 32)
+        H.tpm2(src, "nvdefine", NV_INDEX, "-C", "o", "-s", str(len(NV_DATA)),
+               "-a", "ownerread|ownerwrite")
+        path = h.path("nvdata")
+        with open(path, "wb") as f:
+            f.write(NV_DATA)
+        H.tpm2(src, "nvwrite", NV_INDEX, "-C", "o", "-i", path)
+
+        # No migration prepared: no blob at all, plaintext or sealed.
+        with ptm.Ctrl(src.ctrl) as c:
+            for flags in (ptm.STATE_FLAG_DECRYPTED, 0):
+                r = c.get_stateblob(ptm.BLOB_TYPE_PERMANENT, flags=flags)
+                H.check(r.result == 0x09 and r.length == 0, f"GET_STATEBLOB without a key: {r!r}")
+        H.check("no live migration is prepared" in src.log_text(), "no log line for the refusal")
+        # Malformed requests are answered BAD_PARAMETER and change nothing.
+        for bad in (b"VMK1", b"VMK2\x02", b"VMK1\x01\x03" + b"\0" * 48, b"VMK1\x02x"):
+            H.check(mkey(msrc, 0, raw=bad)[0] == 0x03, f"malformed request {bad!r} accepted")
+
+        mid, key = os.urandom(16), os.urandom(32)
+        H.check(mkey(msrc, MKEY_SET, MKEY_OUT, mid, key)[0] == 0, "SET on the source failed")
+        blobs = get_blobs(src, ptm.STATE_FLAG_DECRYPTED)       # DECRYPTED is ignored now
+        H.check(all(f == ptm.STATE_FLAG_ENCRYPTED for _, f in blobs.values()),
+                "blobs under a migration key must come back ENCRYPTED")
+        H.check(all(NV_DATA not in d for d, _ in blobs.values()), "a migration blob shows NV data")
+        res, role, got_id, exported, _ = mkey(msrc, MKEY_STATUS)
+        H.check(res == 0 and role == MKEY_OUT and got_id == mid and exported == 0b110,
+                f"STATUS on the source: {res} {role} {got_id.hex()} {exported:#b}")
+
+        def destination(name, role=None, k=key, i=mid):
+            mdst = h.path(f"{name}.migrate")
+            d = h.start_vtpm(name=name, server=True, key=b"\x22" * 32,
+                             extra=["--flags", "not-need-init", "--migrate", mdst])
+            if role:
+                H.check(mkey(mdst, MKEY_SET, role, i, k)[0] == 0, f"SET on {name} failed")
+            return d, mdst
+
+        for name, role, k, i, want in (
+                ("nokey", None, key, mid, 0x09),                # nothing prepared
+                ("wrongway", MKEY_OUT, key, mid, 0x09),         # a source does not take blobs
+                ("otherkey", MKEY_IN, os.urandom(32), mid, 0x21),
+                ("otherid", MKEY_IN, key, os.urandom(16), 0x21)):
+            d, _ = destination(name, role, k, i)
+            res = set_blobs(d, blobs)
+            H.check(res[0] == want, f"{name}: SET_STATEBLOB gave {res}, expected {want:#x}")
+        d, mdst = destination("dst", MKEY_IN)
+        with ptm.Ctrl(d.ctrl) as c:
+            H.check(c.stop().result == 0, "STOP failed")
+            plain = get_blobs(src, 0)[ptm.BLOB_TYPE_PERMANENT][0]
+            r = c.set_stateblob(ptm.BLOB_TYPE_PERMANENT, plain, flags=0)
+            H.check(r.result == 0x21, f"a plaintext blob into a migration: {r!r}")
+        H.check(set_blobs(d, blobs) == [0], "SET_STATEBLOB + INIT under the migration key failed")
+        H.check(pcr16(d) == pcr16(src), "PCR 16 differs after the live-migration round trip")
+        out = H.tpm2(d, "nvread", NV_INDEX, "-C", "o", "-s", str(len(NV_DATA)))
+        H.check(out == NV_DATA, f"NV contents differ: {out!r}")
+        res, role, got_id, _, imported = mkey(mdst, MKEY_STATUS)
+        H.check(res == 0 and role == MKEY_IN and got_id == mid and imported == 0b110,
+                f"STATUS on the destination: {res} {role} {imported:#b}")
+        # CLEAR: the source hands out nothing again.
+        H.check(mkey(msrc, MKEY_CLEAR)[1] == 0, "CLEAR left a role")
+        with ptm.Ctrl(src.ctrl) as c:
+            r = c.get_stateblob(ptm.BLOB_TYPE_PERMANENT, flags=0)
+            H.check(r.result == 0x09, f"GET_STATEBLOB after CLEAR: {r!r}")
+
+
 if __name__ == "__main__":
-    H.main([test_plaintext_round_trip, test_sealed_blobs_stay_with_their_instance])
+    H.main([test_plaintext_round_trip, test_sealed_blobs_stay_with_their_instance,
+            test_live_migration_key])

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#pragma once
+
+/*
+ * The migration-key socket of a vrot-vtpm worker (`--migrate PATH`,
+ * vrot-vtpm(8) MIGRATION; docs/migration.md "Live migration").  vrotd, and
+ * only vrotd (the socket is 0600, its owner the worker's user), gives a
+ * worker the key of a prepared live migration; from then on the stateblobs
+ * QEMU moves are sealed under that key, bound to the migration ID and the
+ * blob type.  One request per connection, one answer, then the worker
+ * closes it.
+ *
+ * Request:  "VMK1" | u8 op | op SET: u8 role | migration ID (16) | key (32)
+ *                            op STATUS, CLEAR: nothing more
+ * Answer:   u32 result (0: done) | u8 role (0: none) | migration ID (16) |
+ *           u8 blobs exported (bit n: blob type n) | u8 blobs imported
+ * (big-endian).  Plain C: the worker links it.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VROT_MKEY_ID_LEN 16
+#define VROT_MKEY_KEY_LEN 32
+#define VROT_MKEY_REQUEST_MAX (4 + 1 + 1 + VROT_MKEY_ID_LEN + VROT_MKEY_KEY_LEN)
+#define VROT_MKEY_ANSWER_LEN (4 + 1 + VROT_MKEY_ID_LEN + 1 + 1)
+
+enum {
+        VROT_MKEY_SET = 1,      /* a migration's key for this worker's role in it */
+        VROT_MKEY_STATUS = 2,   /* what was exported or imported under it */
+        VROT_MKEY_CLEAR = 3,    /* the migration ended: forget the key */
+};
+
+enum {
+        VROT_MKEY_OUT = 1,      /* the source: GET_STATEBLOB seals under the key */
+        VROT_MKEY_IN = 2,       /* the destination: SET_STATEBLOB opens with it */
+};
+
+typedef struct VrotMkeyRequest {
+        uint8_t op;
+        uint8_t role;                           /* SET only */
+        uint8_t id[VROT_MKEY_ID_LEN];           /* SET only */
+        uint8_t key[VROT_MKEY_KEY_LEN];         /* SET only; the caller wipes it */
+} VrotMkeyRequest;
+
+typedef struct VrotMkeyAnswer {
+        uint32_t result;
+        uint8_t role;
+        uint8_t id[VROT_MKEY_ID_LEN];
+        uint8_t exported, imported;
+} VrotMkeyAnswer;
+
+/** vrot_mkey_parse_request: @len bytes (untrusted) exactly one request; 0 or -EINVAL. Pure. */
+int vrot_mkey_parse_request(const uint8_t *buf, size_t len, VrotMkeyRequest *ret);
+/** vrot_mkey_encode_request: into @out (VROT_MKEY_REQUEST_MAX bytes); returns the length. */
+size_t vrot_mkey_encode_request(const VrotMkeyRequest *r, uint8_t *out);
+/** vrot_mkey_parse_answer: exactly VROT_MKEY_ANSWER_LEN bytes; 0 or -EINVAL. Pure. */
+int vrot_mkey_parse_answer(const uint8_t *buf, size_t len, VrotMkeyAnswer *ret);
+/** vrot_mkey_encode_answer: into @out (VROT_MKEY_ANSWER_LEN bytes). */
+void vrot_mkey_encode_answer(const VrotMkeyAnswer *a, uint8_t *out);

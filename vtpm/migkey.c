@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The migration-key socket (--migrate, lib/mkey.h): vrotd gives the worker
+ * the key of a prepared live migration, asks what crossed under it, and
+ * clears it.  One short request per connection; a client that does not
+ * send it within 200 ms is dropped, so the single-threaded loop is never
+ * held up for longer.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "ptm.h"
+#include "worker.h"
+
+#define REQUEST_WAIT_MS 200
+
+void vtpm_migkey_clear(Worker *w)
+{
+        vrot_secret_free(w->mig.key);
+        w->mig.key = NULL;
+        w->mig.role = 0;
+        w->mig.exported = w->mig.imported = 0;
+        memset(&w->mig.sealer, 0, sizeof(w->mig.sealer));
+}
+
+static uint32_t set_key(Worker *w, const VrotMkeyRequest *r)
+{
+        VrotError err = { 0 };
+        VrotSecret *key = vrot_secret_new(VROT_MKEY_KEY_LEN, &err);
+
+        if (!key) {
+                log_error("migration key: %s", err.msg);
+                return VROT_TPM_FAIL;
+        }
+        vtpm_migkey_clear(w);
+        memcpy(vrot_secret_data(key), r->key, VROT_MKEY_KEY_LEN);
+        w->mig.key = key;
+        w->mig.role = r->role;
+        w->mig.sealer.key = vrot_secret_data(key);
+        memcpy(w->mig.sealer.uuid, r->id, VROT_MKEY_ID_LEN);
+        log_info("live migration prepared: this worker is its %s",
+                 r->role == VROT_MKEY_OUT ? "source" : "destination");
+        return 0;
+}
+
+void vtpm_migkey_serve(Worker *w)
+{
+        uint8_t buf[VROT_MKEY_REQUEST_MAX + 1], out[VROT_MKEY_ANSWER_LEN];
+        VrotMkeyRequest r;
+        VrotMkeyAnswer a = { 0 };
+        struct pollfd p;
+        ssize_t n = -1;
+        int fd = accept4(w->mig.listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0)
+                return;
+        p = (struct pollfd){ .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, REQUEST_WAIT_MS) == 1)
+                n = read(fd, buf, sizeof(buf));
+        if (n < 0 || vrot_mkey_parse_request(buf, (size_t)n, &r) < 0) {
+                log_warn("migration-key socket: a malformed or late request, dropped");
+                a.result = VROT_TPM_BAD_PARAMETER;
+        } else if (r.op == VROT_MKEY_SET) {
+                a.result = set_key(w, &r);
+        } else if (r.op == VROT_MKEY_CLEAR) {
+                if (w->mig.role)
+                        log_info("live migration key cleared");
+                vtpm_migkey_clear(w);
+        }
+        OPENSSL_cleanse(buf, sizeof(buf));
+        OPENSSL_cleanse(&r, sizeof(r));
+        a.role = w->mig.role;
+        memcpy(a.id, w->mig.sealer.uuid, VROT_MKEY_ID_LEN);
+        a.exported = w->mig.exported;
+        a.imported = w->mig.imported;
+        vrot_mkey_encode_answer(&a, out);
+        if (write(fd, out, sizeof(out)) < 0)
+                log_debug("migration-key socket: %s", strerror(errno));
+        close(fd);
+}
