@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """vrot-vtpm against swtpm 0.7.1, side by side in one run.
 
-Three benchmarks (see bench/README.md):
+Four benchmarks (see bench/README.md):
 
   rtt    TPM2_GetRandom(8) round trip on one data-channel connection,
          measured by the C client bench/rtt (COUNT round trips per run),
@@ -10,6 +10,11 @@ Three benchmarks (see bench/README.md):
          /proc/PID/smaps_rollup) per idle running TPM, N of each kind running
          at once, each started with INIT and TPM2_Startup(CLEAR) done and
          answering a GetRandom before it is measured.
+  blob   the TPM's share of live-migration downtime: GET_STATEBLOB of the
+         permanent, volatile and savestate blobs from a source, then STOP,
+         SET_STATEBLOB of each and INIT on a destination, over the control
+         channel as QEMU does; vrot under a migration key (--migrate, blobs
+         sealed with AES-256-GCM), swtpm in plaintext.
   start  spawn until the control socket accepts a connection (no flags, as
          libvirt starts swtpm), with existing and with empty state; and spawn
          until a first GetRandom is answered with not-need-init,startup-clear.
@@ -48,6 +53,7 @@ import shlex
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -58,6 +64,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
 import daemon as D  # noqa: E402  (bench/daemon.py, next to this file)
 import harness as H  # noqa: E402  (path set up just above)
+import ptm  # noqa: E402
 from memprobe import breakdown, print_probe, probe, rollup  # noqa: E402
 
 KINDS = ("vrot", "swtpm")                   # the round trip
@@ -368,6 +375,129 @@ def bench_start(args):
     return out
 
 
+# -- blob: the TPM's share of live-migration downtime ---------------------------------
+
+def fill_state(srv, h, tag):
+    """Some guest state, so that the blobs are not empty shells: an NV
+    index of 1 KiB and a persistent ECC key."""
+    data = h.path(f"{tag}.nv")
+    with open(data, "wb") as f:
+        f.write(os.urandom(1024))
+    H.tpm2(srv, "nvdefine", "0x1500030", "-C", "o", "-s", "1024", "-a", "ownerread|ownerwrite")
+    H.tpm2(srv, "nvwrite", "0x1500030", "-C", "o", "-i", data)
+    H.tpm2(srv, "createprimary", "-C", "o", "-G", "ecc", "-c", h.path(f"{tag}.ctx"))
+    H.tpm2(srv, "evictcontrol", "-C", "o", "-c", h.path(f"{tag}.ctx"), "0x81000001")
+
+
+def blob_pair(h, kind):
+    """A source with state and a fresh destination; vrot's with the keys of
+    one prepared migration."""
+    if kind == "swtpm":
+        src = h.start_swtpm(name="ssrc", server=True, extra=UP_FLAGS)
+        dst = h.start_swtpm(name="sdst", server=True, extra=UP_FLAGS)
+    else:
+        ms, md = h.path("vsrc.migrate"), h.path("vdst.migrate")
+        src = h.start_vtpm(name="vsrc", server=True, extra=UP_FLAGS + ["--migrate", ms])
+        dst = h.start_vtpm(name="vdst", server=True, key=b"\x22" * 32,
+                           extra=UP_FLAGS + ["--migrate", md])
+        mid, key = os.urandom(16), os.urandom(32)
+        H.check(ptm.mkey(ms, ptm.MKEY_SET, ptm.MKEY_OUT, mid, key)[0] == 0, "source key")
+        H.check(ptm.mkey(md, ptm.MKEY_SET, ptm.MKEY_IN, mid, key)[0] == 0, "destination key")
+    fill_state(src, h, kind)
+    return src, dst
+
+
+class Lean:
+    """A control-channel client that reads answers by their lengths and
+    never waits for quiet (tests/integration/ptm.py checks the protocol and
+    drains; here only the servers' time may count)."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(30)
+        self.s.connect(path)
+
+    def close(self):
+        self.s.close()
+
+    def read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.s.recv(n - len(buf))
+            H.check(chunk, "the server closed the control channel")
+            buf += chunk
+        return buf
+
+    def simple(self, msg):
+        self.s.sendall(msg)
+        return int.from_bytes(self.read(4), "big")
+
+    def get(self, btype, flags):
+        """(result, state flags, data); TPM_RETRY (0x800) comes with a header."""
+        self.s.sendall(struct.pack(">IIII", ptm.CMD_GET_STATEBLOB, flags, btype, 0))
+        res = int.from_bytes(self.read(4), "big")
+        if res not in (0, 0x800):
+            return res, 0, b""
+        sflags, _, length = struct.unpack(">III", self.read(12))
+        return res, sflags, self.read(length) if res == 0 else b""
+
+    def set(self, btype, data, flags):
+        return self.simple(struct.pack(">IIII", ptm.CMD_SET_STATEBLOB, flags, btype, len(data))
+                           + data)
+
+
+def blob_round(src, dst, flags):
+    """One migration's TPM part, as QEMU runs it: (get seconds, set seconds, bytes)."""
+    cs, cd = Lean(src.ctrl), Lean(dst.ctrl)
+    try:
+        t0 = time.perf_counter()
+        blobs = []
+        for btype in (ptm.BLOB_TYPE_PERMANENT, ptm.BLOB_TYPE_VOLATILE, ptm.BLOB_TYPE_SAVESTATE):
+            res, sflags, data = cs.get(btype, flags)
+            H.check(res in (0, 0x800), f"GET_STATEBLOB {btype}: 0x{res:x}")
+            if data:
+                blobs.append((btype, data, sflags))
+        t1 = time.perf_counter()
+        H.check(cd.simple(struct.pack(">I", ptm.CMD_STOP)) == 0, "STOP on the destination")
+        for btype, data, sflags in blobs:
+            res = cd.set(btype, data, sflags)
+            H.check(res == 0, f"SET_STATEBLOB {btype}: 0x{res:x}")
+        H.check(cd.simple(struct.pack(">II", ptm.CMD_INIT, 0)) == 0, "INIT on the destination")
+        t2 = time.perf_counter()
+    finally:
+        cs.close()
+        cd.close()
+    return t1 - t0, t2 - t1, sum(len(d) for _, d, _ in blobs)
+
+
+def bench_blob(args):
+    n = args.blob_rounds
+    log(f"== blob: {n} rounds each, alternating: GET_STATEBLOB x3 from a source, STOP + "
+        f"SET_STATEBLOB + INIT on a destination; vrot under a migration key, swtpm plaintext")
+    times = {k: {"get": [], "set": [], "total": []} for k in KINDS}
+    size = {}
+    with H.Harness("vrot-bench-blob") as h:
+        pairs = {k: blob_pair(h, k) for k in KINDS}
+        for k in KINDS:                     # one untimed round each
+            blob_round(*pairs[k], 0 if k == "vrot" else ptm.STATE_FLAG_DECRYPTED)
+        for i in range(n):
+            for k in (KINDS if i % 2 == 0 else KINDS[::-1]):
+                g, st, size[k] = blob_round(*pairs[k], 0 if k == "vrot" else
+                                            ptm.STATE_FLAG_DECRYPTED)
+                times[k]["get"].append(g * 1000)
+                times[k]["set"].append(st * 1000)
+                times[k]["total"].append((g + st) * 1000)
+    res = {"n": n, "bytes": size}
+    for k in KINDS:
+        res[k] = {part: {"median_ms": statistics.median(v), "p90_ms": pct(v, 90)}
+                  for part, v in times[k].items()}
+        log(f"   {k:6s}: get {res[k]['get']['median_ms']:6.2f} ms, set+init "
+            f"{res[k]['set']['median_ms']:6.2f} ms, total median "
+            f"{res[k]['total']['median_ms']:6.2f} ms p90 {res[k]['total']['p90_ms']:6.2f} ms "
+            f"({size[k]} bytes of blobs)")
+    return res
+
+
 # -- table -------------------------------------------------------------------------
 
 def table(res):
@@ -396,6 +526,11 @@ def table(res):
             for k, how in (("vrot", "exec"), ("vrot-fork", "fork")):
                 rows.append((f"{name}, {how} [ms]", st[v][k]["median_ms"],
                              st[v]["swtpm"]["median_ms"], target))
+    if "blob" in res:
+        b = res["blob"]
+        for q in ("median", "p90"):
+            rows.append((f"live-migration TPM downtime {q} [ms]", b["vrot"]["total"][f"{q}_ms"],
+                         b["swtpm"]["total"][f"{q}_ms"], (5.0, "ms")))
     # the daemon's rows: swtpm None when there is no swtpm counterpart, and
     # target (limit, unit) when it bounds the vrot figure itself
     rows += D.table_rows(res)
@@ -429,8 +564,8 @@ def parse_args(argv):
                    help="meson build directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test sizes: well under a minute")
-    p.add_argument("--only", default="rtt,mem,start",
-                   help="comma-separated subset of rtt,mem,start,create,storm,migrate "
+    p.add_argument("--only", default="rtt,mem,start,blob",
+                   help="comma-separated subset of rtt,mem,start,blob,create,storm,migrate "
                         "(default: %(default)s; create, storm and migrate are bench/daemon.py's)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
     p.add_argument("--count", type=int, help="round trips per rtt run (10000)")
@@ -441,6 +576,7 @@ def parse_args(argv):
     p.add_argument("--instances", type=int, help="TPMs of each kind for mem (50)")
     p.add_argument("--settle", type=float, help="idle seconds before measuring memory (2)")
     p.add_argument("--start-reps", type=int, help="starts per kind and variant (30)")
+    p.add_argument("--blob-rounds", type=int, help="stateblob migrations per kind (30)")
     p.add_argument("--poll-us", type=int, default=100,
                    help="socket poll interval while timing starts (%(default)s us)")
     p.add_argument("--top", type=int, default=14, help="mappings shown per process")
@@ -448,14 +584,15 @@ def parse_args(argv):
     a = p.parse_args(argv)
     q = a.quick
     for name, full, quick in (("count", 10000, 2000), ("rounds", 5, 1), ("instances", 50, 4),
-                              ("settle", 2.0, 0.3), ("start_reps", 30, 5)):
+                              ("settle", 2.0, 0.3), ("start_reps", 30, 5),
+                              ("blob_rounds", 30, 5)):
         if getattr(a, name) is None:
             setattr(a, name, quick if q else full)
     D.fill_defaults(a)
     if a.instances < 2:
         p.error("--instances must be >= 2 (a lone process owns its libraries' pages privately)")
     a.only = [x for x in a.only.split(",") if x]
-    bad = set(a.only) - {"rtt", "mem", "start", "create", "storm", "migrate"}
+    bad = set(a.only) - {"rtt", "mem", "start", "blob", "create", "storm", "migrate"}
     if bad:
         p.error(f"unknown benchmark(s) {','.join(sorted(bad))}")
     if a.no_pin:
@@ -510,6 +647,8 @@ def main():
         res["mem"] = bench_mem(args)
     if "start" in args.only:
         res["start"] = bench_start(args)
+    if "blob" in args.only:
+        res["blob"] = bench_blob(args)
     if "create" in args.only:
         res["create"] = D.bench_create(args)
     if "storm" in args.only:

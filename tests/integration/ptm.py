@@ -522,3 +522,30 @@ def wait_closed(sock, timeout=DEFAULT_TIMEOUT):
         except OSError:
             return True
     return False
+
+
+# -- a worker's migration-key socket (--migrate, lib/mkey.h) -------------------
+
+MKEY_SET, MKEY_STATUS, MKEY_CLEAR = 1, 2, 3
+MKEY_OUT, MKEY_IN = 1, 2
+
+
+def mkey(path, op, role=0, mid=b"", key=b"", raw=None):
+    """One request on a worker's migration-key socket (lib/mkey.h): returns
+    (result, role, id, exported, imported)."""
+    req = raw if raw is not None else b"VMK1" + bytes([op]) + (
+        bytes([role]) + mid + key if op == MKEY_SET else b"")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(req)
+        ans = b""
+        while len(ans) < 23:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            ans += chunk
+    if len(ans) != 23:
+        raise RuntimeError(f"migration-key answer of {len(ans)} bytes")
+    result, r = struct.unpack(">IB", ans[:5])
+    return result, r, ans[5:21], ans[21], ans[22]

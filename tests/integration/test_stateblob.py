@@ -12,9 +12,7 @@ keeps PCRs and NV, and STATUS says which blobs crossed.
 
 import hashlib
 import os
-import socket
 import stat
-import struct
 
 import harness as H
 import ptm
@@ -98,28 +96,9 @@ def test_sealed_blobs_stay_with_their_instance():
         H.check(pcr16(same) == pcr16(src), "PCR 16 differs after the sealed round trip")
 
 
-MKEY_SET, MKEY_STATUS, MKEY_CLEAR = 1, 2, 3
-MKEY_OUT, MKEY_IN = 1, 2
-
-
-def mkey(path, op, role=0, mid=b"", key=b"", raw=None):
-    """One request on a worker's migration-key socket (lib/mkey.h): returns
-    (result, role, id, exported, imported)."""
-    req = raw if raw is not None else b"VMK1" + bytes([op]) + (
-        bytes([role]) + mid + key if op == MKEY_SET else b"")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(path)
-        s.sendall(req)
-        ans = b""
-        while len(ans) < 23:
-            chunk = s.recv(64)
-            if not chunk:
-                break
-            ans += chunk
-    H.check(len(ans) == 23, f"migration-key answer of {len(ans)} bytes")
-    result, r = struct.unpack(">IB", ans[:5])
-    return result, r, ans[5:21], ans[21], ans[22]
+MKEY_SET, MKEY_STATUS, MKEY_CLEAR = ptm.MKEY_SET, ptm.MKEY_STATUS, ptm.MKEY_CLEAR
+MKEY_OUT, MKEY_IN = ptm.MKEY_OUT, ptm.MKEY_IN
+mkey = ptm.mkey
 
 
 def test_live_migration_key():
