@@ -1010,6 +1010,75 @@ static void m_instance_migrate(gpointer ctx, const VrotCaller *caller,
         vrot_migration_migrate_async(api->migration, uuid, to, on_checked, mc);
 }
 
+static void m_instance_migrate_prepare(gpointer ctx, const VrotCaller *caller,
+                                       const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        VrotApi *api = ctx;
+        const gchar *to = NULL, *uuid = NULL;
+        MigrateCall *mc;
+        GError *error = NULL;
+
+        if (!migration_params(api, req, &uuid, &to, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        mc = g_new0(MigrateCall, 1);
+        mc->call = call;
+        g_message("instance %s: live migration to %s prepared by uid %u", uuid, to,
+                  (unsigned)caller->uid);
+        vrot_migration_prepare_async(api->migration, uuid, to, on_checked, mc);
+}
+
+/* "uuid" of a live migration's source, on a host that migrates. */
+static gboolean live_params(VrotApi *api, const VrotJsonrpcRequest *req, const gchar **uuid,
+                            GError **error)
+{
+        static const char *const known[] = { "uuid", NULL };
+
+        if (!vrot_jsonrpc_params_check_known(req, known, error) ||
+            !vrot_jsonrpc_param_string(req, "uuid", VROT_JSONRPC_REQUIRED, 64, uuid, error))
+                return FALSE;
+        if (api->migration)
+                return TRUE;
+        g_set_error_literal(error, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_INVALID_PARAMS,
+                            "this host does not migrate: vrotd.conf has no [migration] name "
+                            "(vrotd.conf(5))");
+        return FALSE;
+}
+
+static void m_instance_migrate_commit(gpointer ctx, const VrotCaller *caller,
+                                      const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        VrotApi *api = ctx;
+        const gchar *uuid = NULL;
+        MigrateCall *mc;
+        GError *error = NULL;
+
+        if (!live_params(api, req, &uuid, &error)) {
+                vrot_call_return_error(call, error);
+                return;
+        }
+        mc = g_new0(MigrateCall, 1);
+        mc->call = call;
+        g_message("instance %s: live migration commit asked by uid %u", uuid, (unsigned)caller->uid);
+        vrot_migration_commit_async(api->migration, uuid, on_checked, mc);
+}
+
+static JsonNode *m_instance_migrate_abort(gpointer ctx, const VrotCaller *caller,
+                                          const VrotJsonrpcRequest *req, GError **error)
+{
+        VrotApi *api = ctx;
+        const gchar *uuid = NULL;
+        JsonNode *res;
+
+        if (!live_params(api, req, &uuid, error))
+                return NULL;
+        g_message("instance %s: live migration abort asked by uid %u", uuid, (unsigned)caller->uid);
+        if (!(res = vrot_migration_abort(api->migration, uuid, error)))
+                to_rpc_error(error);
+        return res;
+}
+
 static JsonNode *m_host_crl(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
                             GError **error)
 {
@@ -1043,6 +1112,11 @@ static const VrotMethod methods[] = {
         { .name = "instance.attest", .async_fn = m_instance_attest },
         { .name = "migration.check", .async_fn = m_migration_check, .admin_only = TRUE },
         { .name = "instance.migrate", .async_fn = m_instance_migrate, .admin_only = TRUE },
+        { .name = "instance.migrate_prepare", .async_fn = m_instance_migrate_prepare,
+          .admin_only = TRUE },
+        { .name = "instance.migrate_commit", .async_fn = m_instance_migrate_commit,
+          .admin_only = TRUE },
+        { .name = "instance.migrate_abort", .fn = m_instance_migrate_abort, .admin_only = TRUE },
         { .name = "identity.issue", .async_fn = m_identity_issue },
         { .name = "identity.challenge", .fn = m_identity_challenge },
         { .name = "identity.complete", .fn = m_identity_complete },

@@ -183,6 +183,8 @@ static GString *request_of(const VrotWorkerSpec *s)
         OPT("--ctrl", s->ctrl_path);
         if (s->data_path)
                 OPT("--server", s->data_path);
+        if (s->migrate_path)
+                OPT("--migrate", s->migrate_path);
         if (s->runas)
                 OPT("--runas", s->runas);
         if (s->min_generation) {

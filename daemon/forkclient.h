@@ -33,6 +33,7 @@ typedef struct VrotWorkerSpec {
         const gchar *state_dir;
         const gchar *ctrl_path;
         const gchar *data_path;         /* nullable: no --server */
+        const gchar *migrate_path;      /* nullable: no --migrate (live-migration keys) */
         const gchar *log_path;          /* the worker's stderr, appended */
         const gchar *runas;             /* nullable */
         guint64 min_generation;

@@ -3,13 +3,22 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-#include <openssl/x509.h>
+#include <openssl/crypto.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "autoptr.h"
 #include "endorse.h"
 #include "fault.h"
+#include "hex.h"
 #include "mbundle.h"
+#include "mkey.h"
 #include "forkclient.h"
 #include "instances.h"
 #include "instkey.h"
@@ -543,8 +552,11 @@ static gboolean prepare(VrotInstances *self, const VrotInstance *inst, gboolean 
         owned[1] = run_path(self, inst->uuid, "ctrl.sock");
         owned[2] = run_path(self, inst->uuid, "data.sock");
         owned[3] = run_path(self, inst->uuid, "worker.log");
+        owned[4] = run_path(self, inst->uuid, "migrate.sock");
+        /* Stateblobs leave or enter only under a live migration's key. */
         *spec = (VrotWorkerSpec){ .uuid = inst->uuid, .state_dir = owned[0], .ctrl_path = owned[1],
-                                  .log_path = owned[3], .runas = vrot_worker_user_name(self->wuser),
+                                  .log_path = owned[3], .migrate_path = owned[4],
+                                  .runas = vrot_worker_user_name(self->wuser),
                                   .min_generation = inst->generation };
         if (as_service) {
                 /* tpm2-tss's swtpm TCTI finds the control socket at DATA.ctrl. */
@@ -562,7 +574,7 @@ static gboolean prepare(VrotInstances *self, const VrotInstance *inst, gboolean 
 static gboolean spawn(VrotInstances *self, Running *r, GError **error)
 {
         VrotInstance *inst = lookup(self, r->uuid, TRUE, error);
-        g_auto(GStrv) owned = g_new0(gchar *, 5);
+        g_auto(GStrv) owned = g_new0(gchar *, 6);
         VrotWorkerSpec spec;
         int key_fd = -1;
 
@@ -579,6 +591,31 @@ static gboolean spawn(VrotInstances *self, Running *r, GError **error)
         return TRUE;
 }
 
+static gboolean endorse_run(VrotInstances *self, VrotInstance *inst, VrotEndorseParams *params,
+                            GError **error);
+
+/* The first start after a live migration: before the VM's worker starts,
+ * one run in which this host's CA issues the EK certificates again and
+ * they replace the source host's in NV (as a cold migration does at once). */
+static gboolean reendorse(VrotInstances *self, VrotInstance *inst, GError **error)
+{
+        VrotEndorseParams params = { .reissue = TRUE };
+
+        if (!inst || !inst->reendorse)
+                return TRUE;
+        if (!endorse_run(self, inst, &params, error)) {
+                g_prefix_error(error, "instance %s: issuing its EK certificates here after its live "
+                               "migration: ", inst->uuid);
+                return FALSE;
+        }
+        inst->reendorse = FALSE;
+        if (!save(self, error))
+                return FALSE;
+        g_message("instance %s: EK certificates issued by this host after its live migration",
+                  inst->uuid);
+        return TRUE;
+}
+
 void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInstancesStartFunc fn,
                                 gpointer data)
 {
@@ -586,17 +623,25 @@ void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInst
         Waiter wt = { fn, data };
         Running *r;
 
+        r = g_hash_table_lookup(self->running, uuid);
+        if (r && r->ready && lookup(self, uuid, TRUE, NULL)) {
+                fn(uuid, NULL, data);   /* idempotent: a prepared live migration's worker too */
+                return;
+        }
         if (!lookup(self, uuid, TRUE, &error) || !not_migrating(self, uuid, &error)) {
                 fn(uuid, error, data);
                 return;
         }
-        r = g_hash_table_lookup(self->running, uuid);
         if (r && r->ready) {
                 fn(uuid, NULL, data);   /* idempotent */
                 return;
         }
         if (r && r->worker) {
                 g_array_append_val(r->waiters, wt);     /* starting already */
+                return;
+        }
+        if (!r && !reendorse(self, vrot_registry_lookup(self->registry, uuid), &error)) {
+                fn(uuid, error, data);
                 return;
         }
         if (r) {
@@ -610,21 +655,33 @@ void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInst
                 running_drop(r, error);
 }
 
+static gboolean start_worker_now(VrotInstances *self, const VrotInstance *inst, gboolean manufacture,
+                                 GError **error);
+
 /* Starts a worker and waits for it here, outside the main loop (the first
  * start, which manufactures the vTPM). */
 static gboolean start_now(VrotInstances *self, const VrotInstance *inst, GError **error)
 {
-        g_auto(GStrv) owned = g_new0(gchar *, 5);
+        return start_worker_now(self, inst, TRUE, error);
+}
+
+/* Starts a worker and waits for it; @manufacture: as a service, writes
+ * deferred to its end; else as a VM's (an incoming live migration's worker,
+ * which waits for QEMU's stateblobs and INIT). */
+static gboolean start_worker_now(VrotInstances *self, const VrotInstance *inst, gboolean manufacture,
+                                 GError **error)
+{
+        g_auto(GStrv) owned = g_new0(gchar *, 6);
         g_autoptr(GError) local = NULL;
         VrotWorkerSpec spec;
         Running *r;
         int key_fd = -1;
 
-        if (!prepare(self, inst, TRUE, &spec, owned, &key_fd, error))
+        if (!prepare(self, inst, manufacture, &spec, owned, &key_fd, error))
                 return FALSE;
         /* Manufacture changes the state a dozen times; a crash fails the
          * create anyway, so the worker writes it once, when it stops. */
-        spec.defer_writes = TRUE;
+        spec.defer_writes = manufacture;
         r = running_new(self, inst->uuid);
         r->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, error);
         close(key_fd);
@@ -1014,18 +1071,26 @@ guint vrot_instances_n_running(VrotInstances *self)
 
 /* ---- migration (instances.h) ------------------------------------------------------------ */
 
-gboolean vrot_instances_migrate_check(VrotInstances *self, const gchar *uuid,
+gboolean vrot_instances_migrate_check(VrotInstances *self, const gchar *uuid, gboolean live,
                                       VrotInstance **ret_copy, GError **error)
 {
         VrotInstance *inst = lookup(self, uuid, TRUE, error);
+        Running *r = g_hash_table_lookup(self->running, uuid);
         VrotInstance *copy;
 
         if (!inst || !not_migrating(self, uuid, error))
                 return FALSE;
-        if (g_hash_table_lookup(self->running, uuid))
+        if (!live && r)
                 return fail(error, VROT_INSTANCES_ERROR_REFUSED,
                             "instance %s is running: stop it first (a cold migration moves a "
                             "stopped vTPM)", uuid);
+        if (live && (inst->kind != VROT_INSTANCE_VM || !r || !r->ready))
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            inst->kind != VROT_INSTANCE_VM
+                            ? "instance %s is a service: only a VM's vTPM migrates live (QEMU "
+                              "carries its state); migrate a service cold"
+                            : "instance %s is not running: a live migration moves the vTPM of a "
+                              "running VM (instance.migrate moves a stopped one)", uuid);
         copy = g_new0(VrotInstance, 1);
         *copy = *inst;
         copy->uuid = g_strdup(inst->uuid);
@@ -1056,7 +1121,7 @@ gboolean vrot_instances_migrate_lock(VrotInstances *self, const gchar *uuid, gui
         g_autoptr(VrotInstance) now = NULL;
 
         /* Checked again: a start may have come while the peer answered. */
-        if (!vrot_instances_migrate_check(self, uuid, &now, error))
+        if (!vrot_instances_migrate_check(self, uuid, FALSE, &now, error))
                 return FALSE;
         if (now->generation != generation)
                 return fail(error, VROT_INSTANCES_ERROR_REFUSED,
@@ -1165,6 +1230,13 @@ gboolean vrot_instances_migrate_decide(VrotInstances *self, const gchar *id, gbo
                             id, vrot_migration_state_name(m->state));
         inst = vrot_registry_lookup(self->registry, m->uuid);
         if (!commit) {
+                if (m->live) {
+                        /* The source VM keeps its TPM: no more stateblobs. */
+                        VrotMkeyRequest clear = { .op = VROT_MKEY_CLEAR };
+                        VrotMkeyAnswer a;
+                        if (g_hash_table_lookup(self->running, m->uuid))
+                                (void)vrot_instances_migrate_key(self, m->uuid, &clear, &a, NULL);
+                }
                 m->state = VROT_MIGRATION_ABORTED;
                 m->since = g_get_real_time() / G_USEC_PER_SEC;
                 if (!save(self, error)) {
@@ -1176,7 +1248,10 @@ gboolean vrot_instances_migrate_decide(VrotInstances *self, const gchar *id, gbo
         }
         /* The decision: a tombstone, as for a delete, at a checkpoint the
          * host TPM's counter makes final (a restored copy of the state
-         * directory is refused as a rollback, R-MIG-4). */
+         * directory is refused as a rollback, R-MIG-4).  A live source's
+         * worker (its VM paused or gone after QEMU's migration) ends first. */
+        if (m->live && !stop_worker(self, m->uuid, error))
+                return FALSE;
         if (!vrot_host_tpm_counter_increment(vrot_host_tpm(self->host), &counter, error))
                 return FALSE;
         inst->deleted = TRUE;
@@ -1345,6 +1420,14 @@ gboolean vrot_instances_import_end(VrotInstances *self, const gchar *id, const g
                 m->state = VROT_MIGRATION_PREPARED;
                 return FALSE;
         }
+        if (m->live) {
+                /* Live here now: its stateblobs stay home from now on. */
+                VrotMkeyRequest clear = { .op = VROT_MKEY_CLEAR };
+                VrotMkeyAnswer a;
+                g_autoptr(GError) local = NULL;
+                if (!vrot_instances_migrate_key(self, m->uuid, &clear, &a, &local))
+                        g_message("instance %s: %s", m->uuid, local->message);
+        }
         g_message("instance %s: migration %s from %s committed: the instance is live here",
                   m->uuid, id, peer_name);
         return TRUE;
@@ -1385,11 +1468,211 @@ GPtrArray *vrot_instances_migrations_pending(VrotInstances *self)
 
         for (guint i = 0; i < all->len; i++) {
                 VrotMigrationRecord *m = all->pdata[i];
-                if (m->state == VROT_MIGRATION_COMMITTED || m->state == VROT_MIGRATION_ABORTED)
-                        g_ptr_array_add(pending, record_new(m->id, m->uuid, m->state, m->peer,
-                                                            m->peer_name));
+                if (m->state == VROT_MIGRATION_COMMITTED || m->state == VROT_MIGRATION_ABORTED) {
+                        VrotMigrationRecord *copy = record_new(m->id, m->uuid, m->state, m->peer,
+                                                               m->peer_name);
+                        copy->live = m->live;
+                        g_ptr_array_add(pending, copy);
+                }
         }
         return pending;
+}
+
+/* ---- live migration (instances.h) ---------------------------------------------------- */
+
+gboolean vrot_instances_migrate_key(VrotInstances *self, const gchar *uuid,
+                                    const VrotMkeyRequest *req, VrotMkeyAnswer *ret, GError **error)
+{
+        g_autofree gchar *path = run_path(self, uuid, "migrate.sock");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = 5 };
+        guint8 buf[VROT_MKEY_REQUEST_MAX], ans[VROT_MKEY_ANSWER_LEN];
+        size_t len = vrot_mkey_encode_request(req, buf);
+        gsize got = 0;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        gboolean ok = FALSE;
+
+        if (strlen(path) < sizeof(sa.sun_path))
+                g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+        if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+            connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            write(fd, buf, len) == (ssize_t)len) {
+                ssize_t n;
+                while (got < sizeof(ans) && (n = read(fd, ans + got, sizeof(ans) - got)) > 0)
+                        got += (gsize)n;
+                ok = vrot_mkey_parse_answer(ans, got, ret) == 0;
+        }
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (fd >= 0)
+                close(fd);
+        if (!ok)
+                return fail(error, VROT_INSTANCES_ERROR_FAILED,
+                            "instance %s: its worker's migration-key socket did not answer (is it "
+                            "running?)", uuid);
+        if (ret->result != 0)
+                return fail(error, VROT_INSTANCES_ERROR_FAILED,
+                            "instance %s: its worker refused the migration key (0x%x)", uuid,
+                            ret->result);
+        return TRUE;
+}
+
+/* The worker of @uuid gets the key of migration @id for @role. */
+static gboolean give_key(VrotInstances *self, const gchar *uuid, guint8 role, const gchar *id,
+                         const guint8 *key, GError **error)
+{
+        VrotMkeyRequest r = { .op = VROT_MKEY_SET, .role = role };
+        VrotMkeyAnswer a;
+        gboolean ok;
+
+        vrot_hex_decode(id, 2 * VROT_MKEY_ID_LEN, r.id);
+        memcpy(r.key, key, VROT_MKEY_KEY_LEN);
+        ok = vrot_instances_migrate_key(self, uuid, &r, &a, error);
+        OPENSSL_cleanse(&r, sizeof(r));
+        return ok;
+}
+
+gboolean vrot_instances_migrate_lock_live(VrotInstances *self, const gchar *uuid, const gchar *id,
+                                          const gchar *peer, const gchar *peer_name,
+                                          const guint8 *key, GError **error)
+{
+        VrotInstance *inst = lookup(self, uuid, TRUE, error);
+        Running *r;
+        VrotMigrationRecord *m;
+
+        if (!inst || !not_migrating(self, uuid, error))
+                return FALSE;
+        r = g_hash_table_lookup(self->running, uuid);
+        if (!r || !r->ready)
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "instance %s is not running: a live migration moves a running VM's "
+                            "vTPM (use instance.migrate for a stopped one)", uuid);
+        m = record_new(id, uuid, VROT_MIGRATION_LOCKED, peer, peer_name);
+        m->live = TRUE;
+        if (!vrot_registry_migration_add(self->registry, m, error))
+                return FALSE;
+        if (!save(self, error) || !give_key(self, uuid, VROT_MKEY_OUT, id, key, error)) {
+                vrot_registry_migration_remove(self->registry, id);
+                (void)save(self, NULL);
+                return FALSE;
+        }
+        g_message("instance %s: live migration %s to %s prepared: its stateblobs leave under the "
+                  "migration key only", uuid, id, peer_name);
+        return TRUE;
+}
+
+/* The source's EK certificates of a live migration, each checked to be
+ * one certificate for the instance (its subject CN is the UUID), stored as
+ * this instance's until its next start issues ours. */
+static gboolean store_source_certs(VrotInstances *self, const gchar *uuid, const gchar *const pems[2],
+                                   GError **error)
+{
+        static const gchar *const names[2] = { "rsa", "ecc" };
+
+        for (gsize i = 0; i < 2; i++) {
+                g_autofree gchar *path = cert_path(self, uuid, names[i]);
+                g_autoptr(BIO) bio = NULL;
+                ASN1_STRING *data;
+                X509 *cert;
+                gboolean ours;
+                int cn;
+
+                if (!pems[i] || !*pems[i])
+                        continue;
+                bio = BIO_new_mem_buf(pems[i], -1);
+                cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+                cn = cert ? X509_NAME_get_index_by_NID(X509_get_subject_name(cert),
+                                                       NID_commonName, -1) : -1;
+                data = cn >= 0 ? X509_NAME_ENTRY_get_data(
+                                         X509_NAME_get_entry(X509_get_subject_name(cert), cn))
+                               : NULL;
+                ours = data && (gsize)ASN1_STRING_length(data) == strlen(uuid) &&
+                       g_ascii_strncasecmp((const gchar *)ASN1_STRING_get0_data(data), uuid,
+                                           strlen(uuid)) == 0;
+                X509_free(cert);
+                if (!ours)
+                        return fail(error, VROT_INSTANCES_ERROR_INVALID,
+                                    "instance %s: the source's %s EK certificate is not one of it",
+                                    uuid, names[i]);
+                if (!g_file_set_contents_full(path, pems[i], -1, G_FILE_SET_CONTENTS_CONSISTENT,
+                                              0644, error))
+                        return FALSE;
+        }
+        return TRUE;
+}
+
+gboolean vrot_instances_import_live(VrotInstances *self, const VrotInstance *meta, const gchar *id,
+                                    const gchar *peer_name, const guint8 *key,
+                                    const gchar *const certs[2], GError **error)
+{
+        VrotInstance *inst;
+        VrotMigrationRecord *m;
+        g_autofree gchar *dir = state_dir(self, meta->uuid);
+
+        if (meta->kind != VROT_INSTANCE_VM)
+                return fail(error, VROT_INSTANCES_ERROR_INVALID,
+                            "instance %s is a service: only a VM's vTPM migrates live (QEMU "
+                            "carries its state); migrate a service cold", meta->uuid);
+        if (!valid_name(meta->name))
+                return fail(error, VROT_INSTANCES_ERROR_INVALID, "instance %s: a bad name", meta->uuid);
+        if (!vrot_instances_import_check(self, meta->uuid, error))
+                return FALSE;
+        inst = g_new0(VrotInstance, 1);
+        inst->uuid = g_strdup(meta->uuid);
+        inst->name = g_strdup(meta->name);
+        inst->kind = meta->kind;
+        inst->owner = meta->owner;
+        inst->created = g_get_real_time() / G_USEC_PER_SEC;
+        inst->reendorse = TRUE;
+        if (!vrot_instkey_new_salt(inst->salt, error)) {
+                vrot_instance_free(inst);
+                return FALSE;
+        }
+        vrot_registry_replace(self->registry, inst);
+        m = record_new(id, inst->uuid, VROT_MIGRATION_IMPORTING, "", peer_name);
+        m->live = TRUE;
+        if (!vrot_registry_migration_add(self->registry, m, error)) {
+                inst->deleted = inst->migrated = TRUE;
+                return FALSE;
+        }
+        m = vrot_registry_migration(self->registry, id);
+        wipe_dir(dir);          /* what a crashed import may have left */
+        if (!save(self, error) || !store_source_certs(self, inst->uuid, certs, error) ||
+            !start_worker_now(self, inst, FALSE, error) ||
+            !give_key(self, inst->uuid, VROT_MKEY_IN, id, key, error)) {
+                g_prefix_error(error, "preparing %s: ", inst->uuid);
+                discard_import(self, m);
+                return FALSE;
+        }
+        m->state = VROT_MIGRATION_PREPARED;
+        m->since = g_get_real_time() / G_USEC_PER_SEC;
+        if (!save(self, error)) {
+                discard_import(self, m);
+                return FALSE;
+        }
+        g_message("instance %s: live migration %s from %s prepared: an incoming worker waits for "
+                  "QEMU's stateblobs, under the migration key only", inst->uuid, id, peer_name);
+        return TRUE;
+}
+
+gboolean vrot_instances_migrate_received(VrotInstances *self, const gchar *id,
+                                         const gchar *peer_name, GError **error)
+{
+        VrotMigrationRecord *m = journal(self, id, FALSE, error);
+        VrotMkeyRequest r = { .op = VROT_MKEY_STATUS };
+        VrotMkeyAnswer a;
+
+        if (!m)
+                return FALSE;
+        if (!g_str_equal(m->peer_name, peer_name) || m->state != VROT_MIGRATION_PREPARED || !m->live)
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "migration %s is not a live migration prepared here for %s", id, peer_name);
+        if (!vrot_instances_migrate_key(self, m->uuid, &r, &a, error))
+                return FALSE;
+        if (!(a.imported & (1u << VROT_BLOB_PERMANENT)))
+                return fail(error, VROT_INSTANCES_ERROR_REFUSED,
+                            "migration %s: the vTPM here has not received its state from QEMU "
+                            "yet", id);
+        return TRUE;
 }
 
 void vrot_instances_stop_all(VrotInstances *self)

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "host.h"
+#include "mkey.h"
 #include "pool.h"
 #include "registry.h"
 
@@ -107,8 +108,9 @@ gboolean vrot_instances_commit(VrotInstances *self, GError **error);
  * registry's (registry.h): each step below changes it and writes it
  * durably before it returns.
  *
- * Source: _migrate_check() (a live, stopped, unjournaled instance; what an
- * offer request says of it), _migrate_lock() (LOCKED: it cannot start),
+ * Source: _migrate_check() (a live, unjournaled instance, stopped for a
+ * cold migration, a running VM for a live one; what an offer request says
+ * of it), _migrate_lock() (LOCKED: it cannot start),
  * _export() (its state's plaintext, lib/mbundle.h), then
  * _migrate_decide() (COMMITTED: a tombstone, the host NV counter moves,
  * the state files go; or ABORTED: live again), and _migrate_forget() once
@@ -119,7 +121,7 @@ gboolean vrot_instances_commit(VrotInstances *self, GError **error);
  * CA and written into the vTPM's NV, then PREPARED: not startable), and
  * _import_end() (the source's decision: DONE and live, or discarded).
  */
-gboolean vrot_instances_migrate_check(VrotInstances *self, const gchar *uuid,
+gboolean vrot_instances_migrate_check(VrotInstances *self, const gchar *uuid, gboolean live,
                                       VrotInstance **ret_copy, GError **error);
 gboolean vrot_instances_migrate_lock(VrotInstances *self, const gchar *uuid, guint64 generation,
                                      const gchar *id, const gchar *peer, const gchar *peer_name,
@@ -148,6 +150,31 @@ gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, co
  */
 gboolean vrot_instances_import_end(VrotInstances *self, const gchar *id, const gchar *peer_name,
                                    gboolean commit, GError **error);
+
+/*
+ * Live migration (docs/migration.md "Live migration"): QEMU carries the
+ * state in its migration stream as stateblobs, which every worker vrotd
+ * starts hands out or takes in only under a migration key (vrot-vtpm
+ * --migrate).  The source's running worker gets the key with the LOCKED
+ * record (_migrate_lock_live()); the destination starts an incoming worker
+ * with it (_import_live(): PREPARED at once, it waits for QEMU).  The
+ * source commits only when the destination's worker took the permanent
+ * state (_migrate_received() on the destination).
+ */
+gboolean vrot_instances_migrate_lock_live(VrotInstances *self, const gchar *uuid, const gchar *id,
+                                          const gchar *peer, const gchar *peer_name,
+                                          const guint8 *key, GError **error);
+/* @certs: the source's RSA and ECC EK certificates (PEM, nullable), kept as
+ * this instance's until its first start here issues ours. */
+gboolean vrot_instances_import_live(VrotInstances *self, const VrotInstance *meta, const gchar *id,
+                                    const gchar *peer_name, const guint8 *key,
+                                    const gchar *const certs[2], GError **error);
+gboolean vrot_instances_migrate_received(VrotInstances *self, const gchar *id,
+                                         const gchar *peer_name, GError **error);
+
+/** vrot_instances_migrate_key: one request on the worker's migration-key socket (lib/mkey.h). */
+gboolean vrot_instances_migrate_key(VrotInstances *self, const gchar *uuid,
+                                    const VrotMkeyRequest *req, VrotMkeyAnswer *ret, GError **error);
 
 /**
  * vrot_instances_migrations_pending:

@@ -377,6 +377,8 @@ typedef struct Step {
         const gchar *uuid, *id, *peer, *peer_name;
         guint64 generation;
         gboolean commit;
+        gboolean live;                          /* a live migration: the state is QEMU's */
+        gchar **certs;                          /* a live source's EK certificates (PEM) */
         VrotInstance *meta;                     /* check: out (transfer full); import: in */
         GBytes *bundle;                         /* export: out; import: in */
         GBytes *qualifying, *envelope;
@@ -399,7 +401,37 @@ static void check_on_main(gpointer data)
 {
         Step *s = data;
 
-        s->ok = vrot_instances_migrate_check(s->m->instances, s->uuid, &s->meta, &s->error);
+        s->ok = vrot_instances_migrate_check(s->m->instances, s->uuid, s->live, &s->meta,
+                                             &s->error);
+}
+
+/* A live source: LOCKED, and its running worker gets the migration key (s->bundle). */
+static void lock_live_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_migrate_lock_live(s->m->instances, s->uuid, s->id, s->peer,
+                                                 s->peer_name, g_bytes_get_data(s->bundle, NULL),
+                                                 &s->error);
+}
+
+/* A live source's EK certificates, to travel with the key. */
+static void certs_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->certs = g_new0(gchar *, 3);
+        s->certs[0] = vrot_instances_ek_cert_pem(s->m->instances, s->uuid, "rsa", NULL);
+        s->certs[1] = vrot_instances_ek_cert_pem(s->m->instances, s->uuid, "ecc", NULL);
+        s->ok = TRUE;
+}
+
+/* A live destination: has its worker taken the state from QEMU? */
+static void received_on_main(gpointer data)
+{
+        Step *s = data;
+
+        s->ok = vrot_instances_migrate_received(s->m->instances, s->id, s->peer_name, &s->error);
 }
 
 static void lock_on_main(gpointer data)
@@ -435,6 +467,60 @@ static void import_key_on_main(gpointer data)
                                                           &s->evidence, &s->error));
 }
 
+/*
+ * What a live migration's envelope holds: the migration key (32 bytes), then
+ * the source's RSA and ECC EK certificates, each a u32 big-endian length
+ * (0: none) and that much PEM.  Untrusted until opened; checked here for
+ * shape, the certificates by the instances (store_source_certs).
+ */
+#define LIVE_CERT_MAX 8192
+
+static GBytes *live_pack(const guint8 *key, const gchar *const certs[2])
+{
+        GByteArray *a = g_byte_array_new();
+
+        g_byte_array_append(a, key, VROT_MKEY_KEY_LEN);
+        for (gsize i = 0; i < 2; i++) {
+                guint32 n = certs[i] ? (guint32)strlen(certs[i]) : 0;
+                guint8 len[4] = { (guint8)(n >> 24), (guint8)(n >> 16), (guint8)(n >> 8), (guint8)n };
+
+                g_byte_array_append(a, len, 4);
+                g_byte_array_append(a, (const guint8 *)(certs[i] ? certs[i] : ""), n);
+        }
+        return g_byte_array_free_to_bytes(a);
+}
+
+static gboolean live_parse(GBytes *plain, gchar ***ret_certs, GError **error)
+{
+        gsize len = 0, off = VROT_MKEY_KEY_LEN;
+        const guint8 *p = g_bytes_get_data(plain, &len);
+        gchar **certs = g_new0(gchar *, 3);
+
+        for (gsize i = 0; i < 2 && off <= len; i++) {
+                guint32 n;
+
+                if (len - off < 4)
+                        break;
+                n = (guint32)p[off] << 24 | (guint32)p[off + 1] << 16 | (guint32)p[off + 2] << 8 |
+                    p[off + 3];
+                off += 4;
+                if (n > LIVE_CERT_MAX || n > len - off)
+                        break;
+                certs[i] = g_strndup((const gchar *)p + off, n);
+                if (strlen(certs[i]) != n || !g_str_is_ascii(certs[i]))
+                        break;
+                off += n;
+                if (i == 1 && off == len) {
+                        *ret_certs = certs;
+                        return TRUE;
+                }
+        }
+        g_strfreev(certs);
+        g_set_error_literal(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_PEER,
+                            "a live migration's envelope is not a key and two certificates");
+        return FALSE;
+}
+
 /* Opens the envelope with the import key (TPM2_ECDH_ZGen), flushes the key
  * whatever happens (one transfer per key), and imports the state. */
 static void import_on_main(gpointer data)
@@ -449,8 +535,17 @@ static void import_on_main(gpointer data)
         s->bundle = vrot_mseal_open(env, len, mid, uuid, s->generation, vrot_host_import_key_zgen,
                                     s->import, &s->error);
         g_clear_pointer(&s->import, vrot_host_import_key_free);
-        s->ok = s->bundle && vrot_instances_import(s->m->instances, s->meta, s->id, s->peer_name,
-                                                   s->bundle, &s->error);
+        if (s->bundle && s->live) {
+                g_auto(GStrv) certs = NULL;
+
+                if (live_parse(s->bundle, &certs, &s->error))
+                        s->ok = vrot_instances_import_live(s->m->instances, s->meta, s->id,
+                                                           s->peer_name,
+                                                           g_bytes_get_data(s->bundle, NULL),
+                                                           (const gchar *const *)certs, &s->error);
+        } else if (s->bundle)
+                s->ok = vrot_instances_import(s->m->instances, s->meta, s->id, s->peer_name,
+                                              s->bundle, &s->error);
 }
 
 static void end_on_main(gpointer data)
@@ -462,6 +557,11 @@ static void end_on_main(gpointer data)
 
 static void step_clear(Step *s)
 {
+        if (s->certs) {
+                g_free(s->certs[0]);
+                g_free(s->certs[1]);
+                g_free(s->certs);
+        }
         if (s->import)
                 vrot_main_call((VrotMainFunc)vrot_host_import_key_free, s->import);
         vrot_instance_free(s->meta);
@@ -503,10 +603,10 @@ static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *
         meta->name = g_strdup(vrot_mframe_string(req, "name"));
         meta->owner = (guint32)vrot_mframe_uint(req, "owner");
         s.uuid = meta->uuid;
-        if (vrot_mframe_uint(req, "live") || !parse_kind(vrot_mframe_string(req, "kind"), &meta->kind)) {
-                g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_REFUSED,
-                            vrot_mframe_uint(req, "live") ? "live migration is not offered yet"
-                                                          : "unknown instance kind");
+        s.live = vrot_mframe_uint(req, "live") != 0;
+        if (!parse_kind(vrot_mframe_string(req, "kind"), &meta->kind)) {
+                g_set_error_literal(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_REFUSED,
+                                    "unknown instance kind");
                 send_error(c, (*error)->message);
                 return FALSE;
         }
@@ -538,6 +638,10 @@ static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *
         vrot_fault_point("dst-prepared");
         if (!send_id(c, VROT_MFRAME_PREPARED, id, NULL, error))
                 return FALSE;
+        /* Live: QEMU moves the state now; the source's decision comes after
+         * it, in a session of its own (a status, then the commit). */
+        if (s.live)
+                return TRUE;
         /* From here the copy waits for the source's word, in this session or a later one. */
         decision = vrot_mchannel_receive(c, error);
         if (!decision)
@@ -553,6 +657,31 @@ static gboolean receive_instance(VrotMigration *m, VrotMchannel *c, VrotMframe *
         }
         vrot_fault_point(s.commit ? "dst-committed" : "dst-aborted");
         return send_id(c, VROT_MFRAME_DONE, id, NULL, error);
+}
+
+static gboolean receive_decision(VrotMigration *m, VrotMchannel *c, VrotMframe *f, GError **error);
+
+/* A live source asks whether QEMU's stateblobs arrived here before it commits. */
+static gboolean receive_status(VrotMigration *m, VrotMchannel *c, VrotMframe *f, GError **error)
+{
+        g_auto(Step) s = { .m = m, .peer_name = vrot_mchannel_peer_name(c),
+                           .id = vrot_mframe_string(f, "migration_id") };
+
+        g_autoptr(VrotMframe) decision = NULL;
+
+        if (!run(received_on_main, &s, error)) {
+                send_error(c, (*error)->message);
+                return FALSE;
+        }
+        if (!send_id(c, VROT_MFRAME_PREPARED, s.id, NULL, error) ||
+            !(decision = vrot_mchannel_receive(c, error)))
+                return FALSE;
+        /* The decision follows in this session, or later in another. */
+        if ((vrot_mframe_type(decision) != VROT_MFRAME_COMMIT &&
+             vrot_mframe_type(decision) != VROT_MFRAME_ABORT) ||
+            !g_str_equal(vrot_mframe_string(decision, "migration_id"), s.id))
+                return peer_failed(decision, error);
+        return receive_decision(m, c, decision, error);
 }
 
 /* A decision told again after a broken session or a restart. */
@@ -600,6 +729,8 @@ static gpointer serve(gpointer data)
                 else if (req && (vrot_mframe_type(req) == VROT_MFRAME_COMMIT ||
                                  vrot_mframe_type(req) == VROT_MFRAME_ABORT))
                         (void)receive_decision(m, c, req, &error);
+                else if (req && vrot_mframe_type(req) == VROT_MFRAME_STATUS)
+                        (void)receive_status(m, c, req, &error);
                 else if (req)
                         peer_failed(req, &error);
         }
@@ -779,14 +910,14 @@ guint16 vrot_migration_port(const VrotMigration *m)
 
 /* ---- the source: migration.check, instance.migrate, and decisions told again ------------- */
 
-typedef enum { JOB_CHECK, JOB_MIGRATE, JOB_TELL } JobKind;
+typedef enum { JOB_CHECK, JOB_MIGRATE, JOB_TELL, JOB_PREPARE, JOB_COMMIT } JobKind;
 
 typedef struct Job {
         VrotMigration *m;
         JobKind kind;
         gchar *to;                      /* ADDR:PORT */
-        gchar *uuid;                    /* JOB_MIGRATE */
-        VrotMigrationRecord *record;    /* JOB_TELL: a copy */
+        gchar *uuid;                    /* JOB_MIGRATE, JOB_PREPARE, JOB_COMMIT */
+        VrotMigrationRecord *record;    /* JOB_TELL, JOB_COMMIT: a copy */
         VrotMigrateDoneFunc fn;
         gpointer data;
         gint64 started;
@@ -844,12 +975,36 @@ static EVP_PKEY *import_key(VrotMchannel *c, VrotMframe *evidence, VrotMframe *o
 }
 
 /* The one decision; then the peer is told.  Returns what to answer the caller. */
+/* The destination's offer for @s's instance (transfer full), with its
+ * import key checked and returned in *@ret_key; s->id points into it. */
+static VrotMframe *ask_offer(VrotMchannel *c, VrotMframe *evidence, Step *s, JsonObject *res,
+                             EVP_PKEY **ret_key, GError **error)
+{
+        g_autoptr(VrotMframe) req = vrot_mframe_new(VROT_MFRAME_OFFER_REQUEST);
+        g_autoptr(VrotMframe) offer = NULL;
+
+        if (!run(check_on_main, s, error))
+                return NULL;
+        s->generation = s->meta->generation;
+        vrot_mframe_set_string(req, "uuid", s->meta->uuid);
+        vrot_mframe_set_string(req, "kind", s->meta->kind == VROT_INSTANCE_VM ? "vm" : "service");
+        vrot_mframe_set_string(req, "name", s->meta->name);
+        vrot_mframe_set_uint(req, "generation", s->generation);
+        vrot_mframe_set_uint(req, "owner", s->meta->owner);
+        vrot_mframe_set_uint(req, "live", s->live);
+        if (!vrot_mchannel_send(c, req, error) || !(offer = expect(c, VROT_MFRAME_OFFER, error)) ||
+            !(*ret_key = import_key(c, evidence, offer, error)))
+                return NULL;
+        s->id = vrot_mframe_string(offer, "migration_id");
+        json_object_set_string_member(res, "migration_id", s->id);
+        return g_steal_pointer(&offer);
+}
+
 static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *evidence, Job *j,
                            JsonObject *res, GError **error)
 {
         g_auto(Step) s = { .m = m, .uuid = j->uuid, .peer = j->to,
                            .peer_name = vrot_mchannel_peer_name(c) };
-        g_autoptr(VrotMframe) req = vrot_mframe_new(VROT_MFRAME_OFFER_REQUEST);
         g_autoptr(VrotMframe) offer = NULL, prepared = NULL, state = NULL, done = NULL;
         g_autoptr(EVP_PKEY) key = NULL;
         g_autoptr(GBytes) envelope = NULL;
@@ -857,20 +1012,8 @@ static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *eviden
         guint8 mid[VROT_MSEAL_ID_LEN], uuid[16];
         gboolean locked = FALSE, ok;
 
-        if (!run(check_on_main, &s, error))
+        if (!(offer = ask_offer(c, evidence, &s, res, &key, error)))
                 return FALSE;
-        s.generation = s.meta->generation;
-        vrot_mframe_set_string(req, "uuid", s.meta->uuid);
-        vrot_mframe_set_string(req, "kind", s.meta->kind == VROT_INSTANCE_VM ? "vm" : "service");
-        vrot_mframe_set_string(req, "name", s.meta->name);
-        vrot_mframe_set_uint(req, "generation", s.generation);
-        vrot_mframe_set_uint(req, "owner", s.meta->owner);
-        vrot_mframe_set_uint(req, "live", FALSE);
-        if (!vrot_mchannel_send(c, req, error) || !(offer = expect(c, VROT_MFRAME_OFFER, error)) ||
-            !(key = import_key(c, evidence, offer, error)))
-                return FALSE;
-        s.id = vrot_mframe_string(offer, "migration_id");
-        json_object_set_string_member(res, "migration_id", s.id);
         vrot_fault_point("src-offered");
         /* Locked before any state leaves; from here every failure decides abort. */
         locked = run(lock_on_main, &s, error);
@@ -946,6 +1089,99 @@ static gboolean tell(VrotMigration *m, VrotMchannel *c, Job *j, GError **error)
         return run(forget_on_main, &s, error);
 }
 
+/* A secret in a buffer wiped when freed. */
+static void wipe_free(gpointer p)
+{
+        OPENSSL_cleanse(p, VROT_MKEY_KEY_LEN);
+        g_free(p);
+}
+
+/* instance.migrate_prepare: the offer, the source locked with the key given
+ * to its worker, then the key sealed to the destination's import key; the
+ * destination starts an incoming worker with it and says "prepared". */
+static gboolean prepare_live(VrotMigration *m, VrotMchannel *c, VrotMframe *evidence, Job *j,
+                             JsonObject *res, GError **error)
+{
+        g_auto(Step) s = { .m = m, .uuid = j->uuid, .peer = j->to,
+                           .peer_name = vrot_mchannel_peer_name(c), .live = TRUE };
+        g_autoptr(VrotMframe) offer = NULL, state = NULL, prepared = NULL;
+        g_autoptr(EVP_PKEY) key = NULL;
+        g_autoptr(GBytes) envelope = NULL;
+        guint8 mid[VROT_MSEAL_ID_LEN], uuid[16];
+        guint8 *k = g_malloc(VROT_MKEY_KEY_LEN);
+        gboolean ok;
+
+        s.bundle = g_bytes_new_with_free_func(k, VROT_MKEY_KEY_LEN, wipe_free, k);
+        if (RAND_priv_bytes(k, VROT_MKEY_KEY_LEN) != 1)
+                g_error("RAND_priv_bytes failed");
+        if (!(offer = ask_offer(c, evidence, &s, res, &key, error)) ||
+            !run(lock_live_on_main, &s, error))
+                return FALSE;
+        /* LOCKED: from here a failure decides abort, told to the destination. */
+        vrot_hex_decode(s.id, 2 * VROT_MSEAL_ID_LEN, mid);
+        vrot_uuid_parse(s.uuid, uuid, NULL);
+        {
+                g_autoptr(GBytes) plain = NULL;
+
+                run(certs_on_main, &s, NULL);
+                plain = live_pack(k, (const gchar *const *)s.certs);
+                envelope = vrot_mseal_seal(key, mid, uuid, s.generation,
+                                           g_bytes_get_data(plain, NULL), g_bytes_get_size(plain),
+                                           error);
+                OPENSSL_cleanse((gpointer)g_bytes_get_data(plain, NULL), VROT_MKEY_KEY_LEN);
+        }
+        state = vrot_mframe_new(VROT_MFRAME_STATE);
+        vrot_mframe_set_string(state, "migration_id", s.id);
+        ok = envelope != NULL;
+        if (ok) {
+                vrot_mframe_set_bytes(state, "envelope", envelope);
+                ok = vrot_mchannel_send(c, state, error) &&
+                     (prepared = expect_id(c, VROT_MFRAME_PREPARED, s.id, error));
+        }
+        if (!ok) {
+                s.commit = FALSE;
+                (void)run(decide_on_main, &s, NULL);
+                (void)send_id(c, VROT_MFRAME_ABORT, s.id, (*error)->message, NULL);
+                return FALSE;
+        }
+        json_object_set_string_member(res, "state", "prepared");
+        return TRUE;
+}
+
+/* instance.migrate_commit: the destination confirms its worker took the
+ * state from QEMU, then the decision, then the destination hears it. */
+static gboolean commit_live(VrotMigration *m, VrotMchannel *c, Job *j, JsonObject *res,
+                            GError **error)
+{
+        VrotMigrationRecord *r = j->record;
+        g_auto(Step) s = { .m = m, .id = r->id, .commit = TRUE };
+        g_autoptr(VrotMframe) status = vrot_mframe_new(VROT_MFRAME_STATUS);
+        g_autoptr(VrotMframe) prepared = NULL, done = NULL;
+        g_autoptr(GError) told = NULL;
+
+        json_object_set_string_member(res, "migration_id", r->id);
+        if (!g_str_equal(vrot_mchannel_peer_name(c), r->peer_name)) {
+                g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_PEER,
+                            "%s answers as %s, not %s", j->to, vrot_mchannel_peer_name(c),
+                            r->peer_name);
+                return FALSE;
+        }
+        vrot_mframe_set_string(status, "migration_id", r->id);
+        if (!vrot_mchannel_send(c, status, error) ||
+            !(prepared = expect_id(c, VROT_MFRAME_PREPARED, r->id, error)) ||
+            !run(decide_on_main, &s, error))
+                return FALSE;
+        json_object_set_string_member(res, "decision", "commit");
+        if (send_id(c, VROT_MFRAME_COMMIT, r->id, NULL, &told) &&
+            (done = expect_id(c, VROT_MFRAME_DONE, r->id, &told)))
+                (void)run(forget_on_main, &s, &told);
+        else
+                g_message("migration %s: commit will be told to %s again: %s", r->id, r->peer_name,
+                          told->message);
+        json_object_set_boolean_member(res, "peer_confirmed", done != NULL);
+        return TRUE;
+}
+
 static void job_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
 {
         Job *j = data;
@@ -974,6 +1210,12 @@ static void job_thread(GTask *task, gpointer source, gpointer data, GCancellable
                 json_object_set_int_member(o, "ms", (g_get_monotonic_time() - j->started) / 1000);
         } else if (ok && j->kind == JOB_TELL) {
                 ok = tell(j->m, c, j, &error);
+        } else if (ok && j->kind == JOB_PREPARE) {
+                json_object_set_string_member(o, "uuid", j->uuid);
+                ok = prepare_live(j->m, c, evidence, j, o, &error);
+        } else if (ok && j->kind == JOB_COMMIT) {
+                json_object_set_string_member(o, "uuid", j->uuid);
+                ok = commit_live(j->m, c, j, o, &error);
         }
         if (fd >= 0)
                 track(j->m, fd, FALSE);
@@ -990,7 +1232,9 @@ static void job_done(GObject *source, GAsyncResult *res, gpointer data)
         Job *j = data;
         GError *error = NULL;
         JsonNode *result = g_task_propagate_pointer(G_TASK(res), &error);
-        static const char *const what[] = { "migration.check", "instance.migrate", "telling" };
+        static const char *const what[] = { "migration.check", "instance.migrate", "telling",
+                                            "instance.migrate_prepare",
+                                            "instance.migrate_commit" };
 
         (void)source;
         leave(j->m);
@@ -1050,6 +1294,73 @@ void vrot_migration_migrate_async(VrotMigration *m, const gchar *uuid, const gch
         *j = (Job){ .m = m, .kind = JOB_MIGRATE, .to = g_strdup(to), .uuid = g_strdup(uuid),
                     .fn = fn, .data = data };
         start_job(j);
+}
+
+void vrot_migration_prepare_async(VrotMigration *m, const gchar *uuid, const gchar *to,
+                                  VrotMigrateDoneFunc fn, gpointer data)
+{
+        Job *j = g_new0(Job, 1);
+
+        *j = (Job){ .m = m, .kind = JOB_PREPARE, .to = g_strdup(to), .uuid = g_strdup(uuid),
+                    .fn = fn, .data = data };
+        start_job(j);
+}
+
+/* The LOCKED live record of @uuid (transfer none), or NULL with an error. */
+static VrotMigrationRecord *live_record(VrotMigration *m, const gchar *uuid, GError **error)
+{
+        VrotMigrationRecord *r = vrot_registry_migration_of(vrot_instances_registry(m->instances),
+                                                            uuid);
+
+        if (r && r->live && r->state == VROT_MIGRATION_LOCKED)
+                return r;
+        g_set_error(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_CONFIG,
+                    "instance %s has no prepared live migration here "
+                    "(instance.migrate_prepare on this host, its source)", uuid);
+        return NULL;
+}
+
+void vrot_migration_commit_async(VrotMigration *m, const gchar *uuid, VrotMigrateDoneFunc fn,
+                                 gpointer data)
+{
+        GError *error = NULL;
+        VrotMigrationRecord *r = live_record(m, uuid, &error);
+        Job *j;
+
+        if (!r) {
+                fn(NULL, error, data);
+                return;
+        }
+        j = g_new0(Job, 1);
+        *j = (Job){ .m = m, .kind = JOB_COMMIT, .to = g_strdup(r->peer), .uuid = g_strdup(uuid),
+                    .fn = fn, .data = data };
+        j->record = g_new0(VrotMigrationRecord, 1);
+        *j->record = (VrotMigrationRecord){ .id = g_strdup(r->id), .uuid = g_strdup(r->uuid),
+                                            .state = r->state, .peer = g_strdup(r->peer),
+                                            .peer_name = g_strdup(r->peer_name), .live = TRUE };
+        start_job(j);
+}
+
+JsonNode *vrot_migration_abort(VrotMigration *m, const gchar *uuid, GError **error)
+{
+        VrotMigrationRecord *r = live_record(m, uuid, error);
+        g_autofree gchar *id = NULL;
+        JsonObject *o;
+        JsonNode *res;
+
+        if (!r)
+                return NULL;
+        id = g_strdup(r->id);
+        if (!vrot_instances_migrate_decide(m->instances, id, FALSE, error))
+                return NULL;
+        tell_pending(m);        /* the destination discards its incoming worker */
+        o = json_object_new();
+        res = json_node_init_object(json_node_alloc(), o);
+        json_object_set_string_member(o, "uuid", uuid);
+        json_object_set_string_member(o, "migration_id", id);
+        json_object_set_string_member(o, "decision", "abort");
+        json_object_unref(o);
+        return res;
 }
 
 /* Decisions a destination has not heard (after a broken session or a

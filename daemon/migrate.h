@@ -80,3 +80,33 @@ void vrot_migration_check_async(VrotMigration *m, const gchar *to, VrotMigrateDo
  */
 void vrot_migration_migrate_async(VrotMigration *m, const gchar *uuid, const gchar *to,
                                   VrotMigrateDoneFunc fn, gpointer data);
+
+/**
+ * vrot_migration_prepare_async:
+ * instance.migrate_prepare (docs/migration.md "Live migration"): the
+ * running VM @uuid's vTPM and the destination @to share a fresh migration
+ * key: the source is LOCKED and its worker seals its stateblobs under the
+ * key; the destination runs an incoming worker that takes only those.
+ * QEMU's migration moves the state; then vrot_migration_commit_async().
+ * @fn hears {"uuid", "peer", "migration_id", "state": "prepared"}.
+ */
+void vrot_migration_prepare_async(VrotMigration *m, const gchar *uuid, const gchar *to,
+                                  VrotMigrateDoneFunc fn, gpointer data);
+
+/**
+ * vrot_migration_commit_async:
+ * instance.migrate_commit: once the destination's worker took the state
+ * from QEMU, the source decides commit (its worker stopped, a tombstone,
+ * the NV counter) and the destination's copy goes live.  Refused, nothing
+ * decided, while the destination has not received the state.
+ */
+void vrot_migration_commit_async(VrotMigration *m, const gchar *uuid, VrotMigrateDoneFunc fn,
+                                 gpointer data);
+
+/**
+ * vrot_migration_abort:
+ * instance.migrate_abort: the source decides abort (its worker hands out
+ * no more stateblobs; the instance stays here) and tells the destination,
+ * which discards its incoming worker.
+ */
+JsonNode *vrot_migration_abort(VrotMigration *m, const gchar *uuid, GError **error);

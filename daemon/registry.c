@@ -125,6 +125,10 @@ static JsonNode *instance_to_json(const VrotInstance *i)
                 json_builder_set_member_name(b, "migrated");
                 json_builder_add_boolean_value(b, TRUE);
         }
+        if (i->reendorse) {
+                json_builder_set_member_name(b, "reendorse");
+                json_builder_add_boolean_value(b, TRUE);
+        }
         json_builder_end_object(b);
         OPENSSL_cleanse(salt, VROT_INSTANCE_SALT_LEN * 2);
         return json_builder_get_root(b);
@@ -172,6 +176,10 @@ JsonNode *vrot_migration_record_to_json(const VrotMigrationRecord *m)
         json_builder_add_string_value(b, m->peer_name);
         json_builder_set_member_name(b, "since");
         json_builder_add_int_value(b, m->since);
+        if (m->live) {
+                json_builder_set_member_name(b, "live");
+                json_builder_add_boolean_value(b, TRUE);
+        }
         json_builder_end_object(b);
         return json_builder_get_root(b);
 }
@@ -278,10 +286,11 @@ static gboolean instance_from_json(JsonNode *node, VrotInstance **ret, GError **
         gint64 owner, generation;
 
         JsonNode *migrated = o ? json_object_get_member(o, "migrated") : NULL;
+        JsonNode *reendorse = o ? json_object_get_member(o, "reendorse") : NULL;
 
-        if (!o || json_object_get_size(o) != (migrated ? 9u : 8u))
-                return refuse(error, "an instance entry is not an object of 8 members (9 with "
-                              "\"migrated\")");
+        if (!o || json_object_get_size(o) != 8u + (migrated != NULL) + (reendorse != NULL))
+                return refuse(error, "an instance entry is not an object of 8 members (and "
+                              "\"migrated\" or \"reendorse\")");
         uuid = json_object_get_string_member_with_default(o, "uuid", NULL);
         name = json_object_get_string_member_with_default(o, "name", NULL);
         kind = json_object_get_string_member_with_default(o, "kind", NULL);
@@ -312,6 +321,12 @@ static gboolean instance_from_json(JsonNode *node, VrotInstance **ret, GError **
                          !json_node_get_boolean(migrated) || !i->deleted))
                 return refuse(error, "instance %s: \"migrated\" is true only on a tombstone", canon);
         i->migrated = migrated != NULL;
+        if (reendorse && (!JSON_NODE_HOLDS_VALUE(reendorse) ||
+                          json_node_get_value_type(reendorse) != G_TYPE_BOOLEAN ||
+                          !json_node_get_boolean(reendorse) || i->deleted))
+                return refuse(error, "instance %s: \"reendorse\" is true only on a live instance",
+                              canon);
+        i->reendorse = reendorse != NULL;
         *ret = g_steal_pointer(&i);
         return TRUE;
 }
@@ -457,11 +472,16 @@ static gboolean migration_from_json(JsonNode *node, VrotRegistry *r, GError **er
         const gchar *str[G_N_ELEMENTS(strings)];
         g_autoptr(VrotMigrationRecord) m = g_new0(VrotMigrationRecord, 1);
         JsonNode *since = o ? json_object_get_member(o, "since") : NULL;
+        JsonNode *live = o ? json_object_get_member(o, "live") : NULL;
         guint8 raw[16];
         gint state = -1;
 
-        if (!o || json_object_get_size(o) != G_N_ELEMENTS(strings) + 1)
-                return refuse(error, "a migration record is not an object of 6 members");
+        if (!o || json_object_get_size(o) != G_N_ELEMENTS(strings) + 1 + (live != NULL))
+                return refuse(error, "a migration record is not an object of 6 members (7 with "
+                              "\"live\")");
+        if (live && (!JSON_NODE_HOLDS_VALUE(live) || json_node_get_value_type(live) != G_TYPE_BOOLEAN ||
+                     !json_node_get_boolean(live)))
+                return refuse(error, "migration record: \"live\" is true when present");
         for (gsize k = 0; k < G_N_ELEMENTS(strings); k++) {
                 JsonNode *v = json_object_get_member(o, strings[k]);
                 str[k] = v && JSON_NODE_HOLDS_VALUE(v) &&
@@ -483,6 +503,7 @@ static gboolean migration_from_json(JsonNode *node, VrotRegistry *r, GError **er
         m->peer = g_strdup(str[3]);
         m->peer_name = g_strdup(str[4]);
         m->since = json_node_get_int(since);
+        m->live = live != NULL;
         if (!vrot_registry_migration_add(r, g_steal_pointer(&m), NULL))
                 return refuse(error, "migration %s listed twice, or too many", str[0]);
         return TRUE;

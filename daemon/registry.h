@@ -54,6 +54,9 @@ typedef struct VrotInstance {
         gboolean deleted;               /* a tombstone */
         gboolean migrated;              /* a tombstone because it migrated away: it may
                                          * migrate back (registry member "migrated") */
+        gboolean reendorse;             /* came live: its EK certificates are the source
+                                         * host's until the next start issues ours
+                                         * (registry member "reendorse") */
 } VrotInstance;
 
 typedef struct VrotRegistry VrotRegistry;
@@ -190,6 +193,8 @@ typedef struct VrotMigrationRecord {
         gchar *peer;                    /* out: the destination's ADDR:PORT; in: "" */
         gchar *peer_name;               /* the peer's transport certificate name */
         gint64 since;                   /* unix seconds of the last state change */
+        gboolean live;                  /* a live migration: QEMU carries the state
+                                         * (registry member "live", only when true) */
 } VrotMigrationRecord;
 
 void vrot_migration_record_free(VrotMigrationRecord *m);

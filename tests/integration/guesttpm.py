@@ -55,9 +55,17 @@ def recv_tpm(sock):
 
 
 class GuestTpm:
-    def __init__(self, h, ctrl_path):
+    def __init__(self, h, ctrl_path, name="guest-tpm", incoming=None):
+        """@incoming: stateblobs {type: (data, flags)} to load first, as
+        QEMU's destination of a live migration does (STOP, SET_STATEBLOB
+        each, then INIT, which resumes the volatile state)."""
         self.h = h
         self.ctrl = ptm.Ctrl(ctrl_path)
+        if incoming:
+            check(self.ctrl.stop().result == ptm.TPM_SUCCESS, "CMD_STOP of the incoming vTPM")
+            for btype, (data, flags) in sorted(incoming.items()):
+                r = self.ctrl.set_stateblob(btype, data, flags=flags)
+                check(r.result == ptm.TPM_SUCCESS, f"SET_STATEBLOB {btype}: {r}")
         check(self.ctrl.init().result == ptm.TPM_SUCCESS, "CMD_INIT of the VM's vTPM")
         self.data, theirs = socket.socketpair()
         try:
@@ -65,7 +73,7 @@ class GuestTpm:
             check(r.result == ptm.TPM_SUCCESS, f"CMD_SET_DATAFD: {r}")
         finally:
             theirs.close()
-        self.path = h.path("guest-tpm.sock")
+        self.path = h.path(f"{name}.sock")
         self.listeners = []
         for path, serve in ((self.path, self.serve_data), (self.path + ".ctrl", self.serve_ctrl)):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -32,6 +32,15 @@ against a real `vrotd --dev` with its simulated host TPM:
   and nothing on B, and a second attempt succeeds; the recorded bytes of a
   whole migration, replayed later to B or to a third host, are refused
   before any frame is read; a destination of another fleet is refused.
+- live migration at the vTPM's level, the test playing QEMU on both
+  control channels: without a prepared migration the source's worker hands
+  out no stateblob; `vrotctl migrate --live` prepares (the source locked,
+  an incoming worker on B); commit is refused, nothing decided, until B's
+  worker took the state; then the guest on B reads the NV index and the
+  PCR it extended on A (PCRs survive a live migration), the EK certificate
+  in NV is B's, and A holds a tombstone; an abort leaves the VM's vTPM on A,
+  handing out no more blobs, and B discards its incoming worker; a service
+  cannot migrate live.
 (The channel's TLS checks are also tested in tests/unit/test-mchannel.c,
 the import keys with the host TPM in tests/unit/test-hosttpm.c.)"""
 
@@ -44,7 +53,9 @@ import subprocess
 import threading
 import time
 
+import guesttpm
 import harness as H
+import ptm
 import vrotd as V
 from harness import check
 from vrotd import (ZERO, address, config, free_port, policy, share_fleet_root,  # noqa: F401
@@ -571,6 +582,112 @@ def test_tampered_and_replayed():
             d.stop_clean()
 
 
+def test_live_migration_protocol():
+    with V.Harness("migration-live") as h:
+        a, b = two_hosts(h)
+        u = a.call("instance.create", kind="vm", name="web-live")["uuid"]
+        info = a.call("instance.start", uuid=u)
+        g = guesttpm.GuestTpm(h, info["ctrl"], name="guest-a")
+        g.tools("tpm2_startup", "-c")
+        data = b"written by the guest before the live migration"
+        with open(h.path("nv.in"), "wb") as f:
+            f.write(data)
+        g.tools("tpm2_nvdefine", NV_INDEX, "-C", "o", "-s", str(len(data)),
+                "-a", "ownerread|ownerwrite|authread|authwrite")
+        g.tools("tpm2_nvwrite", NV_INDEX, "-C", "o", "-i", h.path("nv.in"))
+        g.tools("tpm2_pcrextend", "16:sha256=" + "5a" * 32)
+        pcr16 = g.tools("tpm2_pcrread", "sha256:16").stdout
+        check(b"0x" in pcr16 and b"0x0000000000" not in pcr16, f"PCR 16 on A: {pcr16!r}")
+
+        # QEMU's migration without a prepared vTPM migration: no stateblob.
+        r = g.ctrl.get_stateblob(ptm.BLOB_TYPE_PERMANENT, flags=0)
+        check(r.result == 0x09, f"GET_STATEBLOB without a prepared migration: {r!r}")
+        svc = a.call("instance.create", kind="service", name="no-live")["uuid"]
+        a.call("instance.start", uuid=svc)
+        e = V.expect_error(-32003, a.call, "instance.migrate_prepare", uuid=svc, to=address(b))
+        check("only a VM's vTPM migrates live" in e.message, f"a service, live: {e.message}")
+
+        rc, out, err = V.vrotctl(a.socket, "migrate", u, "--to", address(b), "--live")
+        check(rc == 0 and "prepared" in out, f"vrotctl migrate --live: {rc} {out} {err}")
+        check(a.call("instance.info", uuid=u)["state"] == "locked", "A is not locked")
+        dst = b.call("instance.info", uuid=u)
+        check(dst["state"] == "prepared" and dst["pid"], f"B's incoming worker: {dst}")
+        e = V.expect_error(-32008, a.call, "instance.migrate_commit", uuid=u)
+        check("has not received its state" in e.message, f"an early commit: {e.message}")
+        check(a.call("instance.info", uuid=u)["state"] == "locked", "an early commit decided")
+
+        # QEMU moves the state: GET on A's channel, SET + INIT on B's.
+        blobs = {}
+        for btype in (ptm.BLOB_TYPE_PERMANENT, ptm.BLOB_TYPE_VOLATILE, ptm.BLOB_TYPE_SAVESTATE):
+            r = g.ctrl.get_stateblob(btype, flags=0)
+            check(r.result in (0, 0x800), f"GET_STATEBLOB {btype} under the key: {r!r}")
+            if r.result == 0:
+                check(r.state_flags == ptm.STATE_FLAG_ENCRYPTED, f"a plaintext blob: {r!r}")
+                blobs[btype] = (r.data, r.state_flags)
+        g.ctrl.shutdown()       # the source QEMU ends; its vTPM with it
+        g.close()
+        g2 = guesttpm.GuestTpm(h, dst["ctrl"], name="guest-b", incoming=blobs)
+        rc, out, err = V.vrotctl(a.socket, "migrate", u, "--commit")
+        check(rc == 0 and "migrated to host-b.example" in out, f"vrotctl --commit: {rc} {out} {err}")
+        check(a.call("instance.info", uuid=u)["state"] == "migrated", "A kept the instance")
+        check(b.call("instance.info", uuid=u)["state"] == "running",
+              f"B's copy is not live: {b.call('instance.info', uuid=u)} {out}\n{b.log_text()[-1500:]}")
+        check(g2.tools("tpm2_pcrread", "sha256:16").stdout == pcr16, "PCR 16 changed on the way")
+        g2.tools("tpm2_nvread", NV_INDEX, "-C", "o", "-o", h.path("nv.out"))
+        with open(h.path("nv.out"), "rb") as f:
+            check(f.read() == data, "the NV index changed on the way")
+        # Until its next start on B, the EK certificate is A's (NV and API alike).
+        a_info, b_info = a.call("host.info"), b.call("host.info")
+        pem = b.call("instance.ek_cert", uuid=u, type="ecc")["pem"]
+        check(verifies(h, a_info, pem, "live-a") and not verifies(h, b_info, pem, "live-b"),
+              "B's EK certificate right after a live migration is not A's")
+        # B's worker hands out no stateblob any more.
+        r = g2.ctrl.get_stateblob(ptm.BLOB_TYPE_PERMANENT, flags=0)
+        check(r.result == 0x09, f"GET_STATEBLOB after the commit: {r!r}")
+        g2.ctrl.shutdown()
+        g2.close()
+        b.call("instance.stop", uuid=u)
+        # The next start on B issues B's certificates, into NV too; the state stays.
+        info = b.call("instance.start", uuid=u)
+        pem = b.call("instance.ek_cert", uuid=u, type="ecc")["pem"]
+        check(verifies(h, b_info, pem, "live-b2"), "B did not issue the EK certificate at the start")
+        g3 = guesttpm.GuestTpm(h, info["ctrl"], name="guest-b2")
+        g3.tools("tpm2_startup", "-c")
+        g3.tools("tpm2_nvread", "0x1c0000a", "-o", h.path("ek.der"))
+        with open(h.path("ek.der"), "rb") as f:
+            check(f.read() == subprocess.run(["openssl", "x509", "-outform", "DER"],
+                                             input=pem.encode(), capture_output=True,
+                                             timeout=60).stdout,
+                  "NV 0x01c0000a on B does not hold B's certificate")
+        g3.tools("tpm2_nvread", NV_INDEX, "-C", "o", "-o", h.path("nv.out2"))
+        with open(h.path("nv.out2"), "rb") as f:
+            check(f.read() == data, "the NV index changed at the re-endorsing start")
+        g3.close()
+        b.call("instance.stop", uuid=u)
+
+        # An abort: the vTPM stays on A, B discards its incoming worker.
+        v = a.call("instance.create", kind="vm", name="stays")["uuid"]
+        info = a.call("instance.start", uuid=v)
+        a.call("instance.migrate_prepare", uuid=v, to=address(b))
+        check(b.call("instance.info", uuid=v)["state"] == "prepared", "B has no incoming worker")
+        r = a.call("instance.migrate_abort", uuid=v)
+        check(r["decision"] == "abort", f"instance.migrate_abort: {r}")
+        check(a.call("instance.info", uuid=v)["state"] == "running", "A lost the VM's vTPM")
+        with ptm.Ctrl(info["ctrl"]) as c:
+            check(c.init().result == 0, "INIT on A after the abort")
+            r = c.get_stateblob(ptm.BLOB_TYPE_PERMANENT, flags=0)
+            check(r.result == 0x09, f"GET_STATEBLOB after the abort: {r!r}")
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while live(b, v) or not settled(a, v):
+            check(time.monotonic() < deadline, f"B kept the aborted incoming worker: "
+                  f"{b.call('instance.info', uuid=v)} {a.call('host.info')['migrations']}")
+            time.sleep(0.1)
+        a.call("instance.stop", uuid=v)
+        a.call("instance.stop", uuid=svc)
+        a.stop_clean()
+        b.stop_clean()
+
+
 if __name__ == "__main__":
     H.main([test_transport_certificate, test_attested_handshake, test_cold_migration,
-            test_crash_matrix, test_tampered_and_replayed])
+            test_crash_matrix, test_tampered_and_replayed, test_live_migration_protocol])

@@ -338,6 +338,8 @@ static void test_registry_migrations(void)
         CU_ASSERT_FALSE(vrot_registry_migration_add(r, record(MID("a"), UUID_A, VROT_MIGRATION_DONE), &err));
         CU_ASSERT(g_error_matches(err, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_EXISTS));
         CU_ASSERT_TRUE(vrot_registry_migration_add(r, record(MID("b"), UUID_A, VROT_MIGRATION_DONE), NULL));
+        vrot_registry_migration(r, MID("a"))->live = TRUE;
+        vrot_registry_lookup(r, UUID_A)->reendorse = TRUE;
         CU_ASSERT_PTR_EQUAL(vrot_registry_migration_of(r, UUID_A), vrot_registry_migration(r, MID("a")));
 
         data = vrot_registry_serialize(r, key, &len);
@@ -345,6 +347,9 @@ static void test_registry_migrations(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(back);
         CU_ASSERT_TRUE(vrot_registry_lookup(back, "00000000-0000-4000-8000-000000000001")->migrated);
         CU_ASSERT_FALSE(vrot_registry_lookup(back, UUID_A)->migrated);
+        CU_ASSERT_TRUE(vrot_registry_lookup(back, UUID_A)->reendorse);
+        CU_ASSERT_TRUE(vrot_registry_migration(back, MID("a"))->live);
+        CU_ASSERT_FALSE(vrot_registry_migration(back, MID("b"))->live);
         CU_ASSERT_EQUAL_FATAL(vrot_registry_migrations(back)->len, 2);
         m = vrot_registry_migration(back, MID("a"));
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -388,6 +393,14 @@ static void test_registry_refuses_bad_migrations(void)
                 "\"name\":\"web\",\"kind\":\"vm\",\"owner\":0,\"salt\":"
                 "\"abababababababababababababababababababababababababababababababab\","
                 "\"generation\":2,\"created\":1,\"deleted\":true,\"migrated\":false}]}",
+                /* "reendorse" on a tombstone; "live" false */
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[{\"uuid\":\"" UUID_A "\","
+                "\"name\":\"web\",\"kind\":\"vm\",\"owner\":0,\"salt\":"
+                "\"abababababababababababababababababababababababababababababababab\","
+                "\"generation\":2,\"created\":1,\"deleted\":true,\"reendorse\":true}]}",
+                "{\"version\":1,\"checkpoint\":0,\"instances\":[],\"migrations\":"
+                "[{\"id\":\"" MID("a") "\",\"uuid\":\"" UUID_A "\",\"state\":\"locked\","
+                "\"peer\":\"\",\"peer_name\":\"b\",\"since\":1,\"live\":false}]}",
         };
 
         {
