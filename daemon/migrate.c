@@ -281,7 +281,8 @@ static gboolean check_evidence(VrotMigration *m, VrotMchannel *c, VrotMframe *f,
 static void send_error(VrotMchannel *c, const gchar *message)
 {
         g_autoptr(VrotMframe) f = vrot_mframe_new(VROT_MFRAME_ERROR_FRAME);
-        g_autofree gchar *cut = g_utf8_substring(message, 0, 1000);
+        /* At most 1000 characters (the frame's bound), never past the end. */
+        g_autofree gchar *cut = g_utf8_substring(message, 0, MIN(g_utf8_strlen(message, -1), 1000));
 
         vrot_mframe_set_string(f, "message", cut);
         (void)vrot_mchannel_send(c, f, NULL);
