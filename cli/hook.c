@@ -119,12 +119,49 @@ static gboolean on_prepare(Hook *h, GError **error)
         return ensure_created(h, error) && start(h, error);
 }
 
+/* The instance's state and, when a migration holds it, whether it is live. */
+static gchar *instance_state(Hook *h, gboolean *ret_live)
+{
+        g_autoptr(JsonObject) p = uuid_params(h);
+        g_autoptr(JsonNode) res = NULL;
+        JsonObject *o, *mig;
+
+        *ret_live = FALSE;
+        if (!call(h, "instance.info", p, &res, NULL) || !JSON_NODE_HOLDS_OBJECT(res))
+                return NULL;
+        o = json_node_get_object(res);
+        mig = json_object_has_member(o, "migration") &&
+              JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "migration"))
+              ? json_object_get_object_member(o, "migration") : NULL;
+        *ret_live = mig != NULL;
+        return g_strdup(json_object_get_string_member_with_default(o, "state", ""));
+}
+
 static gboolean on_release(Hook *h, GError **error)
 {
         g_autoptr(JsonObject) p = uuid_params(h);
         g_autoptr(JsonNode) res = NULL;
         g_autoptr(GError) local = NULL;
+        g_autofree gchar *state = NULL;
+        gboolean migrating = FALSE;
 
+        /* The source of a live migration: its QEMU ended, so the state went
+         * to the destination, or the domain just stopped.  The daemon
+         * commits only if the destination's vTPM took the state; else the
+         * migration is aborted and the vTPM stays here. */
+        state = instance_state(h, &migrating);
+        if (migrating && g_strcmp0(state, "locked") == 0) {
+                if (call(h, "instance.migrate_commit", p, &res, &local))
+                        return TRUE;
+                g_printerr("vrot: domain %s: the live migration of its vTPM was not "
+                           "committed (%s): aborting it, the vTPM stays here\n", h->domain,
+                           local->message);
+                g_clear_error(&local);
+                g_clear_pointer(&res, json_node_unref);
+                if (!call(h, "instance.migrate_abort", p, &res, error))
+                        return FALSE;
+                g_clear_pointer(&res, json_node_unref);
+        }
         if (call(h, "instance.stop", p, &res, &local) ||
             g_error_matches(local, VROT_JSONRPC_ERROR, VROT_JSONRPC_ERROR_NOT_FOUND))
                 return TRUE;    /* gone already: nothing to stop */
@@ -132,13 +169,21 @@ static gboolean on_release(Hook *h, GError **error)
         return FALSE;
 }
 
+/* On the destination, before libvirt starts the incoming QEMU: its vTPM
+ * must be a prepared live migration here (vrotctl migrate --live on the
+ * source), whose worker waits for QEMU's stateblobs. */
 static gboolean on_migrate(Hook *h, GError **error)
 {
+        gboolean migrating = FALSE;
+        g_autofree gchar *state = instance_state(h, &migrating);
+
+        if (migrating && g_strcmp0(state, "prepared") == 0)
+                return TRUE;
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "no prepared migration for the vTPM of domain %s (%s): vrot does not migrate "
-                    "vTPMs live yet (shut the domain off and move its vTPM with vrotctl migrate), "
-                    "and a migration without it would lose or duplicate the TPM",
-                    h->domain, h->xml->uuid);
+                    "no prepared migration for the vTPM of domain %s (%s): prepare one on the "
+                    "source first (vrotctl migrate %s --to THIS-HOST:PORT --live); a migration "
+                    "without it would lose or duplicate the TPM",
+                    h->domain, h->xml->uuid, h->xml->uuid);
         return FALSE;
 }
 

@@ -293,3 +293,72 @@ def parse_nv_public(resp):
     p += 12 + plen
     (size,) = struct.unpack(">H", resp[p:p + 2])
     return index, attrs, size
+
+
+# -- a guest that keeps running, for live migration ---------------------------
+
+PW_SESSION = struct.pack(">IHBH", 0x40000009, 0, 0, 0)     # TPM_RS_PW, empty auth
+NV_ATTRS = 0x02060006       # OWNERWRITE | AUTHWRITE | OWNERREAD | AUTHREAD | NO_DA
+
+
+def nv_define_cmd(index, size):
+    """TPM2_NV_DefineSpace under the owner (empty auth) of a plain index."""
+    public = struct.pack(">IHIHH", index, 0x000B, NV_ATTRS, 0, size)
+    body = (struct.pack(">II", 0x40000001, len(PW_SESSION)) + PW_SESSION
+            + struct.pack(">H", 0) + struct.pack(">H", len(public)) + public)
+    return tpm_cmd(0x12A, body, tag=0x8002)
+
+
+def nv_write_cmd(index, data):
+    body = (struct.pack(">III", index, index, len(PW_SESSION)) + PW_SESSION
+            + struct.pack(">H", len(data)) + data + struct.pack(">H", 0))
+    return tpm_cmd(0x137, body, tag=0x8002)
+
+
+def nv_read_cmd(index, size):
+    body = (struct.pack(">III", index, index, len(PW_SESSION)) + PW_SESSION
+            + struct.pack(">HH", size, 0))
+    return tpm_cmd(0x14E, body, tag=0x8002)
+
+
+def ticking_init(pcr, digest, index, data):
+    """extra_init for a guest that extends @pcr, defines and writes NV
+    @index with @data, says `VROT-READY`, then forever every 0.3 s
+    `VROT-TICK <n> <pcr value> <NV_Read response hex>`: a guest that lives
+    through a live migration and shows what its TPM holds on either side."""
+    return "\n".join([
+        pcr_extend_snippet(pcr, digest),
+        f"    say NVDEFINE $(tpm_cmd {nv_define_cmd(index, len(data)).hex()})",
+        f"    say NVWRITE $(tpm_cmd {nv_write_cmd(index, data).hex()})",
+        "    say READY",
+        "    n=0",
+        "    while true; do",
+        f"        say TICK $n $(cat $T/pcr-sha256/{pcr}) "
+        f"$(tpm_cmd {nv_read_cmd(index, len(data)).hex()})",
+        "        n=$((n + 1)); sleep 0.3",
+        "    done",
+    ])
+
+
+def spawn_vm(h, ctrl_socket, extra_init, name, qmp, incoming=None, device="tpm-crb"):
+    """QEMU with its TPM on @ctrl_socket and a QMP socket at @qmp, not
+    waited for (a live-migration test drives it); @incoming: the
+    destination's "tcp:ADDR:PORT".  Returns (proc, serial path)."""
+    kernel = find_kernel()
+    initrd = build_initramfs(h.dir, extra_init, name + ".initrd.cpio.gz")
+    serial, log = h.path(name + ".serial"), h.path(name + ".qemu.log")
+    argv = qemu_argv(kernel, initrd, ctrl_socket, device, serial)
+    argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    if incoming:
+        argv += ["-incoming", incoming]
+    return h.spawn(argv, log=log), serial
+
+
+def ticks(serial_path):
+    """The VROT-TICK lines so far: [(n, pcr hex, NV_Read response hex)]."""
+    out = []
+    for line in clean_serial(_read(serial_path)).splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "VROT-TICK":
+            out.append((int(parts[1]), parts[2].lower(), parts[3].lower()))
+    return out

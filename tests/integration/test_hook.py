@@ -43,7 +43,7 @@ def vrot_domain(d, name, uuid):
 
 class Hook:
     def __init__(self, h, d):
-        self.conf = h.path("hook-vrotd.conf")
+        self.conf = h.path(f"hook-{d.name}.conf")
         with open(self.conf, "w") as f:
             f.write(f"[daemon]\nruntime-dir={d.runtime_dir}\n")
 

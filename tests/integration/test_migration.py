@@ -41,6 +41,12 @@ against a real `vrotd --dev` with its simulated host TPM:
   in NV is B's, and A holds a tombstone; an abort leaves the VM's vTPM on A,
   handing out no more blobs, and B discards its incoming worker; a service
   cannot migrate live.
+- live migration with real QEMU: a guest on A extends PCR 16 and writes an
+  NV index, then keeps reading both; QEMU's migration to a QEMU on B
+  without a prepared vTPM migration fails and the guest keeps running on
+  A; prepared, QEMU's migration completes (source QEMU to B's with
+  -incoming, driven over QMP), the source QEMU quits, vrotctl commits, and
+  the guest, now on B, reads the same PCR value and NV data.
 (The channel's TLS checks are also tested in tests/unit/test-mchannel.c,
 the import keys with the host TPM in tests/unit/test-hosttpm.c.)"""
 
@@ -53,8 +59,12 @@ import subprocess
 import threading
 import time
 
+import uuid as uuidlib
+
+import guest
 import guesttpm
 import harness as H
+import test_hook
 import ptm
 import vrotd as V
 from harness import check
@@ -626,9 +636,16 @@ def test_live_migration_protocol():
                 blobs[btype] = (r.data, r.state_flags)
         g.ctrl.shutdown()       # the source QEMU ends; its vTPM with it
         g.close()
+        # libvirt's hooks on B: "migrate begin" finds the prepared migration, and
+        # "prepare begin" starts nothing new (the incoming worker runs).
+        hook_a, hook_b = test_hook.Hook(h, a), test_hook.Hook(h, b)
+        xml_b = test_hook.vrot_domain(b, "web-live", u)
+        test_hook.ok(hook_b, xml_b, "web-live", "migrate", "begin")
+        test_hook.ok(hook_b, xml_b, "web-live", "prepare", "begin")
+        check(b.call("instance.info", uuid=u)["pid"] == dst["pid"], "the hook restarted B's worker")
         g2 = guesttpm.GuestTpm(h, dst["ctrl"], name="guest-b", incoming=blobs)
-        rc, out, err = V.vrotctl(a.socket, "migrate", u, "--commit")
-        check(rc == 0 and "migrated to host-b.example" in out, f"vrotctl --commit: {rc} {out} {err}")
+        # The source domain ends: libvirt's "release end" on A commits.
+        test_hook.ok(hook_a, test_hook.vrot_domain(a, "web-live", u), "web-live", "release", "end")
         check(a.call("instance.info", uuid=u)["state"] == "migrated", "A kept the instance")
         check(b.call("instance.info", uuid=u)["state"] == "running",
               f"B's copy is not live: {b.call('instance.info', uuid=u)} {out}\n{b.log_text()[-1500:]}")
@@ -684,10 +701,139 @@ def test_live_migration_protocol():
             time.sleep(0.1)
         a.call("instance.stop", uuid=v)
         a.call("instance.stop", uuid=svc)
+
+        # A domain that stops while its vTPM's live migration is prepared but
+        # QEMU never moved the state: "release end" aborts, the vTPM stays on A.
+        w = a.call("instance.create", kind="vm", name="shut-down")["uuid"]
+        a.call("instance.start", uuid=w)
+        rc, out, err = V.vrotctl(a.socket, "migrate", w, "--to", address(b), "--live")
+        check(rc == 0, f"vrotctl migrate --live: {rc} {out} {err}")
+        test_hook.refused(hook_b, test_hook.vrot_domain(b, "x", str(uuidlib.uuid4())), "x",
+                          "migrate", "begin", "no prepared migration")
+        test_hook.ok(hook_a, test_hook.vrot_domain(a, "shut-down", w), "shut-down", "release", "end")
+        info = a.call("instance.info", uuid=w)
+        check(info["state"] == "stopped" and info["migration"] is None, f"A after release: {info}")
+        a.call("instance.start", uuid=w)
+        a.call("instance.stop", uuid=w)
         a.stop_clean()
         b.stop_clean()
 
 
+class Qmp:
+    """A QMP client: one command at a time, events skipped."""
+
+    def __init__(self, path, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                check(time.monotonic() < deadline, f"QMP at {path} never answered")
+                time.sleep(0.1)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.read()                                     # the greeting
+        self.call("qmp_capabilities")
+
+    def read(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            check(chunk, "QMP closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def call(self, name, **args):
+        self.sock.sendall(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+        while True:
+            msg = self.read()
+            if "return" in msg:
+                return msg["return"]
+            check("error" not in msg, f"QMP {name}: {msg.get('error')}")
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_migration(qmp, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        st = qmp.call("query-migrate").get("status")
+        if st in ("completed", "failed", "cancelled"):
+            return st
+        check(time.monotonic() < deadline, f"QEMU's migration still {st} after {timeout}s")
+        time.sleep(0.2)
+
+
+def wait_ticks(serial, after=-1, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        t = [x for x in guest.ticks(serial) if x[0] > after]
+        if t:
+            return t[-1]
+        check(time.monotonic() < deadline, f"no VROT-TICK after {after} in {serial}:\n"
+              f"{guest.clean_serial(guest._read(serial))[-2000:]}")
+        time.sleep(0.2)
+
+
+def test_live_migration_qemu():
+    with V.Harness("migration-qemu") as h:
+        a, b = two_hosts(h)
+        u = a.call("instance.create", kind="vm", name="web-qemu")["uuid"]
+        src_ctrl = a.call("instance.start", uuid=u)["ctrl"]
+        data = b"the guest wrote this on host A"
+        init = guest.ticking_init(16, bytes(range(32)), 0x1500017, data)
+        qemu_a, serial_a = guest.spawn_vm(h, src_ctrl, init, "vm-a", h.path("qmp-a"))
+        qa = Qmp(h.path("qmp-a"))
+        before = wait_ticks(serial_a)
+        check(before[2].startswith("8002") and before[2][12:20] == "00000000" and
+              data.hex() in before[2], f"the guest's NV_Read on A: {before}")
+
+        # QEMU's migration with no vTPM migration prepared: it fails, the guest runs on.
+        other = b.call("instance.create", kind="vm", name="not-prepared")["uuid"]
+        port = free_port()
+        qemu_x, _ = guest.spawn_vm(h, b.call("instance.start", uuid=other)["ctrl"], init,
+                                   "vm-x", h.path("qmp-x"), incoming=f"tcp:127.0.0.1:{port}")
+        qx = Qmp(h.path("qmp-x"))
+        qa.call("migrate", uri=f"tcp:127.0.0.1:{port}")
+        check(wait_migration(qa) == "failed", "QEMU migrated a vTPM that was not prepared")
+        check(qa.call("query-status")["status"] == "running", "the source guest stopped")
+        after_fail = wait_ticks(serial_a, before[0])
+        check(after_fail[1:] == before[1:], "the guest's TPM changed after the failed migration")
+        qx.close()
+        h.kill(qemu_x)
+        b.call("instance.stop", uuid=other)
+
+        # Prepared: QEMU's migration carries the vTPM.
+        rc, out, err = V.vrotctl(a.socket, "migrate", u, "--to", address(b), "--live")
+        check(rc == 0, f"vrotctl migrate --live: {rc} {out} {err}")
+        port = free_port()
+        qemu_b, serial_b = guest.spawn_vm(h, b.call("instance.info", uuid=u)["ctrl"], init,
+                                          "vm-b", h.path("qmp-b"),
+                                          incoming=f"tcp:127.0.0.1:{port}")
+        qb = Qmp(h.path("qmp-b"))
+        qa.call("migrate", uri=f"tcp:127.0.0.1:{port}")
+        check(wait_migration(qa) == "completed", "QEMU's migration did not complete")
+        qa.call("quit")
+        qa.close()
+        qemu_a.wait(timeout=60)
+        rc, out, err = V.vrotctl(a.socket, "migrate", u, "--commit")
+        check(rc == 0 and "migrated to host-b.example" in out, f"--commit: {rc} {out} {err}")
+        check(qb.call("query-status")["status"] == "running", "the guest does not run on B")
+        on_b = wait_ticks(serial_b)
+        check(on_b[1:] == before[1:], f"on B the guest reads {on_b}, on A it read {before}")
+        check(a.call("instance.info", uuid=u)["state"] == "migrated", "A kept the instance")
+        qb.call("quit")
+        qb.close()
+        qemu_b.wait(timeout=60)
+        for d in (a, b):
+            d.stop_clean()
+
+
 if __name__ == "__main__":
     H.main([test_transport_certificate, test_attested_handshake, test_cold_migration,
-            test_crash_matrix, test_tampered_and_replayed, test_live_migration_protocol])
+            test_crash_matrix, test_tampered_and_replayed, test_live_migration_protocol,
+            test_live_migration_qemu])

@@ -130,10 +130,18 @@ def alive(pid, table=None):
     return pid in table and table[pid][1] != "Z"
 
 
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+    except OSError:
+        return "?"
+
+
 def describe(pids, table=None):
     table = table if table is not None else proc_table()
-    return ", ".join(f"{p} ({table[p][2]}, state {table[p][1]}, parent {table[p][0]})"
-                     if p in table else str(p) for p in sorted(pids))
+    return ", ".join(f"{p} ({table[p][2]}, state {table[p][1]}, parent {table[p][0]}: "
+                     f"{cmdline(p)})" if p in table else str(p) for p in sorted(pids))
 
 
 def reap_adopted(known=()):
