@@ -1307,6 +1307,7 @@ static void discard_import(VrotInstances *self, VrotMigrationRecord *m)
         if (inst) {
                 inst->deleted = TRUE;
                 inst->migrated = TRUE;
+                inst->reendorse = FALSE;
         }
         vrot_registry_migration_remove(self->registry, id);
         if (!save(self, &local))
@@ -1446,6 +1447,14 @@ static void recover_migrations(VrotInstances *self)
 
                 if (m->state == VROT_MIGRATION_IMPORTING) {
                         g_ptr_array_add(discard, m);
+                } else if (m->state == VROT_MIGRATION_LOCKED && m->live) {
+                        /* QEMU may have moved the state meanwhile, and the VM
+                         * may run on the destination: ask it before deciding
+                         * (the source tells, migrate.c). */
+                        g_message("instance %s: live migration %s was not decided before a "
+                                  "restart: asking %s whether it has the state", m->uuid, m->id,
+                                  m->peer_name);
+                        m->unresolved = TRUE;
                 } else if (m->state == VROT_MIGRATION_LOCKED) {
                         /* Crashed before deciding: abort is always safe, the
                          * destination never goes live without our commit. */
@@ -1468,7 +1477,8 @@ GPtrArray *vrot_instances_migrations_pending(VrotInstances *self)
 
         for (guint i = 0; i < all->len; i++) {
                 VrotMigrationRecord *m = all->pdata[i];
-                if (m->state == VROT_MIGRATION_COMMITTED || m->state == VROT_MIGRATION_ABORTED) {
+                if (m->state == VROT_MIGRATION_COMMITTED || m->state == VROT_MIGRATION_ABORTED ||
+                    (m->state == VROT_MIGRATION_LOCKED && m->unresolved)) {
                         VrotMigrationRecord *copy = record_new(m->id, m->uuid, m->state, m->peer,
                                                                m->peer_name);
                         copy->live = m->live;

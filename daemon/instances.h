@@ -179,9 +179,10 @@ gboolean vrot_instances_migrate_key(VrotInstances *self, const gchar *uuid,
 /**
  * vrot_instances_migrations_pending:
  * (At daemon start vrot_instances_new() discarded every IMPORTING copy and
- * decided abort for every LOCKED source.)  Returns: (transfer full) copies
- * of the records whose decision the destination has yet to hear
- * (COMMITTED, ABORTED).
+ * decided abort for every cold LOCKED source.)  Returns: (transfer full)
+ * copies of the records whose decision the destination has yet to hear
+ * (COMMITTED, ABORTED), and of the live LOCKED ones found at start, whose
+ * decision waits for the destination's word on the state.
  */
 GPtrArray *vrot_instances_migrations_pending(VrotInstances *self);
 

@@ -669,17 +669,26 @@ static gboolean receive_status(VrotMigration *m, VrotMchannel *c, VrotMframe *f,
                            .id = vrot_mframe_string(f, "migration_id") };
 
         g_autoptr(VrotMframe) decision = NULL;
+        g_autoptr(GError) lacking = NULL;
 
-        if (!run(received_on_main, &s, error)) {
-                send_error(c, (*error)->message);
+        /* Either answer may be followed by the source's decision: a source
+         * that restarted undecided aborts on "not received". */
+        if (!run(received_on_main, &s, &lacking))
+                send_error(c, lacking->message);
+        else if (!send_id(c, VROT_MFRAME_PREPARED, s.id, NULL, error))
+                return FALSE;
+        if (!(decision = vrot_mchannel_receive(c, error))) {
+                if (lacking) {
+                        g_clear_error(error);
+                        g_propagate_error(error, g_steal_pointer(&lacking));
+                }
                 return FALSE;
         }
-        if (!send_id(c, VROT_MFRAME_PREPARED, s.id, NULL, error) ||
-            !(decision = vrot_mchannel_receive(c, error)))
-                return FALSE;
-        /* The decision follows in this session, or later in another. */
+        /* The decision follows in this session, or later in another; never
+         * a commit of a state this host said it lacks. */
         if ((vrot_mframe_type(decision) != VROT_MFRAME_COMMIT &&
              vrot_mframe_type(decision) != VROT_MFRAME_ABORT) ||
+            (lacking && vrot_mframe_type(decision) == VROT_MFRAME_COMMIT) ||
             !g_str_equal(vrot_mframe_string(decision, "migration_id"), s.id))
                 return peer_failed(decision, error);
         return receive_decision(m, c, decision, error);
@@ -1076,6 +1085,29 @@ static gboolean tell(VrotMigration *m, VrotMchannel *c, Job *j, GError **error)
                             "%s answers as %s, not %s", j->to, vrot_mchannel_peer_name(c),
                             r->peer_name);
                 return FALSE;
+        }
+        if (r->state == VROT_MIGRATION_LOCKED) {
+                /* A live source that restarted undecided: commit if the
+                 * destination's vTPM has the state (the VM may run there),
+                 * else abort. */
+                g_autoptr(VrotMframe) status = vrot_mframe_new(VROT_MFRAME_STATUS);
+
+                vrot_mframe_set_string(status, "migration_id", r->id);
+                if (!vrot_mchannel_send(c, status, error) ||
+                    !(answer = vrot_mchannel_receive(c, error)))
+                        return FALSE;
+                commit = vrot_mframe_type(answer) == VROT_MFRAME_PREPARED &&
+                         g_str_equal(vrot_mframe_string(answer, "migration_id"), r->id);
+                if (!commit && !(vrot_mframe_type(answer) == VROT_MFRAME_ERROR_FRAME &&
+                                 strstr(vrot_mframe_string(answer, "message"),
+                                        "has not received its state")))
+                        return peer_failed(answer, error);
+                s.commit = commit;
+                if (!run(decide_on_main, &s, error))
+                        return FALSE;
+                g_message("migration %s: decided %s after the restart (%s %s the state)", r->id,
+                          commit ? "commit" : "abort", r->peer_name, commit ? "has" : "lacks");
+                g_clear_pointer(&answer, vrot_mframe_free);
         }
         if (!send_id(c, commit ? VROT_MFRAME_COMMIT : VROT_MFRAME_ABORT, r->id,
                      "aborted by the source", error) ||

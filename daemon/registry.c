@@ -125,7 +125,7 @@ static JsonNode *instance_to_json(const VrotInstance *i)
                 json_builder_set_member_name(b, "migrated");
                 json_builder_add_boolean_value(b, TRUE);
         }
-        if (i->reendorse) {
+        if (i->reendorse && !i->deleted) {      /* a tombstone has no certificates to renew */
                 json_builder_set_member_name(b, "reendorse");
                 json_builder_add_boolean_value(b, TRUE);
         }

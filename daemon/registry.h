@@ -195,6 +195,9 @@ typedef struct VrotMigrationRecord {
         gint64 since;                   /* unix seconds of the last state change */
         gboolean live;                  /* a live migration: QEMU carries the state
                                          * (registry member "live", only when true) */
+        gboolean unresolved;            /* not kept: a live source LOCKED when vrotd
+                                         * started, which asks the destination whether
+                                         * QEMU moved the state before it decides */
 } VrotMigrationRecord;
 
 void vrot_migration_record_free(VrotMigrationRecord *m);

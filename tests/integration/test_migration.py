@@ -41,6 +41,11 @@ against a real `vrotd --dev` with its simulated host TPM:
   in NV is B's, and A holds a tombstone; an abort leaves the VM's vTPM on A,
   handing out no more blobs, and B discards its incoming worker; a service
   cannot migrate live.
+- live migration across a kill -9: of the source after QEMU moved the
+  state (the restarted source asks the destination and commits), of the
+  source before (it aborts: the vTPM stays on A, B discards), and of the
+  destination while prepared (its incoming worker is adopted and the
+  migration completes).
 - live migration with real QEMU: a guest on A extends PCR 16 and writes an
   NV index, then keeps reading both; QEMU's migration to a QEMU on B
   without a prepared vTPM migration fails and the guest keeps running on
@@ -719,6 +724,81 @@ def test_live_migration_protocol():
         b.stop_clean()
 
 
+def move_state(h, src_ctrl, dst_ctrl, tag):
+    """What QEMU does at a live migration's switch-over, played over the two
+    control channels; returns the destination's guest view (GuestTpm)."""
+    g = guesttpm.GuestTpm(h, src_ctrl, name=f"{tag}-src")
+    g.tools("tpm2_startup", "-c")
+    g.tools("tpm2_pcrextend", "16:sha256=" + "77" * 32)
+    pcr = g.tools("tpm2_pcrread", "sha256:16").stdout
+    blobs = {}
+    for btype in (ptm.BLOB_TYPE_PERMANENT, ptm.BLOB_TYPE_VOLATILE):
+        r = g.ctrl.get_stateblob(btype, flags=0)
+        check(r.result == 0, f"{tag}: GET_STATEBLOB {btype}: {r!r}")
+        blobs[btype] = (r.data, r.state_flags)
+    g.close()
+    g2 = guesttpm.GuestTpm(h, dst_ctrl, name=f"{tag}-dst", incoming=blobs)
+    check(g2.tools("tpm2_pcrread", "sha256:16").stdout == pcr, f"{tag}: PCR 16 changed")
+    return g2
+
+
+def wait_settled(a, b, u):
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not (settled(a, u) and settled(b, u)):
+        check(time.monotonic() < deadline, f"the journals did not settle: A "
+              f"{a.call('host.info')['migrations']} B {b.call('host.info')['migrations']}")
+        time.sleep(0.1)
+
+
+def test_live_migration_crashes():
+    with V.Harness("migration-live-crash") as h:
+        a, b = two_hosts(h)
+
+        # kill -9 of the source after QEMU moved the state: commit on restart.
+        u = a.call("instance.create", kind="vm", name="moved")["uuid"]
+        src = a.call("instance.start", uuid=u)["ctrl"]
+        a.call("instance.migrate_prepare", uuid=u, to=address(b))
+        g2 = move_state(h, src, b.call("instance.info", uuid=u)["ctrl"], "moved")
+        a.stop(signal.SIGKILL)
+        a.start()
+        wait_settled(a, b, u)
+        check(a.call("instance.info", uuid=u)["state"] == "migrated", "A kept the moved vTPM")
+        check(b.call("instance.info", uuid=u)["state"] == "running", "B's copy is not live")
+        check("decided commit after the restart" in a.log_text(), "no log line for the decision")
+        g2.ctrl.shutdown()
+        g2.close()
+
+        # kill -9 of the source before QEMU moved anything: abort on restart.
+        v = a.call("instance.create", kind="vm", name="not-moved")["uuid"]
+        a.call("instance.start", uuid=v)
+        a.call("instance.migrate_prepare", uuid=v, to=address(b))
+        a.stop(signal.SIGKILL)
+        a.start()
+        wait_settled(a, b, v)
+        info = a.call("instance.info", uuid=v)
+        check(info["state"] == "running" and info["migration"] is None, f"A after the abort: {info}")
+        check(not live(b, v), "B kept an incoming worker of an aborted migration")
+        a.call("instance.stop", uuid=v)
+
+        # kill -9 of the destination while prepared: adopted, and completed.
+        w = a.call("instance.create", kind="vm", name="dest-crash")["uuid"]
+        src = a.call("instance.start", uuid=w)["ctrl"]
+        a.call("instance.migrate_prepare", uuid=w, to=address(b))
+        pid = b.call("instance.info", uuid=w)["pid"]
+        b.stop(signal.SIGKILL)
+        b.start()
+        info = b.call("instance.info", uuid=w)
+        check(info["state"] == "prepared" and info["pid"] == pid, f"B after kill -9: {info}")
+        g3 = move_state(h, src, info["ctrl"], "dest-crash")
+        r = a.call("instance.migrate_commit", uuid=w)
+        check(r["decision"] == "commit" and r["peer_confirmed"], f"commit: {r}")
+        check(b.call("instance.info", uuid=w)["state"] == "running", "B's copy is not live")
+        g3.ctrl.shutdown()
+        g3.close()
+        for d in (a, b):
+            d.stop_clean()
+
+
 class Qmp:
     """A QMP client: one command at a time, events skipped."""
 
@@ -836,4 +916,4 @@ def test_live_migration_qemu():
 if __name__ == "__main__":
     H.main([test_transport_certificate, test_attested_handshake, test_cold_migration,
             test_crash_matrix, test_tampered_and_replayed, test_live_migration_protocol,
-            test_live_migration_qemu])
+            test_live_migration_crashes, test_live_migration_qemu])

@@ -332,6 +332,7 @@ static void test_registry_migrations(void)
         gsize len = 0;
 
         gone->migrated = TRUE;
+        gone->reendorse = TRUE;         /* never written for a tombstone */
         CU_ASSERT_TRUE(vrot_registry_add(r, make(UUID_A, "web", FALSE), NULL));
         CU_ASSERT_TRUE(vrot_registry_add(r, gone, NULL));
         CU_ASSERT_TRUE(vrot_registry_migration_add(r, record(MID("a"), UUID_A, VROT_MIGRATION_LOCKED), NULL));
