@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The libvirt hook with a real libvirt (issue 5): the test runs its own
+"""The libvirt hook with a real libvirt (issues 5 and 6): the test runs its own
 libvirtd (Debian 12 has no virtqemud) in a private mount namespace - its
 own /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and
 /var/log/libvirt bind-mounted from the test's temporary directory, so the
@@ -14,6 +14,13 @@ TPM 2.0, reads its PCRs and reads the EK certificate from NV 0x01c00002.
 vrot being asked anything, and with vrotd down `virsh start` fails with
 the hook's message.  The calls libvirt made to the hook are checked in
 order.  FIELD-NOTES "libvirt 9.0.0 on Debian 12" has the setup's reasons.
+
+Then two such libvirt daemons side by side (each its own PID file, mount
+namespace and vrotd of one fleet): a running domain moves with `vrotctl
+migrate --live` and `virsh migrate --live --xml` (the destination's XML
+names its vTPM's control socket there); the hook accepts it on B (migrate
+begin, prepare begin finds the incoming worker) and commits on A (release
+end), and the guest reads on B the PCR and NV it wrote on A.
 """
 
 import os
@@ -69,9 +76,9 @@ BOOT_TIMEOUT = 240
 class Libvirt:
     """A private libvirtd and virsh bound to it."""
 
-    def __init__(self, h, vrotd_conf, hook_log):
-        self.h = h
-        self.root = h.path("libvirt")
+    def __init__(self, h, vrotd_conf, hook_log, name="libvirt"):
+        self.h, self.name = h, name
+        self.root = h.path(name)
         for d in DIRS:
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
         etc = os.path.join(self.root, "etc/libvirt")
@@ -95,9 +102,11 @@ class Libvirt:
         # Empty mount points on the host where the package made none yet.
         mounts = " && ".join(f"mkdir -p '/{d}' && mount --bind '{os.path.join(self.root, d)}' '/{d}'"
                              for d in DIRS)
-        script = f"{mounts} && exec '{require('libvirtd')}'"
+        # Its own PID file: /run/libvirtd.pid would keep a second daemon out.
+        script = (f"{mounts} && exec '{require('libvirtd')}' --pid-file "
+                  f"'{os.path.join(self.root, 'libvirtd.pid')}'")
         self.proc = self.h.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                  script], log=self.h.path("libvirtd.out"))
+                                  script], log=self.h.path(f"{self.name}d.out"))
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
@@ -111,7 +120,7 @@ class Libvirt:
 
     def log(self):
         out = []
-        for p in (self.h.path("libvirtd.out"),
+        for p in (self.h.path(f"{self.name}d.out"),
                   os.path.join(self.root, "var/log/libvirt/libvirtd.log")):
             try:
                 with open(p, errors="replace") as f:
@@ -161,13 +170,17 @@ def hook_calls(path):
         return []
 
 
-def define(lv, h, name, uuid, tpm, initrd):
-    path = h.path(name + ".xml")
+def domain_xml(h, name, uuid, tpm, initrd, serial=None, path=None):
+    path = path or h.path(name + ".xml")
     with open(path, "w") as f:
         f.write(DOMAIN.format(name=name, uuid=uuid, kernel=guest.find_kernel(), initrd=initrd,
                               cmdline=guest.APPEND, qemu=require("qemu-system-x86_64"),
-                              serial=h.path(name + ".serial"), tpm=tpm))
-    lv.ok("define", path)
+                              serial=serial or h.path(name + ".serial"), tpm=tpm))
+    return path
+
+
+def define(lv, h, name, uuid, tpm, initrd):
+    lv.ok("define", domain_xml(h, name, uuid, tpm, initrd))
 
 
 def test_libvirt_domain_with_vrot_tpm():
@@ -255,5 +268,80 @@ def run_domain_tests(h, d, lv, log):
     print(f"     with vrotd down, virsh start says: {err.strip().splitlines()[-1]}", flush=True)
 
 
+def test_virsh_migrate_live():
+    """Two libvirt daemons side by side, each with its own vrotd: `vrotctl
+    migrate --live` prepares, `virsh migrate --live` moves the domain, the
+    hooks accept it on the destination (migrate begin) and commit it on the
+    source (release end); the guest reads the same PCR and NV on B."""
+    with V.Harness("vrot-libvirt-migrate") as h:
+        a, b = V.two_hosts(h)
+        lvs = {}
+        for d in (a, b):
+            conf = h.path(f"hook-{d.name}.conf")
+            with open(conf, "w") as f:
+                f.write(f"[daemon]\nruntime-dir={d.runtime_dir}\n")
+            lvs[d.name] = Libvirt(h, conf, h.path(f"hook-calls-{d.name}.log"), name=f"libvirt-{d.name}")
+        try:
+            t0 = time.monotonic()
+            for lv in lvs.values():
+                lv.start()
+            print(f"     two libvirt daemons up in {time.monotonic() - t0:.1f} s", flush=True)
+            run_migration(h, a, b, lvs["a"], lvs["b"])
+        finally:
+            for lv in lvs.values():
+                lv.stop()
+
+
+def run_migration(h, a, b, lva, lvb):
+    uuid, name = str(uuidlib.uuid4()), "migrating-guest"
+    a.call("instance.create", uuid=uuid, kind="vm", name=name)
+    rc, tpm, err = vrotctl(a.socket, "libvirt-xml", uuid)
+    check(rc == 0, f"vrotctl libvirt-xml: {err}")
+    data = b"NV written on host A, read on host B"
+    init = guest.ticking_init(16, bytes(range(32)), 0x1500018, data)
+    initrd = guest.build_initramfs(h.dir, init, "migrate.initrd.cpio.gz")
+    define(lva, h, name, uuid, tpm, initrd)
+    t0 = time.monotonic()
+    lva.ok("start", name)
+    serial_a = h.path(name + ".serial")
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while not guest.ticks(serial_a):
+        check(time.monotonic() < deadline, f"the guest on A never ticked:\n{lva.log()}")
+        time.sleep(0.5)
+    before = guest.ticks(serial_a)[-1]
+    print(f"     the guest ticks on A {time.monotonic() - t0:.1f} s after virsh start", flush=True)
+    t0 = time.monotonic()
+    rc, out, err = vrotctl(a.socket, "migrate", uuid, "--to", V.address(b), "--live")
+    check(rc == 0, f"vrotctl migrate --live: {rc} {out} {err}")
+    # On B the domain's TPM is B's vTPM of the same instance; its serial another file.
+    tpm_b = tpm.replace(a.runtime_dir, b.runtime_dir)
+    serial_b = h.path(name + ".b.serial")
+    xml_b = domain_xml(h, name, uuid, tpm_b, initrd, serial=serial_b, path=h.path("dest.xml"))
+    port = V.free_port()
+    rc, out, err = lva.virsh("migrate", "--live", "--xml", xml_b, "--migrateuri",
+                             f"tcp:127.0.0.1:{port}", name, lvb.uri, timeout=300)
+    check(rc == 0, f"virsh migrate exited {rc}:\n{err}{out}\n{lva.log()}\n{lvb.log()}")
+    print(f"     vrotctl migrate --live and virsh migrate --live: {time.monotonic() - t0:.1f} s",
+          flush=True)
+    check(lvb.state(name) == "running", "the domain does not run on B")
+    deadline = time.monotonic() + 60
+    while a.call("instance.info", uuid=uuid)["state"] != "migrated":
+        check(time.monotonic() < deadline, f"A's release end did not commit: "
+              f"{a.call('instance.info', uuid=uuid)} {hook_calls(h.path('hook-calls-a.log'))}")
+        time.sleep(0.2)
+    check(b.call("instance.info", uuid=uuid)["state"] == "running", "B's vTPM is not live")
+    deadline = time.monotonic() + 60
+    while not guest.ticks(serial_b):
+        check(time.monotonic() < deadline, "the guest on B never ticked")
+        time.sleep(0.3)
+    after = guest.ticks(serial_b)[-1]
+    check(after[1:] == before[1:], f"on B the guest reads {after}, on A it read {before}")
+    print(f"     hook calls on A: {hook_calls(h.path('hook-calls-a.log'))}; on B: "
+          f"{hook_calls(h.path('hook-calls-b.log'))}", flush=True)
+    lvb.ok("destroy", name)
+    for d in (a, b):
+        d.stop_clean()
+
+
 if __name__ == "__main__":
-    H.main([test_libvirt_domain_with_vrot_tpm])
+    H.main([test_libvirt_domain_with_vrot_tpm, test_virsh_migrate_live])
