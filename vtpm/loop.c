@@ -335,7 +335,8 @@ int vtpm_loop_run(Worker *w)
                         /* Nothing is ever read there: any event is the hang-up. */
                         [P_STARTER] = { .fd = w->end_with_starter ? w->starter_fd : -1,
                                         .events = POLLRDHUP },
-                        [P_MIGRATE] = { .fd = w->mig.listen, .events = POLLIN },
+                        [P_MIGRATE] = { .fd = w->mig.enabled ? w->mig.listen : -1,
+                                        .events = POLLIN },
                 };
                 int timeout = next_timeout(w, vtpm_now_ms());
                 struct timespec ts = { timeout / 1000, (long)(timeout % 1000) * 1000000 };

@@ -136,7 +136,7 @@ fail:
 static int start_listening(Worker *w)
 {
         if ((w->data_listen >= 0 && listen(w->data_listen, 8) < 0) ||
-            (w->mig.listen >= 0 && listen(w->mig.listen, 4) < 0) || listen(w->ctrl_listen, 8) < 0) {
+            (w->mig.enabled && listen(w->mig.listen, 4) < 0) || listen(w->ctrl_listen, 8) < 0) {
                 log_error("listen: %s", strerror(errno));
                 return -1;
         }
@@ -172,7 +172,7 @@ static void close_sockets(Worker *w)
                 close(w->data_listen);
                 unlink(w->data_path);
         }
-        if (w->mig.listen >= 0) {
+        if (w->mig.enabled) {
                 close(w->mig.listen);
                 unlink(w->mig.path);
         }

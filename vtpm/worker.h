@@ -18,8 +18,9 @@
 
 /* A live migration's key (--migrate; vrot-vtpm(8) MIGRATION). */
 typedef struct Migration {
-        bool enabled;           /* --migrate: stateblobs only under a key */
-        int listen;             /* the migration-key socket, -1 without --migrate */
+        bool enabled;           /* --migrate: stateblobs only under a key, and listen
+                                 * is the migration-key socket (else unused) */
+        int listen;
         const char *path;
         uint8_t role;           /* 0: no key; VROT_MKEY_OUT / _IN */
         VrotSealer sealer;      /* key: the migration key; uuid: the migration ID */
