@@ -42,12 +42,14 @@ const VrotctlCommand vrotctl_cmd_migration_check = {
 static gboolean migrate_run(const VrotctlContext *ctx, int argc, char **argv, GError **error)
 {
         g_autofree gchar *to = NULL;
-        gboolean live = FALSE, commit = FALSE, abort_it = FALSE;
+        gboolean live = FALSE, prepare = FALSE, commit = FALSE, abort_it = FALSE;
         const char *uuid = NULL, *method;
         GOptionEntry entries[] = {
                 { "to", 0, 0, G_OPTION_ARG_STRING, &to, "the destination's ADDR:PORT", "ADDR:PORT" },
                 { "live", 0, 0, G_OPTION_ARG_NONE, &live,
                   "prepare a live migration of the running VM's vTPM (with --to)", NULL },
+                { "prepare", 0, 0, G_OPTION_ARG_NONE, &prepare,
+                  "with --live: prepare it (what --live alone does)", NULL },
                 { "commit", 0, 0, G_OPTION_ARG_NONE, &commit,
                   "commit the prepared live migration once QEMU's has moved the state", NULL },
                 { "abort", 0, 0, G_OPTION_ARG_NONE, &abort_it,
@@ -61,9 +63,10 @@ static gboolean migrate_run(const VrotctlContext *ctx, int argc, char **argv, GE
 
         if (!vrotctl_parse_uuid_args(&vrotctl_cmd_migrate, entries, &argc, &argv, &uuid, error))
                 return FALSE;
-        if (live + commit + abort_it > 1 || ((commit || abort_it) && to))
+        if (live + commit + abort_it > 1 || ((commit || abort_it) && to) || (prepare && !live))
                 return vrotctl_usage_error(&vrotctl_cmd_migrate, error,
-                                           "one of --live (with --to), --commit, --abort");
+                                           "one of --live [--prepare] (with --to), --commit, "
+                                           "--abort");
         if (!commit && !abort_it && !vrotctl_require(&vrotctl_cmd_migrate, "--to", to, error))
                 return FALSE;
         method = commit ? "instance.migrate_commit" : abort_it ? "instance.migrate_abort"
@@ -99,7 +102,7 @@ static gboolean migrate_run(const VrotctlContext *ctx, int argc, char **argv, GE
 
 const VrotctlCommand vrotctl_cmd_migrate = {
         .name = "migrate",
-        .args = "UUID (--to ADDR:PORT [--live] | --commit | --abort)",
+        .args = "UUID (--to ADDR:PORT [--live [--prepare]] | --commit | --abort)",
         .summary = "move a vTPM to another host: cold, or live in three steps",
         .run = migrate_run,
 };

@@ -14,6 +14,11 @@ void vrot_fault_stop_at(const char *point)
         stop_at = g_strdup(point);
 }
 
+gboolean vrot_fault_is(const char *point)
+{
+        return stop_at && g_str_equal(stop_at, point);
+}
+
 void vrot_fault_point(const char *point)
 {
         if (!stop_at || !g_str_equal(stop_at, point))

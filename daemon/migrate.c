@@ -52,6 +52,7 @@ struct VrotMigration {
         gboolean closing;               /* vrot_migration_quiesce() began */
         GMutex lock;                    /* guards fds */
         GArray *fds;                    /* the sockets of the threads, to shut down at exit */
+        gchar *last_id;                 /* the last migration this source committed (lock) */
 };
 
 /* ---- threads, and how they end at exit ------------------------------------------------ */
@@ -901,6 +902,7 @@ void vrot_migration_free(VrotMigration *m)
         vrot_migration_quiesce(m);
         g_mutex_clear(&m->lock);
         g_array_unref(m->fds);
+        g_free(m->last_id);
         if (m->notifying)
                 g_hash_table_unref(m->notifying);
         if (m->listen_fd >= 0)
@@ -1019,12 +1021,17 @@ static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *eviden
         g_autoptr(EVP_PKEY) key = NULL;
         g_autoptr(GBytes) envelope = NULL;
         g_autoptr(GError) told = NULL;
+        g_autofree gchar *stale = NULL;
         guint8 mid[VROT_MSEAL_ID_LEN], uuid[16];
         gboolean locked = FALSE, ok;
 
         if (!(offer = ask_offer(c, evidence, &s, res, &key, error)))
                 return FALSE;
         vrot_fault_point("src-offered");
+        g_mutex_lock(&m->lock);
+        if (vrot_fault_is("reuse-id") && m->last_id)
+                s.id = stale = g_strdup(m->last_id);    /* a test build plays a replaying peer */
+        g_mutex_unlock(&m->lock);
         /* Locked before any state leaves; from here every failure decides abort. */
         locked = run(lock_on_main, &s, error);
         ok = locked;
@@ -1069,6 +1076,12 @@ static gboolean send_state(VrotMigration *m, VrotMchannel *c, VrotMframe *eviden
                 g_message("migration %s: %s will be told to %s again: %s", s.id,
                           s.commit ? "commit" : "abort", s.peer_name, told->message);
         json_object_set_boolean_member(res, "peer_confirmed", done != NULL);
+        if (s.commit) {
+                g_mutex_lock(&m->lock);
+                g_free(m->last_id);
+                m->last_id = g_strdup(s.id);
+                g_mutex_unlock(&m->lock);
+        }
         return s.commit;
 }
 

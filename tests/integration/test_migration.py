@@ -593,6 +593,25 @@ def test_tampered_and_replayed():
         check(r["decision"] == "commit" and r["peer_confirmed"], f"after the tampering: {r}")
         check(nv_read(h, b, u, NV_INDEX, "nv-b") == data, "B's NV data differs")
         b.call("instance.stop", uuid=u)
+
+        # A migration ID reused: a source (a test build playing a replaying
+        # peer) sends its state under the ID of its previous migration.
+        a.stop_clean()
+        a.extra = ["--fault-stop", "reuse-id"]
+        a.start()
+        first = a.call("instance.create", kind="service", name="first")["uuid"]
+        used = a.call("instance.migrate", uuid=first, to=address(b))["migration_id"]
+        again = a.call("instance.create", kind="service", name="again")["uuid"]
+        e = V.expect_error(-32008, a.call, "instance.migrate", uuid=again, to=address(b))
+        info = a.call("instance.info", uuid=again)
+        check(info["state"] == "stopped" and info["migration"] is None,
+              f"A after a reused migration ID: {info} ({e.message})")
+        V.expect_error(V.NOT_FOUND, b.call, "instance.info", uuid=again)
+        check(f"sent state for migration {used}" in b.log_text(),
+              f"B's log does not name the reused ID {used}:\n{b.log_text()[-1500:]}")
+        a.stop_clean()
+        a.extra = []
+        a.start()
         for d in (a, b, c, other):
             d.stop_clean()
 
@@ -711,7 +730,7 @@ def test_live_migration_protocol():
         # QEMU never moved the state: "release end" aborts, the vTPM stays on A.
         w = a.call("instance.create", kind="vm", name="shut-down")["uuid"]
         a.call("instance.start", uuid=w)
-        rc, out, err = V.vrotctl(a.socket, "migrate", w, "--to", address(b), "--live")
+        rc, out, err = V.vrotctl(a.socket, "migrate", w, "--to", address(b), "--live", "--prepare")
         check(rc == 0, f"vrotctl migrate --live: {rc} {out} {err}")
         test_hook.refused(hook_b, test_hook.vrot_domain(b, "x", str(uuidlib.uuid4())), "x",
                           "migrate", "begin", "no prepared migration")
