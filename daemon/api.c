@@ -992,8 +992,9 @@ static void m_migration_check(gpointer ctx, const VrotCaller *caller,
         vrot_migration_check_async(api->migration, to, on_checked, mc);
 }
 
-static void m_instance_migrate(gpointer ctx, const VrotCaller *caller,
-                               const VrotJsonrpcRequest *req, VrotCall *call)
+/* instance.migrate (cold) and instance.migrate_prepare (live). */
+static void migrate_method(gpointer ctx, const VrotCaller *caller, const VrotJsonrpcRequest *req,
+                           VrotCall *call, gboolean live)
 {
         VrotApi *api = ctx;
         const gchar *to = NULL, *uuid = NULL;
@@ -1006,27 +1007,22 @@ static void m_instance_migrate(gpointer ctx, const VrotCaller *caller,
         }
         mc = g_new0(MigrateCall, 1);
         mc->call = call;
-        g_message("instance %s: migration to %s asked by uid %u", uuid, to, (unsigned)caller->uid);
-        vrot_migration_migrate_async(api->migration, uuid, to, on_checked, mc);
+        g_message("instance %s: %s to %s asked by uid %u", uuid,
+                  live ? "live migration" : "migration", to, (unsigned)caller->uid);
+        (live ? vrot_migration_prepare_async : vrot_migration_migrate_async)(api->migration, uuid, to,
+                                                                             on_checked, mc);
+}
+
+static void m_instance_migrate(gpointer ctx, const VrotCaller *caller,
+                               const VrotJsonrpcRequest *req, VrotCall *call)
+{
+        migrate_method(ctx, caller, req, call, FALSE);
 }
 
 static void m_instance_migrate_prepare(gpointer ctx, const VrotCaller *caller,
                                        const VrotJsonrpcRequest *req, VrotCall *call)
 {
-        VrotApi *api = ctx;
-        const gchar *to = NULL, *uuid = NULL;
-        MigrateCall *mc;
-        GError *error = NULL;
-
-        if (!migration_params(api, req, &uuid, &to, &error)) {
-                vrot_call_return_error(call, error);
-                return;
-        }
-        mc = g_new0(MigrateCall, 1);
-        mc->call = call;
-        g_message("instance %s: live migration to %s prepared by uid %u", uuid, to,
-                  (unsigned)caller->uid);
-        vrot_migration_prepare_async(api->migration, uuid, to, on_checked, mc);
+        migrate_method(ctx, caller, req, call, TRUE);
 }
 
 /* "uuid" of a live migration's source, on a host that migrates. */

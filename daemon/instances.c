@@ -1344,54 +1344,82 @@ static gboolean write_state(VrotInstances *self, VrotInstance *inst, GBytes *bun
         return vrot_worker_user_give_files(self->wuser, dir, error);
 }
 
-gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, const gchar *id,
-                               const gchar *peer_name, GBytes *bundle, GError **error)
+/* The first half of an import: a new entry for @meta (a migrated tombstone
+ * replaced), this host's salt, and the journal's IMPORTING record, written
+ * durably.  Returns: (transfer none) the record, or NULL. */
+static VrotMigrationRecord *import_begin(VrotInstances *self, const VrotInstance *meta,
+                                         const gchar *id, const gchar *peer_name, gboolean live,
+                                         GError **error)
 {
-        VrotInstance *inst = g_new0(VrotInstance, 1);
+        VrotInstance *inst;
         VrotMigrationRecord *m;
-        VrotEndorseParams params = { .reissue = TRUE };
-        gboolean ok;
 
         if (!valid_name(meta->name)) {
-                vrot_instance_free(inst);
-                return fail(error, VROT_INSTANCES_ERROR_INVALID, "instance %s: a bad name", meta->uuid);
+                fail(error, VROT_INSTANCES_ERROR_INVALID, "instance %s: a bad name", meta->uuid);
+                return NULL;
         }
-        if (!vrot_instances_import_check(self, meta->uuid, error)) {
-                vrot_instance_free(inst);
-                return FALSE;
-        }
+        if (!vrot_instances_import_check(self, meta->uuid, error))
+                return NULL;
+        inst = g_new0(VrotInstance, 1);
         inst->uuid = g_strdup(meta->uuid);
         inst->name = g_strdup(meta->name);
         inst->kind = meta->kind;
         inst->owner = meta->owner;
         inst->created = g_get_real_time() / G_USEC_PER_SEC;
+        inst->reendorse = live;         /* live: its EK certificates come at its next start */
         if (!vrot_instkey_new_salt(inst->salt, error)) {
                 vrot_instance_free(inst);
-                return FALSE;
+                return NULL;
         }
         vrot_registry_replace(self->registry, inst);
         m = record_new(id, inst->uuid, VROT_MIGRATION_IMPORTING, "", peer_name);
+        m->live = live;
         if (!vrot_registry_migration_add(self->registry, m, error)) {
                 inst->deleted = inst->migrated = TRUE;
-                return FALSE;
+                inst->reendorse = FALSE;
+                return NULL;
         }
         m = vrot_registry_migration(self->registry, id);
-        ok = save(self, error);
-        if (ok)
-                vrot_fault_point("dst-importing");
-        if (!ok || !write_state(self, inst, bundle, error) || !endorse_run(self, inst, &params, error)) {
-                g_prefix_error(error, "importing %s: ", inst->uuid);
-                discard_import(self, m);
-                return FALSE;
-        }
-        m->state = VROT_MIGRATION_PREPARED;
-        m->since = g_get_real_time() / G_USEC_PER_SEC;
         if (!save(self, error)) {
                 discard_import(self, m);
-                return FALSE;
+                return NULL;
         }
+        return m;
+}
+
+/* The second half: PREPARED, written durably; anything failed before
+ * (@ok FALSE) or now discards the copy. */
+static gboolean import_end_prepared(VrotInstances *self, VrotMigrationRecord *m, gboolean ok,
+                                    GError **error)
+{
+        if (ok) {
+                m->state = VROT_MIGRATION_PREPARED;
+                m->since = g_get_real_time() / G_USEC_PER_SEC;
+                ok = save(self, error);
+        } else {
+                g_prefix_error(error, "importing %s: ", m->uuid);
+        }
+        if (!ok)
+                discard_import(self, m);
+        return ok;
+}
+
+gboolean vrot_instances_import(VrotInstances *self, const VrotInstance *meta, const gchar *id,
+                               const gchar *peer_name, GBytes *bundle, GError **error)
+{
+        VrotMigrationRecord *m = import_begin(self, meta, id, peer_name, FALSE, error);
+        VrotInstance *inst;
+        VrotEndorseParams params = { .reissue = TRUE };
+
+        if (!m)
+                return FALSE;
+        vrot_fault_point("dst-importing");
+        inst = vrot_registry_lookup(self->registry, meta->uuid);
+        if (!import_end_prepared(self, m, write_state(self, inst, bundle, error) &&
+                                          endorse_run(self, inst, &params, error), error))
+                return FALSE;
         g_message("instance %s: migration %s from %s prepared (EK certificates issued again by "
-                  "this host; not startable until the source commits)", inst->uuid, id, peer_name);
+                  "this host; not startable until the source commits)", meta->uuid, id, peer_name);
         return TRUE;
 }
 
@@ -1614,53 +1642,25 @@ gboolean vrot_instances_import_live(VrotInstances *self, const VrotInstance *met
                                     const gchar *peer_name, const guint8 *key,
                                     const gchar *const certs[2], GError **error)
 {
-        VrotInstance *inst;
-        VrotMigrationRecord *m;
         g_autofree gchar *dir = state_dir(self, meta->uuid);
+        VrotMigrationRecord *m;
+        VrotInstance *inst;
 
         if (meta->kind != VROT_INSTANCE_VM)
                 return fail(error, VROT_INSTANCES_ERROR_INVALID,
                             "instance %s is a service: only a VM's vTPM migrates live (QEMU "
                             "carries its state); migrate a service cold", meta->uuid);
-        if (!valid_name(meta->name))
-                return fail(error, VROT_INSTANCES_ERROR_INVALID, "instance %s: a bad name", meta->uuid);
-        if (!vrot_instances_import_check(self, meta->uuid, error))
+        if (!(m = import_begin(self, meta, id, peer_name, TRUE, error)))
                 return FALSE;
-        inst = g_new0(VrotInstance, 1);
-        inst->uuid = g_strdup(meta->uuid);
-        inst->name = g_strdup(meta->name);
-        inst->kind = meta->kind;
-        inst->owner = meta->owner;
-        inst->created = g_get_real_time() / G_USEC_PER_SEC;
-        inst->reendorse = TRUE;
-        if (!vrot_instkey_new_salt(inst->salt, error)) {
-                vrot_instance_free(inst);
-                return FALSE;
-        }
-        vrot_registry_replace(self->registry, inst);
-        m = record_new(id, inst->uuid, VROT_MIGRATION_IMPORTING, "", peer_name);
-        m->live = TRUE;
-        if (!vrot_registry_migration_add(self->registry, m, error)) {
-                inst->deleted = inst->migrated = TRUE;
-                return FALSE;
-        }
-        m = vrot_registry_migration(self->registry, id);
+        inst = vrot_registry_lookup(self->registry, meta->uuid);
         wipe_dir(dir);          /* what a crashed import may have left */
-        if (!save(self, error) || !store_source_certs(self, inst->uuid, certs, error) ||
-            !start_worker_now(self, inst, FALSE, error) ||
-            !give_key(self, inst->uuid, VROT_MKEY_IN, id, key, error)) {
-                g_prefix_error(error, "preparing %s: ", inst->uuid);
-                discard_import(self, m);
+        if (!import_end_prepared(self, m, store_source_certs(self, inst->uuid, certs, error) &&
+                                          start_worker_now(self, inst, FALSE, error) &&
+                                          give_key(self, inst->uuid, VROT_MKEY_IN, id, key, error),
+                                 error))
                 return FALSE;
-        }
-        m->state = VROT_MIGRATION_PREPARED;
-        m->since = g_get_real_time() / G_USEC_PER_SEC;
-        if (!save(self, error)) {
-                discard_import(self, m);
-                return FALSE;
-        }
         g_message("instance %s: live migration %s from %s prepared: an incoming worker waits for "
-                  "QEMU's stateblobs, under the migration key only", inst->uuid, id, peer_name);
+                  "QEMU's stateblobs, under the migration key only", meta->uuid, id, peer_name);
         return TRUE;
 }
 
