@@ -30,6 +30,8 @@ G_DEFINE_QUARK(vrot-migrate-error-quark, vrot_migrate_error)
 #define NONCE_LEN 32
 #define QUOTE_LABEL "vrot migration quote v1"
 #define OFFER_LABEL "vrot migration offer v1"
+
+G_STATIC_ASSERT(VROT_MBUNDLE_KEY_LEN == VROT_MKEY_KEY_LEN);
 #define MAX_CONNECTIONS 8
 #define RETRY_S 30
 
@@ -469,60 +471,6 @@ static void import_key_on_main(gpointer data)
                                                           &s->evidence, &s->error));
 }
 
-/*
- * What a live migration's envelope holds: the migration key (32 bytes), then
- * the source's RSA and ECC EK certificates, each a u32 big-endian length
- * (0: none) and that much PEM.  Untrusted until opened; checked here for
- * shape, the certificates by the instances (store_source_certs).
- */
-#define LIVE_CERT_MAX 8192
-
-static GBytes *live_pack(const guint8 *key, const gchar *const certs[2])
-{
-        GByteArray *a = g_byte_array_new();
-
-        g_byte_array_append(a, key, VROT_MKEY_KEY_LEN);
-        for (gsize i = 0; i < 2; i++) {
-                guint32 n = certs[i] ? (guint32)strlen(certs[i]) : 0;
-                guint8 len[4] = { (guint8)(n >> 24), (guint8)(n >> 16), (guint8)(n >> 8), (guint8)n };
-
-                g_byte_array_append(a, len, 4);
-                g_byte_array_append(a, (const guint8 *)(certs[i] ? certs[i] : ""), n);
-        }
-        return g_byte_array_free_to_bytes(a);
-}
-
-static gboolean live_parse(GBytes *plain, gchar ***ret_certs, GError **error)
-{
-        gsize len = 0, off = VROT_MKEY_KEY_LEN;
-        const guint8 *p = g_bytes_get_data(plain, &len);
-        gchar **certs = g_new0(gchar *, 3);
-
-        for (gsize i = 0; i < 2 && off <= len; i++) {
-                guint32 n;
-
-                if (len - off < 4)
-                        break;
-                n = (guint32)p[off] << 24 | (guint32)p[off + 1] << 16 | (guint32)p[off + 2] << 8 |
-                    p[off + 3];
-                off += 4;
-                if (n > LIVE_CERT_MAX || n > len - off)
-                        break;
-                certs[i] = g_strndup((const gchar *)p + off, n);
-                if (strlen(certs[i]) != n || !g_str_is_ascii(certs[i]))
-                        break;
-                off += n;
-                if (i == 1 && off == len) {
-                        *ret_certs = certs;
-                        return TRUE;
-                }
-        }
-        g_strfreev(certs);
-        g_set_error_literal(error, VROT_MIGRATE_ERROR, VROT_MIGRATE_ERROR_PEER,
-                            "a live migration's envelope is not a key and two certificates");
-        return FALSE;
-}
-
 /* Opens the envelope with the import key (TPM2_ECDH_ZGen), flushes the key
  * whatever happens (one transfer per key), and imports the state. */
 static void import_on_main(gpointer data)
@@ -539,11 +487,13 @@ static void import_on_main(gpointer data)
         g_clear_pointer(&s->import, vrot_host_import_key_free);
         if (s->bundle && s->live) {
                 g_auto(GStrv) certs = NULL;
+                const guint8 *key = NULL;
+                gsize n = 0;
+                const guint8 *plain = g_bytes_get_data(s->bundle, &n);
 
-                if (live_parse(s->bundle, &certs, &s->error))
+                if (vrot_mbundle_parse_live(plain, n, &key, &certs, &s->error))
                         s->ok = vrot_instances_import_live(s->m->instances, s->meta, s->id,
-                                                           s->peer_name,
-                                                           g_bytes_get_data(s->bundle, NULL),
+                                                           s->peer_name, key,
                                                            (const gchar *const *)certs, &s->error);
         } else if (s->bundle)
                 s->ok = vrot_instances_import(s->m->instances, s->meta, s->id, s->peer_name,
@@ -1170,11 +1120,10 @@ static gboolean prepare_live(VrotMigration *m, VrotMchannel *c, VrotMframe *evid
                 g_autoptr(GBytes) plain = NULL;
 
                 run(certs_on_main, &s, NULL);
-                plain = live_pack(k, (const gchar *const *)s.certs);
+                plain = vrot_mbundle_pack_live(k, (const gchar *const *)s.certs);
                 envelope = vrot_mseal_seal(key, mid, uuid, s.generation,
                                            g_bytes_get_data(plain, NULL), g_bytes_get_size(plain),
                                            error);
-                OPENSSL_cleanse((gpointer)g_bytes_get_data(plain, NULL), VROT_MKEY_KEY_LEN);
         }
         state = vrot_mframe_new(VROT_MFRAME_STATE);
         vrot_mframe_set_string(state, "migration_id", s.id);

@@ -74,6 +74,11 @@ static void wipe_free(gpointer p)
         g_byte_array_free(a, TRUE);
 }
 
+static GBytes *wiped_bytes(GByteArray *a)
+{
+        return g_bytes_new_with_free_func(a->data, a->len, wipe_free, a);
+}
+
 GBytes *vrot_mbundle_pack(const VrotMbundle *b)
 {
         GByteArray *a;
@@ -96,5 +101,57 @@ GBytes *vrot_mbundle_pack(const VrotMbundle *b)
                 put_u32(a, (guint32)b->len[i]);
                 g_byte_array_append(a, b->data[i], (guint)b->len[i]);
         }
-        return g_bytes_new_with_free_func(a->data, a->len, wipe_free, a);
+        return wiped_bytes(a);
+}
+
+GBytes *vrot_mbundle_pack_live(const guint8 key[VROT_MBUNDLE_KEY_LEN], const gchar *const certs[2])
+{
+        gsize n[2] = { certs[0] ? strlen(certs[0]) : 0, certs[1] ? strlen(certs[1]) : 0 };
+        /* Sized once: a reallocation would leave a copy of the key unwiped. */
+        GByteArray *a = g_byte_array_sized_new((guint)(VROT_MBUNDLE_KEY_LEN + 8 + n[0] + n[1]));
+
+        g_byte_array_append(a, key, VROT_MBUNDLE_KEY_LEN);
+        for (gsize i = 0; i < 2; i++) {
+                put_u32(a, (guint32)n[i]);
+                if (n[i])
+                        g_byte_array_append(a, (const guint8 *)certs[i], (guint)n[i]);
+        }
+        return wiped_bytes(a);
+}
+
+static gboolean printable(const guint8 *p, gsize n)
+{
+        for (gsize i = 0; i < n; i++)
+                if (p[i] != '\n' && (p[i] < 0x20 || p[i] > 0x7e))
+                        return FALSE;
+        return TRUE;
+}
+
+gboolean vrot_mbundle_parse_live(const guint8 *buf, gsize len, const guint8 **ret_key,
+                                 gchar ***ret_certs, GError **error)
+{
+        const guint8 *cert[2];
+        guint32 n[2];
+        gsize off = VROT_MBUNDLE_KEY_LEN;
+
+        if (len < off)
+                return invalid(error, "no migration key");
+        for (gsize i = 0; i < 2; i++) {
+                if (len - off < 4)
+                        return invalid(error, "truncated");
+                n[i] = get_u32(buf + off);
+                off += 4;
+                if (n[i] > VROT_MBUNDLE_CERT_MAX || n[i] > len - off ||
+                    !printable(buf + off, n[i]))
+                        return invalid(error, "a certificate is too large, truncated or not PEM");
+                cert[i] = buf + off;
+                off += n[i];
+        }
+        if (off != len)
+                return invalid(error, "bytes after the certificates");
+        *ret_key = buf;
+        *ret_certs = g_new0(gchar *, 3);
+        for (gsize i = 0; i < 2; i++)
+                (*ret_certs)[i] = g_strndup((const gchar *)cert[i], n[i]);
+        return TRUE;
 }

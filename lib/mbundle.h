@@ -47,3 +47,28 @@ gboolean vrot_mbundle_parse(const guint8 *buf, gsize len, VrotMbundle *ret, GErr
  * Returns: (transfer full): the bytes, in a buffer wiped when freed.
  */
 GBytes *vrot_mbundle_pack(const VrotMbundle *b);
+
+/*
+ * A live migration's envelope holds no state (QEMU carries it) but the
+ * migration key and the source's EK certificates: the key (32 bytes), then
+ * the RSA and the ECC certificate, each a u32 big-endian length (0: none)
+ * and that much PEM (printable ASCII, at most VROT_MBUNDLE_CERT_MAX), and
+ * nothing after.
+ */
+#define VROT_MBUNDLE_KEY_LEN 32
+#define VROT_MBUNDLE_CERT_MAX 8192
+
+/**
+ * vrot_mbundle_pack_live:
+ * @certs: the RSA and ECC certificates (PEM), each nullable
+ * Returns: (transfer full): the bytes, in a buffer wiped when freed.
+ */
+GBytes *vrot_mbundle_pack_live(const guint8 key[VROT_MBUNDLE_KEY_LEN], const gchar *const certs[2]);
+
+/**
+ * vrot_mbundle_parse_live:
+ * Checks @len bytes of @buf against the layout.  *@ret_key points into
+ * @buf; *@ret_certs (transfer full) holds both certificates, "" for none.
+ */
+gboolean vrot_mbundle_parse_live(const guint8 *buf, gsize len, const guint8 **ret_key,
+                                 gchar ***ret_certs, GError **error);

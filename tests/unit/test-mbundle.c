@@ -56,11 +56,48 @@ static void test_mbundle_refuses(void)
 #undef HDR
 }
 
+static void test_mbundle_live(void)
+{
+        static const gchar *const certs[2] = { NULL, "-----BEGIN CERTIFICATE-----\nMIIB\n" };
+        guint8 key[VROT_MBUNDLE_KEY_LEN];
+        g_autoptr(GBytes) packed = NULL;
+        g_auto(GStrv) back = NULL;
+        const guint8 *got = NULL, *p;
+        gsize len = 0;
+
+        memset(key, 0x5a, sizeof(key));
+        packed = vrot_mbundle_pack_live(key, certs);
+        p = g_bytes_get_data(packed, &len);
+        CU_ASSERT_EQUAL(len, sizeof(key) + 8 + strlen(certs[1]));
+        CU_ASSERT_TRUE_FATAL(vrot_mbundle_parse_live(p, len, &got, &back, NULL));
+        CU_ASSERT_PTR_EQUAL(got, p);
+        CU_ASSERT_EQUAL(memcmp(got, key, sizeof(key)), 0);
+        CU_ASSERT_STRING_EQUAL(back[0], "");
+        CU_ASSERT_STRING_EQUAL(back[1], certs[1]);
+        /* Every cut is refused, and so is a byte more or a control character. */
+        for (gsize cut = 0; cut < len; cut++) {
+                g_auto(GStrv) none = NULL;
+                CU_ASSERT_FALSE(vrot_mbundle_parse_live(p, cut, &got, &none, NULL));
+        }
+        {
+                g_autofree guint8 *bad = g_memdup2(p, len + 1);
+                g_auto(GStrv) none = NULL;
+                g_autoptr(GError) err = NULL;
+
+                bad[len] = 0;
+                CU_ASSERT_FALSE(vrot_mbundle_parse_live(bad, len + 1, &got, &none, &err));
+                CU_ASSERT(g_error_matches(err, VROT_MBUNDLE_ERROR, VROT_MBUNDLE_ERROR_INVALID));
+                bad[len - 2] = 0x07;
+                CU_ASSERT_FALSE(vrot_mbundle_parse_live(bad, len, &got, &none, NULL));
+        }
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
                 UNIT_CASE(test_mbundle_round_trip),
                 UNIT_CASE(test_mbundle_refuses),
+                UNIT_CASE(test_mbundle_live),
         };
 
         return UNIT_RUN("mbundle", cases);
