@@ -57,7 +57,6 @@ the import keys with the host TPM in tests/unit/test-hosttpm.c.)"""
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -269,8 +268,7 @@ def test_cold_migration():
         # A copy of A's state directory from before the migration.
         a.stop_clean()
         backup = h.path("a-backup")
-        shutil.copytree(a.state_dir, backup, symlinks=True,
-                        ignore=shutil.ignore_patterns("dev-host-tpm"))
+        a.backup_state(backup)
         a.start()
 
         rc, out, err = V.vrotctl(a.socket, "migrate", u, "--to", address(b))
@@ -341,11 +339,7 @@ def test_cold_migration():
 
         # A's state directory of before the first migration: refused as a rollback.
         a.stop_clean()
-        for name in os.listdir(backup):
-            dst = os.path.join(a.state_dir, name)
-            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
-            src = os.path.join(backup, name)
-            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+        a.restore_state(backup)
         refusal = start_refused(a, a.config)
         check("restored from an older copy" in refusal + a.log_text(),
               f"a restored source state directory: {refusal}")

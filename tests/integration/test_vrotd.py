@@ -973,16 +973,11 @@ def test_restored_state_dir_refused():
         a = create(d, "vm", "old")["uuid"]
         d.stop_clean()
         backup = h.path("state-backup")
-        shutil.copytree(d.state_dir, backup, symlinks=True,
-                        ignore=shutil.ignore_patterns("dev-host-tpm"))
+        d.backup_state(backup)
         d.start()
         d.call("instance.delete", uuid=a)       # advances the NV counter
         d.stop_clean()
-        for name in os.listdir(backup):
-            dst = os.path.join(d.state_dir, name)
-            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
-            src = os.path.join(backup, name)
-            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+        d.restore_state(backup)
         proc = h.spawn(d.argv(), log=h.path("rollback.log"))
         try:
             rc = proc.wait(timeout=120)

@@ -475,6 +475,21 @@ class Vrotd:
             raise Failure(f"{self.name} (pid {self.proc.pid}, exit {self.proc.returncode}) left "
                           f"processes running: {desc}")
 
+    def backup_state(self, path):
+        """A copy of the state directory, but the simulated host TPM: it
+        stays at its newest state, as a real TPM would."""
+        shutil.copytree(self.state_dir, path, symlinks=True,
+                        ignore=shutil.ignore_patterns("dev-host-tpm"))
+
+    def restore_state(self, path):
+        """Puts a backup_state() copy back over the state directory (the
+        daemon stopped): the rollback the registry's checkpoint refuses."""
+        for name in os.listdir(path):
+            dst = os.path.join(self.state_dir, name)
+            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+            src = os.path.join(path, name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+
     def kill_all(self):
         """SIGKILL the daemon and everything below it; wait until all are gone."""
         self.note_tree()
