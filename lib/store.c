@@ -295,6 +295,50 @@ int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err)
         return r;
 }
 
+int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
+{
+        uint8_t *plain[NBLOBS] = { NULL };
+        uint32_t len[NBLOBS] = { 0 };
+        int r = 0;
+
+        for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
+                r = vrot_store_load(s, t, &plain[slot(t)], &len[slot(t)], err);
+                if (r == -ENOENT)
+                        r = 0;          /* not every blob exists */
+        }
+        if (r == 0) {
+                s->sealer = sealer;
+                s->deferred = false;
+                s->gen++;
+        }
+        for (int i = 0; r == 0 && i < NBLOBS; i++) {
+                uint8_t *blob = NULL;
+                size_t blob_len;
+
+                drop_pending(s, i);
+                if (!plain[i]) {
+                        /* A file the record calls deleted would be refused
+                         * under the new sealer too; it goes. */
+                        s->blob_gen[i] = 0;
+                        r = vrot_durable_unlink(s->dirfd, vrot_store_file_name((uint32_t)i +
+                                                                               VROT_BLOB_PERMANENT),
+                                                err);
+                        continue;
+                }
+                r = vrot_seal(sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen, plain[i], len[i],
+                              &blob, &blob_len, err);
+                if (r == 0)
+                        r = vrot_durable_write(s->dirfd, vrot_store_file_name((uint32_t)i +
+                                                                              VROT_BLOB_PERMANENT),
+                                               blob, blob_len, 0600, err);
+                free(blob);
+                s->blob_gen[i] = s->gen;
+        }
+        for (int i = 0; i < NBLOBS; i++)
+                vrot_free_wiped(plain[i], len[i]);
+        return r < 0 ? r : write_record(s, err);
+}
+
 int vrot_store_dirfd(const VrotStore *s)
 {
         return s->dirfd;

@@ -83,6 +83,18 @@ int vrot_store_flush(VrotStore *s, VrotError *err);
  */
 int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err);
 
+/**
+ * vrot_store_rebind:
+ * The whole state, sealed again under @sealer (another key and UUID) and
+ * written durably into the same directory, one generation on: every blob
+ * there is (what waits in memory included), then the record.  Deferral
+ * ends.  The store keeps @sealer, which must outlive it.  A pool entry's
+ * running worker becomes an instance's this way (vrot-vtpm(8), BIND): its
+ * directory was renamed to the instance's before.  On failure the files
+ * are a mix of both sealers, refused by either: the caller discards them.
+ */
+int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err);
+
 /** vrot_store_generation: the current generation (0 for a new instance). */
 uint64_t vrot_store_generation(const VrotStore *s);
 

@@ -365,6 +365,48 @@ static void test_store_copy_refuses_bad_source(void)
         vrot_store_free(s);
 }
 
+/* Rebinding in place: what waits in memory and what is on disk, all under
+ * the new sealer one generation on; a blob the record calls deleted goes
+ * with its file; the old sealer refuses the directory afterwards. */
+static void test_store_rebind_in_place(void)
+{
+        static const uint8_t key2[32] = { 5, 5, 5 };
+        const char *dir = fresh_dir("rebind");
+        VrotSealer target = sealer_for(6);
+        VrotStore *s = open_ok(dir), *t = NULL;
+        char p[512], q[512];
+        uint8_t *buf;
+        uint32_t len;
+        uint64_t gen;
+
+        target.key = key2;
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        save(s, VROT_BLOB_SAVESTATE, "save-1");
+        CU_ASSERT_EQUAL(vrot_store_delete(s, VROT_BLOB_SAVESTATE, NULL), 0);
+        file_path(p, dir, "permall");
+        file_path(q, dir, "savestate");
+        copy_file(dir, "permall", dir, "savestate");   /* a file the record calls deleted */
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_VOLATILE, "vol-pending");
+        gen = vrot_store_generation(s);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_rebind(s, &target, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), gen + 1);
+        CU_ASSERT(access(q, F_OK) < 0);
+        save(s, VROT_BLOB_PERMANENT, "perm-2");         /* written at once: deferral ended */
+        vrot_store_free(s);
+
+        expect_refused(dir, 0, "state file generation");
+        CU_ASSERT_EQUAL_FATAL(vrot_store_open(dir, &target, gen + 2, &t, NULL), 0);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(t, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "perm-2", 6) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(t, VROT_BLOB_VOLATILE, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 11 && memcmp(buf, "vol-pending", 11) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(vrot_store_load(t, VROT_BLOB_SAVESTATE, &buf, &len, NULL), -ENOENT);
+        vrot_store_free(t);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -380,6 +422,7 @@ int main(void)
                 UNIT_CASE(test_store_refuses_swapped_and_damaged),
                 UNIT_CASE(test_store_copy_rebinds),
                 UNIT_CASE(test_store_copy_refuses_bad_source),
+                UNIT_CASE(test_store_rebind_in_place),
         };
         sealer1 = sealer_for(1);
         return UNIT_RUN("store", cases);
