@@ -15,7 +15,11 @@ int vrot_mkey_parse_request(const uint8_t *buf, size_t len, VrotMkeyRequest *ret
         r.op = buf[4];
         switch (r.op) {
         case VROT_MKEY_SET:
-                if (len != VROT_MKEY_REQUEST_MAX || (buf[5] != VROT_MKEY_OUT && buf[5] != VROT_MKEY_IN))
+        case VROT_MKEY_BIND:
+                if (len != VROT_MKEY_REQUEST_MAX)
+                        return -EINVAL;
+                if (r.op == VROT_MKEY_SET ? buf[5] != VROT_MKEY_OUT && buf[5] != VROT_MKEY_IN
+                                          : buf[5] != 0)
                         return -EINVAL;
                 r.role = buf[5];
                 memcpy(r.id, buf + 6, VROT_MKEY_ID_LEN);
@@ -37,7 +41,7 @@ size_t vrot_mkey_encode_request(const VrotMkeyRequest *r, uint8_t *out)
 {
         memcpy(out, MAGIC, 4);
         out[4] = r->op;
-        if (r->op != VROT_MKEY_SET)
+        if (r->op != VROT_MKEY_SET && r->op != VROT_MKEY_BIND)
                 return 5;
         out[5] = r->role;
         memcpy(out + 6, r->id, VROT_MKEY_ID_LEN);

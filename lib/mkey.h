@@ -11,10 +11,15 @@
  * closes it.
  *
  * Request:  "VMK1" | u8 op | op SET: u8 role | migration ID (16) | key (32)
+ *                            op BIND: u8 0 | instance UUID (16) | key (32)
  *                            op STATUS, CLEAR: nothing more
  * Answer:   u32 result (0: done) | u8 role (0: none) | migration ID (16) |
  *           u8 blobs exported (bit n: blob type n) | u8 blobs imported
  * (big-endian).  Plain C: the worker links it.
+ *
+ * BIND serves the pool of vrotd (daemon/pool.h): a worker running a
+ * pre-manufactured vTPM becomes an instance's.  It writes its whole state
+ * under the instance's UUID and key (vrot_store_rebind), answers, and ends.
  */
 
 #include <stddef.h>
@@ -29,6 +34,7 @@ enum {
         VROT_MKEY_SET = 1,      /* a migration's key for this worker's role in it */
         VROT_MKEY_STATUS = 2,   /* what was exported or imported under it */
         VROT_MKEY_CLEAR = 3,    /* the migration ended: forget the key */
+        VROT_MKEY_BIND = 4,     /* become instance id, state under key; then end */
 };
 
 enum {
@@ -38,9 +44,9 @@ enum {
 
 typedef struct VrotMkeyRequest {
         uint8_t op;
-        uint8_t role;                           /* SET only */
-        uint8_t id[VROT_MKEY_ID_LEN];           /* SET only */
-        uint8_t key[VROT_MKEY_KEY_LEN];         /* SET only; the caller wipes it */
+        uint8_t role;                           /* SET only (BIND: 0) */
+        uint8_t id[VROT_MKEY_ID_LEN];           /* SET, BIND */
+        uint8_t key[VROT_MKEY_KEY_LEN];         /* SET, BIND; the caller wipes it */
 } VrotMkeyRequest;
 
 typedef struct VrotMkeyAnswer {

@@ -26,7 +26,8 @@ void vtpm_args_usage(FILE *f)
               "                         send TPM2_Startup(CLEAR); defer-writes: write the state\n"
               "                         once, durably, at exit (manufacture only);\n"
               "                         end-with-starter: end, writing nothing, once the\n"
-              "                         reader of --ready-fd closes it\n"
+              "                         reader of --ready-fd closes it; prefault: once\n"
+              "                         ready, page in code and data (a pool's warm vTPM)\n"
               "  --migrate PATH         migration-key socket (0600): stateblobs cross only under\n"
               "                         the key of a live migration vrotd prepared\n"
               "  --min-generation N     refuse state older than generation N (rollback anchor)\n"
@@ -65,6 +66,8 @@ static int parse_flags(const char *s, VtpmArgs *a)
                         a->defer_writes = true;
                 else if (strcmp(t, "end-with-starter") == 0)
                         a->end_with_starter = true;
+                else if (strcmp(t, "prefault") == 0)
+                        a->prefault = true;
                 else
                         return -1;
         }

@@ -25,6 +25,7 @@ typedef struct VtpmArgs {
         bool not_need_init, startup_clear;
         bool defer_writes;         /* state written once, at exit (manufacture) */
         bool end_with_starter;     /* ends, writing nothing, once --ready-fd's reader is gone */
+        bool prefault;             /* pages in code and data once ready (vtpm_tpm_prefault) */
         uint64_t min_generation;
         VrotLogLevel log_level;
         const char *fork_server;   /* --fork-server PATH: serve spawn requests */

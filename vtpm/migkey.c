@@ -16,6 +16,8 @@
 
 #include "log.h"
 #include "ptm.h"
+#include "store.h"
+#include "uuid.h"
 #include "worker.h"
 
 #define REQUEST_WAIT_MS 200
@@ -49,6 +51,39 @@ static uint32_t set_key(Worker *w, const VrotMkeyRequest *r)
         return 0;
 }
 
+/* BIND: the pre-manufactured vTPM this worker runs becomes instance
+ * @r->id's, its whole state sealed under that instance's key; then the
+ * worker ends (the state is no pool entry's any more).  Once, and never
+ * during a migration. */
+static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
+{
+        VrotError err = { 0 };
+        char uuid[VROT_UUID_STR_LEN + 1];
+
+        if (w->mig.role || w->bind_key) {
+                log_warn("BIND refused: this worker is %s", w->bind_key ? "bound already"
+                                                                         : "in a live migration");
+                return VROT_TPM_BAD_PARAMETER;
+        }
+        w->bind_key = vrot_secret_new(VROT_MKEY_KEY_LEN, &err);
+        if (!w->bind_key) {
+                log_error("BIND: %s", err.msg);
+                return VROT_TPM_FAIL;
+        }
+        memcpy(vrot_secret_data(w->bind_key), r->key, VROT_MKEY_KEY_LEN);
+        w->bind_sealer.key = vrot_secret_data(w->bind_key);
+        memcpy(w->bind_sealer.uuid, r->id, VROT_MKEY_ID_LEN);
+        vrot_uuid_format(r->id, uuid);
+        w->terminate = true;    /* bound or not, this vTPM serves nobody any more */
+        if (vrot_store_rebind(w->store, &w->bind_sealer, &err) < 0) {
+                log_error("BIND to instance %s: %s", uuid, err.msg);
+                return VROT_TPM_FAIL;
+        }
+        w->sealer = &w->bind_sealer;
+        log_info("bound to instance %s: its state is written; ending", uuid);
+        return 0;
+}
+
 void vtpm_migkey_serve(Worker *w)
 {
         uint8_t buf[VROT_MKEY_REQUEST_MAX + 1], out[VROT_MKEY_ANSWER_LEN];
@@ -68,6 +103,8 @@ void vtpm_migkey_serve(Worker *w)
                 a.result = VROT_TPM_BAD_PARAMETER;
         } else if (r.op == VROT_MKEY_SET) {
                 a.result = set_key(w, &r);
+        } else if (r.op == VROT_MKEY_BIND) {
+                a.result = bind_instance(w, &r);
         } else if (r.op == VROT_MKEY_CLEAR) {
                 if (w->mig.role)
                         log_info("live migration key cleared");

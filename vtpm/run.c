@@ -229,6 +229,8 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         if (start_tpm(a, &w) < 0 || start_listening(&w) < 0)
                 goto out;
         notify_ready(a->ready_fd, &w);
+        if (a->prefault)
+                vtpm_tpm_prefault();
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
                  vrot_store_generation(w.store));
@@ -250,5 +252,6 @@ out:
         if (w.starter_fd >= 0)
                 close(w.starter_fd);
         vrot_store_free(w.store);
+        vrot_secret_free(w.bind_key);
         return ret;
 }

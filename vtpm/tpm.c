@@ -200,6 +200,40 @@ static int drop_zero_pages(struct dl_phdr_info *info, size_t size, void *data)
         return 1;
 }
 
+/*
+ * A forked worker shares its code with the fork server but has none of it
+ * mapped: every first call into a page of libtpms or OpenSSL is a page
+ * fault, and so is every first write to a data page (copy-on-write).  On
+ * this kind of host a fault costs 10-40 us (bench/README.md "Boot storm"),
+ * which the first commands of a fresh worker pay by the dozen.  A worker
+ * that waits for its first commands (the pool's warm vTPM) takes them all
+ * at once, in bulk, before anybody waits: every loaded object's segments,
+ * read-only ones read, writable ones written.  Errors are no reason to
+ * stop: the pages then come one fault at a time, as usual.
+ */
+static int prefault_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+        (void)size, (void)data;
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+                const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+                uintptr_t start = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
+                uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + page - 1) & ~(page - 1);
+
+                if (ph->p_type != PT_LOAD || end <= start)
+                        continue;
+                (void)madvise((void *)start, end - start,
+                              (ph->p_flags & PF_W) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+        }
+        return 0;
+}
+
+void vtpm_tpm_prefault(void)
+{
+        dl_iterate_phdr(prefault_object, NULL);
+}
+
 uint32_t vtpm_tpm_init(uint32_t init_flags)
 {
         uint32_t rc;

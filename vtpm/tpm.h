@@ -27,6 +27,9 @@ uint32_t vtpm_tpm_setup(VrotStore *store);
  */
 const char *vtpm_tpm_store_failure(void);
 
+/** vtpm_tpm_prefault: pages in every loaded object's code and data, in bulk (--flags prefault). */
+void vtpm_tpm_prefault(void);
+
 /** vtpm_tpm_init: (re)starts the TPM, as INIT does; see VROT_PTM_INIT_*. */
 uint32_t vtpm_tpm_init(uint32_t init_flags);
 

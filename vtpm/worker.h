@@ -51,6 +51,8 @@ typedef struct Worker {
         const VrotSealer *sealer;
         VrotStore *store;
         Migration mig;
+        VrotSecret *bind_key;   /* BIND (lib/mkey.h): the instance's key, once */
+        VrotSealer bind_sealer;
 } Worker;
 
 /* Answer to one control request: a small fixed part and an optional tail. */

@@ -24,6 +24,14 @@ static void test_mkey_round_trip(void)
         for (size_t cut = 0; cut < n; cut++)
                 CU_ASSERT_EQUAL(vrot_mkey_parse_request(buf, cut, &back), -EINVAL);
 
+        r.op = VROT_MKEY_BIND;
+        r.role = 0;
+        n = vrot_mkey_encode_request(&r, buf);
+        CU_ASSERT_EQUAL(n, VROT_MKEY_REQUEST_MAX);
+        CU_ASSERT_EQUAL_FATAL(vrot_mkey_parse_request(buf, n, &back), 0);
+        CU_ASSERT_EQUAL(back.op, VROT_MKEY_BIND);
+        CU_ASSERT_EQUAL(memcmp(back.key, r.key, sizeof(r.key)), 0);
+
         r = (VrotMkeyRequest){ .op = VROT_MKEY_STATUS };
         n = vrot_mkey_encode_request(&r, buf);
         CU_ASSERT_EQUAL(n, 5);
@@ -44,7 +52,8 @@ static void test_mkey_refuses(void)
 {
         static const struct { const char *b; size_t len; } bad[] = {
                 { "VMK2\2", 5 },                  /* magic */
-                { "VMK1\4", 5 },                  /* op */
+                { "VMK1\5", 5 },                  /* op */
+                { "VMK1\4", 5 },                  /* BIND, short */
                 { "VMK1\0", 5 },
                 { "VMK1\1\3", 6 },                /* role, and short */
                 { "VMK1\3x", 6 },                 /* CLEAR with a tail */
@@ -58,6 +67,11 @@ static void test_mkey_refuses(void)
         CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), -EINVAL);   /* role 3 */
         set[5] = VROT_MKEY_OUT;
         CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), 0);
+        set[4] = VROT_MKEY_BIND;        /* a role with BIND */
+        CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), -EINVAL);
+        set[5] = 0;
+        CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), 0);
+        CU_ASSERT_EQUAL(r.op, VROT_MKEY_BIND);
 }
 
 int main(void)
