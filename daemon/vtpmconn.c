@@ -6,6 +6,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "sigpipe.h"
+#include "tctisock.h"
 #include "vtpmconn.h"
 
 G_DEFINE_QUARK(vrot-vtpm-error-quark, vrot_vtpm_error)
@@ -15,7 +16,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(TPMS_CAPABILITY_DATA, Esys_Free)
 struct VrotVtpmConn {
         TSS2_TCTI_CONTEXT *tcti;
         ESYS_CONTEXT *esys;
-        VrotSigpipeGuard pipe;          /* SIGPIPE blocked while open (lib/sigpipe.h) */
+        VrotSigpipeGuard pipe;          /* SIGPIPE blocked while open (lib/sigpipe.h) ... */
+        gboolean guarded;               /* ... unless the TCTI is tctisock.h's */
 };
 
 gboolean vrot_vtpm_check(TSS2_RC rc, const char *what, GError **error)
@@ -35,16 +37,19 @@ gboolean vrot_vtpm_check(TSS2_RC rc, const char *what, GError **error)
         return FALSE;
 }
 
-VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError **error)
+static VrotVtpmConn *conn_open(const gchar *tcti, gint32 timeout_ms, gboolean shared, GError **error)
 {
         g_autoptr(VrotVtpmConn) c = g_new0(VrotVtpmConn, 1);
 
         g_return_val_if_fail(tcti != NULL, NULL);
-        vrot_sigpipe_block(&c->pipe);
-        if (!vrot_vtpm_check(Tss2_TctiLdr_Initialize(tcti, &c->tcti), "opening the TCTI", error)) {
+        if (!vrot_vtpm_check(shared ? Tss2_TctiLdr_Initialize(tcti, &c->tcti)
+                                    : vrot_tcti_open(tcti, &c->tcti), "opening the TCTI", error)) {
                 c->tcti = NULL;
                 return NULL;
         }
+        c->guarded = !vrot_tcti_is_sock(c->tcti);
+        if (c->guarded)
+                vrot_sigpipe_block(&c->pipe);
         if (!vrot_vtpm_check(Esys_Initialize(&c->esys, c->tcti, NULL), "initialising ESYS",
                              error)) {
                 c->esys = NULL;
@@ -56,15 +61,25 @@ VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError *
         return g_steal_pointer(&c);
 }
 
+VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError **error)
+{
+        return conn_open(tcti, timeout_ms, FALSE, error);
+}
+
+VrotVtpmConn *vrot_vtpm_conn_open_shared(const gchar *tcti, gint32 timeout_ms, GError **error)
+{
+        return conn_open(tcti, timeout_ms, TRUE, error);
+}
+
 void vrot_vtpm_conn_free(VrotVtpmConn *c)
 {
         if (!c)
                 return;
         if (c->esys)
                 Esys_Finalize(&c->esys);
-        if (c->tcti)
-                Tss2_TctiLdr_Finalize(&c->tcti);
-        vrot_sigpipe_restore(&c->pipe);
+        vrot_tcti_close(&c->tcti);
+        if (c->guarded)
+                vrot_sigpipe_restore(&c->pipe);
         g_free(c);
 }
 

@@ -7,13 +7,16 @@
  * `swtpm:path=RUNTIME/<uuid>/data.sock` for a worker's data socket.  Each
  * user opens one, sends its commands and closes it at once: a worker's
  * data socket serves one client at a time (FIELD-NOTES), and the service
- * behind it must get it back.
+ * behind it must get it back.  "swtpm:path=PATH" gets vrotd's own TCTI
+ * (tctisock.h: one connection for the session, no SIGPIPE); anything else
+ * tpm2-tss's loader.
  *
- * The swtpm TCTI write()s each command to its socket: a worker that died
- * meanwhile raises SIGPIPE, whose default action would end vrotd.  A
- * connection blocks SIGPIPE in its thread while it is open and consumes a
- * SIGPIPE it raised, so that such a vTPM is an error (VROT_VTPM_ERROR_IO),
- * not a dead daemon.  Open and free a connection in the same thread.
+ * A loaded socket TCTI (swtpm, mssim) write()s each command: a peer that
+ * died meanwhile raises SIGPIPE, whose default action would end vrotd.
+ * Such a connection blocks SIGPIPE in its thread while it is open and
+ * consumes a SIGPIPE it raised, so that such a vTPM is an error
+ * (VROT_VTPM_ERROR_IO), not a dead daemon.  Open and free a connection in
+ * the same thread.
  */
 
 #include <glib.h>
@@ -45,10 +48,20 @@ typedef struct VrotVtpmConn VrotVtpmConn;
  *   to wait for ever.  A vTPM whose data socket another client holds
  *   answers nothing until that client lets go.
  *
- * Loads the TCTI and initialises ESYS; sends no command.
+ * Loads the TCTI (tctisock.h: one connection for the session for
+ * "swtpm:path=PATH") and initialises ESYS; sends no command.
  * Returns: (transfer full): the connection, or NULL with @error set.
  */
 VrotVtpmConn *vrot_vtpm_conn_open(const gchar *tcti, gint32 timeout_ms, GError **error);
+
+/**
+ * vrot_vtpm_conn_open_shared:
+ * As vrot_vtpm_conn_open(), always through tpm2-tss's loader: with
+ * "swtpm:path=PATH", a connection per command, so that other clients of
+ * the same vTPM get their turns while this one stays open for long (a
+ * service holding its key, vrot-tlspeer).
+ */
+VrotVtpmConn *vrot_vtpm_conn_open_shared(const gchar *tcti, gint32 timeout_ms, GError **error);
 
 /** vrot_vtpm_conn_free: closes @c (sends nothing: persistent objects stay); accepts NULL. */
 void vrot_vtpm_conn_free(VrotVtpmConn *c);

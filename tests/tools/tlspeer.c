@@ -231,7 +231,9 @@ int main(int argc, char **argv)
         }
         g_autofree gchar *line = g_strdup_printf("%s\n", message ? message : "hello from a vTPM-bound identity");
 
-        vtpm = vrot_vtpm_conn_open(tcti, 30000, &error);
+        /* Held for the whole handshake, maybe while the peer uses the
+         * same vTPM: a connection per command, as a service's TCTI. */
+        vtpm = vrot_vtpm_conn_open_shared(tcti, 30000, &error);
         if (!vtpm || !vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(vtpm), (TPM2_HANDLE)h,
                                                             ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
                                                             &vtpm_key),
