@@ -498,37 +498,53 @@ static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, Vrot
 }
 
 /*
- * Get the EKs (create them transient, or read pre-made ones), certify
- * them, then store, so that a failing signer changes nothing in the vTPM
- * (endorse.h).  *@t is the start of the current step; @transient[] is
- * flushed by the caller.
+ * The first half of an endorsement: what the vTPM is (*@info), what it
+ * holds (*@found: @asked, with the EKs a migrated vTPM has), and the EKs
+ * (created transient, or read where it holds them).  *@t is the start of
+ * the current step; @transient[] is flushed by the caller.
  */
+static gboolean inspect(VrotVtpmConn *c, const VrotEndorseParams *asked, VrotEndorseParams *found,
+                        TpmInfo *info, VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                        gint64 *t, GError **error)
+{
+        *found = *asked;
+        if (!read_info(c, info, error) ||
+            !(asked->reissue ? find_eks(c, &found->ek_mask, error)
+              : asked->premade ? check_premade(c, error) : check_not_endorsed(c, error)))
+                return FALSE;
+        e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
+        e->tpm_manufacturer = info->manufacturer;
+        e->tpm_model = g_strdup(info->model);
+        e->tpm_version = info->firmware_1;
+        return get_eks(c, found, e, transient, t, error);
+}
+
+/* The second half: certify the EKs asked for, then store, so that a
+ * failing signer changes nothing in the vTPM (endorse.h). */
+static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
+                                  const VrotEndorseParams *params, const TpmInfo *info,
+                                  VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                                  gint64 *t, GError **error)
+{
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+                if (!ek_asked(params, i))
+                        continue;
+                if (!certify_ek(signer, params, info, &e->ek[i], error))
+                        return ek_failed("certifying", i, error);
+                e->step_usec[kinds[i].cert_step] = lap(t);
+        }
+        return store_eks(c, params, e, transient, info->nv_buffer_max, t, error);
+}
+
 static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *asked,
                         VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
                         gint64 *t, GError **error)
 {
-        VrotEndorseParams found = *asked;
-        const VrotEndorseParams *params = &found;
+        VrotEndorseParams found;
         TpmInfo info;
 
-        if (!read_info(c, &info, error) ||
-            !(asked->reissue ? find_eks(c, &found.ek_mask, error)
-              : asked->premade ? check_premade(c, error) : check_not_endorsed(c, error)))
-                return FALSE;
-        e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
-        e->tpm_manufacturer = info.manufacturer;
-        e->tpm_model = g_strdup(info.model);
-        e->tpm_version = info.firmware_1;
-        if (!get_eks(c, params, e, transient, t, error))
-                return FALSE;
-        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
-                if (!ek_asked(params, i))
-                        continue;
-                if (!certify_ek(signer, params, &info, &e->ek[i], error))
-                        return ek_failed("certifying", i, error);
-                e->step_usec[kinds[i].cert_step] = lap(t);
-        }
-        return store_eks(c, params, e, transient, info.nv_buffer_max, t, error);
+        return inspect(c, asked, &found, &info, e, transient, t, error) &&
+               certify_and_store(c, signer, &found, &info, e, transient, t, error);
 }
 
 /* Both EKs created and persisted, no certificate: what the pool keeps. */
@@ -608,6 +624,80 @@ gboolean vrot_endorse_make_eks(const gchar *tcti, VrotEndorsement **ret, GError 
         }
         *ret = e;
         return TRUE;
+}
+
+/* ---- in two halves: a pool's warm vTPM ------------------------------------------------ */
+
+#define SESSION_TIMEOUT_MS 5000
+
+struct VrotEndorseSession {
+        VrotVtpmConn *c;
+        TpmInfo info;
+        VrotEndorsement *e;             /* both EKs read, nothing certified */
+};
+
+VrotEndorseSession *vrot_endorse_session_open(const gchar *tcti, GError **error)
+{
+        static const VrotEndorseParams both = { .premade = TRUE };
+        g_autoptr(VrotEndorseSession) s = g_new0(VrotEndorseSession, 1);
+        ESYS_TR none[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
+        VrotEndorseParams found;
+        gint64 t = g_get_monotonic_time();
+
+        g_return_val_if_fail(tcti != NULL, NULL);
+        s->e = g_new0(VrotEndorsement, 1);
+        /* The main loop waits meanwhile: a hung vTPM must not hold it. */
+        s->c = vrot_vtpm_conn_open(tcti, SESSION_TIMEOUT_MS, error);
+        if (!s->c || !vrot_vtpm_startup(s->c, error) ||
+            !inspect(s->c, &both, &found, &s->info, s->e, none, &t, error)) {
+                g_prefix_error(error, "inspecting the vTPM at \"%s\": ", tcti);
+                return NULL;
+        }
+        return g_steal_pointer(&s);
+}
+
+static void ek_clear(VrotEndorsedEk *ek)
+{
+        g_clear_pointer(&ek->cert, X509_free);
+        g_clear_pointer(&ek->cert_der, g_bytes_unref);
+        g_clear_pointer(&ek->public_key, EVP_PKEY_free);
+        g_clear_pointer(&ek->tpm_public, g_bytes_unref);
+        ek->handle = ek->nv_index = 0;
+}
+
+gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer *signer,
+                                     const VrotEndorseParams *params, VrotEndorsement **ret,
+                                     GError **error)
+{
+        ESYS_TR none[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
+        VrotEndorsement *e = s->e;
+        gint64 t = g_get_monotonic_time();
+        gboolean ok;
+
+        g_return_val_if_fail(s->c && signer && params && params->premade && ret, FALSE);
+        /* The steps of the open were spent before anybody waited. */
+        memset(e->step_usec, 0, sizeof(e->step_usec));
+        for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++)
+                if (!ek_asked(params, i))
+                        ek_clear(&e->ek[i]);
+        ok = certify_and_store(s->c, signer, params, &s->info, e, none, &t, error);
+        g_clear_pointer(&s->c, vrot_vtpm_conn_free);
+        e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
+        if (!ok) {
+                g_prefix_error(error, "endorsing a pre-made vTPM: ");
+                return FALSE;
+        }
+        *ret = g_steal_pointer(&s->e);
+        return TRUE;
+}
+
+void vrot_endorse_session_free(VrotEndorseSession *s)
+{
+        if (!s)
+                return;
+        vrot_vtpm_conn_free(s->c);
+        vrot_endorsement_free(s->e);
+        g_free(s);
 }
 
 /* ---- reading back ------------------------------------------------------------------ */
@@ -726,12 +816,8 @@ void vrot_endorsement_free(VrotEndorsement *e)
 {
         if (!e)
                 return;
-        for (gsize i = 0; i < G_N_ELEMENTS(e->ek); i++) {
-                g_clear_pointer(&e->ek[i].cert, X509_free);
-                g_clear_pointer(&e->ek[i].cert_der, g_bytes_unref);
-                g_clear_pointer(&e->ek[i].public_key, EVP_PKEY_free);
-                g_clear_pointer(&e->ek[i].tpm_public, g_bytes_unref);
-        }
+        for (gsize i = 0; i < G_N_ELEMENTS(e->ek); i++)
+                ek_clear(&e->ek[i]);
         g_free(e->tpm_model);
         g_free(e);
 }

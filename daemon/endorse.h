@@ -285,6 +285,37 @@ gboolean vrot_endorse_vtpm(const gchar *tcti, const VrotX509Signer *signer,
 gboolean vrot_endorse_make_eks(const gchar *tcti, VrotEndorsement **ret, GError **error);
 
 /**
+ * VrotEndorseSession:
+ * vrot_endorse_vtpm() with @premade in two halves, for a pre-made vTPM that
+ * runs before anybody asks for it (the pool's warm entry, pool.h): the
+ * open connects, starts the TPM, reads what it is and both EKs (8 TPM
+ * commands) while nobody waits; the finish certifies and stores what a
+ * create asks for (the signer's commands, then 3 per certificate and 2 per
+ * EK evicted) and closes.  The connection stays open between the two: the
+ * worker's data socket is the session's alone, and its TCTI raises no
+ * SIGPIPE (tctisock.h).  Open, finish and free in the main thread.
+ */
+typedef struct VrotEndorseSession VrotEndorseSession;
+
+/** vrot_endorse_session_open: the first half; (transfer full) the session, or NULL with @error. */
+VrotEndorseSession *vrot_endorse_session_open(const gchar *tcti, GError **error);
+
+/**
+ * vrot_endorse_session_finish:
+ * The second half, once: @params must have @premade; the EKs not in its
+ * @ek_mask are evicted.  The connection is closed either way; free @s
+ * afterwards.  *@ret as vrot_endorse_vtpm()'s, with the steps of the open
+ * at 0.
+ */
+gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer *signer,
+                                     const VrotEndorseParams *params, VrotEndorsement **ret,
+                                     GError **error);
+
+/** vrot_endorse_session_free: closes and frees @s; accepts NULL. */
+void vrot_endorse_session_free(VrotEndorseSession *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotEndorseSession, vrot_endorse_session_free)
+
+/**
  * vrot_endorse_read_certs:
  * @tcti: (transfer none): TCTI configuration of the vTPM
  * @ret_rsa_cert: (out) (optional) (transfer full): the certificate at
