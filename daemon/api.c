@@ -210,6 +210,8 @@ static void add_pool(JsonBuilder *b, VrotInstances *instances)
         json_builder_add_int_value(b, st.size);
         json_builder_set_member_name(b, "ready");
         json_builder_add_int_value(b, st.ready);
+        json_builder_set_member_name(b, "warm");
+        json_builder_add_boolean_value(b, st.warm);
         json_builder_set_member_name(b, "filling");
         json_builder_add_boolean_value(b, st.filling);
         json_builder_set_member_name(b, "made");

@@ -200,6 +200,8 @@ static GString *request_of(const VrotWorkerSpec *s)
          * ends: nothing has to know the worker's PID for it to end then. */
         if (s->end_with_daemon)
                 g_string_append(flags, ",end-with-starter");
+        if (s->prefault)
+                g_string_append(flags, ",prefault");
         if (flags->len)
                 OPT("--flags", flags->str + 1);
 #undef OPT

@@ -40,6 +40,7 @@ typedef struct VrotWorkerSpec {
         gboolean not_need_init;         /* services: start the TPM at once */
         gboolean defer_writes;          /* manufacture: state written once, at exit */
         gboolean end_with_daemon;       /* it ends, writing nothing, when we are gone */
+        gboolean prefault;              /* once ready, it pages in code and data (the pool's warm vTPM) */
 } VrotWorkerSpec;
 
 /**

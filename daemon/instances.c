@@ -312,7 +312,8 @@ static gboolean open_pool(VrotInstances *self, GError **error)
         VrotPoolParams p = { .state_dir = state, .runtime_dir = run,
                              .worker_user = self->wuser, .size = self->cfg->pool_size,
                              .master = vrot_host_master(self->host), .forkd = self->forkd,
-                             .registry = self->registry, .save = save_registry, .save_data = self };
+                             .registry = self->registry, .save = save_registry, .save_data = self,
+                             .warm = TRUE };
 
         self->pool = vrot_pool_new(&p, error);
         return self->pool != NULL;
@@ -763,27 +764,39 @@ static void log_steps(const gchar *uuid, const VrotEndorsement *e)
         g_debug("instance %s: endorsed in %.1f ms:%s", uuid, total / 1000.0, steps->str);
 }
 
+/* Endorses @inst's vTPM by @params (creating its EKs, or certifying those
+ * it holds) and saves the certificates: through its data socket at
+ * @data_path, or by finishing @session (the pool's warm vTPM). */
+static gboolean endorse_at(VrotInstances *self, const VrotInstance *inst, const gchar *data_path,
+                           VrotEndorseSession *session, VrotEndorseParams *params, GError **error)
+{
+        g_autofree gchar *tcti = data_path ? g_strdup_printf("swtpm:path=%s", data_path) : NULL;
+        const VrotX509Signer *signer = vrot_host_ca_signer(self->host);
+        g_autoptr(VrotEndorsement) e = NULL;
+
+        params->host_attestation_uri = "urn:vrot:host-attestation";
+        vrot_uuid_parse(inst->uuid, params->instance_uuid, NULL);
+        if (!(session ? vrot_endorse_session_finish(session, signer, params, &e, error)
+                      : vrot_endorse_vtpm(tcti, signer, params, &e, error)))
+                return FALSE;
+        log_steps(inst->uuid, e);
+        return save_certs(self, inst->uuid, e, error);
+}
+
 /* Runs the vTPM with a data socket (as a service, its TPM starts at once),
- * endorses it by @params (creating its EKs, or certifying those it holds)
- * and stops it; its state must have been written. */
+ * endorses it (endorse_at()) and stops it; its state must have been
+ * written. */
 static gboolean endorse_run(VrotInstances *self, VrotInstance *inst, VrotEndorseParams *params,
                             GError **error)
 {
         g_autofree gchar *data = run_path(self, inst->uuid, "data.sock");
-        g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data);
-        g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) stop_error = NULL;
         guint64 before = state_generation(self, inst->uuid);   /* a pool entry's: > 0 */
         gboolean ok;
 
-        params->host_attestation_uri = "urn:vrot:host-attestation";
         if (!start_now(self, inst, error))
                 return FALSE;
-        vrot_uuid_parse(inst->uuid, params->instance_uuid, NULL);
-        ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), params, &e, error);
-        if (ok)
-                log_steps(inst->uuid, e);
-        ok = ok && save_certs(self, inst->uuid, e, error);
+        ok = endorse_at(self, inst, data, NULL, params, error);
         if (!stop_worker(self, inst->uuid, &stop_error) && ok) {
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
@@ -840,6 +853,99 @@ static gboolean take_premade(VrotInstances *self, const VrotInstance *inst, gboo
         return TRUE;
 }
 
+static void wipe_instance_files(VrotInstances *self, const gchar *uuid);
+static int mkey_send(const gchar *path, const VrotMkeyRequest *req);
+static gboolean mkey_answer(int fd, VrotMkeyAnswer *ret);
+
+/* fsync() of directory @path: what was renamed in it stays so. */
+static gboolean sync_dir(const gchar *path, GError **error)
+{
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        gboolean ok = fd >= 0 && fsync(fd) == 0;
+
+        if (!ok)
+                (void)fail(error, VROT_INSTANCES_ERROR_FAILED, "syncing %s: %s", path, g_strerror(errno));
+        if (fd >= 0)
+                close(fd);
+        return ok;
+}
+
+/*
+ * The new instance from the pool's warm entry, when one is ready
+ * (*@ret_used): the entry's directory becomes the instance's (a rename),
+ * the EKs of its running vTPM are certified (endorse.h, the session's
+ * second half), and its worker seals the whole state under the
+ * instance's key and UUID and ends (BIND, lib/mkey.h); the entry is
+ * unlisted in the registry write that records the instance.  No worker
+ * starts and nothing is copied: the quickest create (bench/README.md
+ * "create + endorse").  While the worker writes the state, this writes
+ * the certificates and makes the rename durable.
+ *
+ * A warm entry that fails (its worker, its vTPM, the signer) is discarded
+ * with a warning and the create goes on without it (*@ret_used FALSE),
+ * nothing of it left; only a registry that cannot be written fails the
+ * create.
+ */
+static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_mask,
+                            gboolean *ret_used, GError **error)
+{
+        g_autofree gchar *dir = state_dir(self, inst->uuid);
+        g_autofree gchar *parent = g_path_get_dirname(dir);
+        g_autofree gchar *entry_parent = NULL, *id = NULL;
+        g_autoptr(VrotSecret) key = NULL;
+        g_autoptr(VrotEndorsement) e = NULL;
+        g_autoptr(GError) why = NULL;
+        VrotEndorseParams params = { .ek_mask = ek_mask, .premade = TRUE,
+                                     .host_attestation_uri = "urn:vrot:host-attestation" };
+        VrotMkeyRequest req = { .op = VROT_MKEY_BIND };
+        VrotMkeyAnswer ans = { 0 };
+        VrotPoolWarm w;
+        gint64 t0 = g_get_monotonic_time();
+        int fd = -1;
+        gboolean ok;
+
+        *ret_used = vrot_pool_claim_warm(self->pool, &w);
+        if (!*ret_used)
+                return TRUE;
+        id = g_strdup(w.id);    /* w's strings end with the claim */
+        entry_parent = g_path_get_dirname(w.dir);
+        vrot_uuid_parse(inst->uuid, req.id, NULL);
+        memcpy(params.instance_uuid, req.id, sizeof(params.instance_uuid));
+        ok = vrot_instkey_derive(vrot_host_master(self->host), inst->salt, req.id, &key, &why);
+        if (ok && rename(w.dir, dir) < 0)
+                ok = fail(&why, VROT_INSTANCES_ERROR_FAILED, "moving it to %s: %s", dir,
+                          g_strerror(errno));
+        ok = ok && vrot_endorse_session_finish(w.session, vrot_host_ca_signer(self->host), &params,
+                                               &e, &why);
+        g_clear_pointer(&w.session, vrot_endorse_session_free);
+        if (ok) {
+                log_steps(inst->uuid, e);
+                memcpy(req.key, vrot_secret_data(key), VROT_MKEY_KEY_LEN);
+                fd = mkey_send(w.key_path, &req);
+                OPENSSL_cleanse(&req, sizeof(req));
+        }
+        ok = ok && save_certs(self, inst->uuid, e, &why) && sync_dir(parent, &why) &&
+             sync_dir(entry_parent, &why);
+        if (!mkey_answer(fd, &ans) || ans.result != 0)
+                ok = ok && fail(&why, VROT_INSTANCES_ERROR_FAILED,
+                                "its worker did not take BIND (0x%x)", ans.result);
+        if (!ok) {
+                g_warning("instance %s: pool entry %s failed and is discarded: %s", inst->uuid, id,
+                          why->message);
+                (void)vrot_pool_warm_done(self->pool, FALSE, NULL);
+                wipe_instance_files(self, inst->uuid);
+                *ret_used = FALSE;
+                return TRUE;
+        }
+        vrot_fault_point("warm-bound");
+        inst->generation = state_generation(self, inst->uuid);
+        if (!vrot_pool_warm_done(self->pool, TRUE, error))
+                return FALSE;
+        g_debug("instance %s: made of pool entry %s in %.1f ms", inst->uuid, id,
+                (g_get_monotonic_time() - t0) / 1000.0);
+        return TRUE;
+}
+
 static void wipe_dir(const gchar *dir);
 
 /* Everything of @uuid on disk but its registry entry: state, runtime
@@ -879,7 +985,7 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
 {
         g_autoptr(VrotInstance) inst = g_new0(VrotInstance, 1);
         g_autofree gchar *dir = NULL;
-        gboolean premade = FALSE;
+        gboolean premade = FALSE, warm = FALSE;
         guint8 raw[16];
         gchar canon[VROT_UUID_STR_LEN + 1];
         VrotInstance *entry;
@@ -908,12 +1014,28 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
         dir = state_dir(self, canon);
         if (!vrot_instkey_new_salt(inst->salt, error))
                 return FALSE;
-        if (!vrot_worker_user_make_dir(self->wuser, dir, 0700, error))
-                return FALSE;
+        if (g_file_test(dir, G_FILE_TEST_EXISTS)) {
+                /* Not in the registry: what a create cut short by a crash left. */
+                g_message("instance %s: removing the files of an unfinished create", canon);
+                wipe_instance_files(self, canon);
+        }
         if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error))
                 return FALSE;
         entry = vrot_registry_lookup(self->registry, canon);
-        /* The pool saves the RSA EK's generation, the slow part; an
+        if (!create_warm(self, entry, ek_mask, &warm, error)) {
+                g_prefix_error(error, "creating %s from the pool: ", canon);
+                undo_create(self, canon);
+                return FALSE;
+        }
+        if (warm) {
+                premade = TRUE;
+                goto created;
+        }
+        if (!vrot_worker_user_make_dir(self->wuser, dir, 0700, error)) {
+                vrot_registry_forget(self->registry, canon);
+                return FALSE;
+        }
+        /* A cold entry saves the RSA EK's generation, the slow part; an
          * ECC-only vTPM is as quick to make whole (bench/README.md), and
          * would waste an entry's RSA key.  One registry write either way:
          * the pool's, or ours. */
@@ -928,6 +1050,7 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
                 undo_create(self, canon);
                 return FALSE;
         }
+created:
         g_message("instance %s: created (%s, \"%s\", owner %u%s)", canon,
                   kind == VROT_INSTANCE_VM ? "vm" : "service", name, (unsigned)owner,
                   premade ? ", from the pool" : "");
@@ -1518,32 +1641,58 @@ GPtrArray *vrot_instances_migrations_pending(VrotInstances *self)
 
 /* ---- live migration (instances.h) ---------------------------------------------------- */
 
+/* One request on a worker's migration-key socket at @path (lib/mkey.h);
+ * FALSE when nothing (well-formed) answered. */
+/* Sends one request on a worker's migration-key socket at @path
+ * (lib/mkey.h); returns the connection to read the answer from
+ * (mkey_answer()), or -1. */
+static int mkey_send(const gchar *path, const VrotMkeyRequest *req)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = 5 };
+        guint8 buf[VROT_MKEY_REQUEST_MAX];
+        size_t len = vrot_mkey_encode_request(req, buf);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (strlen(path) < sizeof(sa.sun_path))
+                g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+        if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+                        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+                        send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t)len)) {
+                close(fd);
+                fd = -1;
+        }
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return fd;
+}
+
+/* The answer on @fd (from mkey_send(), closed here); FALSE when nothing
+ * well-formed came. */
+static gboolean mkey_answer(int fd, VrotMkeyAnswer *ret)
+{
+        guint8 ans[VROT_MKEY_ANSWER_LEN];
+        gsize got = 0;
+        ssize_t n;
+
+        if (fd < 0)
+                return FALSE;
+        while (got < sizeof(ans) && (n = read(fd, ans + got, sizeof(ans) - got)) > 0)
+                got += (gsize)n;
+        close(fd);
+        return vrot_mkey_parse_answer(ans, got, ret) == 0;
+}
+
+static gboolean mkey_call(const gchar *path, const VrotMkeyRequest *req, VrotMkeyAnswer *ret)
+{
+        return mkey_answer(mkey_send(path, req), ret);
+}
+
 gboolean vrot_instances_migrate_key(VrotInstances *self, const gchar *uuid,
                                     const VrotMkeyRequest *req, VrotMkeyAnswer *ret, GError **error)
 {
         g_autofree gchar *path = run_path(self, uuid, "migrate.sock");
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = 5 };
-        guint8 buf[VROT_MKEY_REQUEST_MAX], ans[VROT_MKEY_ANSWER_LEN];
-        size_t len = vrot_mkey_encode_request(req, buf);
-        gsize got = 0;
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        gboolean ok = FALSE;
 
-        if (strlen(path) < sizeof(sa.sun_path))
-                g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
-        if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
-            connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-            write(fd, buf, len) == (ssize_t)len) {
-                ssize_t n;
-                while (got < sizeof(ans) && (n = read(fd, ans + got, sizeof(ans) - got)) > 0)
-                        got += (gsize)n;
-                ok = vrot_mkey_parse_answer(ans, got, ret) == 0;
-        }
-        OPENSSL_cleanse(buf, sizeof(buf));
-        if (fd >= 0)
-                close(fd);
-        if (!ok)
+        if (!mkey_call(path, req, ret))
                 return fail(error, VROT_INSTANCES_ERROR_FAILED,
                             "instance %s: its worker's migration-key socket did not answer (is it "
                             "running?)", uuid);

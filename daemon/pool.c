@@ -42,10 +42,25 @@ typedef struct Refill {
         gint64 started;
 } Refill;
 
+/* The warm entry: a listed entry's vTPM kept running, so that a create
+ * only certifies its EKs and binds it (vrot_pool_claim_warm()). */
+typedef struct Warm {
+        VrotPool *pool;
+        gchar *id;
+        gchar *dir, *rundir, *data_path, *key_path;   /* data_path: its vTPM's data socket */
+        VrotWorker *worker;
+        GPid pid;
+        VrotEndorseSession *session;    /* its vTPM inspected, until claimed */
+        gboolean ready;                 /* it listens */
+        gboolean claimed;               /* a create has it */
+        gboolean ended;                 /* its worker is gone */
+} Warm;
+
 struct VrotPool {
         gchar *state_dir, *runtime_dir;
         const VrotWorkerUser *worker_user;     /* transfer none, NULL: none */
         guint size;
+        gboolean warm_wanted;           /* VrotPoolParams.warm */
         const VrotSecret *master;
         VrotForkServer *forkd;
         VrotRegistry *registry;
@@ -54,10 +69,20 @@ struct VrotPool {
         Refill *refill;                 /* NULL when no entry is being made */
         guint refill_source;            /* the next refill, scheduled */
         guint failures;                 /* consecutive failed refills */
+        Warm *warm;                     /* NULL: none (yet) */
+        guint warm_source;              /* the next warm-up, scheduled */
+        guint warm_failures;            /* warm workers that ended unasked */
         guint64 made, taken, discarded;
 };
 
 static void schedule_refill(VrotPool *self, guint delay_s);
+static void schedule_warm(VrotPool *self, guint delay_s);
+
+/* 1, 2, 4 ... 60 s after that many failures in a row. */
+static guint backoff_s(guint failures)
+{
+        return MIN(1u << MIN(failures, 6u), (guint)MAX_BACKOFF_S);
+}
 
 /* ---- entries on disk ------------------------------------------------------------ */
 
@@ -232,6 +257,7 @@ VrotPool *vrot_pool_new(const VrotPoolParams *params, GError **error)
         self->runtime_dir = g_strdup(params->runtime_dir);
         self->worker_user = params->worker_user;
         self->size = params->size;
+        self->warm_wanted = params->warm;
         self->master = params->master;
         self->forkd = params->forkd;
         self->registry = params->registry;
@@ -247,6 +273,7 @@ VrotPool *vrot_pool_new(const VrotPoolParams *params, GError **error)
         remove_unlisted(self);
         g_debug("pool: %u of %u entries ready", vrot_registry_pool(self->registry)->len, self->size);
         schedule_refill(self, 0);
+        schedule_warm(self, 0);
         return g_steal_pointer(&self);
 }
 
@@ -341,9 +368,16 @@ gboolean vrot_pool_take(VrotPool *self, const gchar *dst_dir, const VrotSealer *
         const GPtrArray *listed = vrot_registry_pool(self->registry);
 
         g_return_val_if_fail(self && dst_dir && dst && ret_id, FALSE);
-        while (listed->len > 0) {
-                g_autofree gchar *id = g_strdup(listed->pdata[0]);
+        for (;;) {
+                g_autofree gchar *id = NULL;
                 g_autoptr(GError) why = NULL;
+
+                /* The warm entry's directory is its worker's: not copied. */
+                for (guint i = 0; !id && i < listed->len; i++)
+                        if (!self->warm || g_strcmp0(listed->pdata[i], self->warm->id) != 0)
+                                id = g_strdup(listed->pdata[i]);
+                if (!id)
+                        break;
 
                 switch (copy_entry(self, id, dst_dir, dst, &why, error)) {
                 case COPIED:
@@ -373,7 +407,8 @@ void vrot_pool_status(const VrotPool *self, VrotPoolStatus *ret)
         *ret = (VrotPoolStatus){
                 .size = self->size,
                 .ready = vrot_registry_pool(self->registry)->len,
-                .filling = self->refill != NULL,
+                .warm = self->warm && self->warm->ready && !self->warm->claimed,
+                .filling = self->refill != NULL || (self->warm && !self->warm->ready),
                 .made = self->made,
                 .taken = self->taken,
                 .discarded = self->discarded,
@@ -414,7 +449,7 @@ static void refill_free(Refill *f, gboolean keep_entry)
 static void refill_failed(Refill *f, const gchar *why)
 {
         VrotPool *self = f->pool;
-        guint delay = MIN(1u << MIN(self->failures, 6u), (guint)MAX_BACKOFF_S);
+        guint delay = backoff_s(self->failures);
 
         g_warning("pool: making entry %s failed: %s; trying again in %u s", f->id, why, delay);
         refill_free(f, FALSE);
@@ -445,6 +480,7 @@ static void refill_finish(Refill *f)
                 vrot_registry_pool(self->registry)->len, self->size);
         refill_free(f, TRUE);
         schedule_refill(self, 0);
+        schedule_warm(self, 0);
 }
 
 static void on_exit_(VrotWorker *w, gboolean signaled, gint code, gpointer data)
@@ -589,13 +625,194 @@ static void schedule_refill(VrotPool *self, guint delay_s)
                                       : g_idle_add(refill_now, self);
 }
 
+/* ---- the warm entry ------------------------------------------------------------------ */
+
+/* Ends the warm entry: its worker killed unless it ended (killed, not
+ * stopped: it must not write the entry's state), its runtime directory
+ * removed.  The entry stays listed unless the caller unlists it. */
+static void warm_free(Warm *w)
+{
+        if (w->worker && !w->ended && w->pid > 0)
+                (void)vrot_proc_stop(w->pid, SIGKILL, STOP_TIMEOUT_MS);
+        vrot_endorse_session_free(w->session);
+        vrot_worker_free(w->worker);
+        remove_dir(w->rundir);
+        w->pool->warm = NULL;
+        g_free(w->id);
+        g_free(w->dir);
+        g_free(w->rundir);
+        g_free(w->data_path);
+        g_free(w->key_path);
+        g_free(w);
+}
+
+/* A warm-up that failed once its worker ran: the entry is discarded (a
+ * refill makes another), so that a bad entry is never tried again. */
+static void warm_failed(Warm *w, const gchar *why)
+{
+        VrotPool *self = w->pool;
+        g_autofree gchar *id = g_strdup(w->id);
+        g_autoptr(GError) error = NULL;
+        guint delay = backoff_s(self->warm_failures);
+
+        g_warning("pool: warming entry %s failed: %s; the entry is discarded", id, why);
+        warm_free(w);
+        discard(self, id);
+        if (!self->save(self->save_data, &error))
+                g_warning("pool: %s", error->message);
+        self->warm_failures++;
+        schedule_refill(self, 0);
+        schedule_warm(self, delay);
+}
+
+static void on_warm_exit(VrotWorker *vw, gboolean signaled, gint code, gpointer data)
+{
+        Warm *w = data;
+        g_autofree gchar *why = g_strdup_printf("its worker ended (%s %d)",
+                                                signaled ? "signal" : "exit", code);
+
+        (void)vw;
+        w->ended = TRUE;
+        if (w->claimed)
+                return;         /* its create ends it (vrot_pool_warm_done()) */
+        warm_failed(w, why);
+}
+
+static void on_warm_ready(VrotWorker *vw, const GError *error, gpointer data)
+{
+        Warm *w = data;
+        g_autofree gchar *pidfile = g_build_filename(w->rundir, "worker.pid", NULL);
+        g_autofree gchar *tcti = NULL;
+        g_autoptr(GError) local = NULL;
+
+        if (error) {
+                w->ended = TRUE;        /* it never listened: gone, or killed */
+                warm_failed(w, error->message);
+                return;
+        }
+        w->pid = vrot_worker_pid(vw);
+        if (!vrot_pidfile_write(pidfile, w->pid, &local))
+                g_warning("pool: %s", local->message);
+        g_clear_error(&local);
+        /* What the vTPM is and its EKs, read now: a create only certifies. */
+        tcti = g_strdup_printf("swtpm:path=%s", w->data_path);
+        w->session = vrot_endorse_session_open(tcti, &local);
+        if (!w->session) {
+                warm_failed(w, local->message);
+                return;
+        }
+        w->ready = TRUE;
+        g_debug("pool: entry %s is warm (worker %d)", w->id, (int)w->pid);
+}
+
+/* The newest listed entry's vTPM, started as a service (its TPM up) with
+ * a migration-key socket for BIND; it ends, writing nothing, with us. */
+static gboolean warm_now(gpointer data)
+{
+        VrotPool *self = data;
+        const GPtrArray *listed = vrot_registry_pool(self->registry);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(VrotSecret) key = NULL;
+        g_autofree gchar *ctrl = NULL, *log = NULL;
+        VrotSealer sealer;
+        Warm *w;
+        int key_fd;
+
+        self->warm_source = 0;
+        if (self->warm || listed->len == 0)
+                return G_SOURCE_REMOVE;
+        w = g_new0(Warm, 1);
+        w->pool = self;
+        w->id = g_strdup(listed->pdata[listed->len - 1]);
+        w->dir = entry_dir(self, w->id);
+        w->rundir = g_build_filename(self->runtime_dir, w->id, NULL);
+        w->data_path = g_build_filename(w->rundir, "data.sock", NULL);
+        w->key_path = g_build_filename(w->rundir, "migrate.sock", NULL);
+        ctrl = g_build_filename(w->rundir, "data.sock.ctrl", NULL);
+        log = g_build_filename(w->rundir, "worker.log", NULL);
+        self->warm = w;
+        VrotWorkerSpec spec = { .uuid = w->id, .state_dir = w->dir, .ctrl_path = ctrl,
+                                .data_path = w->data_path, .migrate_path = w->key_path,
+                                .log_path = log, .runas = vrot_worker_user_name(self->worker_user),
+                                .not_need_init = TRUE, .defer_writes = TRUE, .end_with_daemon = TRUE,
+                                .prefault = TRUE };
+        if (vrot_worker_user_make_dir(self->worker_user, w->rundir, 0755, &error) &&
+            entry_sealer(self, w->id, &sealer, &key, &error) &&
+            (key_fd = vrot_instkey_pipe(key, &error)) >= 0) {
+                w->worker = vrot_fork_server_spawn(self->forkd, &spec, key_fd, &error);
+                close(key_fd);
+        }
+        if (!w->worker) {
+                g_warning("pool: warming entry %s: %s", w->id, error->message);
+                warm_free(w);
+                self->warm_failures++;
+                schedule_warm(self, backoff_s(self->warm_failures));
+                return G_SOURCE_REMOVE;
+        }
+        vrot_worker_watch(w->worker, START_TIMEOUT_MS, on_warm_ready, on_warm_exit, w);
+        return G_SOURCE_REMOVE;
+}
+
+static void schedule_warm(VrotPool *self, guint delay_s)
+{
+        if (self->warm || self->warm_source || self->size == 0 || !self->warm_wanted)
+                return;
+        self->warm_source = delay_s ? g_timeout_add_seconds(delay_s, warm_now, self)
+                                    : g_idle_add(warm_now, self);
+}
+
+gboolean vrot_pool_claim_warm(VrotPool *self, VrotPoolWarm *ret)
+{
+        Warm *w = self->warm;
+
+        g_return_val_if_fail(ret != NULL, FALSE);
+        if (!w || !w->ready || w->claimed || w->ended)
+                return FALSE;
+        w->claimed = TRUE;
+        *ret = (VrotPoolWarm){ .id = w->id, .dir = w->dir, .key_path = w->key_path, .pid = w->pid,
+                               .session = g_steal_pointer(&w->session) };
+        return TRUE;
+}
+
+gboolean vrot_pool_warm_done(VrotPool *self, gboolean bound, GError **error)
+{
+        Warm *w = self->warm;
+        g_autofree gchar *id = NULL;
+        gboolean ok;
+
+        g_return_val_if_fail(w && w->claimed, FALSE);
+        id = g_strdup(w->id);
+        vrot_registry_pool_remove(self->registry, id);
+        /* Bound, it ends on its own, while the registry is written; it
+         * must be gone before the instance can start (it holds the
+         * directory's lock). */
+        ok = bound && self->save(self->save_data, error);
+        if (!vrot_proc_stop(w->pid, ok ? 0 : SIGKILL, STOP_TIMEOUT_MS) && ok)
+                g_warning("pool: the worker of entry %s did not end after BIND: killed", id);
+        w->ended = TRUE;
+        if (!bound)
+                remove_dir(w->dir);     /* unless the caller moved it */
+        warm_free(w);
+        self->warm_failures = 0;
+        if (ok)
+                self->taken++;
+        else
+                self->discarded++;
+        schedule_refill(self, 0);
+        schedule_warm(self, 0);
+        return ok;
+}
+
 void vrot_pool_free(VrotPool *self)
 {
         if (!self)
                 return;
         g_clear_handle_id(&self->refill_source, g_source_remove);
+        g_clear_handle_id(&self->warm_source, g_source_remove);
         if (self->refill)
                 refill_free(self->refill, FALSE);
+        if (self->warm)
+                warm_free(self->warm);
         g_free(self->state_dir);
         g_free(self->runtime_dir);
         g_free(self);

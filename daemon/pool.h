@@ -26,6 +26,14 @@
  * under the instance's key, with the instance UUID as the associated
  * data's UUID; the entry ID never reaches the instance.
  *
+ * The warm entry (VrotPoolParams.warm): one listed entry's vTPM runs,
+ * inspected by an open endorsement session, so that a create needs no
+ * worker start and no copy (vrot_pool_claim_warm()): the caller renames
+ * the entry's directory to the instance's, finishes the session and sends
+ * BIND, and the worker seals the state for the instance itself
+ * (vrot_store_rebind()).  A cold take never touches the warm entry.  A
+ * warm-up that fails once its worker ran discards the entry.
+ *
  * Refilling runs in the background, one entry at a time: the worker is
  * spawned through the fork server and watched from the main loop (as every
  * worker), the TPM commands that make the EKs run in a thread of their own
@@ -45,6 +53,7 @@
 #include <glib.h>
 
 #include "autoptr.h"
+#include "endorse.h"
 #include "forkclient.h"
 #include "registry.h"
 #include "seal.h"
@@ -78,6 +87,8 @@ typedef gboolean (*VrotPoolSaveFunc)(gpointer data, GError **error);
  * @forkd: (transfer none): the fork server; outlives the pool
  * @registry: (transfer none): lists the entries; outlives the pool
  * @save: writes @registry durably; called from the main thread only
+ * @warm: keep one listed entry's vTPM running for the next create
+ *   (vrot_pool_claim_warm()); vrotd does, unit tests of the rest may not
  */
 typedef struct VrotPoolParams {
         const gchar *state_dir;
@@ -89,16 +100,19 @@ typedef struct VrotPoolParams {
         VrotRegistry *registry;
         VrotPoolSaveFunc save;
         gpointer save_data;
+        gboolean warm;
 } VrotPoolParams;
 
 /**
  * VrotPoolStatus:
- * @size: entries wanted; @ready: entries listed; @filling: an entry is
- * being made; @made, @taken, @discarded: counts since the daemon started
+ * @size: entries wanted; @ready: entries listed; @warm: one of them is
+ * running for the next create; @filling: an entry is being made or
+ * warmed; @made, @taken, @discarded: counts since the daemon started
  * (discarded: refused when verified or taken, or beyond @size).
  */
 typedef struct VrotPoolStatus {
         guint size, ready;
+        gboolean warm;
         gboolean filling;
         guint64 made, taken, discarded;
 } VrotPoolStatus;
@@ -130,6 +144,43 @@ VrotPool *vrot_pool_new(const VrotPoolParams *params, GError **error);
  */
 gboolean vrot_pool_take(VrotPool *self, const gchar *dst_dir, const VrotSealer *dst,
                         gchar **ret_id, GError **error);
+
+/**
+ * VrotPoolWarm:
+ * The warm entry a create claimed: its ID and state directory, its
+ * worker's migration-key socket (BIND, lib/mkey.h) and PID, all owned by
+ * the pool and valid until vrot_pool_warm_done(); and (transfer full) the
+ * endorsement session open on its running vTPM (service-like: started,
+ * both EKs persisted and read, no certificate; endorse.h), the caller's
+ * to finish and free.
+ */
+typedef struct VrotPoolWarm {
+        const gchar *id;
+        const gchar *dir;
+        const gchar *key_path;
+        GPid pid;
+        VrotEndorseSession *session;
+} VrotPoolWarm;
+
+/**
+ * vrot_pool_claim_warm:
+ * The warm entry, when one is ready: it is the caller's (no other create
+ * or copy touches it) until vrot_pool_warm_done().  The caller may rename
+ * its directory, finish the endorsement session and bind the vTPM to an
+ * instance (BIND); the worker then ends.  FALSE: none is ready.
+ */
+gboolean vrot_pool_claim_warm(VrotPool *self, VrotPoolWarm *ret);
+
+/**
+ * vrot_pool_warm_done:
+ * Ends the claim.  @bound: the worker took BIND; it is waited for, the
+ * entry unlisted and the registry saved (with the caller's changes, the
+ * new instance).  Not @bound: the worker is killed and the entry
+ * unlisted, not saved (the caller's undo saves).  A refill and the next
+ * warm-up follow.  FALSE with @error: the worker did not end, or the save
+ * failed; either way the entry is gone (discarded).
+ */
+gboolean vrot_pool_warm_done(VrotPool *self, gboolean bound, GError **error);
 
 /** vrot_pool_status: what host.info reports. */
 void vrot_pool_status(const VrotPool *self, VrotPoolStatus *ret);

@@ -357,24 +357,8 @@ CRASH_POINTS = [
 SETTLE_TIMEOUT = 120.0      # a hang guard, not a performance threshold
 
 
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
 def wait_fault_stop(d, point):
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while proc_state(d.pid) != "T":
-        if not d.running():
-            raise H.Failure(f"{d.name} exited before fault point {point}:\n{d.log_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise H.Failure(f"{d.name} never reached fault point {point} (a build without "
-                            f"-Dfault_injection?):\n{d.log_text()[-3000:]}")
-        time.sleep(0.02)
-    check(f"fault point {point}: stopping" in d.log_text(), f"{d.name} stopped elsewhere")
+    V.wait_fault_stop(d, point, SETTLE_TIMEOUT)
 
 
 def restart(d, extra=()):

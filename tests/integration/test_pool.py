@@ -8,12 +8,15 @@ a relying party and a guest can see of a vTPM that came from the pool:
 - its EK certificates chain to the fleet root through the host CA, certify
   the EKs the vTPM holds (`tpm2_createek`, `tpm2_readpublic`), and sit in
   NV (`tpm2_nvread`); no two creates ever share an EK
-- an RSA-only create from the pool has no ECC EK, handle or certificate;
-  an ECC-only create does not take an entry
+- a create takes the warm entry (a running pre-made vTPM, bound to the
+  instance by BIND) whatever EKs it asks for; an RSA-only one has no ECC
+  EK, handle or certificate, an ECC-only one no RSA EK
 - a tampered or swapped pool entry is refused and discarded, never used;
   a taken entry put back is never listed again
-- entries survive a restart, and a daemon killed while it makes one
-  leaves neither a process nor an entry half made
+- entries survive a restart, and a daemon killed while it makes one, or
+  while one is warm, or between binding a warm entry and recording the
+  instance, leaves neither a process nor an entry half made, and the
+  instance's UUID can be created again
 
 At the end of every test the daemon (SIGTERM) must exit 0 and leave no
 process behind.
@@ -34,7 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Failure, check, main, tpm2  # noqa: E402
 from test_vrotd import (ECC_HANDLE, ECC_INDEX, RSA_HANDLE, RSA_INDEX, cert_der,  # noqa: E402
                         cert_pubkey_der, check_pem, pubkey_file_der, start, verify_ek, write)
-from vrotd import NOT_FOUND, Harness, Vrotd, expect_error  # noqa: E402
+from vrotd import (NOT_FOUND, Harness, Vrotd, expect_error, proc_state,  # noqa: E402
+                   wait_fault_stop)
 
 FILL_TIMEOUT = 180.0        # a hang guard, not a performance threshold
 
@@ -46,17 +50,18 @@ def pool_daemon(h, size, name="vrotd"):
 
 def pool_info(d):
     p = d.call("host.info")["pool"]
-    check(isinstance(p, dict) and {"size", "ready", "filling", "made", "taken",
+    check(isinstance(p, dict) and {"size", "ready", "warm", "filling", "made", "taken",
                                    "discarded"} <= set(p), f"host.info pool: {p!r}")
     return p
 
 
 def wait_full(d):
-    """Until the pool holds pool-size entries and makes none."""
+    """Until the pool holds pool-size entries, one of them warm, and makes
+    none."""
     deadline = time.monotonic() + FILL_TIMEOUT
     while True:
         p = pool_info(d)
-        if p["ready"] >= p["size"] and not p["filling"]:
+        if p["ready"] >= p["size"] and not p["filling"] and (p["warm"] or p["size"] == 0):
             return p
         if time.monotonic() > deadline:
             raise Failure(f"the pool did not fill within {FILL_TIMEOUT}s: {p}\n"
@@ -149,17 +154,16 @@ def test_pool_create_endorses():
 
 
 def test_pool_one_ek():
-    """ek "rsa" from the pool: the pre-made ECC EK is evicted; no ECC
-    certificate, handle or index.  ek "ecc" does not use the pool (an ECC
-    EK is quick to make; an entry's RSA key would be wasted) and has no RSA
-    EK; instance.ek_cert of the missing type says why."""
+    """One EK from the warm entry: the other pre-made EK is evicted; no
+    certificate, handle or index of it; instance.ek_cert of the missing
+    type says why."""
     with Harness("vrotd-pool-one-ek") as h:
         d = pool_daemon(h, 1).start()
         info = d.call("host.info")
-        for ek, other, pooled in (("rsa", "ecc", True), ("ecc", "rsa", False)):
+        for ek, other in (("rsa", "ecc"), ("ecc", "rsa")):
             wait_full(d)
             res = create(d, f"{ek}-only", ek=ek)
-            check(res["from_pool"] == pooled, f"ek {ek}: from_pool {res['from_pool']}")
+            check(res["from_pool"], f"ek {ek}: not from the warm pool entry")
             check(res[f"ek_{other}_cert_pem"] is None, f"ek {ek}: a certificate of the other EK")
             verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res[f"ek_{ek}_cert_pem"], ek)
             e = expect_error(NOT_FOUND, d.call, "instance.ek_cert", uuid=res["uuid"], type=other)
@@ -180,27 +184,33 @@ def test_pool_one_ek():
                   f"tpm2_createek's {ek} EK is not the key of the certificate")
             d.call("instance.stop", uuid=res["uuid"])
         p = pool_info(d)
-        check(p["taken"] == 1, f"only the RSA-only create should take an entry: {p}")
+        check(p["taken"] == 2, f"both creates should take an entry: {p}")
         d.stop_clean()
 
 
 def test_pool_tampered_and_swapped_refused():
     """An edited entry and an entry holding another one's record are
-    refused and discarded: the create manufactures instead, and the pool
-    fills again with good entries."""
+    refused and discarded, never used: a create either manufactures or
+    takes an entry made afterwards, and the pool fills again with good
+    entries.  (Entries are edited while vrotd is stopped: a warm entry's
+    worker holds its verified state in memory and seals it anew at BIND.)"""
     with Harness("vrotd-pool-tamper") as h:
         d = pool_daemon(h, 2).start()
         info = d.call("host.info")
         wait_full(d)
         a, b = entries(d)
+        d.stop_clean()
         top = os.path.join(d.state_dir, "pool")
         flip_byte(os.path.join(top, a, "permall"))
         shutil.copy2(os.path.join(top, a, "generation"), os.path.join(top, b, "generation"))
+        d.start()
         res = create(d, "after-tamper")
-        check(not res["from_pool"], "a create used a tampered or swapped pool entry")
         verify_ek(h, info["fleet_root_pem"], info["host_ca_pem"], res["ek_rsa_cert_pem"], "t")
         p = pool_info(d)
-        check(p["discarded"] == 2 and p["taken"] == 0, f"pool after the refusals: {p}")
+        check(p["discarded"] == 2 and p["taken"] == (1 if res["from_pool"] else 0),
+              f"pool after the refusals: {p}")
+        check(not res["from_pool"] or p["made"] >= 1,
+              "a create came from the pool before any good entry was made")
         check(a not in entries(d) and b not in entries(d), f"refused entries kept: {entries(d)}")
         log = d.log_text()
         for x in (a, b):
@@ -265,7 +275,7 @@ def test_pool_disabled():
     with Harness("vrotd-pool-off") as h:
         d = pool_daemon(h, 0).start()
         p = pool_info(d)
-        check(p == {"size": 0, "ready": 0, "filling": False, "made": 0, "taken": 0,
+        check(p == {"size": 0, "ready": 0, "warm": False, "filling": False, "made": 0, "taken": 0,
                     "discarded": 0}, f"disabled pool: {p}")
         res = create(d, "no-pool")
         check(not res["from_pool"], "a create came from a disabled pool")
@@ -294,9 +304,88 @@ def test_pool_daemon_killed_while_filling():
         d.stop_clean()
 
 
+def warm_worker(d):
+    """(entry ID, PID) of the warm entry's worker (RUNTIME/pool/<id>/worker.pid)."""
+    top = os.path.join(d.runtime_dir, "pool")
+    found = [x for x in os.listdir(top) if os.path.exists(os.path.join(top, x, "worker.pid"))]
+    check(len(found) == 1, f"warm worker runtime directories: {found}")
+    with open(os.path.join(top, found[0], "worker.pid")) as f:
+        return found[0], int(f.read().split()[0])
+
+
+def wait_gone(pid, what):
+    deadline = time.monotonic() + FILL_TIMEOUT
+    while proc_state(pid) not in (None, "Z"):
+        check(time.monotonic() < deadline, f"{what} (pid {pid}) is still running")
+        time.sleep(0.02)
+
+
+def test_pool_warm_killed():
+    """kill -9 of vrotd while an entry is warm: its worker ends on its own
+    and writes nothing; the next vrotd finds every entry intact and warms
+    one again; a create from it works."""
+    with Harness("vrotd-pool-warm-kill") as h:
+        d = pool_daemon(h, 2).start()
+        wait_full(d)
+        before = entries(d)
+        wid, pid = warm_worker(d)
+        check(wid in before, f"the warm entry {wid} is not listed: {before}")
+        d.stop(signal.SIGKILL)
+        wait_gone(pid, "the warm worker of a killed vrotd")
+        d.start()
+        p = wait_full(d)
+        check(entries(d) == before and p["discarded"] == 0 and p["made"] == 0,
+              f"entries after the kill: {before} -> {entries(d)}, {p}")
+        res = create(d, "after-kill", ek="ecc")
+        check(res["from_pool"], "the create after the kill did not use the warm entry")
+        check(res["ek_rsa_cert_pem"] is None, "an ECC-only create has an RSA certificate")
+        s = start(d, res["uuid"])
+        out = h.path("ecc.pem")
+        tpm2(s, "createek", "-G", "ecc", "-c", h.path("ecc.ctx"), "-u", out, "-f", "pem")
+        check(pubkey_file_der(out) == cert_pubkey_der(res["ek_ecc_cert_pem"]),
+              "tpm2_createek's ECC EK is not the key of the certificate")
+        d.call("instance.stop", uuid=res["uuid"])
+        d.stop_clean()
+
+
+def test_pool_crash_after_bind():
+    """vrotd killed after the warm entry's worker sealed it for the new
+    instance (BIND) and before the registry recorded the instance (a test
+    build's --fault-stop warm-bound): the next vrotd discards the listed
+    entry, whose directory is gone; the instance does not exist; creating
+    the same UUID again removes the leftovers and works."""
+    with Harness("vrotd-pool-crash-bind") as h:
+        d = pool_daemon(h, 1)
+        d.extra = ["--fault-stop", "warm-bound"]
+        d.start()
+        wait_full(d)
+        wid, _ = warm_worker(d)
+        uuid = "0c9a4a52-3f0e-4c4e-8f61-7d2b5e9a1c03"
+        c = d.connect()
+        c.send_raw(c.request_line("instance.create", {"uuid": uuid, "kind": "service",
+                                                      "name": "cut-short"}, 1))
+        wait_fault_stop(d, "warm-bound", FILL_TIMEOUT)
+        c.close()
+        d.stop(signal.SIGKILL)
+        leftover = os.path.join(d.state_dir, "instances", uuid)
+        check(os.path.isdir(leftover), "the bound state is not where the instance's goes")
+        d.extra = []
+        d.start()
+        check(f"pool: entry {wid} refused and discarded" in d.log_text(),
+              f"the half-taken entry {wid} was not discarded")
+        expect_error(NOT_FOUND, d.call, "instance.info", uuid=uuid)
+        wait_full(d)
+        res = create(d, "again", uuid=uuid)
+        check(res["uuid"] == uuid and res["from_pool"], f"create again: {res}")
+        check(f"instance {uuid}: removing the files of an unfinished create" in d.log_text(),
+              "the leftovers were not removed")
+        check_vtpm_matches(h, d, res, "again")
+        d.stop_clean()
+
+
 TESTS = [test_pool_create_endorses, test_pool_one_ek, test_pool_tampered_and_swapped_refused,
          test_pool_replayed_entry_refused, test_pool_survives_restart, test_pool_disabled,
-         test_pool_daemon_killed_while_filling]
+         test_pool_daemon_killed_while_filling, test_pool_warm_killed, test_pool_crash_after_bind]
 
 if __name__ == "__main__":
     main(TESTS)

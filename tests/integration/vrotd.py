@@ -592,6 +592,29 @@ def as_user(uid, gid, fn):
     return out["result"]
 
 
+def proc_state(pid):
+    """The state letter of process @pid (R, S, T, Z ...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def wait_fault_stop(d, point, timeout):
+    """Until daemon @d, started with `--fault-stop POINT` (a test build's,
+    daemon/fault.h), stopped itself there; a hang guard of @timeout s."""
+    deadline = time.monotonic() + timeout
+    while proc_state(d.pid) != "T":
+        if not d.running():
+            raise Failure(f"{d.name} exited before fault point {point}:\n{d.log_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise Failure(f"{d.name} never reached fault point {point} (a build without "
+                          f"-Dfault_injection?):\n{d.log_text()[-3000:]}")
+        time.sleep(0.02)
+    check(f"fault point {point}: stopping" in d.log_text(), f"{d.name} stopped elsewhere")
+
+
 def errno_name(e):
     return errno.errorcode.get(e, str(e))
 

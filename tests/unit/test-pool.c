@@ -11,12 +11,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
 
 #include "instkey.h"
+#include "mkey.h"
 #include "pool.h"
 #include "store.h"
 #include "unit.h"
@@ -37,6 +41,7 @@ typedef struct Fixture {
         VrotPool *pool;
         guint saves;
         gboolean fail_saves;
+        gboolean warm;                  /* VrotPoolParams.warm */
 } Fixture;
 
 static gboolean save(gpointer data, GError **error)
@@ -66,7 +71,8 @@ static VrotPool *pool_open(Fixture *fx, guint size)
 {
         VrotPoolParams p = { .state_dir = fx->state, .runtime_dir = fx->run, .size = size,
                              .master = fx->master, .forkd = fork_server,
-                             .registry = fx->registry, .save = save, .save_data = fx };
+                             .registry = fx->registry, .save = save, .save_data = fx,
+                             .warm = fx->warm };
         g_autoptr(GError) err = NULL;
         VrotPool *pool = vrot_pool_new(&p, &err);
 
@@ -76,7 +82,7 @@ static VrotPool *pool_open(Fixture *fx, guint size)
         return pool;
 }
 
-static Fixture *fixture_new(guint size)
+static Fixture *fixture_new_warm(guint size, gboolean warm)
 {
         Fixture *fx = g_new0(Fixture, 1);
 
@@ -87,8 +93,14 @@ static Fixture *fixture_new(guint size)
         fx->registry_path = g_build_filename(fx->dir, "registry", NULL);
         fx->registry = vrot_registry_new();
         fx->master = master_key(1);
+        fx->warm = warm;
         fx->pool = pool_open(fx, size);
         return fx;
+}
+
+static Fixture *fixture_new(guint size)
+{
+        return fixture_new_warm(size, FALSE);
 }
 
 static void fixture_free(Fixture *fx)
@@ -453,6 +465,129 @@ static void test_pool_free_during_refill(void)
         CU_ASSERT_EQUAL(dir_entries(fx->run), 0);
 }
 
+/* Runs the main loop until an entry is warm. */
+static void wait_warm(Fixture *fx)
+{
+        gint64 deadline = g_get_monotonic_time() + FILL_TIMEOUT_S * G_USEC_PER_SEC;
+        guint tick = g_timeout_add(50, wake, NULL);
+
+        while (g_get_monotonic_time() < deadline && !status(fx).warm)
+                g_main_context_iteration(NULL, TRUE);
+        g_source_remove(tick);
+        CU_ASSERT_TRUE_FATAL(status(fx).warm);
+}
+
+/* BIND on a worker's key socket, as vrotd sends it; the worker's answer. */
+static guint32 send_bind(const gchar *path, const VrotSealer *to)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        VrotMkeyRequest r = { .op = VROT_MKEY_BIND };
+        guint8 buf[VROT_MKEY_REQUEST_MAX], ans[VROT_MKEY_ANSWER_LEN];
+        VrotMkeyAnswer a = { .result = ~0u };
+        size_t len, got = 0;
+        ssize_t n;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        memcpy(r.id, to->uuid, sizeof(r.id));
+        memcpy(r.key, to->key, sizeof(r.key));
+        len = vrot_mkey_encode_request(&r, buf);
+        g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+        CU_ASSERT_FATAL(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+        CU_ASSERT_FATAL(write(fd, buf, len) == (ssize_t)len);
+        while (got < sizeof(ans) && (n = read(fd, ans + got, sizeof(ans) - got)) > 0)
+                got += (size_t)n;
+        close(fd);
+        CU_ASSERT_EQUAL(vrot_mkey_parse_answer(ans, got, &a), 0);
+        return a.result;
+}
+
+/*
+ * The warm entry: a running worker on a listed entry, with its vTPM
+ * inspected (an endorsement session open).  Claimed, moved and bound
+ * (BIND), it seals the state under the instance's key and ends; done, the
+ * entry is unlisted in one save.  Never copied by a cold take meanwhile.
+ */
+static void test_pool_warm_bind(void)
+{
+        g_autoptr(Fixture) fx = fixture_new_warm(2, TRUE);
+        g_autofree gchar *warm_id = NULL, *dst = NULL, *taken = NULL, *cold_dst = NULL;
+        g_autofree gchar *first = NULL, *second = NULL;
+        g_autoptr(GError) err = NULL;
+        VrotSealer inst = instance_sealer();
+        VrotPoolWarm w;
+        guint saves;
+
+        wait_ready(fx, 2);
+        wait_warm(fx);
+        CU_ASSERT_TRUE_FATAL(vrot_pool_claim_warm(fx->pool, &w));
+        warm_id = g_strdup(w.id);
+        first = listed(fx, 0);
+        second = listed(fx, 1);
+        CU_ASSERT(g_strcmp0(warm_id, first) == 0 || g_strcmp0(warm_id, second) == 0);
+        CU_ASSERT_PTR_NOT_NULL(w.session);
+        CU_ASSERT(w.pid > 0 && kill(w.pid, 0) == 0);
+        CU_ASSERT_FALSE(status(fx).warm);
+        CU_ASSERT_FALSE(vrot_pool_claim_warm(fx->pool, &(VrotPoolWarm){ 0 }));  /* once */
+        vrot_endorse_session_free(w.session);
+
+        /* A cold take meanwhile copies the other entry, not the claimed one. */
+        cold_dst = target_dir(fx, "cold");
+        CU_ASSERT_TRUE_FATAL(vrot_pool_take(fx->pool, cold_dst, &inst, &taken, &err));
+        CU_ASSERT_STRING_NOT_EQUAL(taken, warm_id);
+
+        dst = g_build_filename(fx->dir, "bound", NULL);
+        CU_ASSERT_FATAL(rename(w.dir, dst) == 0);
+        CU_ASSERT_EQUAL(send_bind(w.key_path, &inst), 0);
+        saves = fx->saves;
+        CU_ASSERT_TRUE(vrot_pool_warm_done(fx->pool, TRUE, &err));
+        CU_ASSERT_EQUAL(fx->saves, saves + 1);
+        CU_ASSERT(kill(w.pid, 0) < 0 || waitpid(w.pid, NULL, WNOHANG) >= 0);
+        CU_ASSERT_EQUAL(status(fx).taken, 2);
+        for (guint i = 0; i < vrot_registry_pool(fx->registry)->len; i++)
+                CU_ASSERT_STRING_NOT_EQUAL(vrot_registry_pool(fx->registry)->pdata[i], warm_id);
+        /* The instance's now: its sealer opens it, the entry's does not. */
+        CU_ASSERT(open_state(dst, &inst) > 0);
+        {
+                g_autoptr(VrotSecret) entry_key = NULL;
+                VrotSealer entry = { 0 };
+
+                CU_ASSERT_FATAL(vrot_uuid_parse(warm_id, entry.uuid, NULL) == 0);
+                CU_ASSERT_FATAL(vrot_instkey_derive_pool(fx->master, entry.uuid, &entry_key, NULL));
+                entry.key = vrot_secret_data(entry_key);
+                CU_ASSERT_EQUAL(open_state(dst, &entry), -EUCLEAN);
+        }
+        wait_ready(fx, 2);
+        wait_warm(fx);                          /* the next one */
+}
+
+/* A claim given up: the worker killed, the entry unlisted and its files
+ * gone, nothing saved (the caller's undo does). */
+static void test_pool_warm_given_up(void)
+{
+        g_autoptr(Fixture) fx = fixture_new_warm(1, TRUE);
+        g_autofree gchar *warm_id = NULL, *dir = NULL, *next = NULL;
+        VrotPoolWarm w;
+        guint saves;
+
+        wait_ready(fx, 1);
+        wait_warm(fx);
+        warm_id = listed(fx, 0);
+        CU_ASSERT_TRUE_FATAL(vrot_pool_claim_warm(fx->pool, &w));
+        dir = g_strdup(w.dir);
+        vrot_endorse_session_free(w.session);
+        saves = fx->saves;
+        CU_ASSERT_FALSE(vrot_pool_warm_done(fx->pool, FALSE, NULL));
+        CU_ASSERT_EQUAL(fx->saves, saves);
+        CU_ASSERT_EQUAL(vrot_registry_pool(fx->registry)->len, 0);
+        CU_ASSERT_FALSE(exists(dir));
+        CU_ASSERT_EQUAL(status(fx).discarded, 1);
+        CU_ASSERT(kill(w.pid, 0) < 0 || waitpid(w.pid, NULL, WNOHANG) >= 0);
+        wait_ready(fx, 1);
+        wait_warm(fx);
+        next = listed(fx, 0);
+        CU_ASSERT_STRING_NOT_EQUAL(next, warm_id);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -463,6 +598,8 @@ int main(void)
                 UNIT_CASE(test_pool_restart),
                 UNIT_CASE(test_pool_other_master_key),
                 UNIT_CASE(test_pool_free_during_refill),
+                UNIT_CASE(test_pool_warm_bind),
+                UNIT_CASE(test_pool_warm_given_up),
         };
         g_autofree gchar *sock = NULL, *log = NULL;
         g_autoptr(GError) err = NULL;
