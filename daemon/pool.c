@@ -77,6 +77,7 @@ struct VrotPool {
 
 static void schedule_refill(VrotPool *self, guint delay_s);
 static void schedule_warm(VrotPool *self, guint delay_s);
+static void warm_free(Warm *w);
 
 /* 1, 2, 4 ... 60 s after that many failures in a row. */
 static guint backoff_s(guint failures)
@@ -376,6 +377,15 @@ gboolean vrot_pool_take(VrotPool *self, const gchar *dst_dir, const VrotSealer *
                 for (guint i = 0; !id && i < listed->len; i++)
                         if (!self->warm || g_strcmp0(listed->pdata[i], self->warm->id) != 0)
                                 id = g_strdup(listed->pdata[i]);
+                if (!id && self->warm && !self->warm->claimed) {
+                        /* Only the entry being warmed is left: a create does
+                         * not wait for that, it takes the entry cold.  The
+                         * worker is killed, so it has written nothing. */
+                        g_debug("pool: warming entry %s given up for a create", self->warm->id);
+                        warm_free(self->warm);
+                        schedule_warm(self, 0);         /* another, once there is one */
+                        continue;
+                }
                 if (!id)
                         break;
 

@@ -138,7 +138,10 @@ VrotPool *vrot_pool_new(const VrotPoolParams *params, GError **error);
  * unlists it and saves the registry (with whatever the caller changed in
  * it meanwhile, e.g. the new instance), then removes the entry and
  * schedules a refill.  Entries that fail to verify are discarded on the
- * way (a warning each).  With no entry left nothing is written and the
+ * way (a warning each).  The warm entry is not taken while it is claimed;
+ * when it is the only one left otherwise, its warm-up is given up (the
+ * worker killed, so it wrote nothing) and it is taken cold.  With no entry
+ * left nothing is written and the
  * registry is not saved: *@ret_id is NULL and the result TRUE.  Errors
  * (FALSE): writing @dst_dir, or saving the registry.
  */

@@ -588,6 +588,28 @@ static void test_pool_warm_given_up(void)
         CU_ASSERT_STRING_NOT_EQUAL(next, warm_id);
 }
 
+/* A cold take that finds only the warm entry (its warm-up not done, or
+ * done but not claimed) gives the warm-up up and takes the entry cold:
+ * a create never goes without an entry the pool has. */
+static void test_pool_take_gives_up_warm(void)
+{
+        g_autoptr(Fixture) fx = fixture_new_warm(1, TRUE);
+        g_autofree gchar *only = NULL, *taken = NULL, *dst = NULL;
+        g_autoptr(GError) err = NULL;
+        VrotSealer inst = instance_sealer();
+
+        wait_ready(fx, 1);
+        wait_warm(fx);
+        only = listed(fx, 0);
+        dst = target_dir(fx, "instance");
+        CU_ASSERT_TRUE_FATAL(vrot_pool_take(fx->pool, dst, &inst, &taken, &err));
+        CU_ASSERT_STRING_EQUAL(taken, only);
+        CU_ASSERT_FALSE(status(fx).warm);
+        CU_ASSERT(open_state(dst, &inst) > 0);
+        wait_ready(fx, 1);
+        wait_warm(fx);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -600,6 +622,7 @@ int main(void)
                 UNIT_CASE(test_pool_free_during_refill),
                 UNIT_CASE(test_pool_warm_bind),
                 UNIT_CASE(test_pool_warm_given_up),
+                UNIT_CASE(test_pool_take_gives_up_warm),
         };
         g_autofree gchar *sock = NULL, *log = NULL;
         g_autoptr(GError) err = NULL;
