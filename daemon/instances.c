@@ -764,39 +764,33 @@ static void log_steps(const gchar *uuid, const VrotEndorsement *e)
         g_debug("instance %s: endorsed in %.1f ms:%s", uuid, total / 1000.0, steps->str);
 }
 
-/* Endorses @inst's vTPM by @params (creating its EKs, or certifying those
- * it holds) and saves the certificates: through its data socket at
- * @data_path, or by finishing @session (the pool's warm vTPM). */
-static gboolean endorse_at(VrotInstances *self, const VrotInstance *inst, const gchar *data_path,
-                           VrotEndorseSession *session, VrotEndorseParams *params, GError **error)
+/* What every endorsement of @inst's EKs says besides the vTPM's own facts. */
+static void instance_params(const VrotInstance *inst, VrotEndorseParams *params)
 {
-        g_autofree gchar *tcti = data_path ? g_strdup_printf("swtpm:path=%s", data_path) : NULL;
-        const VrotX509Signer *signer = vrot_host_ca_signer(self->host);
-        g_autoptr(VrotEndorsement) e = NULL;
-
         params->host_attestation_uri = "urn:vrot:host-attestation";
         vrot_uuid_parse(inst->uuid, params->instance_uuid, NULL);
-        if (!(session ? vrot_endorse_session_finish(session, signer, params, &e, error)
-                      : vrot_endorse_vtpm(tcti, signer, params, &e, error)))
-                return FALSE;
-        log_steps(inst->uuid, e);
-        return save_certs(self, inst->uuid, e, error);
 }
 
 /* Runs the vTPM with a data socket (as a service, its TPM starts at once),
- * endorses it (endorse_at()) and stops it; its state must have been
- * written. */
+ * endorses it by @params (creating its EKs, or certifying those it holds)
+ * and stops it; its state must have been written. */
 static gboolean endorse_run(VrotInstances *self, VrotInstance *inst, VrotEndorseParams *params,
                             GError **error)
 {
         g_autofree gchar *data = run_path(self, inst->uuid, "data.sock");
+        g_autofree gchar *tcti = g_strdup_printf("swtpm:path=%s", data);
+        g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) stop_error = NULL;
         guint64 before = state_generation(self, inst->uuid);   /* a pool entry's: > 0 */
         gboolean ok;
 
+        instance_params(inst, params);
         if (!start_now(self, inst, error))
                 return FALSE;
-        ok = endorse_at(self, inst, data, NULL, params, error);
+        ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), params, &e, error);
+        if (ok)
+                log_steps(inst->uuid, e);
+        ok = ok && save_certs(self, inst->uuid, e, error);
         if (!stop_worker(self, inst->uuid, &stop_error) && ok) {
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
@@ -895,8 +889,7 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         g_autoptr(VrotSecret) key = NULL;
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) why = NULL;
-        VrotEndorseParams params = { .ek_mask = ek_mask, .premade = TRUE,
-                                     .host_attestation_uri = "urn:vrot:host-attestation" };
+        VrotEndorseParams params = { .ek_mask = ek_mask, .premade = TRUE };
         VrotMkeyRequest req = { .op = VROT_MKEY_BIND };
         VrotMkeyAnswer ans = { 0 };
         VrotPoolWarm w;
@@ -909,8 +902,8 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 return TRUE;
         id = g_strdup(w.id);    /* w's strings end with the claim */
         entry_parent = g_path_get_dirname(w.dir);
-        vrot_uuid_parse(inst->uuid, req.id, NULL);
-        memcpy(params.instance_uuid, req.id, sizeof(params.instance_uuid));
+        instance_params(inst, &params);
+        memcpy(req.id, params.instance_uuid, sizeof(req.id));
         ok = vrot_instkey_derive(vrot_host_master(self->host), inst->salt, req.id, &key, &why);
         if (ok && rename(w.dir, dir) < 0)
                 ok = fail(&why, VROT_INSTANCES_ERROR_FAILED, "moving it to %s: %s", dir,
@@ -943,6 +936,38 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 return FALSE;
         g_debug("instance %s: made of pool entry %s in %.1f ms", inst->uuid, id,
                 (g_get_monotonic_time() - t0) / 1000.0);
+        return TRUE;
+}
+
+static void undo_create(VrotInstances *self, const gchar *uuid);
+
+/* The new instance @inst without the warm entry: from a cold entry
+ * (*@ret_premade), else made whole; undone on failure. */
+static gboolean create_cold(VrotInstances *self, VrotInstance *inst, guint ek_mask,
+                            gboolean *ret_premade, GError **error)
+{
+        g_autofree gchar *uuid = g_strdup(inst->uuid);     /* inst goes with an undo */
+        g_autofree gchar *dir = state_dir(self, uuid);
+
+        if (!vrot_worker_user_make_dir(self->wuser, dir, 0700, error)) {
+                vrot_registry_forget(self->registry, uuid);
+                return FALSE;
+        }
+        /* A cold entry saves the RSA EK's generation, the slow part; an
+         * ECC-only vTPM is as quick to make whole (bench/README.md), and
+         * would waste an entry's RSA key.  One registry write either way:
+         * the pool's, or ours. */
+        if (((ek_mask == 0 || (ek_mask & (1u << VROT_ENDORSE_EK_RSA))) &&
+             !take_premade(self, inst, ret_premade, error)) ||
+            (!*ret_premade && !save(self, error))) {
+                undo_create(self, uuid);
+                return FALSE;
+        }
+        if (!manufacture(self, inst, ek_mask, *ret_premade, error)) {
+                g_prefix_error(error, "manufacturing %s: ", uuid);
+                undo_create(self, uuid);
+                return FALSE;
+        }
         return TRUE;
 }
 
@@ -985,7 +1010,7 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
 {
         g_autoptr(VrotInstance) inst = g_new0(VrotInstance, 1);
         g_autofree gchar *dir = NULL;
-        gboolean premade = FALSE, warm = FALSE;
+        gboolean premade = FALSE;
         guint8 raw[16];
         gchar canon[VROT_UUID_STR_LEN + 1];
         VrotInstance *entry;
@@ -1022,35 +1047,13 @@ gboolean vrot_instances_create(VrotInstances *self, const gchar *uuid, VrotInsta
         if (!vrot_registry_add(self->registry, g_steal_pointer(&inst), error))
                 return FALSE;
         entry = vrot_registry_lookup(self->registry, canon);
-        if (!create_warm(self, entry, ek_mask, &warm, error)) {
+        if (!create_warm(self, entry, ek_mask, &premade, error)) {
                 g_prefix_error(error, "creating %s from the pool: ", canon);
                 undo_create(self, canon);
                 return FALSE;
         }
-        if (warm) {
-                premade = TRUE;
-                goto created;
-        }
-        if (!vrot_worker_user_make_dir(self->wuser, dir, 0700, error)) {
-                vrot_registry_forget(self->registry, canon);
+        if (!premade && !create_cold(self, entry, ek_mask, &premade, error))
                 return FALSE;
-        }
-        /* A cold entry saves the RSA EK's generation, the slow part; an
-         * ECC-only vTPM is as quick to make whole (bench/README.md), and
-         * would waste an entry's RSA key.  One registry write either way:
-         * the pool's, or ours. */
-        if (((ek_mask == 0 || (ek_mask & (1u << VROT_ENDORSE_EK_RSA))) &&
-             !take_premade(self, entry, &premade, error)) ||
-            (!premade && !save(self, error))) {
-                undo_create(self, canon);
-                return FALSE;
-        }
-        if (!manufacture(self, entry, ek_mask, premade, error)) {
-                g_prefix_error(error, "manufacturing %s: ", canon);
-                undo_create(self, canon);
-                return FALSE;
-        }
-created:
         g_message("instance %s: created (%s, \"%s\", owner %u%s)", canon,
                   kind == VROT_INSTANCE_VM ? "vm" : "service", name, (unsigned)owner,
                   premade ? ", from the pool" : "");
@@ -1641,8 +1644,6 @@ GPtrArray *vrot_instances_migrations_pending(VrotInstances *self)
 
 /* ---- live migration (instances.h) ---------------------------------------------------- */
 
-/* One request on a worker's migration-key socket at @path (lib/mkey.h);
- * FALSE when nothing (well-formed) answered. */
 /* Sends one request on a worker's migration-key socket at @path
  * (lib/mkey.h); returns the connection to read the answer from
  * (mkey_answer()), or -1. */
@@ -1682,6 +1683,7 @@ static gboolean mkey_answer(int fd, VrotMkeyAnswer *ret)
         return vrot_mkey_parse_answer(ans, got, ret) == 0;
 }
 
+/* One request and its answer; FALSE when nothing (well-formed) answered. */
 static gboolean mkey_call(const gchar *path, const VrotMkeyRequest *req, VrotMkeyAnswer *ret)
 {
         return mkey_answer(mkey_send(path, req), ret);

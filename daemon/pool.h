@@ -31,7 +31,8 @@
  * worker start and no copy (vrot_pool_claim_warm()): the caller renames
  * the entry's directory to the instance's, finishes the session and sends
  * BIND, and the worker seals the state for the instance itself
- * (vrot_store_rebind()).  A cold take never touches the warm entry.  A
+ * (vrot_store_rebind()).  A cold take never copies a claimed warm entry;
+ * one still warming up is given up when it is the only entry left.  A
  * warm-up that fails once its worker ran discards the entry.
  *
  * Refilling runs in the background, one entry at a time: the worker is
