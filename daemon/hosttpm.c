@@ -11,10 +11,10 @@
 #include <openssl/params.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
-#include <tss2/tss2_tctildr.h>
 
 #include "autoptr.h"
 #include "hosttpm-int.h"
+#include "tctisock.h"
 #include "tpmpub.h"
 
 G_DEFINE_QUARK(vrot-host-tpm-error-quark, vrot_host_tpm_error)
@@ -188,7 +188,7 @@ static TSS2_RC counting_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *r
 
 static void counting_finalize(TSS2_TCTI_CONTEXT *ctx)
 {
-        (void)ctx;      /* the inner TCTI is the loader's to finalize */
+        (void)ctx;      /* the inner TCTI is vrot_host_tpm_free()'s to close */
 }
 
 static TSS2_RC counting_cancel(TSS2_TCTI_CONTEXT *ctx)
@@ -286,7 +286,9 @@ VrotHostTpm *vrot_host_tpm_open(const char *tcti, GError **error)
         g_return_val_if_fail(tcti != NULL, NULL);
         g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 
-        rc = Tss2_TctiLdr_Initialize(tcti, &inner);
+        /* "swtpm:path=" (--dev's simulated TPM) keeps one connection: vrotd
+         * is the only process that talks to the host TPM (tctisock.h). */
+        rc = vrot_tcti_open(tcti, &inner);
         if (!vrot_host_tpm_check(rc, "opening the TCTI", error)) {
                 g_prefix_error(error, "host TPM \"%s\": ", tcti);
                 return NULL;
@@ -316,8 +318,7 @@ void vrot_host_tpm_free(VrotHostTpm *self)
         /* Esys_Finalize sends nothing: persistent objects stay in the TPM. */
         if (self->esys)
                 Esys_Finalize(&self->esys);
-        if (self->tcti.inner)
-                Tss2_TctiLdr_Finalize(&self->tcti.inner);
+        vrot_tcti_close(&self->tcti.inner);
         g_free(self);
 }
 
