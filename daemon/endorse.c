@@ -293,6 +293,16 @@ static gboolean fill_ek(const EkKind *kind, const TPM2B_PUBLIC *pub, VrotEndorse
         return TRUE;
 }
 
+/* ESYS's objects of the EKs in one session: created and not persisted yet
+ * (flushed at its end), or read at their persistent handles (kept for an
+ * eviction, which then needs no TPM2_ReadPublic). */
+typedef struct EkObjects {
+        ESYS_TR transient[VROT_ENDORSE_N_EK];
+        ESYS_TR persistent[VROT_ENDORSE_N_EK];
+} EkObjects;
+
+#define EK_OBJECTS_NONE { { ESYS_TR_NONE, ESYS_TR_NONE }, { ESYS_TR_NONE, ESYS_TR_NONE } }
+
 /* TPM2_CreatePrimary of the EK of @kind, left transient in *@ret_transient. */
 static gboolean create_ek(VrotVtpmConn *c, const EkKind *kind, ESYS_TR *ret_transient,
                           VrotEndorsedEk *ek, GError **error)
@@ -314,7 +324,8 @@ static gboolean create_ek(VrotVtpmConn *c, const EkKind *kind, ESYS_TR *ret_tran
 /* The EK of @kind that a pre-made vTPM holds at its persistent handle
  * (TPM2_ReadPublic), checked against the template: `tpm2_createek` in the
  * guest must derive this very key. */
-static gboolean read_ek(VrotVtpmConn *c, const EkKind *kind, VrotEndorsedEk *ek, GError **error)
+static gboolean read_ek(VrotVtpmConn *c, const EkKind *kind, VrotEndorsedEk *ek, ESYS_TR *ret_tr,
+                        GError **error)
 {
         g_autoptr(TPM2B_PUBLIC) pub = NULL;
         ESYS_TR tr = ESYS_TR_NONE;
@@ -324,7 +335,9 @@ static gboolean read_ek(VrotVtpmConn *c, const EkKind *kind, VrotEndorsedEk *ek,
                                          ESYS_TR_NONE, &tr), "TPM2_ReadPublic", error) &&
              vrot_vtpm_check(Esys_ReadPublic(vrot_vtpm_conn_esys(c), tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
                                    NULL, NULL), "TPM2_ReadPublic", error);
-        if (tr != ESYS_TR_NONE)
+        if (ok && ret_tr)
+                *ret_tr = tr;           /* the caller's now */
+        else if (tr != ESYS_TR_NONE)
                 Esys_TR_Close(vrot_vtpm_conn_esys(c), &tr);
         if (!ok)
                 return FALSE;
@@ -337,19 +350,22 @@ static gboolean read_ek(VrotVtpmConn *c, const EkKind *kind, VrotEndorsedEk *ek,
         return fill_ek(kind, pub, ek, error);
 }
 
-/* TPM2_EvictControl of the persistent EK of @kind: an EK not asked for. */
-static gboolean evict_ek(VrotVtpmConn *c, const EkKind *kind, GError **error)
+/* TPM2_EvictControl of the persistent EK of @kind, an EK not asked for;
+ * *@tr is ESYS's object of it (read_ek()), else ESYS_TR_NONE: made here. */
+static gboolean evict_ek(VrotVtpmConn *c, const EkKind *kind, ESYS_TR *tr, GError **error)
 {
-        ESYS_TR tr = ESYS_TR_NONE, out = ESYS_TR_NONE;
+        ESYS_TR out = ESYS_TR_NONE;
         TSS2_RC rc;
 
-        if (!vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(c), kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
-                                         ESYS_TR_NONE, &tr), "TPM2_ReadPublic", error))
+        if (*tr == ESYS_TR_NONE &&
+            !vrot_vtpm_check(Esys_TR_FromTPMPublic(vrot_vtpm_conn_esys(c), kind->handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                         ESYS_TR_NONE, tr), "TPM2_ReadPublic", error))
                 return FALSE;
-        rc = Esys_EvictControl(vrot_vtpm_conn_esys(c), ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+        rc = Esys_EvictControl(vrot_vtpm_conn_esys(c), ESYS_TR_RH_OWNER, *tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                ESYS_TR_NONE, kind->handle, &out);
         /* ESYS drops its object of an evicted persistent handle itself; a
          * failure leaves it to Esys_Finalize(). */
+        *tr = ESYS_TR_NONE;
         return vrot_vtpm_check(rc, "TPM2_EvictControl (evicting)", error);
 }
 
@@ -457,7 +473,7 @@ static gboolean ek_asked(const VrotEndorseParams *params, gsize i)
 /* The EKs asked for: created (transient), or read where a pre-made vTPM
  * holds them. */
 static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEndorsement *e,
-                        ESYS_TR transient[VROT_ENDORSE_N_EK], gint64 *t, GError **error)
+                        EkObjects *o, gint64 *t, GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 gboolean ok;
@@ -466,8 +482,8 @@ static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEn
                         continue;
                 gboolean exists = params->premade || params->reissue;
 
-                ok = exists ? read_ek(c, &kinds[i], &e->ek[i], error)
-                            : create_ek(c, &kinds[i], &transient[i], &e->ek[i], error);
+                ok = exists ? read_ek(c, &kinds[i], &e->ek[i], &o->persistent[i], error)
+                            : create_ek(c, &kinds[i], &o->transient[i], &e->ek[i], error);
                 if (!ok)
                         return ek_failed(exists ? "reading" : "creating", i, error);
                 e->step_usec[kinds[i].create_step] = lap(t);
@@ -478,17 +494,17 @@ static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEn
 /* Persists the EKs asked for (unless pre-made) and stores their
  * certificates; a pre-made EK not asked for is evicted. */
 static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEndorsement *e,
-                          ESYS_TR transient[VROT_ENDORSE_N_EK], guint32 chunk, gint64 *t,
+                          EkObjects *o, guint32 chunk, gint64 *t,
                           GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 if (!ek_asked(params, i)) {
-                        if (params->premade && !evict_ek(c, &kinds[i], error))
+                        if (params->premade && !evict_ek(c, &kinds[i], &o->persistent[i], error))
                                 return ek_failed("evicting", i, error);
                         continue;
                 }
                 if ((!params->premade && !params->reissue &&
-                     !vrot_vtpm_persist(c, &transient[i], kinds[i].handle, error)) ||
+                     !vrot_vtpm_persist(c, &o->transient[i], kinds[i].handle, error)) ||
                     (params->reissue && !nv_undefine(c, kinds[i].nv_index, error)) ||
                     !nv_store(c, kinds[i].nv_index, e->ek[i].cert_der, chunk, error))
                         return ek_failed("storing", i, error);
@@ -501,10 +517,10 @@ static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, Vrot
  * The first half of an endorsement: what the vTPM is (*@info), what it
  * holds (*@found: @asked, with the EKs a migrated vTPM has), and the EKs
  * (created transient, or read where it holds them).  *@t is the start of
- * the current step; @transient[] is flushed by the caller.
+ * the current step; @o's transient objects are flushed by the caller.
  */
 static gboolean inspect(VrotVtpmConn *c, const VrotEndorseParams *asked, VrotEndorseParams *found,
-                        TpmInfo *info, VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                        TpmInfo *info, VrotEndorsement *e, EkObjects *o,
                         gint64 *t, GError **error)
 {
         *found = *asked;
@@ -516,14 +532,14 @@ static gboolean inspect(VrotVtpmConn *c, const VrotEndorseParams *asked, VrotEnd
         e->tpm_manufacturer = info->manufacturer;
         e->tpm_model = g_strdup(info->model);
         e->tpm_version = info->firmware_1;
-        return get_eks(c, found, e, transient, t, error);
+        return get_eks(c, found, e, o, t, error);
 }
 
 /* The second half: certify the EKs asked for, then store, so that a
  * failing signer changes nothing in the vTPM (endorse.h). */
 static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
                                   const VrotEndorseParams *params, const TpmInfo *info,
-                                  VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                                  VrotEndorsement *e, EkObjects *o,
                                   gint64 *t, GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
@@ -533,22 +549,22 @@ static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
                         return ek_failed("certifying", i, error);
                 e->step_usec[kinds[i].cert_step] = lap(t);
         }
-        return store_eks(c, params, e, transient, info->nv_buffer_max, t, error);
+        return store_eks(c, params, e, o, info->nv_buffer_max, t, error);
 }
 
 static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *asked,
-                        VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+                        VrotEndorsement *e, EkObjects *o,
                         gint64 *t, GError **error)
 {
         VrotEndorseParams found;
         TpmInfo info;
 
-        return inspect(c, asked, &found, &info, e, transient, t, error) &&
-               certify_and_store(c, signer, &found, &info, e, transient, t, error);
+        return inspect(c, asked, &found, &info, e, o, t, error) &&
+               certify_and_store(c, signer, &found, &info, e, o, t, error);
 }
 
 /* Both EKs created and persisted, no certificate: what the pool keeps. */
-static gboolean make_eks(VrotVtpmConn *c, VrotEndorsement *e, ESYS_TR transient[VROT_ENDORSE_N_EK],
+static gboolean make_eks(VrotVtpmConn *c, VrotEndorsement *e, EkObjects *o,
                          gint64 *t, GError **error)
 {
         static const VrotEndorseParams all = { .ek_mask = 0 };
@@ -556,10 +572,10 @@ static gboolean make_eks(VrotVtpmConn *c, VrotEndorsement *e, ESYS_TR transient[
         if (!check_not_endorsed(c, error))
                 return FALSE;
         e->step_usec[VROT_ENDORSE_STEP_INSPECT] = lap(t);
-        if (!get_eks(c, &all, e, transient, t, error))
+        if (!get_eks(c, &all, e, o, t, error))
                 return FALSE;
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
-                if (!vrot_vtpm_persist(c, &transient[i], kinds[i].handle, error))
+                if (!vrot_vtpm_persist(c, &o->transient[i], kinds[i].handle, error))
                         return ek_failed("storing", i, error);
                 e->step_usec[kinds[i].store_step] = lap(t);
         }
@@ -574,18 +590,18 @@ static VrotEndorsement *session(const gchar *tcti, const VrotX509Signer *signer,
 {
         g_autoptr(VrotEndorsement) e = g_new0(VrotEndorsement, 1);
         g_autoptr(VrotVtpmConn) c = NULL;
-        ESYS_TR transient[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
+        EkObjects o = EK_OBJECTS_NONE;
         gint64 t = g_get_monotonic_time();
         gboolean ok;
 
         c = vrot_vtpm_conn_open(tcti, -1, error);
         ok = c && vrot_vtpm_startup(c, error);
         e->step_usec[VROT_ENDORSE_STEP_CONNECT] = lap(&t);
-        ok = ok && (signer ? endorse(c, signer, params, e, transient, &t, error)
-                           : make_eks(c, e, transient, &t, error));
-        for (gsize i = 0; c && i < G_N_ELEMENTS(transient); i++)
-                if (transient[i] != ESYS_TR_NONE)
-                        (void)Esys_FlushContext(vrot_vtpm_conn_esys(c), transient[i]);
+        ok = ok && (signer ? endorse(c, signer, params, e, &o, &t, error)
+                           : make_eks(c, e, &o, &t, error));
+        for (gsize i = 0; c && i < G_N_ELEMENTS(o.transient); i++)
+                if (o.transient[i] != ESYS_TR_NONE)
+                        (void)Esys_FlushContext(vrot_vtpm_conn_esys(c), o.transient[i]);
         g_clear_pointer(&c, vrot_vtpm_conn_free);
         e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
         return ok ? g_steal_pointer(&e) : NULL;
@@ -634,22 +650,24 @@ struct VrotEndorseSession {
         VrotVtpmConn *c;
         TpmInfo info;
         VrotEndorsement *e;             /* both EKs read, nothing certified */
+        EkObjects o;                    /* ... and ESYS's objects of them */
 };
 
 VrotEndorseSession *vrot_endorse_session_open(const gchar *tcti, GError **error)
 {
         static const VrotEndorseParams both = { .premade = TRUE };
+        static const EkObjects none = EK_OBJECTS_NONE;
         g_autoptr(VrotEndorseSession) s = g_new0(VrotEndorseSession, 1);
-        ESYS_TR none[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
         VrotEndorseParams found;
         gint64 t = g_get_monotonic_time();
 
         g_return_val_if_fail(tcti != NULL, NULL);
         s->e = g_new0(VrotEndorsement, 1);
+        s->o = none;
         /* The main loop waits meanwhile: a hung vTPM must not hold it. */
         s->c = vrot_vtpm_conn_open(tcti, SESSION_TIMEOUT_MS, error);
         if (!s->c || !vrot_vtpm_startup(s->c, error) ||
-            !inspect(s->c, &both, &found, &s->info, s->e, none, &t, error)) {
+            !inspect(s->c, &both, &found, &s->info, s->e, &s->o, &t, error)) {
                 g_prefix_error(error, "inspecting the vTPM at \"%s\": ", tcti);
                 return NULL;
         }
@@ -669,7 +687,6 @@ gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer
                                      const VrotEndorseParams *params, VrotEndorsement **ret,
                                      GError **error)
 {
-        ESYS_TR none[VROT_ENDORSE_N_EK] = { ESYS_TR_NONE, ESYS_TR_NONE };
         VrotEndorsement *e = s->e;
         gint64 t = g_get_monotonic_time();
         gboolean ok;
@@ -680,7 +697,7 @@ gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++)
                 if (!ek_asked(params, i))
                         ek_clear(&e->ek[i]);
-        ok = certify_and_store(s->c, signer, params, &s->info, e, none, &t, error);
+        ok = certify_and_store(s->c, signer, params, &s->info, e, &s->o, &t, error);
         g_clear_pointer(&s->c, vrot_vtpm_conn_free);
         e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
         if (!ok) {
