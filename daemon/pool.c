@@ -793,12 +793,12 @@ gboolean vrot_pool_warm_done(VrotPool *self, gboolean bound, GError **error)
         g_return_val_if_fail(w && w->claimed, FALSE);
         id = g_strdup(w->id);
         vrot_registry_pool_remove(self->registry, id);
-        /* Bound, it ends on its own, while the registry is written; it
-         * must be gone before the instance can start (it holds the
-         * directory's lock). */
+        /* Bound, it released the directory before it answered and ends on
+         * its own (its starter connection closes in warm_free()): nobody
+         * waits for its exit.  Else it is killed first. */
         ok = bound && self->save(self->save_data, error);
-        if (!vrot_proc_stop(w->pid, ok ? 0 : SIGKILL, STOP_TIMEOUT_MS) && ok)
-                g_warning("pool: the worker of entry %s did not end after BIND: killed", id);
+        if (!ok)
+                (void)vrot_proc_stop(w->pid, SIGKILL, STOP_TIMEOUT_MS);
         w->ended = TRUE;
         if (!bound)
                 remove_dir(w->dir);     /* unless the caller moved it */

@@ -177,12 +177,13 @@ gboolean vrot_pool_claim_warm(VrotPool *self, VrotPoolWarm *ret);
 
 /**
  * vrot_pool_warm_done:
- * Ends the claim.  @bound: the worker took BIND; it is waited for, the
- * entry unlisted and the registry saved (with the caller's changes, the
- * new instance).  Not @bound: the worker is killed and the entry
+ * Ends the claim.  @bound: the worker took BIND (it released the
+ * directory before it answered, and ends on its own; nobody waits), the
+ * entry is unlisted and the registry saved (with the caller's changes,
+ * the new instance).  Not @bound: the worker is killed and the entry
  * unlisted, not saved (the caller's undo saves).  A refill and the next
- * warm-up follow.  FALSE with @error: the worker did not end, or the save
- * failed; either way the entry is gone (discarded).
+ * warm-up follow.  FALSE with @error: the save failed; the entry is gone
+ * (discarded) all the same.
  */
 gboolean vrot_pool_warm_done(VrotPool *self, gboolean bound, GError **error);
 

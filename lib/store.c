@@ -368,6 +368,16 @@ int vrot_store_flush(VrotStore *s, VrotError *err)
         return r;
 }
 
+void vrot_store_release(VrotStore *s)
+{
+        for (int i = 0; i < NBLOBS; i++)
+                drop_pending(s, i);
+        s->deferred = false;
+        if (s->dirfd >= 0)
+                close(s->dirfd);        /* the flock() goes with it */
+        s->dirfd = -1;
+}
+
 void vrot_store_free(VrotStore *s)
 {
         if (!s)

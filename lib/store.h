@@ -95,6 +95,16 @@ int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err);
  */
 int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err);
 
+/**
+ * vrot_store_release:
+ * Gives up the state directory before the store is freed: what waits in
+ * memory is dropped, the directory's lock is released, and every later
+ * write fails (EBADF) instead of racing the next holder.  A bound pool
+ * worker does this before it answers BIND, so that vrotd may start the
+ * instance without waiting for the worker's exit.
+ */
+void vrot_store_release(VrotStore *s);
+
 /** vrot_store_generation: the current generation (0 for a new instance). */
 uint64_t vrot_store_generation(const VrotStore *s);
 

@@ -80,7 +80,11 @@ static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
                 return VROT_TPM_FAIL;
         }
         w->sealer = &w->bind_sealer;
-        log_info("bound to instance %s: its state is written; ending", uuid);
+        /* The answer is vrotd's go-ahead to start the instance: its next
+         * worker must find the directory unlocked, and nothing of ours
+         * may be written there any more. */
+        vrot_store_release(w->store);
+        log_info("bound to instance %s: its state is written, its directory released; ending", uuid);
         return 0;
 }
 

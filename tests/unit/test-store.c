@@ -407,6 +407,33 @@ static void test_store_rebind_in_place(void)
         vrot_store_free(t);
 }
 
+/* A released store (a bound pool worker's) holds no lock, drops what
+ * waits, and writes nothing more. */
+static void test_store_release_unlocks_and_refuses_writes(void)
+{
+        const char *dir = fresh_dir("release");
+        VrotStore *s = open_ok(dir), *next = NULL;
+        VrotError err = { 0 };
+        uint8_t *buf;
+        uint32_t len;
+
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_VOLATILE, "vol-pending");
+        CU_ASSERT_EQUAL(vrot_store_open(dir, &sealer1, 0, &next, NULL), -EBUSY);
+        vrot_store_release(s);
+        CU_ASSERT_EQUAL(vrot_store_save(s, VROT_BLOB_PERMANENT, (const uint8_t *)"perm-2", 6, &err),
+                        -EBADF);
+        CU_ASSERT_EQUAL(vrot_store_flush(s, NULL), 0);  /* nothing waits any more */
+        next = open_ok(dir);                            /* while @s still exists */
+        vrot_store_free(s);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(next, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "perm-1", 6) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(vrot_store_load(next, VROT_BLOB_VOLATILE, &buf, &len, NULL), -ENOENT);
+        vrot_store_free(next);
+}
+
 int main(void)
 {
         static const UnitCase cases[] = {
@@ -423,6 +450,7 @@ int main(void)
                 UNIT_CASE(test_store_copy_rebinds),
                 UNIT_CASE(test_store_copy_refuses_bad_source),
                 UNIT_CASE(test_store_rebind_in_place),
+                UNIT_CASE(test_store_release_unlocks_and_refuses_writes),
         };
         sealer1 = sealer_for(1);
         return UNIT_RUN("store", cases);
