@@ -18,7 +18,13 @@
           with several concurrent clients; total time until every start has
           answered (the daemon answers once the control socket listens),
           host-TPM commands used by the starts, the daemon's memory before
-          and after, the workers' private memory.
+          and after, the workers' private memory.  Side by side, right
+          after each of the first two rounds: as many swtpm 0.7.1, started
+          the way libvirt starts one (`swtpm socket --daemon`, the first
+          process exits once the sockets listen; a service's with a data
+          socket and not-need-init,startup-clear) from copies of a state
+          swtpm made, sequentially and by as many concurrent clients;
+          total time until every one has returned, and the ratio.
 
   migrate N cold migrations of one stopped service vTPM between two vrotd
           --dev hosts of one fleet on loopback, alternating direction
@@ -443,6 +449,95 @@ def storm_round(d, h, uuids, kinds, clients, forkd_pid):
     return res
 
 
+def swtpm_template(h):
+    """A swtpm state made by swtpm itself (INIT, TPM2_Startup, a clean
+    stop): what each swtpm of the storm starts from."""
+    srv = h.start_swtpm(name="swtpm-storm-template", server=True,
+                        extra=["--flags", "not-need-init,startup-clear"])
+    with H.connect(srv.data) as s:
+        rc, _ = H.transact(s, H.get_random(8))
+    H.check(rc == 0, f"the template swtpm failed GetRandom (0x{rc:x})")
+    h.kill(srv.proc, signal.SIGTERM)
+    H.check(os.listdir(srv.state_dir), "the template swtpm wrote no state")
+    return srv.state_dir
+
+
+def swtpm_storm_prepare(h, run, kinds, template):
+    """One state directory per instance (a copy of @template, not timed)
+    and the argv that starts its swtpm as libvirt does: `swtpm socket
+    --daemon`, whose first process exits once the sockets listen; a
+    service's TPM is started at once, as a vrot service's is."""
+    swtpm = H.require("swtpm")
+    argvs = []
+    for i, kind in enumerate(kinds):
+        state = h.path(f"swtpm-storm-{i}.state")
+        if not os.path.isdir(state):
+            shutil.copytree(template, state)
+        r = os.path.join(run, f"swtpm-{i}")
+        os.makedirs(r, exist_ok=True)
+        argv = [swtpm, "socket", "--tpm2", "--daemon", "--tpmstate", f"dir={state},mode=0600",
+                "--ctrl", f"type=unixio,path={r}/ctrl.sock,mode=0600",
+                "--pid", f"file={r}/pid", "--log", f"file={r}/log,level=1"]
+        if kind == "service":
+            argv += ["--server", f"type=unixio,path={r}/data.sock,mode=0600",
+                     "--flags", "not-need-init,startup-clear"]
+        argvs.append((argv, r))
+    return argvs
+
+
+def swtpm_storm_round(argvs, clients):
+    """Start every swtpm through @clients threads, each running its share
+    one after the other; returns the seconds until all listen.  They are
+    checked (ctrl, and data for services), stopped by PID and reaped."""
+    parts = [argvs[i::clients] for i in range(clients)]
+    errors = []
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(part):
+        try:
+            barrier.wait()
+            for argv, r in part:
+                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+                if p.returncode != 0:
+                    raise H.Failure(f"swtpm failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+        except Exception as e:     # noqa: B902 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    total = time.perf_counter() - t0
+    pids = []
+    for argv, r in argvs:
+        try:
+            with open(os.path.join(r, "pid")) as f:
+                pids.append(int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
+    try:
+        if errors:
+            raise errors[0]
+        H.check(len(pids) == len(argvs), f"only {len(pids)} of {len(argvs)} swtpm wrote a pid file")
+        socks = [os.path.join(r, n) for argv, r in argvs
+                 for n in (("ctrl.sock", "data.sock") if "--server" in argv else ("ctrl.sock",))]
+        ok = sum(listening(p) for p in socks)
+        H.check(ok == len(socks), f"only {ok} of {len(socks)} swtpm sockets listen")
+    finally:
+        for pid in pids:        # our children now: the Harness is a subreaper
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            H.kill_pid(pid, signal.SIGTERM)     # waits until it is gone and reaped
+    return total
+
+
 def forkserver_pid(d):
     table = V.proc_table()
     for p in V.descendants(d.pid, table):
@@ -487,8 +582,9 @@ def storm_all(args, n, kind, kinds, run):
             f"as a benchmark; {len(failures)} failed create(s) retried)")
         stop_all(d, uuids)                       # they are stopped after create: a no-op
         fpid = forkserver_pid(d)
+        swtpm_argvs = swtpm_storm_prepare(h, run, kinds, swtpm_template(h))
         out = {"instances": n, "kind": kind, "create_all_s": t_create,
-               "create_failures": failures, "rounds": {}}
+               "create_failures": failures, "rounds": {}, "swtpm": {}}
         for clients in (1, args.storm_clients, "pipelined"):
             r = storm_round(d, h, uuids, kinds, clients, fpid)
             out["rounds"][str(clients)] = r
@@ -512,6 +608,12 @@ def storm_all(args, n, kind, kinds, run):
                 + ", ".join(f"{k} {v:.0f}" for k, v in r["workers_private_by_kind"].items())
                 + ")" + (f"; fork server private {r['forkserver']['Private']} KiB"
                          if r["forkserver"] else ""))
+            if clients != "pipelined":
+                # swtpm right after, in the same phase of the shared machine
+                sw = swtpm_storm_round(swtpm_argvs, clients)
+                out["swtpm"][str(clients)] = {"total_s": sw}
+                log(f"   swtpm, {how}: all {n} listening after {sw:.2f} s ({n / sw:.0f}/s); "
+                    f"vrot/swtpm {r['total_s'] / sw:.2f}")
         d.stop()
     return out
 
@@ -588,8 +690,9 @@ def table_rows(res):
         s = res["storm"]
         for clients, r in s["rounds"].items():
             how = {"1": "sequential", "pipelined": "pipelined"}.get(clients, f"{clients} clients")
-            rows.append((f"storm {s['instances']} starts, {how} [s]", r["total_s"], None,
-                         (2.0, "s")))
+            sw = s.get("swtpm", {}).get(clients)
+            rows.append((f"storm {s['instances']} starts, {how} [s]", r["total_s"],
+                         sw["total_s"] if sw else None, (2.0, "s")))
             rows.append((f"  storm host-TPM commands, {how}", r["host_tpm_commands"], None,
                          (0, "")))
         r1 = s["rounds"]["1"]
