@@ -13,6 +13,7 @@
 #include <glib-unix.h>
 
 #include "bytes.h"
+#include "fdwatch.h"
 #include "forkclient.h"
 #include "proc.h"
 
@@ -526,6 +527,7 @@ static void set_end_error(const VrotWorker *w, GError **error)
  * (if alive) is re-parented to us, the subreaper.  Watch it directly. */
 static void lost_server(VrotWorker *w)
 {
+        g_clear_handle_id(&w->watch, vrot_fd_watch_remove);    /* before the close */
         close(w->conn);
         w->conn = -1;
         w->pidfd = w->pid > 0 ? vrot_proc_open(w->pid) : -1;
@@ -550,6 +552,7 @@ static void reap_pidfd(VrotWorker *w)
                 w->code = SIGKILL;
         }
         w->ended = TRUE;
+        g_clear_handle_id(&w->watch, vrot_fd_watch_remove);    /* before the close */
         close(w->pidfd);
         w->pidfd = -1;
 }
@@ -610,9 +613,10 @@ static gboolean on_news(gint fd, GIOCondition cond, gpointer data);
 
 static void rewatch(VrotWorker *w)
 {
-        if (w->watch)
-                g_source_remove(w->watch);
-        w->watch = g_unix_fd_add(news_fd(w), G_IO_IN | G_IO_HUP | G_IO_ERR, on_news, w);
+        /* One watch per running worker: fdwatch.h, whose cost does not
+         * grow with their number. */
+        vrot_fd_watch_remove(w->watch);
+        w->watch = vrot_fd_watch_add(news_fd(w), G_IO_IN | G_IO_HUP | G_IO_ERR, on_news, w);
 }
 
 static void report_ready(VrotWorker *w, const GError *error)
@@ -635,7 +639,7 @@ static gboolean deliver(VrotWorker *w)
         if (!w->ended || w->end_told)
                 return !w->end_told;
         w->end_told = TRUE;
-        g_clear_handle_id(&w->watch, g_source_remove);
+        g_clear_handle_id(&w->watch, vrot_fd_watch_remove);
         if (!w->ready_told) {
                 g_autoptr(GError) error = NULL;
                 set_end_error(w, &error);
@@ -709,7 +713,7 @@ void vrot_worker_free(VrotWorker *w)
 {
         if (!w)
                 return;
-        g_clear_handle_id(&w->watch, g_source_remove);
+        g_clear_handle_id(&w->watch, vrot_fd_watch_remove);
         g_clear_handle_id(&w->deadline, g_source_remove);
         g_clear_handle_id(&w->kick, g_source_remove);
         if (w->conn >= 0)
