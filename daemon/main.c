@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <glib-unix.h>
@@ -161,6 +162,26 @@ static int run(const VrotConfig *cfg, const gchar *vtpm)
         return EXIT_SUCCESS;
 }
 
+/*
+ * A running worker costs a descriptor or two (fdwatch.h, forkclient.h):
+ * the soft limit that a systemd service starts with (1024) would end a
+ * host's instances near a thousand.  Nothing here uses select(), so the
+ * soft limit goes up to the hard one.
+ */
+static void raise_fd_limit(void)
+{
+        struct rlimit r;
+
+        if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+                rlim_t was = r.rlim_cur;
+
+                r.rlim_cur = r.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &r) < 0)
+                        g_warning("raising the descriptor limit from %llu: %s",
+                                  (unsigned long long)was, g_strerror(errno));
+        }
+}
+
 int main(int argc, char **argv)
 {
         Options o = { 0 };
@@ -183,6 +204,7 @@ int main(int argc, char **argv)
                 g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
         /* Workers whose fork server dies are re-parented here and reaped. */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
+        raise_fd_limit();
         vtpm = o.vtpm ? g_strdup(o.vtpm) : default_vtpm(argv[0]);
 #ifdef VROT_FAULT_INJECTION
         if (o.fault_stop)
