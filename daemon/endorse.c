@@ -493,13 +493,14 @@ static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEn
 
 /* Persists the EKs asked for (unless pre-made) and stores their
  * certificates; a pre-made EK not asked for is evicted. */
-static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEndorsement *e,
-                          EkObjects *o, guint32 chunk, gint64 *t,
+static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, gboolean evict,
+                          VrotEndorsement *e, EkObjects *o, guint32 chunk, gint64 *t,
                           GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 if (!ek_asked(params, i)) {
-                        if (params->premade && !evict_ek(c, &kinds[i], &o->persistent[i], error))
+                        if (params->premade && evict &&
+                            !evict_ek(c, &kinds[i], &o->persistent[i], error))
                                 return ek_failed("evicting", i, error);
                         continue;
                 }
@@ -536,10 +537,11 @@ static gboolean inspect(VrotVtpmConn *c, const VrotEndorseParams *asked, VrotEnd
 }
 
 /* The second half: certify the EKs asked for, then store, so that a
- * failing signer changes nothing in the vTPM (endorse.h). */
+ * failing signer changes nothing in the vTPM (endorse.h); a pre-made EK
+ * not asked for is evicted unless !@evict (the caller's worker does it). */
 static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
-                                  const VrotEndorseParams *params, const TpmInfo *info,
-                                  VrotEndorsement *e, EkObjects *o,
+                                  const VrotEndorseParams *params, gboolean evict,
+                                  const TpmInfo *info, VrotEndorsement *e, EkObjects *o,
                                   gint64 *t, GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
@@ -549,7 +551,7 @@ static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
                         return ek_failed("certifying", i, error);
                 e->step_usec[kinds[i].cert_step] = lap(t);
         }
-        return store_eks(c, params, e, o, info->nv_buffer_max, t, error);
+        return store_eks(c, params, evict, e, o, info->nv_buffer_max, t, error);
 }
 
 static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *asked,
@@ -560,7 +562,7 @@ static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const Vro
         TpmInfo info;
 
         return inspect(c, asked, &found, &info, e, o, t, error) &&
-               certify_and_store(c, signer, &found, &info, e, o, t, error);
+               certify_and_store(c, signer, &found, TRUE, &info, e, o, t, error);
 }
 
 /* Both EKs created and persisted, no certificate: what the pool keeps. */
@@ -697,7 +699,7 @@ gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++)
                 if (!ek_asked(params, i))
                         ek_clear(&e->ek[i]);
-        ok = certify_and_store(s->c, signer, params, &s->info, e, &s->o, &t, error);
+        ok = certify_and_store(s->c, signer, params, FALSE, &s->info, e, &s->o, &t, error);
         g_clear_pointer(&s->c, vrot_vtpm_conn_free);
         e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
         if (!ok) {

@@ -913,6 +913,11 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         g_clear_pointer(&w.session, vrot_endorse_session_free);
         if (ok) {
                 log_steps(inst->uuid, e);
+                /* The EKs not asked for go in the worker (endorse.h). */
+                for (gsize i = 0; ek_mask && i < VROT_ENDORSE_N_EK; i++)
+                        if (!(ek_mask & (1u << i)))
+                                req.evict |= i == VROT_ENDORSE_EK_RSA ? VROT_MKEY_EVICT_RSA
+                                                                      : VROT_MKEY_EVICT_ECC;
                 memcpy(req.key, vrot_secret_data(key), VROT_MKEY_KEY_LEN);
                 fd = mkey_send(w.key_path, &req);
                 OPENSSL_cleanse(&req, sizeof(req));

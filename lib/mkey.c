@@ -19,9 +19,12 @@ int vrot_mkey_parse_request(const uint8_t *buf, size_t len, VrotMkeyRequest *ret
                 if (len != VROT_MKEY_REQUEST_MAX)
                         return -EINVAL;
                 if (r.op == VROT_MKEY_SET ? buf[5] != VROT_MKEY_OUT && buf[5] != VROT_MKEY_IN
-                                          : buf[5] != 0)
+                                          : (buf[5] & ~(VROT_MKEY_EVICT_RSA | VROT_MKEY_EVICT_ECC)) != 0)
                         return -EINVAL;
-                r.role = buf[5];
+                if (r.op == VROT_MKEY_SET)
+                        r.role = buf[5];
+                else
+                        r.evict = buf[5];
                 memcpy(r.id, buf + 6, VROT_MKEY_ID_LEN);
                 memcpy(r.key, buf + 6 + VROT_MKEY_ID_LEN, VROT_MKEY_KEY_LEN);
                 break;
@@ -43,7 +46,7 @@ size_t vrot_mkey_encode_request(const VrotMkeyRequest *r, uint8_t *out)
         out[4] = r->op;
         if (r->op != VROT_MKEY_SET && r->op != VROT_MKEY_BIND)
                 return 5;
-        out[5] = r->role;
+        out[5] = r->op == VROT_MKEY_SET ? r->role : r->evict;
         memcpy(out + 6, r->id, VROT_MKEY_ID_LEN);
         memcpy(out + 6 + VROT_MKEY_ID_LEN, r->key, VROT_MKEY_KEY_LEN);
         return VROT_MKEY_REQUEST_MAX;

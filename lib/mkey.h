@@ -11,15 +11,17 @@
  * closes it.
  *
  * Request:  "VMK1" | u8 op | op SET: u8 role | migration ID (16) | key (32)
- *                            op BIND: u8 0 | instance UUID (16) | key (32)
+ *                            op BIND: u8 evict | instance UUID (16) | key (32)
  *                            op STATUS, CLEAR: nothing more
  * Answer:   u32 result (0: done) | u8 role (0: none) | migration ID (16) |
  *           u8 blobs exported (bit n: blob type n) | u8 blobs imported
  * (big-endian).  Plain C: the worker links it.
  *
  * BIND serves the pool of vrotd (daemon/pool.h): a worker running a
- * pre-manufactured vTPM becomes an instance's.  It writes its whole state
- * under the instance's UUID and key (vrot_store_rebind), answers, and ends.
+ * pre-manufactured vTPM becomes an instance's.  It evicts the EKs in
+ * @evict (VROT_MKEY_EVICT_*: the instance did not ask for them), writes its
+ * whole state under the instance's UUID and key (vrot_store_rebind),
+ * answers, and ends.
  */
 
 #include <stddef.h>
@@ -37,6 +39,12 @@ enum {
         VROT_MKEY_BIND = 4,     /* become instance id, state under key; then end */
 };
 
+/* BIND's evict: the pre-made EKs to evict first. */
+enum {
+        VROT_MKEY_EVICT_RSA = 1,        /* 0x81010001 */
+        VROT_MKEY_EVICT_ECC = 2,        /* 0x8101000a */
+};
+
 enum {
         VROT_MKEY_OUT = 1,      /* the source: GET_STATEBLOB seals under the key */
         VROT_MKEY_IN = 2,       /* the destination: SET_STATEBLOB opens with it */
@@ -44,7 +52,8 @@ enum {
 
 typedef struct VrotMkeyRequest {
         uint8_t op;
-        uint8_t role;                           /* SET only (BIND: 0) */
+        uint8_t role;                           /* SET */
+        uint8_t evict;                          /* BIND: VROT_MKEY_EVICT_* */
         uint8_t id[VROT_MKEY_ID_LEN];           /* SET, BIND */
         uint8_t key[VROT_MKEY_KEY_LEN];         /* SET, BIND; the caller wipes it */
 } VrotMkeyRequest;

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "ptm.h"
 #include "store.h"
+#include "tpm.h"
 #include "uuid.h"
 #include "worker.h"
 
@@ -51,10 +52,21 @@ static uint32_t set_key(Worker *w, const VrotMkeyRequest *r)
         return 0;
 }
 
+/* The EKs of a pre-made vTPM (vrotd(8) POOL), as BIND names them. */
+static const struct {
+        uint8_t bit;
+        uint32_t handle;
+} pool_eks[] = {
+        { VROT_MKEY_EVICT_RSA, 0x81010001 },
+        { VROT_MKEY_EVICT_ECC, 0x8101000a },
+};
+
 /* BIND: the pre-manufactured vTPM this worker runs becomes instance
- * @r->id's, its whole state sealed under that instance's key; then the
- * worker ends (the state is no pool entry's any more).  Once, and never
- * during a migration. */
+ * @r->id's: the EKs it did not ask for are evicted (in process: vrotd
+ * writes the certificate files meanwhile), its whole state is sealed
+ * under that instance's key; then the worker ends (the state is no pool
+ * entry's any more).  Once, and never during a migration. */
+
 static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
 {
         VrotError err = { 0 };
@@ -75,6 +87,18 @@ static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
         memcpy(w->bind_sealer.uuid, r->id, VROT_MKEY_ID_LEN);
         vrot_uuid_format(r->id, uuid);
         w->terminate = true;    /* bound or not, this vTPM serves nobody any more */
+        for (size_t i = 0; i < sizeof(pool_eks) / sizeof(pool_eks[0]); i++) {
+                uint32_t rc;
+
+                if (!(r->evict & pool_eks[i].bit))
+                        continue;
+                rc = vtpm_tpm_evict(pool_eks[i].handle);
+                if (rc != 0) {
+                        log_error("BIND to instance %s: evicting the EK at 0x%08x: TPM rc 0x%x",
+                                  uuid, pool_eks[i].handle, rc);
+                        return VROT_TPM_FAIL;
+                }
+        }
         if (vrot_store_rebind(w->store, &w->bind_sealer, &err) < 0) {
                 log_error("BIND to instance %s: %s", uuid, err.msg);
                 return VROT_TPM_FAIL;

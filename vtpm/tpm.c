@@ -308,6 +308,23 @@ uint32_t vtpm_tpm_startup_clear(void)
         return vrot_get_be32(resp + 6);
 }
 
+uint32_t vtpm_tpm_evict(uint32_t persistent)
+{
+        /* TPM2_EvictControl(TPM_RH_OWNER, @persistent, @persistent), the
+         * owner's empty password (TPM_RS_PW). */
+        uint8_t cmd[35] = { 0x80, 0x02, 0, 0, 0, sizeof(cmd), 0, 0, 0x01, 0x20 };
+        const uint8_t *resp;
+        uint32_t len;
+
+        vrot_put_be32(cmd + 10, 0x40000001);            /* TPM_RH_OWNER */
+        vrot_put_be32(cmd + 14, persistent);
+        vrot_put_be32(cmd + 18, 9);                     /* authorization area */
+        vrot_put_be32(cmd + 22, 0x40000009);            /* TPM_RS_PW; no nonce, */
+        vrot_put_be32(cmd + 31, persistent);            /* attributes, password */
+        vtpm_tpm_process(cmd, sizeof(cmd), &resp, &len);
+        return vrot_get_be32(resp + 6);
+}
+
 static enum TPMLIB_StateType state_type(uint32_t ptm_type)
 {
         switch (ptm_type) {

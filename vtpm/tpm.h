@@ -52,6 +52,10 @@ void vtpm_tpm_process(const uint8_t *cmd, uint32_t len, const uint8_t **resp,
 /** vtpm_tpm_startup_clear: sends TPM2_Startup(SU_CLEAR); returns its rc. */
 uint32_t vtpm_tpm_startup_clear(void);
 
+/** vtpm_tpm_evict: TPM2_EvictControl of the persistent object at
+ *  @persistent, with the owner's empty password; returns its rc. */
+uint32_t vtpm_tpm_evict(uint32_t persistent);
+
 /**
  * vtpm_tpm_get_state / vtpm_tpm_set_state:
  * The raw libtpms blobs behind GET_STATEBLOB / SET_STATEBLOB (PTM blob

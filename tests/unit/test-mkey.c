@@ -26,10 +26,13 @@ static void test_mkey_round_trip(void)
 
         r.op = VROT_MKEY_BIND;
         r.role = 0;
+        r.evict = VROT_MKEY_EVICT_RSA;
         n = vrot_mkey_encode_request(&r, buf);
         CU_ASSERT_EQUAL(n, VROT_MKEY_REQUEST_MAX);
         CU_ASSERT_EQUAL_FATAL(vrot_mkey_parse_request(buf, n, &back), 0);
         CU_ASSERT_EQUAL(back.op, VROT_MKEY_BIND);
+        CU_ASSERT_EQUAL(back.evict, VROT_MKEY_EVICT_RSA);
+        CU_ASSERT_EQUAL(back.role, 0);
         CU_ASSERT_EQUAL(memcmp(back.key, r.key, sizeof(r.key)), 0);
 
         r = (VrotMkeyRequest){ .op = VROT_MKEY_STATUS };
@@ -67,11 +70,19 @@ static void test_mkey_refuses(void)
         CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), -EINVAL);   /* role 3 */
         set[5] = VROT_MKEY_OUT;
         CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), 0);
-        set[4] = VROT_MKEY_BIND;        /* a role with BIND */
+        set[4] = VROT_MKEY_BIND;        /* BIND: byte 5 is what to evict, two bits */
+        set[5] = 4;
         CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), -EINVAL);
+        set[5] = 0x83;
+        CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), -EINVAL);
+        set[5] = VROT_MKEY_EVICT_RSA | VROT_MKEY_EVICT_ECC;
+        CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), 0);
+        CU_ASSERT_EQUAL(r.evict, VROT_MKEY_EVICT_RSA | VROT_MKEY_EVICT_ECC);
+        CU_ASSERT_EQUAL(r.role, 0);
         set[5] = 0;
         CU_ASSERT_EQUAL(vrot_mkey_parse_request(set, sizeof(set), &r), 0);
         CU_ASSERT_EQUAL(r.op, VROT_MKEY_BIND);
+        CU_ASSERT_EQUAL(r.evict, 0);
 }
 
 int main(void)
