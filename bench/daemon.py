@@ -316,26 +316,21 @@ def listening(path):
         s.close()
 
 
-def start_all(d, uuids, clients):
-    """Start every instance through @clients connections, the list split
-    round-robin among them; returns (total seconds, {uuid: (seconds, result)})."""
-    out = {}
+def run_parallel(parts, fn):
+    """fn(part) for every part, each in its own thread, all released at
+    once; returns the seconds from the release until the last is done.
+    The first exception a thread raised is raised here."""
     errors = []
-    parts = [uuids[i::clients] for i in range(clients)]
-    conns = [d.connect() for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
+    barrier = threading.Barrier(len(parts) + 1)
 
-    def worker(conn, part):
+    def body(part):
         try:
             barrier.wait()
-            for u in part:
-                t0 = time.perf_counter()
-                r = conn.call("instance.start", uuid=u)
-                out[u] = (time.perf_counter() - t0, r, t0)
+            fn(part)
         except Exception as e:     # noqa: B902 - reported by the main thread
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(c, p)) for c, p in zip(conns, parts)]
+    threads = [threading.Thread(target=body, args=(p,)) for p in parts]
     for t in threads:
         t.start()
     barrier.wait()
@@ -343,10 +338,29 @@ def start_all(d, uuids, clients):
     for t in threads:
         t.join()
     total = time.perf_counter() - t0
-    for c in conns:
-        c.close()
     if errors:
         raise errors[0]
+    return total, t0
+
+
+def start_all(d, uuids, clients):
+    """Start every instance through @clients connections, the list split
+    round-robin among them; returns (total seconds, {uuid: (seconds, result)})."""
+    out = {}
+    conns = [d.connect() for _ in range(clients)]
+
+    def client(part):
+        conn, uuids_part = part
+        for u in uuids_part:
+            t0 = time.perf_counter()
+            r = conn.call("instance.start", uuid=u)
+            out[u] = (time.perf_counter() - t0, r, t0)
+
+    try:
+        total, t0 = run_parallel([(conns[i], uuids[i::clients]) for i in range(clients)], client)
+    finally:
+        for c in conns:
+            c.close()
     return total, out, t0
 
 
@@ -489,29 +503,18 @@ def swtpm_storm_round(argvs, clients):
     """Start every swtpm through @clients threads, each running its share
     one after the other; returns the seconds until all listen.  They are
     checked (ctrl, and data for services), stopped by PID and reaped."""
-    parts = [argvs[i::clients] for i in range(clients)]
-    errors = []
-    barrier = threading.Barrier(clients + 1)
+    def client(part):
+        for argv, _ in part:
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            if p.returncode != 0:
+                raise H.Failure(f"swtpm failed ({p.returncode}): {p.stderr.decode()[-500:]}")
 
-    def worker(part):
-        try:
-            barrier.wait()
-            for argv, r in part:
-                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-                if p.returncode != 0:
-                    raise H.Failure(f"swtpm failed ({p.returncode}): {p.stderr.decode()[-500:]}")
-        except Exception as e:     # noqa: B902 - reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    total = time.perf_counter() - t0
+    error = None
+    try:
+        total, _ = run_parallel([argvs[i::clients] for i in range(clients)], client)
+    except Exception as e:     # noqa: B902 - raised below, once what started is stopped
+        error = e
     pids = []
     for argv, r in argvs:
         try:
@@ -520,8 +523,8 @@ def swtpm_storm_round(argvs, clients):
         except (OSError, ValueError):
             pass
     try:
-        if errors:
-            raise errors[0]
+        if error:
+            raise error
         H.check(len(pids) == len(argvs), f"only {len(pids)} of {len(argvs)} swtpm wrote a pid file")
         socks = [os.path.join(r, n) for argv, r in argvs
                  for n in (("ctrl.sock", "data.sock") if "--server" in argv else ("ctrl.sock",))]
