@@ -66,7 +66,6 @@ static const struct {
  * writes the certificate files meanwhile), its whole state is sealed
  * under that instance's key; then the worker ends (the state is no pool
  * entry's any more).  Once, and never during a migration. */
-
 static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
 {
         VrotError err = { 0 };
