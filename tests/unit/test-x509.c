@@ -540,6 +540,19 @@ static const EkCase ek_cases[] = {
         { K_EK_P256, 1u << 4 }, /* keyAgreement */
 };
 
+/* The subjectPublicKeyInfo, byte for byte what OpenSSL's encoder makes of
+ * the key (EC keys take a shorter way in, lib/x509.c set_pubkey()). */
+static void check_spki_is_openssls(X509 *x, EVP_PKEY *k)
+{
+        unsigned char *mine = NULL, *theirs = NULL;
+        int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &mine);
+        int m = i2d_PUBKEY(k, &theirs);
+
+        CU_ASSERT(n > 0 && n == m && memcmp(mine, theirs, (size_t)n) == 0);
+        OPENSSL_free(mine);
+        OPENSSL_free(theirs);
+}
+
 static void test_x509_ek_cert_profile(void)
 {
         VrotX509EkParams p = ek_params();
@@ -559,6 +572,7 @@ static void test_x509_ek_cert_profile(void)
                 CU_ASSERT_EQUAL(X509_get_signature_nid(ek), NID_ecdsa_with_SHA256);
                 CU_ASSERT_EQUAL(X509_verify(ek, key(K_TPM)), 1);
                 CU_ASSERT_EQUAL(EVP_PKEY_eq(X509_get0_pubkey(ek), key(ek_cases[i].key)), 1);
+                check_spki_is_openssls(ek, key(ek_cases[i].key));
                 CU_ASSERT_EQUAL(X509_NAME_cmp(X509_get_issuer_name(ek), X509_get_subject_name(c.ca)), 0);
                 CU_ASSERT_EQUAL(X509_get_ext_count(ek), 7);
                 check_ek_subject(ek);
