@@ -17,8 +17,7 @@ typedef struct Watch {
 
 /* The one epoll set of the process, created on first use. */
 static struct {
-        int epfd;
-        guint source;                   /* the main context's watch on epfd */
+        int epfd;                       /* the main context watches it, for good */
         guint next_id;
         GHashTable *watches;            /* ID -> Watch */
         GHashTable *by_fd;              /* descriptor -> the ID that watches it */
@@ -88,7 +87,7 @@ static gboolean set_up(void)
         }
         set.watches = g_hash_table_new_full(NULL, NULL, NULL, g_free);
         set.by_fd = g_hash_table_new(NULL, NULL);
-        set.source = g_unix_fd_add(set.epfd, G_IO_IN, on_ready, NULL);
+        (void)g_unix_fd_add(set.epfd, G_IO_IN, on_ready, NULL);
         return TRUE;
 }
 

@@ -359,7 +359,6 @@ static gboolean set_validity(X509 *x, gint64 not_after)
         return ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) != NULL;
 }
 
-/* A version 3 certificate with serial, names, validity and key; no extensions. */
 /*
  * subjectPublicKeyInfo.  X509_set_pubkey() sends the key through OpenSSL
  * 3.0's encoder and back through its decoder, and setting up the decoder
@@ -385,7 +384,6 @@ static gboolean set_pubkey(X509 *x, EVP_PKEY *key)
                                              sizeof(point), &plen) ||
             plen < 3 || point[0] != POINT_CONVERSION_UNCOMPRESSED || !pub)
                 return X509_set_pubkey(x, key) == 1;
-        ERR_clear_error();      /* what a getter that did not apply left */
         if (!(penc = OPENSSL_memdup(point, plen)))
                 return FALSE;
         /* set0: the objects are OpenSSL's static ones; @penc is the SPKI's now. */
@@ -397,6 +395,7 @@ static gboolean set_pubkey(X509 *x, EVP_PKEY *key)
         return TRUE;
 }
 
+/* A version 3 certificate with serial, names, validity and key; no extensions. */
 static X509 *cert_new(const X509_NAME *issuer, const X509_NAME *subject, EVP_PKEY *key,
                       gint64 not_after, GError **error)
 {
