@@ -23,8 +23,8 @@ static int write_all(int fd, const uint8_t *p, size_t len)
         return 0;
 }
 
-int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
-                       mode_t mode, VrotError *err)
+int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,
+                         mode_t mode, VrotError *err)
 {
         char tmp[256];
         int fd, r;
@@ -49,10 +49,23 @@ int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
                 (void)unlinkat(dirfd, tmp, 0);
                 return vrot_err(err, r, "renaming %s to %s: %s", tmp, name, strerror(r));
         }
-        if (fsync(dirfd) < 0)
-                return vrot_err(err, errno, "syncing directory after writing %s: %s",
-                                name, strerror(errno));
         return 0;
+}
+
+int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err)
+{
+        if (fsync(dirfd) < 0)
+                return vrot_err(err, errno, "syncing the directory of %s: %s", name,
+                                strerror(errno));
+        return 0;
+}
+
+int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
+                       mode_t mode, VrotError *err)
+{
+        int r = vrot_durable_replace(dirfd, name, buf, len, mode, err);
+
+        return r < 0 ? r : vrot_durable_sync_dir(dirfd, name, err);
 }
 
 int vrot_durable_write_path(const char *path, const void *buf, size_t len, mode_t mode,

@@ -29,6 +29,19 @@ int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
                        mode_t mode, VrotError *err);
 
 /**
+ * vrot_durable_replace:
+ * vrot_durable_write() but for the directory's fsync: the content is
+ * durable, the rename is not until vrot_durable_sync_dir().  For several
+ * files that become durable together, with one fsync of their directory
+ * (vrot_store_rebind()); until then a crash may leave any of them old.
+ */
+int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,
+                         mode_t mode, VrotError *err);
+
+/** vrot_durable_sync_dir: fsync() of @dirfd, the directory of @name (for @err's message). */
+int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err);
+
+/**
  * vrot_durable_write_path:
  * vrot_durable_write() of the file at @path (its directory must exist),
  * for callers that hold a path rather than a directory descriptor.

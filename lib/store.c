@@ -68,7 +68,9 @@ static int read_sealed(VrotStore *s, uint32_t type, uint8_t **ret, size_t *ret_l
         return 0;
 }
 
-static int write_record(VrotStore *s, VrotError *err)
+/* The generation record, durable; with !@sync_dir its rename is not yet
+ * (vrot_durable_replace()). */
+static int put_record(VrotStore *s, bool sync_dir, VrotError *err)
 {
         uint8_t rec[RECORD_LEN];
         uint8_t *blob = NULL;
@@ -80,10 +82,17 @@ static int write_record(VrotStore *s, VrotError *err)
                 vrot_put_be64(rec + 8 * (i + 1), s->blob_gen[i]);
         r = vrot_seal(s->sealer, VROT_BLOB_GENERATION, s->gen, rec, sizeof(rec), &blob, &len, err);
         if (r == 0)
-                r = vrot_durable_write(s->dirfd, "generation", blob, len, 0600, err);
+                r = vrot_durable_replace(s->dirfd, "generation", blob, len, 0600, err);
+        if (r == 0 && sync_dir)
+                r = vrot_durable_sync_dir(s->dirfd, "generation", err);
         free(blob);
         s->record_stale = r < 0;
         return r;
+}
+
+static int write_record(VrotStore *s, VrotError *err)
+{
+        return put_record(s, true, err);
 }
 
 static int load_record(VrotStore *s, uint64_t min_generation, VrotError *err)
@@ -311,7 +320,11 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                 s->deferred = false;
                 s->gen++;
         }
+        /* Every file is durable before the one fsync of the directory
+         * that makes all the renames so: nothing of the new sealer counts
+         * before this returns (see store.h). */
         for (int i = 0; r == 0 && i < NBLOBS; i++) {
+                const char *name = vrot_store_file_name((uint32_t)i + VROT_BLOB_PERMANENT);
                 uint8_t *blob = NULL;
                 size_t blob_len;
 
@@ -320,23 +333,22 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                         /* A file the record calls deleted would be refused
                          * under the new sealer too; it goes. */
                         s->blob_gen[i] = 0;
-                        r = vrot_durable_unlink(s->dirfd, vrot_store_file_name((uint32_t)i +
-                                                                               VROT_BLOB_PERMANENT),
-                                                err);
+                        if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT)
+                                r = vrot_err(err, errno, "removing %s: %s", name, strerror(errno));
                         continue;
                 }
                 r = vrot_seal(sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen, plain[i], len[i],
                               &blob, &blob_len, err);
                 if (r == 0)
-                        r = vrot_durable_write(s->dirfd, vrot_store_file_name((uint32_t)i +
-                                                                              VROT_BLOB_PERMANENT),
-                                               blob, blob_len, 0600, err);
+                        r = vrot_durable_replace(s->dirfd, name, blob, blob_len, 0600, err);
                 free(blob);
                 s->blob_gen[i] = s->gen;
         }
         for (int i = 0; i < NBLOBS; i++)
                 vrot_free_wiped(plain[i], len[i]);
-        return r < 0 ? r : write_record(s, err);
+        if (r == 0)
+                r = put_record(s, false, err);
+        return r < 0 ? r : vrot_durable_sync_dir(s->dirfd, "the rebound state", err);
 }
 
 int vrot_store_dirfd(const VrotStore *s)

@@ -87,7 +87,8 @@ int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err);
  * vrot_store_rebind:
  * The whole state, sealed again under @sealer (another key and UUID) and
  * written durably into the same directory, one generation on: every blob
- * there is (what waits in memory included), then the record.  Deferral
+ * there is (what waits in memory included), then the record, each file
+ * fsynced, then one fsync of the directory for all the renames.  Deferral
  * ends.  The store keeps @sealer, which must outlive it.  A pool entry's
  * running worker becomes an instance's this way (vrot-vtpm(8), BIND): its
  * directory was renamed to the instance's before.  On failure the files
