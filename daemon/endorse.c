@@ -6,8 +6,12 @@
 #include <tss2/tss2_mu.h>
 
 #include "endorse-priv.h"
+#include "mkey.h"
 #include "vtpmconn.h"
 #include "tpmpub.h"
+
+/* A pool entry's worker defines the certificate indices itself (BIND). */
+G_STATIC_ASSERT(VROT_ENDORSE_CERT_NV_ATTRIBUTES == VROT_MKEY_CERT_NV_ATTRIBUTES);
 
 G_DEFINE_QUARK(vrot-endorse-error-quark, vrot_endorse_error)
 
@@ -493,13 +497,13 @@ static gboolean get_eks(VrotVtpmConn *c, const VrotEndorseParams *params, VrotEn
 
 /* Persists the EKs asked for (unless pre-made) and stores their
  * certificates; a pre-made EK not asked for is evicted. */
-static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params, gboolean evict,
+static gboolean store_eks(VrotVtpmConn *c, const VrotEndorseParams *params,
                           VrotEndorsement *e, EkObjects *o, guint32 chunk, gint64 *t,
                           GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 if (!ek_asked(params, i)) {
-                        if (params->premade && evict &&
+                        if (params->premade &&
                             !evict_ek(c, &kinds[i], &o->persistent[i], error))
                                 return ek_failed("evicting", i, error);
                         continue;
@@ -536,13 +540,9 @@ static gboolean inspect(VrotVtpmConn *c, const VrotEndorseParams *asked, VrotEnd
         return get_eks(c, found, e, o, t, error);
 }
 
-/* The second half: certify the EKs asked for, then store, so that a
- * failing signer changes nothing in the vTPM (endorse.h); a pre-made EK
- * not asked for is evicted unless !@evict (the caller's worker does it). */
-static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
-                                  const VrotEndorseParams *params, gboolean evict,
-                                  const TpmInfo *info, VrotEndorsement *e, EkObjects *o,
-                                  gint64 *t, GError **error)
+/* The EKs asked for, certified. */
+static gboolean certify_eks(const VrotX509Signer *signer, const VrotEndorseParams *params,
+                            const TpmInfo *info, VrotEndorsement *e, gint64 *t, GError **error)
 {
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
                 if (!ek_asked(params, i))
@@ -551,7 +551,7 @@ static gboolean certify_and_store(VrotVtpmConn *c, const VrotX509Signer *signer,
                         return ek_failed("certifying", i, error);
                 e->step_usec[kinds[i].cert_step] = lap(t);
         }
-        return store_eks(c, params, evict, e, o, info->nv_buffer_max, t, error);
+        return TRUE;
 }
 
 static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const VrotEndorseParams *asked,
@@ -561,8 +561,11 @@ static gboolean endorse(VrotVtpmConn *c, const VrotX509Signer *signer, const Vro
         VrotEndorseParams found;
         TpmInfo info;
 
+        /* All certified before anything is stored: a failing signer
+         * changes nothing in the vTPM (endorse.h). */
         return inspect(c, asked, &found, &info, e, o, t, error) &&
-               certify_and_store(c, signer, &found, TRUE, &info, e, o, t, error);
+               certify_eks(signer, &found, &info, e, t, error) &&
+               store_eks(c, &found, e, o, info.nv_buffer_max, t, error);
 }
 
 /* Both EKs created and persisted, no certificate: what the pool keeps. */
@@ -699,7 +702,7 @@ gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer
         for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++)
                 if (!ek_asked(params, i))
                         ek_clear(&e->ek[i]);
-        ok = certify_and_store(s->c, signer, params, FALSE, &s->info, e, &s->o, &t, error);
+        ok = certify_eks(signer, params, &s->info, e, &t, error);
         g_clear_pointer(&s->c, vrot_vtpm_conn_free);
         e->step_usec[VROT_ENDORSE_STEP_CLOSE] = lap(&t);
         if (!ok) {

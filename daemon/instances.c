@@ -868,8 +868,8 @@ static gboolean sync_dir(const gchar *path, GError **error)
  * The new instance from the pool's warm entry, when one is ready
  * (*@ret_used): the entry's directory becomes the instance's (a rename),
  * the EKs of its running vTPM are certified (endorse.h, the session's
- * second half), and its worker seals the whole state under the
- * instance's key and UUID and ends (BIND, lib/mkey.h); the entry is
+ * second half), and its worker stores the certificates, seals the whole
+ * state under the instance's key and UUID and ends (BIND, lib/mkey.h); the entry is
  * unlisted in the registry write that records the instance.  No worker
  * starts and nothing is copied: the quickest create (bench/README.md
  * "create + endorse").  While the worker writes the state, this writes
@@ -913,11 +913,20 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         g_clear_pointer(&w.session, vrot_endorse_session_free);
         if (ok) {
                 log_steps(inst->uuid, e);
-                /* The EKs not asked for go in the worker (endorse.h). */
-                for (gsize i = 0; ek_mask && i < VROT_ENDORSE_N_EK; i++)
-                        if (!(ek_mask & (1u << i)))
-                                req.evict |= i == VROT_ENDORSE_EK_RSA ? VROT_MKEY_EVICT_RSA
-                                                                      : VROT_MKEY_EVICT_ECC;
+                /* The worker stores the certificates and evicts the EKs
+                 * not asked for, which have none (endorse.h). */
+                for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++) {
+                        guint8 bit = i == VROT_ENDORSE_EK_RSA ? VROT_MKEY_EK_RSA : VROT_MKEY_EK_ECC;
+                        gsize len = 0;
+
+                        if (!e->ek[i].cert_der) {
+                                req.evict |= bit;
+                                continue;
+                        }
+                        req.certs[req.n_certs].ek = bit;
+                        req.certs[req.n_certs].der = g_bytes_get_data(e->ek[i].cert_der, &len);
+                        req.certs[req.n_certs++].len = (guint16)MIN(len, G_MAXUINT16);
+                }
                 memcpy(req.key, vrot_secret_data(key), VROT_MKEY_KEY_LEN);
                 fd = mkey_send(w.key_path, &req);
                 OPENSSL_cleanse(&req, sizeof(req));
@@ -1658,7 +1667,7 @@ static int mkey_send(const gchar *path, const VrotMkeyRequest *req)
         struct timeval tv = { .tv_sec = 5 };
         guint8 buf[VROT_MKEY_REQUEST_MAX];
         size_t len = vrot_mkey_encode_request(req, buf);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = len ? socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
 
         if (strlen(path) < sizeof(sa.sun_path))
                 g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));

@@ -2,9 +2,10 @@
 /*
  * The migration-key socket (--migrate, lib/mkey.h): vrotd gives the worker
  * the key of a prepared live migration, asks what crossed under it, and
- * clears it.  One short request per connection; a client that does not
- * send it within 200 ms is dropped, so the single-threaded loop is never
- * held up for longer.
+ * clears it; and a pool entry's worker becomes an instance's (BIND).  One
+ * request per connection; a client that has not sent all of it within
+ * 200 ms is dropped, so the single-threaded loop is never held up for
+ * longer.
  */
 #include <errno.h>
 #include <poll.h>
@@ -52,20 +53,42 @@ static uint32_t set_key(Worker *w, const VrotMkeyRequest *r)
         return 0;
 }
 
-/* The EKs of a pre-made vTPM (vrotd(8) POOL), as BIND names them. */
+/* The EKs of a pre-made vTPM (vrotd(8) POOL), as BIND names them, and
+ * their certificates' NV indices (TCG EK Credential Profile). */
 static const struct {
         uint8_t bit;
-        uint32_t handle;
+        uint32_t handle, nv_index;
 } pool_eks[] = {
-        { VROT_MKEY_EVICT_RSA, 0x81010001 },
-        { VROT_MKEY_EVICT_ECC, 0x8101000a },
+        { VROT_MKEY_EK_RSA, 0x81010001, 0x01c00002 },
+        { VROT_MKEY_EK_ECC, 0x8101000a, 0x01c0000a },
 };
 
+/* Stores BIND's certificates, each at its EK's index; a TPM rc or 0. */
+static uint32_t store_certs(const VrotMkeyRequest *r, const char *uuid)
+{
+        for (uint8_t i = 0; i < r->n_certs; i++) {
+                const VrotMkeyCert *c = &r->certs[i];
+                uint32_t index = 0, rc;
+
+                for (size_t k = 0; k < sizeof(pool_eks) / sizeof(pool_eks[0]); k++)
+                        if (pool_eks[k].bit == c->ek)
+                                index = pool_eks[k].nv_index;   /* the parser knows no other */
+                rc = vtpm_tpm_nv_store(index, VROT_MKEY_CERT_NV_ATTRIBUTES, c->der, c->len);
+                if (rc != 0) {
+                        log_error("BIND to instance %s: storing the EK certificate at 0x%08x: "
+                                  "TPM rc 0x%x", uuid, index, rc);
+                        return rc;
+                }
+        }
+        return 0;
+}
+
 /* BIND: the pre-manufactured vTPM this worker runs becomes instance
- * @r->id's: the EKs it did not ask for are evicted (in process: vrotd
- * writes the certificate files meanwhile), its whole state is sealed
- * under that instance's key; then the worker ends (the state is no pool
- * entry's any more).  Once, and never during a migration. */
+ * @r->id's: the EKs it did not ask for are evicted and the certificates
+ * of the others stored (in process: vrotd writes the certificate files
+ * meanwhile), its whole state is sealed under that instance's key; then
+ * the worker ends (the state is no pool entry's any more).  Once, and
+ * never during a migration. */
 static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
 {
         VrotError err = { 0 };
@@ -98,6 +121,8 @@ static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
                         return VROT_TPM_FAIL;
                 }
         }
+        if (store_certs(r, uuid) != 0)
+                return VROT_TPM_FAIL;
         if (vrot_store_rebind(w->store, &w->bind_sealer, &err) < 0) {
                 log_error("BIND to instance %s: %s", uuid, err.msg);
                 return VROT_TPM_FAIL;
@@ -111,21 +136,43 @@ static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
         return 0;
 }
 
+/* One request from @fd into @buf (@cap bytes), read until it is whole:
+ * the parser's answer, or -EINVAL for a client too slow or gone. */
+static int read_request(int fd, uint8_t *buf, size_t cap, VrotMkeyRequest *r)
+{
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int64_t deadline = vtpm_now_ms() + REQUEST_WAIT_MS;
+        size_t got = 0;
+        int e = -EAGAIN;
+
+        while (e == -EAGAIN && got < cap) {
+                int64_t left = deadline - vtpm_now_ms();
+                ssize_t n;
+
+                if (left <= 0 || poll(&p, 1, (int)left) != 1)
+                        return -EINVAL;
+                n = read(fd, buf + got, cap - got);
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n <= 0)
+                        return -EINVAL;
+                got += (size_t)n;
+                e = vrot_mkey_parse_request(buf, got, r);
+        }
+        return e;
+}
+
 void vtpm_migkey_serve(Worker *w)
 {
-        uint8_t buf[VROT_MKEY_REQUEST_MAX + 1], out[VROT_MKEY_ANSWER_LEN];
+        static uint8_t buf[VROT_MKEY_REQUEST_MAX + 1];
+        uint8_t out[VROT_MKEY_ANSWER_LEN];
         VrotMkeyRequest r;
         VrotMkeyAnswer a = { 0 };
-        struct pollfd p;
-        ssize_t n = -1;
         int fd = accept4(w->mig.listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0)
                 return;
-        p = (struct pollfd){ .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, REQUEST_WAIT_MS) == 1)
-                n = read(fd, buf, sizeof(buf));
-        if (n < 0 || vrot_mkey_parse_request(buf, (size_t)n, &r) < 0) {
+        if (read_request(fd, buf, sizeof(buf), &r) < 0) {
                 log_warn("migration-key socket: a malformed or late request, dropped");
                 a.result = VROT_TPM_BAD_PARAMETER;
         } else if (r.op == VROT_MKEY_SET) {

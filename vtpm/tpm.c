@@ -308,21 +308,72 @@ uint32_t vtpm_tpm_startup_clear(void)
         return vrot_get_be32(resp + 6);
 }
 
+#define TPM_RH_OWNER 0x40000001
+#define TPM_RH_PLATFORM 0x4000000c
+#define TPM_RS_PW 0x40000009
+#define NV_WRITE_CHUNK 512      /* every TPM's TPM_PT_NV_BUFFER_MAX is at least this */
+
+/* Command @cc on @handles, the first authorized with its empty password
+ * (TPM_RS_PW), then @params; its response code. */
+static uint32_t run_pw(uint32_t cc, const uint32_t *handles, size_t n_handles,
+                       const uint8_t *params, size_t params_len)
+{
+        uint8_t cmd[10 + 2 * 4 + 4 + 9 + 2 + NV_WRITE_CHUNK + 2];
+        const uint8_t *resp;
+        uint32_t resp_len;
+        size_t off = 10;
+
+        if (n_handles > 2 || params_len > sizeof(cmd) - 10 - 2 * 4 - 4 - 9)
+                return VROT_TPM_FAIL;
+        vrot_put_be16(cmd, 0x8002);                     /* TPM_ST_SESSIONS */
+        vrot_put_be32(cmd + 6, cc);
+        for (size_t i = 0; i < n_handles; i++, off += 4)
+                vrot_put_be32(cmd + off, handles[i]);
+        vrot_put_be32(cmd + off, 9);                    /* the authorization area: */
+        vrot_put_be32(cmd + off + 4, TPM_RS_PW);        /* no nonce, no attributes, */
+        memset(cmd + off + 8, 0, 5);                    /* the empty password */
+        off += 13;
+        if (params_len) {
+                memcpy(cmd + off, params, params_len);
+                off += params_len;
+        }
+        vrot_put_be32(cmd + 2, (uint32_t)off);
+        vtpm_tpm_process(cmd, (uint32_t)off, &resp, &resp_len);
+        return vrot_get_be32(resp + 6);
+}
+
 uint32_t vtpm_tpm_evict(uint32_t persistent)
 {
-        /* TPM2_EvictControl(TPM_RH_OWNER, @persistent, @persistent), the
-         * owner's empty password (TPM_RS_PW). */
-        uint8_t cmd[35] = { 0x80, 0x02, 0, 0, 0, sizeof(cmd), 0, 0, 0x01, 0x20 };
-        const uint8_t *resp;
-        uint32_t len;
+        const uint32_t handles[] = { TPM_RH_OWNER, persistent };
+        uint8_t params[4];
 
-        vrot_put_be32(cmd + 10, 0x40000001);            /* TPM_RH_OWNER */
-        vrot_put_be32(cmd + 14, persistent);
-        vrot_put_be32(cmd + 18, 9);                     /* authorization area */
-        vrot_put_be32(cmd + 22, 0x40000009);            /* TPM_RS_PW; no nonce, */
-        vrot_put_be32(cmd + 31, persistent);            /* attributes, password */
-        vtpm_tpm_process(cmd, sizeof(cmd), &resp, &len);
-        return vrot_get_be32(resp + 6);
+        vrot_put_be32(params, persistent);
+        return run_pw(0x120, handles, 2, params, sizeof(params));    /* TPM2_EvictControl */
+}
+
+uint32_t vtpm_tpm_nv_store(uint32_t index, uint32_t attributes, const uint8_t *data, uint16_t len)
+{
+        const uint32_t platform[] = { TPM_RH_PLATFORM }, nv[] = { TPM_RH_PLATFORM, index };
+        uint8_t params[2 + NV_WRITE_CHUNK + 2] = { 0 };
+        uint32_t rc;
+
+        /* TPM2_NV_DefineSpace: an empty authValue, then TPM2B_NV_PUBLIC. */
+        vrot_put_be16(params + 2, 14);
+        vrot_put_be32(params + 4, index);
+        vrot_put_be16(params + 8, 0x000b);              /* nameAlg SHA-256 */
+        vrot_put_be32(params + 10, attributes);
+        vrot_put_be16(params + 14, 0);                  /* no authPolicy */
+        vrot_put_be16(params + 16, len);
+        rc = run_pw(0x12a, platform, 1, params, 18);
+        for (uint32_t off = 0; rc == 0 && off < len; off += NV_WRITE_CHUNK) {
+                uint16_t n = len - off < NV_WRITE_CHUNK ? (uint16_t)(len - off) : NV_WRITE_CHUNK;
+
+                vrot_put_be16(params, n);               /* TPM2_NV_Write */
+                memcpy(params + 2, data + off, n);
+                vrot_put_be16(params + 2 + n, (uint16_t)off);
+                rc = run_pw(0x137, nv, 2, params, 2u + n + 2u);
+        }
+        return rc ? rc : run_pw(0x138, nv, 2, NULL, 0);       /* TPM2_NV_WriteLock */
 }
 
 static enum TPMLIB_StateType state_type(uint32_t ptm_type)

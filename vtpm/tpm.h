@@ -57,6 +57,16 @@ uint32_t vtpm_tpm_startup_clear(void);
 uint32_t vtpm_tpm_evict(uint32_t persistent);
 
 /**
+ * vtpm_tpm_nv_store:
+ * NV index @index defined with the platform's authorization, @attributes
+ * (they must allow TPM2_NV_Write and TPM2_NV_WriteLock with it: PPWRITE,
+ * WRITEDEFINE), SHA-256 and no policy, for @len bytes; @data written in
+ * chunks of 512 bytes; the index write-locked.  The first TPM response
+ * code that is not 0, or 0.
+ */
+uint32_t vtpm_tpm_nv_store(uint32_t index, uint32_t attributes, const uint8_t *data, uint16_t len);
+
+/**
  * vtpm_tpm_get_state / vtpm_tpm_set_state:
  * The raw libtpms blobs behind GET_STATEBLOB / SET_STATEBLOB (PTM blob
  * types 1-3).  Get: (transfer full) malloc()ed; an absent savestate blob

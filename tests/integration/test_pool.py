@@ -104,7 +104,31 @@ def check_vtpm_matches(h, d, res, tag):
         tpm2(s, "nvread", f"0x{index:x}", "-o", out)
         with open(out, "rb") as f:
             check(f.read() == cert_der(pem), f"{tag} {typ}: NV 0x{index:x} is not the certificate")
+        check_cert_index(s, index, len(cert_der(pem)), f"{tag} {typ}")
     d.call("instance.stop", uuid=res["uuid"])
+
+
+# TPMA_NV of an EK certificate index, written and write-locked: PPWRITE,
+# WRITELOCKED, WRITEDEFINE, PPREAD, OWNERREAD, AUTHREAD, NO_DA, WRITTEN,
+# PLATFORMCREATE (what vrotd's endorse.h defines, and the worker's BIND).
+CERT_INDEX_ATTRIBUTES = 0x62072801
+
+
+def check_cert_index(s, index, size, tag):
+    """The index is a certificate index as the TCG profile has it: defined
+    by the platform, SHA-256, the certificate's size, written and locked."""
+    out = tpm2(s, "nvreadpublic", f"0x{index:x}").decode()
+    fields, section = {}, None
+    for line in out.splitlines():
+        key, _, val = line.strip().partition(":")
+        if not val.strip():
+            section = key               # "hash algorithm:", "attributes:"
+        elif key in ("value", "size"):
+            fields[f"{section}.{key}" if key == "value" else key] = val.strip().lower()
+    want = {"hash algorithm.value": "0xb", "attributes.value": f"0x{CERT_INDEX_ATTRIBUTES:x}",
+            "size": str(size)}
+    check(all(fields.get(k) == v for k, v in want.items()),
+          f"{tag}: NV 0x{index:x} is not a locked SHA-256 certificate index of {size} bytes:\n{out}")
 
 
 def flip_byte(path, at=None):

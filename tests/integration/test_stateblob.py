@@ -122,7 +122,11 @@ def test_live_migration_key():
                 H.check(r.result == 0x09 and r.length == 0, f"GET_STATEBLOB without a key: {r!r}")
         H.check("no live migration is prepared" in src.log_text(), "no log line for the refusal")
         # Malformed requests are answered BAD_PARAMETER and change nothing.
-        for bad in (b"VMK1", b"VMK2\x02", b"VMK1\x01\x03" + b"\0" * 48, b"VMK1\x02x"):
+        bind = b"VMK1\x04\x02" + b"\0" * 48           # BIND evicting the ECC EK, then
+        for bad in (b"VMK1", b"VMK2\x02", b"VMK1\x01\x03" + b"\0" * 48, b"VMK1\x02x",
+                    bind + b"\x01\x02\x00\x01\x30",       # ... a certificate for it,
+                    bind + b"\x01\x01\x00\x00",           # ... an empty one,
+                    bind + b"\x01\x01\x00\x05\x30"):      # ... one cut short
             H.check(mkey(msrc, 0, raw=bad)[0] == 0x03, f"malformed request {bad!r} accepted")
 
         mid, key = os.urandom(16), os.urandom(32)
