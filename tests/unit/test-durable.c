@@ -42,6 +42,28 @@ static void test_durable_write_read_replace(void)
         close(d);
 }
 
+/* Two files replaced, then their directory synced once: both there, no
+ * temporary file; a directory that cannot be synced says which. */
+static void test_durable_replace_then_sync_dir(void)
+{
+        int d = open_dir("replace");
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        VrotError err = { 0 };
+
+        CU_ASSERT_EQUAL(vrot_durable_replace(d, "a", "one", 3, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_replace(d, "b", "two", 3, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_sync_dir(d, "a and b", NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "b", 100, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 3 && memcmp(buf, "two", 3) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL(faccessat(d, ".a.tmp", F_OK, 0), -1);
+        CU_ASSERT_EQUAL(faccessat(d, ".b.tmp", F_OK, 0), -1);
+        close(d);
+        CU_ASSERT_EQUAL(vrot_durable_sync_dir(d, "a and b", &err), -EBADF);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "a and b"));
+}
+
 static void test_durable_write_path(void)
 {
         char path[512];
@@ -111,6 +133,7 @@ int main(void)
 {
         static const UnitCase cases[] = {
                 UNIT_CASE(test_durable_write_read_replace),
+                UNIT_CASE(test_durable_replace_then_sync_dir),
                 UNIT_CASE(test_durable_write_path),
                 UNIT_CASE(test_durable_read_errors),
                 UNIT_CASE(test_durable_write_fails_cleanly),
