@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <string.h>
 #include <openssl/evp.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "devtpm.h"
+#include "durable.h"
 #include "host.h"
 #include "hostca.h"
 #include "instkey.h"
@@ -342,6 +344,7 @@ X509 *vrot_host_transport_cert(VrotHost *h, const gchar *name, GError **error)
         g_autofree gchar *pem = NULL;
         g_autoptr(EVP_PKEY) key = NULL;
         g_autoptr(X509) cert = NULL;
+        VrotError verr = { 0 };
         gsize len = 0;
 
         if (!vrot_host_enrolled(h)) {
@@ -365,9 +368,12 @@ X509 *vrot_host_transport_cert(VrotHost *h, const gchar *name, GError **error)
         if (!(cert = vrot_x509_transport_cert(h->ca_signer, key, name,
                                               g_get_real_time() / G_USEC_PER_SEC +
                                               (gint64)TRANSPORT_DAYS * 86400, error)) ||
-            !(pem = vrot_x509_to_pem(cert, error)) ||
-            !g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error))
+            !(pem = vrot_x509_to_pem(cert, error)))
                 return NULL;
+        if (vrot_durable_write_path(path, pem, strlen(pem), 0644, &verr) < 0) {
+                g_set_error(error, VROT_HOST_ERROR, VROT_HOST_ERROR_FAILED, "%s", verr.msg);
+                return NULL;
+        }
         g_message("host: issued the migration transport certificate for %s (%s)", name, path);
         h->transport = g_steal_pointer(&cert);
         return h->transport;

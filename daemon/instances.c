@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "autoptr.h"
+#include "durable.h"
 #include "endorse.h"
 #include "fault.h"
 #include "hex.h"
@@ -96,6 +97,37 @@ static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
 {
         g_autofree gchar *name = g_strdup_printf("%s-ak.pem", uuid);
         return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
+}
+
+/*
+ * @n certificates of @uuid into the certificate directory, "<uuid>-<kind>.pem"
+ * for each of @kinds (a NULL or empty PEM is skipped): each file replaced
+ * durably, then the directory synced once for all (R-SEAL-4; GLib's
+ * consistent write syncs no directory).
+ */
+static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar *const *kinds,
+                            const gchar *const *pems, gsize n, GError **error)
+{
+        g_autofree gchar *dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
+        VrotError verr = { 0 };
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int r = 0;
+
+        if (dfd < 0)
+                return fail(error, VROT_INSTANCES_ERROR_FAILED, "opening %s: %s", dir,
+                            g_strerror(errno));
+        for (gsize i = 0; r == 0 && i < n; i++) {
+                g_autofree gchar *name = g_strdup_printf("%s-%s.pem", uuid, kinds[i]);
+
+                if (pems[i] && *pems[i])
+                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), 0644, &verr);
+        }
+        if (r == 0)
+                r = vrot_durable_sync_dir(dfd, dir, &verr);
+        close(dfd);
+        if (r < 0)
+                return fail(error, VROT_INSTANCES_ERROR_FAILED, "%s: %s", dir, verr.msg);
+        return TRUE;
 }
 
 static gchar *run_path(VrotInstances *self, const gchar *uuid, const gchar *name)
@@ -734,20 +766,13 @@ gboolean vrot_instances_stop(VrotInstances *self, const gchar *uuid, GError **er
 
 static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorsement *e, GError **error)
 {
-        static const gchar *const names[VROT_ENDORSE_N_EK] = { "rsa", "ecc" };
+        static const gchar *const kinds[VROT_ENDORSE_N_EK] = { "ek-rsa", "ek-ecc" };
+        g_autofree gchar *pems[VROT_ENDORSE_N_EK] = { NULL };
 
-        for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++) {
-                g_autofree gchar *path = cert_path(self, uuid, names[i]);
-                g_autofree gchar *pem = NULL;
-
-                if (!e->ek[i].cert)
-                        continue;       /* not asked for */
-                pem = vrot_x509_to_pem(e->ek[i].cert, error);
-                if (!pem || !g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT,
-                                                      0644, error))
-                        return FALSE;
-        }
-        return TRUE;
+        for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
+                if (e->ek[i].cert && !(pems[i] = vrot_x509_to_pem(e->ek[i].cert, error)))
+                        return FALSE;   /* a NULL certificate: not asked for */
+        return write_certs(self, uuid, kinds, (const gchar *const *)pems, VROT_ENDORSE_N_EK, error);
 }
 
 /* Where an endorsement's time went, at debug level. */
@@ -864,6 +889,21 @@ static gboolean sync_dir(const gchar *path, GError **error)
         return ok;
 }
 
+/* Directories to fsync() in a thread of their own (create_warm()). */
+typedef struct {
+        const gchar *dirs[2];
+        GError *error;
+} DirSync;
+
+static gpointer sync_dirs(gpointer data)
+{
+        DirSync *ds = data;
+
+        for (gsize i = 0; i < G_N_ELEMENTS(ds->dirs) && sync_dir(ds->dirs[i], &ds->error); i++)
+                ;
+        return NULL;
+}
+
 /*
  * The new instance from the pool's warm entry, when one is ready
  * (*@ret_used): the entry's directory becomes the instance's (a rename),
@@ -872,8 +912,9 @@ static gboolean sync_dir(const gchar *path, GError **error)
  * state under the instance's key and UUID and ends (BIND, lib/mkey.h); the entry is
  * unlisted in the registry write that records the instance.  No worker
  * starts and nothing is copied: the quickest create (bench/README.md
- * "create + endorse").  While the worker writes the state, this writes
- * the certificates and makes the rename durable.
+ * "create + endorse").  The rename is made durable in a thread while the
+ * certificates are made and signed; while the worker writes the state,
+ * this writes the certificate files.
  *
  * A warm entry that fails (its worker, its vTPM, the signer) is discarded
  * with a warning and the create goes on without it (*@ret_used FALSE),
@@ -893,6 +934,8 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         VrotMkeyRequest req = { .op = VROT_MKEY_BIND };
         VrotMkeyAnswer ans = { 0 };
         VrotPoolWarm w;
+        DirSync renamed = { .error = NULL };
+        GThread *syncer = NULL;
         gint64 t0 = g_get_monotonic_time();
         int fd = -1;
         gboolean ok;
@@ -908,6 +951,10 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         if (ok && rename(w.dir, dir) < 0)
                 ok = fail(&why, VROT_INSTANCES_ERROR_FAILED, "moving it to %s: %s", dir,
                           g_strerror(errno));
+        renamed.dirs[0] = parent;
+        renamed.dirs[1] = entry_parent;
+        if (ok && !(syncer = g_thread_try_new("vrotd-sync", sync_dirs, &renamed, NULL)))
+                (void)sync_dirs(&renamed);      /* no thread: here, then */
         ok = ok && vrot_endorse_session_finish(w.session, vrot_host_ca_signer(self->host), &params,
                                                &e, &why);
         g_clear_pointer(&w.session, vrot_endorse_session_free);
@@ -931,8 +978,12 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 fd = mkey_send(w.key_path, &req);
                 OPENSSL_cleanse(&req, sizeof(req));
         }
-        ok = ok && save_certs(self, inst->uuid, e, &why) && sync_dir(parent, &why) &&
-             sync_dir(entry_parent, &why);
+        ok = ok && save_certs(self, inst->uuid, e, &why);
+        if (syncer)
+                g_thread_join(syncer);
+        if (renamed.error && ok)
+                ok = fail(&why, renamed.error->code, "%s", renamed.error->message);
+        g_clear_error(&renamed.error);
         if (!mkey_answer(fd, &ans) || ans.result != 0)
                 ok = ok && fail(&why, VROT_INSTANCES_ERROR_FAILED,
                                 "its worker did not take BIND (0x%x)", ans.result);
@@ -1177,9 +1228,9 @@ gchar *vrot_instances_ak_cert_pem(VrotInstances *self, const gchar *uuid)
 gboolean vrot_instances_set_ak_cert_pem(VrotInstances *self, const gchar *uuid, const gchar *pem,
                                         GError **error)
 {
-        g_autofree gchar *path = ak_cert_path(self, uuid);
+        static const gchar *const kind[] = { "ak" };
 
-        return g_file_set_contents_full(path, pem, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
+        return write_certs(self, uuid, kind, &pem, 1, error);
 }
 
 VrotRegistry *vrot_instances_registry(VrotInstances *self)
@@ -1769,10 +1820,9 @@ gboolean vrot_instances_migrate_lock_live(VrotInstances *self, const gchar *uuid
 static gboolean store_source_certs(VrotInstances *self, const gchar *uuid, const gchar *const pems[2],
                                    GError **error)
 {
-        static const gchar *const names[2] = { "rsa", "ecc" };
+        static const gchar *const names[2] = { "rsa", "ecc" }, *const kinds[2] = { "ek-rsa", "ek-ecc" };
 
         for (gsize i = 0; i < 2; i++) {
-                g_autofree gchar *path = cert_path(self, uuid, names[i]);
                 g_autoptr(BIO) bio = NULL;
                 ASN1_STRING *data;
                 X509 *cert;
@@ -1796,11 +1846,8 @@ static gboolean store_source_certs(VrotInstances *self, const gchar *uuid, const
                         return fail(error, VROT_INSTANCES_ERROR_INVALID,
                                     "instance %s: the source's %s EK certificate is not one of it",
                                     uuid, names[i]);
-                if (!g_file_set_contents_full(path, pems[i], -1, G_FILE_SET_CONTENTS_CONSISTENT,
-                                              0644, error))
-                        return FALSE;
         }
-        return TRUE;
+        return write_certs(self, uuid, kinds, pems, 2, error);
 }
 
 gboolean vrot_instances_import_live(VrotInstances *self, const VrotInstance *meta, const gchar *id,
