@@ -45,6 +45,7 @@
 #include "log.h"
 #include "run.h"
 #include "seal.h"
+#include "tpm.h"
 
 #define MAX_REQUEST 4096
 #define MAX_ARGS 48
@@ -96,6 +97,7 @@ static void preload(void)
                 free(plain);
         free(blob);
         (void)TPMLIB_ChooseTPMVersion(TPMLIB_TPM_VERSION_2);
+        vtpm_tpm_map_bss();
 }
 
 static void say(int conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -179,13 +179,17 @@ static void drop_zero_runs(uintptr_t start, uintptr_t end, uintptr_t page, const
         }
 }
 
-static int drop_zero_pages(struct dl_phdr_info *info, size_t size, void *data)
+/* What to do with the anonymous part of libtpms' writable segments (its
+ * .bss past the file's data). */
+typedef void (*BssFn)(uintptr_t start, uintptr_t end, uintptr_t page);
+
+static int on_libtpms_bss(struct dl_phdr_info *info, size_t size, void *data)
 {
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        static const uint8_t zero[4096];
+        BssFn fn = *(BssFn *)data;
 
-        (void)size, (void)data;
-        if (!info->dlpi_name || !strstr(info->dlpi_name, "libtpms.so") || page != sizeof(zero))
+        (void)size;
+        if (!info->dlpi_name || !strstr(info->dlpi_name, "libtpms.so"))
                 return 0;
         for (int i = 0; i < info->dlpi_phnum; i++) {
                 const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -195,9 +199,44 @@ static int drop_zero_pages(struct dl_phdr_info *info, size_t size, void *data)
                         continue;
                 start = (info->dlpi_addr + ph->p_vaddr + ph->p_filesz + page - 1) & ~(page - 1);
                 end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + page - 1) & ~(page - 1);
-                drop_zero_runs(start, end, page, zero);
+                fn(start, end, page);
         }
         return 1;
+}
+
+static void for_libtpms_bss(BssFn fn)
+{
+        dl_iterate_phdr(on_libtpms_bss, &fn);
+}
+
+static void drop_zero_bss(uintptr_t start, uintptr_t end, uintptr_t page)
+{
+        static const uint8_t zero[4096];
+
+        if (page == sizeof(zero))
+                drop_zero_runs(start, end, page, zero);
+}
+
+/*
+ * The pages of libtpms' .bss that nothing touched yet are not mapped at
+ * all, and fork() copies no page-table entry it has not got: so in every
+ * worker drop_zero_bss() read-faulted the ~25 pages its TPM leaves alone,
+ * to find them zero (bench/README.md "Boot storm").  Mapped to the zero
+ * page here, once, they come mapped into every worker.  fork() copies an
+ * anonymous mapping's entries only once the mapping has a page of its own,
+ * hence the first page written (it stays zero: 4 KiB, once).
+ */
+static void map_zero_bss(uintptr_t start, uintptr_t end, uintptr_t page)
+{
+        if (end <= start)
+                return;
+        (void)madvise((void *)start, page, MADV_POPULATE_WRITE);
+        (void)madvise((void *)start, end - start, MADV_POPULATE_READ);
+}
+
+void vtpm_tpm_map_bss(void)
+{
+        for_libtpms_bss(map_zero_bss);
 }
 
 /*
@@ -252,7 +291,7 @@ uint32_t vtpm_tpm_init(uint32_t init_flags)
                 }
         }
         tpm_running = true;
-        dl_iterate_phdr(drop_zero_pages, NULL);
+        for_libtpms_bss(drop_zero_bss);
         return TPM_SUCCESS;
 }
 

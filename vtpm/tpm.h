@@ -27,6 +27,10 @@ uint32_t vtpm_tpm_setup(VrotStore *store);
  */
 const char *vtpm_tpm_store_failure(void);
 
+/** vtpm_tpm_map_bss: maps libtpms' untouched .bss to the zero page, for the workers the
+ *  fork server forks (it calls this once, before any). */
+void vtpm_tpm_map_bss(void);
+
 /** vtpm_tpm_prefault: pages in every loaded object's code and data, in bulk (--flags prefault). */
 void vtpm_tpm_prefault(void);
 
