@@ -290,9 +290,10 @@ gboolean vrot_endorse_make_eks(const gchar *tcti, VrotEndorsement **ret, GError 
  * runs before anybody asks for it (the pool's warm entry, pool.h): the
  * open connects, starts the TPM, reads what it is and both EKs (8 TPM
  * commands) while nobody waits; the finish certifies what a create asks
- * for (the signer's commands; no vTPM command) and closes.  The connection stays open between the two: the
- * worker's data socket is the session's alone, and its TCTI raises no
- * SIGPIPE (tctisock.h).  Open, finish and free in the main thread.
+ * for (the signer's commands; no vTPM command) and closes.  The
+ * connection stays open between the two: the worker's data socket is the
+ * session's alone, and its TCTI raises no SIGPIPE (tctisock.h).  Open,
+ * finish and free in the main thread.
  */
 typedef struct VrotEndorseSession VrotEndorseSession;
 
@@ -303,10 +304,10 @@ VrotEndorseSession *vrot_endorse_session_open(const gchar *tcti, GError **error)
  * vrot_endorse_session_finish:
  * The second half, once: @params must have @premade.  Nothing is written
  * to the vTPM: the caller has its worker evict the EKs not in @ek_mask and
- * store the certificates of the others when it binds it (BIND, lib/mkey.h),
- * in process and while the caller writes the certificate files.  The connection is closed either way; free
- * @s afterwards.  *@ret as vrot_endorse_vtpm()'s, with the steps of the
- * open at 0.
+ * store the certificates of the others when it binds it (BIND,
+ * lib/mkey.h), in process and while the caller writes the certificate
+ * files.  The connection is closed either way; free @s afterwards.  *@ret
+ * as vrot_endorse_vtpm()'s, with the steps of the open at 0.
  */
 gboolean vrot_endorse_session_finish(VrotEndorseSession *s, const VrotX509Signer *signer,
                                      const VrotEndorseParams *params, VrotEndorsement **ret,

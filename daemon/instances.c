@@ -909,8 +909,8 @@ static gpointer sync_dirs(gpointer data)
  * (*@ret_used): the entry's directory becomes the instance's (a rename),
  * the EKs of its running vTPM are certified (endorse.h, the session's
  * second half), and its worker stores the certificates, seals the whole
- * state under the instance's key and UUID and ends (BIND, lib/mkey.h); the entry is
- * unlisted in the registry write that records the instance.  No worker
+ * state under the instance's key and UUID and ends (BIND, lib/mkey.h);
+ * the entry is unlisted in the registry write that records the instance.  No worker
  * starts and nothing is copied: the quickest create (bench/README.md
  * "create + endorse").  The rename is made durable in a thread while the
  * certificates are made and signed; while the worker writes the state,
