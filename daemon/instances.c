@@ -767,12 +767,17 @@ gboolean vrot_instances_stop(VrotInstances *self, const gchar *uuid, GError **er
 static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorsement *e, GError **error)
 {
         static const gchar *const kinds[VROT_ENDORSE_N_EK] = { "ek-rsa", "ek-ecc" };
-        g_autofree gchar *pems[VROT_ENDORSE_N_EK] = { NULL };
+        gchar *pems[VROT_ENDORSE_N_EK] = { NULL };
+        gboolean ok = TRUE;
 
+        for (gsize i = 0; ok && i < VROT_ENDORSE_N_EK; i++)
+                if (e->ek[i].cert)      /* else not asked for */
+                        ok = (pems[i] = vrot_x509_to_pem(e->ek[i].cert, error)) != NULL;
+        ok = ok && write_certs(self, uuid, kinds, (const gchar *const *)pems, VROT_ENDORSE_N_EK,
+                               error);
         for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
-                if (e->ek[i].cert && !(pems[i] = vrot_x509_to_pem(e->ek[i].cert, error)))
-                        return FALSE;   /* a NULL certificate: not asked for */
-        return write_certs(self, uuid, kinds, (const gchar *const *)pems, VROT_ENDORSE_N_EK, error);
+                g_free(pems[i]);
+        return ok;
 }
 
 /* Where an endorsement's time went, at debug level. */
