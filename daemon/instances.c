@@ -86,22 +86,31 @@ static gchar *state_dir(VrotInstances *self, const gchar *uuid)
         return g_build_filename(self->cfg->state_dir, "instances", uuid, NULL);
 }
 
+/* A certificate's file name in the certificate directory: @kind "ek-rsa",
+ * "ek-ecc" or "ak" (a service vTPM's attestation key, docs/attestation.md). */
+static gchar *cert_name(const gchar *uuid, const gchar *kind)
+{
+        return g_strdup_printf("%s-%s.pem", uuid, kind);
+}
+
 static gchar *cert_path(VrotInstances *self, const gchar *uuid, const gchar *type)
 {
-        g_autofree gchar *name = g_strdup_printf("%s-ek-%s.pem", uuid, type);
+        g_autofree gchar *kind = g_strconcat("ek-", type, NULL);
+        g_autofree gchar *name = cert_name(uuid, kind);
+
         return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
 }
 
-/* The certificate of a service vTPM's attestation key (docs/attestation.md). */
 static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
 {
-        g_autofree gchar *name = g_strdup_printf("%s-ak.pem", uuid);
+        g_autofree gchar *name = cert_name(uuid, "ak");
+
         return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
 }
 
 /*
- * @n certificates of @uuid into the certificate directory, "<uuid>-<kind>.pem"
- * for each of @kinds (a NULL or empty PEM is skipped): each file replaced
+ * @n certificates of @uuid into the certificate directory, cert_name() of
+ * each of @kinds (a NULL or empty PEM is skipped): each file replaced
  * durably, then the directory synced once for all (R-SEAL-4; GLib's
  * consistent write syncs no directory).
  */
@@ -117,7 +126,7 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
                 return fail(error, VROT_INSTANCES_ERROR_FAILED, "opening %s: %s", dir,
                             g_strerror(errno));
         for (gsize i = 0; r == 0 && i < n; i++) {
-                g_autofree gchar *name = g_strdup_printf("%s-%s.pem", uuid, kinds[i]);
+                g_autofree gchar *name = cert_name(uuid, kinds[i]);
 
                 if (pems[i] && *pems[i])
                         r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), 0644, &verr);
@@ -915,9 +924,9 @@ static gpointer sync_dirs(gpointer data)
  * the EKs of its running vTPM are certified (endorse.h, the session's
  * second half), and its worker stores the certificates, seals the whole
  * state under the instance's key and UUID and ends (BIND, lib/mkey.h);
- * the entry is unlisted in the registry write that records the instance.  No worker
- * starts and nothing is copied: the quickest create (bench/README.md
- * "create + endorse").  The rename is made durable in a thread while the
+ * the entry is unlisted in the registry write that records the instance.
+ * No worker starts and nothing is copied: the quickest create
+ * (bench/README.md "create + endorse").  The rename is made durable in a thread while the
  * certificates are made and signed; while the worker writes the state,
  * this writes the certificate files.
  *
