@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,20 +24,42 @@ static int write_all(int fd, const uint8_t *p, size_t len)
         return 0;
 }
 
-int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,
-                         mode_t mode, VrotError *err)
+#define TMP_NAME_MAX 256
+
+/* The temporary name of @name: ".@name.tmp"; false when it does not fit. */
+static bool tmp_name(char tmp[TMP_NAME_MAX], const char *name)
 {
-        char tmp[256];
+        return snprintf(tmp, TMP_NAME_MAX, ".%s.tmp", name) < TMP_NAME_MAX;
+}
+
+int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                       VrotError *err)
+{
+        char tmp[TMP_NAME_MAX];
         int fd, r;
 
-        if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
+        if (!tmp_name(tmp, name))
                 return vrot_err(err, ENAMETOOLONG, "%s: name too long", name);
 
         fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return vrot_err(err, errno, "creating %s: %s", tmp, strerror(errno));
         r = write_all(fd, buf, len);
-        if (r == 0 && fsync(fd) < 0)
+        if (r < 0) {
+                close(fd);
+                (void)unlinkat(dirfd, tmp, 0);
+                return vrot_err(err, -r, "writing %s: %s", tmp, strerror(-r));
+        }
+        return fd;
+}
+
+int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err)
+{
+        char tmp[TMP_NAME_MAX];
+        int r = 0;
+
+        (void)tmp_name(tmp, name);      /* it fitted when the file was staged */
+        if (fsync(fd) < 0)
                 r = -errno;
         if (close(fd) < 0 && r == 0)
                 r = -errno;
@@ -50,6 +73,23 @@ int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t le
                 return vrot_err(err, r, "renaming %s to %s: %s", tmp, name, strerror(r));
         }
         return 0;
+}
+
+void vrot_durable_abandon(int dirfd, const char *name, int fd)
+{
+        char tmp[TMP_NAME_MAX];
+
+        (void)tmp_name(tmp, name);
+        close(fd);
+        (void)unlinkat(dirfd, tmp, 0);
+}
+
+int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,
+                         mode_t mode, VrotError *err)
+{
+        int fd = vrot_durable_stage(dirfd, name, buf, len, mode, err);
+
+        return fd < 0 ? fd : vrot_durable_commit(dirfd, name, fd, err);
 }
 
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err)

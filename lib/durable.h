@@ -38,6 +38,29 @@ int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
 int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,
                          mode_t mode, VrotError *err);
 
+/**
+ * vrot_durable_stage:
+ * The first half of vrot_durable_replace(), for a write whose cost should
+ * come later but whose failure must show now: the temporary file of @name
+ * is created and written, not synced or renamed.  A read-only or full file
+ * system fails here.  Returns the file's descriptor for
+ * vrot_durable_commit() or vrot_durable_abandon(), or a negative errno
+ * with @err set (no file left behind).
+ */
+int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                       VrotError *err);
+
+/**
+ * vrot_durable_commit:
+ * The second half: fsync()s and closes @fd (in any case), and renames the
+ * file over @name.  As after vrot_durable_replace(), the rename is durable
+ * only after vrot_durable_sync_dir().
+ */
+int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err);
+
+/** vrot_durable_abandon: closes @fd, a staged file of @name, and removes it. */
+void vrot_durable_abandon(int dirfd, const char *name, int fd);
+
 /** vrot_durable_sync_dir: fsync() of @dirfd, the directory of @name (for @err's message). */
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err);
 
