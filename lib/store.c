@@ -25,6 +25,8 @@ struct VrotStore {
         bool deferred;                /* saves wait in memory for the flush */
         uint8_t *pending[NBLOBS];     /* plaintext not yet written */
         uint32_t pending_len[NBLOBS];
+        int staged;                   /* the slot of the staged blob, or -1 */
+        int staged_fd[2];             /* its file's and its record's */
 };
 
 static void drop_pending(VrotStore *s, int i)
@@ -42,6 +44,11 @@ const char *vrot_store_file_name(uint32_t type)
 static int slot(uint32_t type)
 {
         return (int)type - VROT_BLOB_PERMANENT;
+}
+
+static const char *slot_name(int i)
+{
+        return vrot_store_file_name((uint32_t)i + VROT_BLOB_PERMANENT);
 }
 
 /* Reads and authenticates one file; -ENOENT when absent. */
@@ -68,19 +75,27 @@ static int read_sealed(VrotStore *s, uint32_t type, uint8_t **ret, size_t *ret_l
         return 0;
 }
 
+/* The generation record of generation @gen with @blob_gen, sealed. */
+static int seal_record(VrotStore *s, uint64_t gen, const uint64_t blob_gen[NBLOBS],
+                       uint8_t **blob, size_t *len, VrotError *err)
+{
+        uint8_t rec[RECORD_LEN];
+
+        vrot_put_be64(rec, gen);
+        for (int i = 0; i < NBLOBS; i++)
+                vrot_put_be64(rec + 8 * (i + 1), blob_gen[i]);
+        return vrot_seal(s->sealer, VROT_BLOB_GENERATION, gen, rec, sizeof(rec), blob, len, err);
+}
+
 /* The generation record, durable; with !@sync_dir its rename is not yet
  * (vrot_durable_replace()). */
 static int put_record(VrotStore *s, bool sync_dir, VrotError *err)
 {
-        uint8_t rec[RECORD_LEN];
         uint8_t *blob = NULL;
         size_t len;
         int r;
 
-        vrot_put_be64(rec, s->gen);
-        for (int i = 0; i < NBLOBS; i++)
-                vrot_put_be64(rec + 8 * (i + 1), s->blob_gen[i]);
-        r = vrot_seal(s->sealer, VROT_BLOB_GENERATION, s->gen, rec, sizeof(rec), &blob, &len, err);
+        r = seal_record(s, s->gen, s->blob_gen, &blob, &len, err);
         if (r == 0)
                 r = vrot_durable_replace(s->dirfd, "generation", blob, len, 0600, err);
         if (r == 0 && sync_dir)
@@ -170,6 +185,7 @@ int vrot_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_gene
         if (!s)
                 return vrot_err(err, ENOMEM, "out of memory");
         s->sealer = sealer;
+        s->staged = -1;
         s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->dirfd < 0) {
                 r = vrot_err(err, errno, "state directory %s: %s", dir, strerror(errno));
@@ -237,6 +253,8 @@ int vrot_store_save(VrotStore *s, uint32_t type, const uint8_t *buf, uint32_t le
         size_t blob_len;
         int r;
 
+        if ((r = vrot_store_commit(s, err)) < 0)
+                return r;
         if (s->deferred) {
                 uint8_t *copy = malloc(len ? len : 1);
                 if (!copy)
@@ -267,6 +285,8 @@ int vrot_store_delete(VrotStore *s, uint32_t type, VrotError *err)
 {
         int r;
 
+        if ((r = vrot_store_commit(s, err)) < 0)
+                return r;
         drop_pending(s, slot(type));
         if (s->blob_gen[slot(type)] == 0)
                 return 0;
@@ -324,7 +344,7 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
          * that makes all the renames so: nothing of the new sealer counts
          * before this returns (see store.h). */
         for (int i = 0; r == 0 && i < NBLOBS; i++) {
-                const char *name = vrot_store_file_name((uint32_t)i + VROT_BLOB_PERMANENT);
+                const char *name = slot_name(i);
                 uint8_t *blob = NULL;
                 size_t blob_len;
 
@@ -368,7 +388,7 @@ void vrot_store_defer(VrotStore *s)
 
 int vrot_store_flush(VrotStore *s, VrotError *err)
 {
-        int r = 0;
+        int r = vrot_store_commit(s, err);
 
         s->deferred = false;
         for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
@@ -380,8 +400,85 @@ int vrot_store_flush(VrotStore *s, VrotError *err)
         return r;
 }
 
+/* Closes and removes the staged files, if any. */
+static void abandon_staged(VrotStore *s)
+{
+        if (s->staged < 0)
+                return;
+        vrot_durable_abandon(s->dirfd, slot_name(s->staged), s->staged_fd[0]);
+        vrot_durable_abandon(s->dirfd, "generation", s->staged_fd[1]);
+        s->staged = -1;
+}
+
+int vrot_store_stage(VrotStore *s, VrotError *err)
+{
+        uint64_t blob_gen[NBLOBS];
+        uint8_t *blob = NULL;
+        size_t len;
+        int n = 0, i = -1, r;
+
+        for (int k = 0; k < NBLOBS; k++)
+                if (s->pending[k]) {
+                        n++;
+                        i = k;
+                }
+        /* One blob and its record, or nothing to stage: the rule that a
+         * blob's rename is durable before its record's would take a
+         * directory fsync per blob anyway. */
+        if (n != 1 || s->record_stale || s->staged >= 0)
+                return vrot_store_flush(s, err);
+
+        r = vrot_seal(s->sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen + 1, s->pending[i],
+                      s->pending_len[i], &blob, &len, err);
+        if (r == 0)
+                r = s->staged_fd[0] = vrot_durable_stage(s->dirfd, slot_name(i), blob, len, 0600, err);
+        free(blob);
+        if (r < 0)
+                return r;
+        memcpy(blob_gen, s->blob_gen, sizeof(blob_gen));
+        blob_gen[i] = s->gen + 1;
+        blob = NULL;
+        r = seal_record(s, s->gen + 1, blob_gen, &blob, &len, err);
+        if (r == 0)
+                r = s->staged_fd[1] = vrot_durable_stage(s->dirfd, "generation", blob, len, 0600, err);
+        free(blob);
+        if (r < 0) {
+                vrot_durable_abandon(s->dirfd, slot_name(i), s->staged_fd[0]);
+                return r;
+        }
+        s->staged = i;
+        s->deferred = false;
+        return 0;
+}
+
+int vrot_store_commit(VrotStore *s, VrotError *err)
+{
+        int i = s->staged, r;
+
+        if (i < 0)
+                return 0;
+        s->staged = -1;
+        /* The blob's rename is durable before its record's (store.h). */
+        r = vrot_durable_commit(s->dirfd, slot_name(i), s->staged_fd[0], err);
+        if (r == 0)
+                r = vrot_durable_sync_dir(s->dirfd, slot_name(i), err);
+        if (r < 0) {
+                vrot_durable_abandon(s->dirfd, "generation", s->staged_fd[1]);
+                return r;
+        }
+        s->gen++;
+        s->blob_gen[i] = s->gen;
+        drop_pending(s, i);
+        r = vrot_durable_commit(s->dirfd, "generation", s->staged_fd[1], err);
+        if (r == 0)
+                r = vrot_durable_sync_dir(s->dirfd, "generation", err);
+        s->record_stale = r < 0;
+        return r;
+}
+
 void vrot_store_release(VrotStore *s)
 {
+        abandon_staged(s);
         for (int i = 0; i < NBLOBS; i++)
                 drop_pending(s, i);
         s->deferred = false;
@@ -394,6 +491,8 @@ void vrot_store_free(VrotStore *s)
 {
         if (!s)
                 return;
+        if (s->dirfd >= 0)
+                abandon_staged(s);
         for (int i = 0; i < NBLOBS; i++)
                 drop_pending(s, i);
         if (s->dirfd >= 0)

@@ -68,6 +68,26 @@ void vrot_store_defer(VrotStore *s);
 int vrot_store_flush(VrotStore *s, VrotError *err);
 
 /**
+ * vrot_store_stage:
+ * vrot_store_flush() in two halves, for a write that must fail now if it
+ * fails at all, but whose fsyncs may come later: a service vTPM's
+ * TPM2_Startup at start, whose worker says it is ready in between.  When
+ * one blob waits, its file and the record's are written under their
+ * temporary names (a read-only or full file system fails here), and
+ * deferral ends; vrot_store_commit() makes them durable and current.
+ * Until then the state on disk is the one before, and nothing may be
+ * answered from the TPM's new state.  More than one blob waiting (or a
+ * record left stale) is flushed at once instead, as a blob's rename must
+ * be durable before its record's.  Any later save, delete or flush
+ * commits first.
+ */
+int vrot_store_stage(VrotStore *s, VrotError *err);
+
+/** vrot_store_commit: the second half: fsync, rename, fsync the directory,
+ *  blob then record.  Nothing staged: 0. */
+int vrot_store_commit(VrotStore *s, VrotError *err);
+
+/**
  * vrot_store_copy:
  * @src: (transfer none) an open store, only read
  * @dst: (transfer none) an open store without any state yet (generation 0)

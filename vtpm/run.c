@@ -187,6 +187,7 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         Worker w = { .ctrl_listen = -1, .data_listen = -1, .starter_fd = -1,
                      .end_with_starter = a->end_with_starter,
                      .ctrl = { .fd = -1 }, .data = { .fd = -1 }, .mig = { .listen = -1 } };
+        bool stage_startup;
         int ret = EXIT_FAILURE;
 
         vtpm_loop_signals();
@@ -215,7 +216,10 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         ret = open_state(a, &sealer, &w.store);
         if (ret != 0)
                 return ret;
-        if (a->defer_writes)
+        /* A TPM2_Startup at start stores the state: staged before "ready",
+         * durable after it, before any command is read (start_tpm()). */
+        stage_startup = a->not_need_init && a->startup_clear && !a->defer_writes;
+        if (a->defer_writes || stage_startup)
                 vrot_store_defer(w.store);
         ret = EXIT_FAILURE;
         if (open_sockets(a, &w) < 0)
@@ -226,9 +230,19 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
                 log_error("%s", err.msg);
                 goto out;
         }
-        if (start_tpm(a, &w) < 0 || start_listening(&w) < 0)
+        if (start_tpm(a, &w) < 0)
+                goto out;
+        if (stage_startup && vrot_store_stage(w.store, &err) < 0) {
+                log_error("starting the TPM failed: its state cannot be written: %s", err.msg);
+                goto out;
+        }
+        if (start_listening(&w) < 0)
                 goto out;
         notify_ready(a->ready_fd, &w);
+        if (vrot_store_commit(w.store, &err) < 0) {
+                log_error("writing the state after start: %s", err.msg);
+                goto out;
+        }
         if (a->prefault)
                 vtpm_tpm_prefault();
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,

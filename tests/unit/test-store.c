@@ -2,10 +2,12 @@
 /* The generation rules of lib/store.h, one case each (R-SEAL-3, R-SEAL-4),
  * and the re-binding of a state to another key and instance. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -146,6 +148,112 @@ static void test_store_deferred_writes(void)
         s = open_ok(dir);
         CU_ASSERT_EQUAL(vrot_store_generation(s), 2);
         vrot_store_free(s);
+}
+
+/* The text of the permall blob when the store at @dir opens. */
+static void expect_permall(const char *dir, const char *text, uint64_t gen)
+{
+        VrotStore *s = open_ok(dir);
+        uint8_t *buf = NULL;
+        uint32_t len = 0;
+
+        CU_ASSERT_EQUAL(vrot_store_generation(s), gen);
+        CU_ASSERT_EQUAL_FATAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &buf, &len, NULL), 0);
+        CU_ASSERT(len == strlen(text) && memcmp(buf, text, len) == 0);
+        free(buf);
+        vrot_store_free(s);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+        char path[512];
+
+        file_path(path, dir, name);
+        return access(path, F_OK) == 0;
+}
+
+/* Staged, the new state is in temporary files and the old one current;
+ * committed, the new one is; staged and dropped, nothing changed. */
+static void test_store_staged_write(void)
+{
+        const char *dir = fresh_dir("staged");
+        VrotStore *s = open_ok(dir);
+        VrotError err = { 0 };
+        char path[512];
+        pid_t pid;
+        int status;
+
+        save(s, VROT_BLOB_PERMANENT, "perm-1");
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "perm-2");
+        CU_ASSERT_EQUAL_FATAL(vrot_store_stage(s, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 1);
+        CU_ASSERT(exists(dir, ".permall.tmp") && exists(dir, ".generation.tmp"));
+        CU_ASSERT_EQUAL(vrot_store_commit(s, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 2);
+        CU_ASSERT(!exists(dir, ".permall.tmp") && !exists(dir, ".generation.tmp"));
+        CU_ASSERT_EQUAL(vrot_store_commit(s, NULL), 0);         /* nothing staged */
+        vrot_store_free(s);
+        expect_permall(dir, "perm-2", 2);
+
+        /* Dropped before its commit: its files go, the state is as before. */
+        s = open_ok(dir);
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "perm-dropped");
+        CU_ASSERT_EQUAL_FATAL(vrot_store_stage(s, NULL), 0);
+        vrot_store_free(s);
+        CU_ASSERT(!exists(dir, ".permall.tmp") && !exists(dir, ".generation.tmp"));
+        expect_permall(dir, "perm-2", 2);
+
+        /* A crash between stage and commit leaves the temporary files;
+         * the state is as before, and the next write replaces them. */
+        pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+                s = open_ok(dir);
+                vrot_store_defer(s);
+                save(s, VROT_BLOB_PERMANENT, "perm-crashed");
+                _exit(vrot_store_stage(s, NULL) == 0 ? 0 : 1);
+        }
+        CU_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CU_ASSERT(exists(dir, ".permall.tmp") && exists(dir, ".generation.tmp"));
+        expect_permall(dir, "perm-2", 2);
+
+        /* A save after the stage commits it first. */
+        s = open_ok(dir);
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "perm-3");
+        CU_ASSERT_EQUAL_FATAL(vrot_store_stage(s, NULL), 0);
+        save(s, VROT_BLOB_VOLATILE, "vol-1");
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 4);
+        vrot_store_free(s);
+        expect_permall(dir, "perm-3", 4);
+
+        /* Two blobs waiting are written at once, in order. */
+        s = open_ok(dir);
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "perm-4");
+        save(s, VROT_BLOB_VOLATILE, "vol-2");
+        CU_ASSERT_EQUAL(vrot_store_stage(s, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_store_generation(s), 6);
+        CU_ASSERT(!exists(dir, ".permall.tmp"));
+        vrot_store_free(s);
+        expect_permall(dir, "perm-4", 6);
+
+        /* A file that cannot be written fails the stage, which changes
+         * nothing (a directory in the way: the tests run as root). */
+        file_path(path, dir, ".generation.tmp");
+        CU_ASSERT_FATAL(mkdir(path, 0700) == 0);
+        s = open_ok(dir);
+        vrot_store_defer(s);
+        save(s, VROT_BLOB_PERMANENT, "perm-refused");
+        CU_ASSERT(vrot_store_stage(s, &err) < 0);
+        CU_ASSERT(strstr(err.msg, ".generation.tmp") != NULL);
+        CU_ASSERT(!exists(dir, ".permall.tmp"));
+        CU_ASSERT_EQUAL(vrot_store_commit(s, NULL), 0);         /* nothing staged */
+        vrot_store_free(s);
+        CU_ASSERT(rmdir(path) == 0);
+        expect_permall(dir, "perm-4", 6);
 }
 
 static void test_store_lock_excludes_second_worker(void)
@@ -439,6 +547,7 @@ int main(void)
         static const UnitCase cases[] = {
                 UNIT_CASE(test_store_round_trip_and_generations),
                 UNIT_CASE(test_store_deferred_writes),
+                UNIT_CASE(test_store_staged_write),
                 UNIT_CASE(test_store_lock_excludes_second_worker),
                 UNIT_CASE(test_store_refuses_older_blob),
                 UNIT_CASE(test_store_refuses_rolled_back_record),
