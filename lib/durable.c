@@ -53,19 +53,29 @@ int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len,
         return fd;
 }
 
-int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err)
+int vrot_durable_sync_staged(int dirfd, const char *name, int fd, VrotError *err)
 {
         char tmp[TMP_NAME_MAX];
-        int r = 0;
+        int r;
 
+        if (fsync(fd) == 0)
+                return 0;
+        r = errno;
         (void)tmp_name(tmp, name);      /* it fitted when the file was staged */
-        if (fsync(fd) < 0)
-                r = -errno;
-        if (close(fd) < 0 && r == 0)
-                r = -errno;
-        if (r < 0) {
+        vrot_durable_abandon(dirfd, name, fd);
+        return vrot_err(err, r, "writing %s: %s", tmp, strerror(r));
+}
+
+int vrot_durable_rename_staged(int dirfd, const char *name, int fd, VrotError *err)
+{
+        char tmp[TMP_NAME_MAX];
+        int r;
+
+        (void)tmp_name(tmp, name);
+        if (close(fd) < 0) {
+                r = errno;
                 (void)unlinkat(dirfd, tmp, 0);
-                return vrot_err(err, -r, "writing %s: %s", tmp, strerror(-r));
+                return vrot_err(err, r, "writing %s: %s", tmp, strerror(r));
         }
         if (renameat(dirfd, tmp, dirfd, name) < 0) {
                 r = errno;
@@ -73,6 +83,13 @@ int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err)
                 return vrot_err(err, r, "renaming %s to %s: %s", tmp, name, strerror(r));
         }
         return 0;
+}
+
+int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err)
+{
+        int r = vrot_durable_sync_staged(dirfd, name, fd, err);
+
+        return r < 0 ? r : vrot_durable_rename_staged(dirfd, name, fd, err);
 }
 
 void vrot_durable_abandon(int dirfd, const char *name, int fd)

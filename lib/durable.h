@@ -54,9 +54,17 @@ int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len,
  * vrot_durable_commit:
  * The second half: fsync()s and closes @fd (in any case), and renames the
  * file over @name.  As after vrot_durable_replace(), the rename is durable
- * only after vrot_durable_sync_dir().
+ * only after vrot_durable_sync_dir().  It is vrot_durable_sync_staged()
+ * then vrot_durable_rename_staged(), which may also be called apart: the
+ * file made durable early, put in place later.
  */
 int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err);
+
+/** vrot_durable_sync_staged: fsync() of the staged @fd; on failure it is abandoned. */
+int vrot_durable_sync_staged(int dirfd, const char *name, int fd, VrotError *err);
+
+/** vrot_durable_rename_staged: closes the staged, synced @fd and renames it over @name. */
+int vrot_durable_rename_staged(int dirfd, const char *name, int fd, VrotError *err);
 
 /** vrot_durable_abandon: closes @fd, a staged file of @name, and removes it. */
 void vrot_durable_abandon(int dirfd, const char *name, int fd);
