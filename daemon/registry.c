@@ -591,30 +591,78 @@ VrotRegistry *vrot_registry_load(const gchar *path, const guint8 *key, GError **
         return r;
 }
 
+struct VrotRegistryWrite {
+        int dirfd;
+        int fd;
+        gchar *base;
+};
+
+static gboolean io_error(GError **error, const VrotError *err)
+{
+        g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_IO, "%s", err->msg);
+        return FALSE;
+}
+
+static void write_free(VrotRegistryWrite *w)
+{
+        if (w->dirfd >= 0)
+                close(w->dirfd);
+        g_free(w->base);
+        g_free(w);
+}
+
+VrotRegistryWrite *vrot_registry_stage(const VrotRegistry *r, const gchar *path,
+                                       const guint8 *key, GError **error)
+{
+        g_autofree gchar *dir = g_path_get_dirname(path);
+        g_autofree gchar *data = NULL;
+        VrotRegistryWrite *w = g_new0(VrotRegistryWrite, 1);
+        VrotError err = { 0 };
+        gsize len = 0;
+
+        w->base = g_path_get_basename(path);
+        w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (w->dirfd < 0) {
+                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_IO,
+                            "%s: %s", dir, g_strerror(errno));
+                write_free(w);
+                return NULL;
+        }
+        data = vrot_registry_serialize(r, key, &len);
+        w->fd = vrot_durable_stage(w->dirfd, w->base, data, len, 0600, &err);
+        if (w->fd < 0 || vrot_durable_sync_staged(w->dirfd, w->base, w->fd, &err) < 0) {
+                io_error(error, &err);
+                write_free(w);
+                return NULL;
+        }
+        return w;
+}
+
+gboolean vrot_registry_commit(VrotRegistryWrite *w, GError **error)
+{
+        VrotError err = { 0 };
+        gboolean ok;
+
+        ok = vrot_durable_rename_staged(w->dirfd, w->base, w->fd, &err) == 0 &&
+             vrot_durable_sync_dir(w->dirfd, w->base, &err) == 0;
+        write_free(w);
+        return ok || io_error(error, &err);
+}
+
+void vrot_registry_abandon(VrotRegistryWrite *w)
+{
+        if (!w)
+                return;
+        vrot_durable_abandon(w->dirfd, w->base, w->fd);
+        write_free(w);
+}
+
 gboolean vrot_registry_save(const VrotRegistry *r, const gchar *path, const guint8 *key,
                             GError **error)
 {
-        g_autofree gchar *dir = g_path_get_dirname(path);
-        g_autofree gchar *base = g_path_get_basename(path);
-        g_autofree gchar *data = NULL;
-        VrotError err = { 0 };
-        gsize len = 0;
-        int dirfd, rc;
+        VrotRegistryWrite *w = vrot_registry_stage(r, path, key, error);
 
-        data = vrot_registry_serialize(r, key, &len);
-        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0) {
-                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_IO,
-                            "%s: %s", dir, g_strerror(errno));
-                return FALSE;
-        }
-        rc = vrot_durable_write(dirfd, base, data, len, 0600, &err);
-        close(dirfd);
-        if (rc < 0) {
-                g_set_error(error, VROT_REGISTRY_ERROR, VROT_REGISTRY_ERROR_IO, "%s", err.msg);
-                return FALSE;
-        }
-        return TRUE;
+        return w && vrot_registry_commit(w, error);
 }
 
 VrotInstance *vrot_registry_lookup(const VrotRegistry *r, const gchar *uuid)

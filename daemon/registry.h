@@ -86,6 +86,24 @@ gchar *vrot_registry_serialize(const VrotRegistry *r, const guint8 *key, gsize *
 gboolean vrot_registry_save(const VrotRegistry *r, const gchar *path, const guint8 *key,
                             GError **error);
 
+/**
+ * VrotRegistryWrite:
+ * vrot_registry_save() in two halves, for a write that must wait for
+ * something else to be durable first but need not wait to be prepared:
+ * vrot_registry_stage() serializes @r as it is now and makes it durable
+ * under the file's temporary name; vrot_registry_commit() puts it in place
+ * and syncs the directory, and only then does it count.  In between,
+ * nothing else may write the registry.  Both free the write on failure;
+ * vrot_registry_abandon() drops it (NULL: nothing).  Either thread may
+ * stage, with @r not changed meanwhile.
+ */
+typedef struct VrotRegistryWrite VrotRegistryWrite;
+
+VrotRegistryWrite *vrot_registry_stage(const VrotRegistry *r, const gchar *path,
+                                       const guint8 *key, GError **error);
+gboolean vrot_registry_commit(VrotRegistryWrite *w, GError **error);
+void vrot_registry_abandon(VrotRegistryWrite *w);
+
 /** vrot_registry_lookup: (transfer none) the entry for @uuid, tombstones included. */
 VrotInstance *vrot_registry_lookup(const VrotRegistry *r, const gchar *uuid);
 

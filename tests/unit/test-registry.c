@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -303,6 +304,54 @@ static void test_registry_save_load(void)
         CU_ASSERT(err && strstr(err->message, path));
 }
 
+/* Staged, the registry on disk is still the old one; committed, the new
+ * one; abandoned, the old one and no temporary file. */
+static void test_registry_staged_write(void)
+{
+        g_autofree gchar *dir = g_build_filename(unit_tmpdir(), "staged", NULL);
+        g_autofree gchar *path = g_build_filename(dir, "registry", NULL);
+        g_autofree gchar *tmp = g_build_filename(dir, ".registry.tmp", NULL);
+        g_autoptr(VrotRegistry) r = vrot_registry_new();
+        g_autoptr(VrotRegistry) back = NULL;
+        g_autoptr(GError) err = NULL;
+        VrotRegistryWrite *w;
+
+        CU_ASSERT_FATAL(mkdir(dir, 0700) == 0);
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000005", "a", FALSE), NULL));
+        CU_ASSERT_TRUE_FATAL(vrot_registry_save(r, path, key, &err));
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000006", "b", FALSE), NULL));
+
+        w = vrot_registry_stage(r, path, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        CU_ASSERT_TRUE(g_file_test(tmp, G_FILE_TEST_IS_REGULAR));
+        back = vrot_registry_load(path, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+        CU_ASSERT_PTR_NULL(vrot_registry_lookup(back, "00000000-0000-4000-8000-000000000006"));
+        g_clear_pointer(&back, vrot_registry_free);
+        CU_ASSERT_TRUE(vrot_registry_commit(w, &err));
+        CU_ASSERT_FALSE(g_file_test(tmp, G_FILE_TEST_EXISTS));
+        back = vrot_registry_load(path, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+        CU_ASSERT_PTR_NOT_NULL(vrot_registry_lookup(back, "00000000-0000-4000-8000-000000000006"));
+        g_clear_pointer(&back, vrot_registry_free);
+
+        CU_ASSERT_TRUE(vrot_registry_add(r, make("00000000-0000-4000-8000-000000000007", "c", FALSE), NULL));
+        w = vrot_registry_stage(r, path, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        vrot_registry_abandon(w);
+        vrot_registry_abandon(NULL);
+        CU_ASSERT_FALSE(g_file_test(tmp, G_FILE_TEST_EXISTS));
+        back = vrot_registry_load(path, key, &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+        CU_ASSERT_PTR_NULL(vrot_registry_lookup(back, "00000000-0000-4000-8000-000000000007"));
+        g_clear_pointer(&back, vrot_registry_free);
+
+        /* A directory that is not there fails the stage, with its name. */
+        g_autofree gchar *nowhere = g_build_filename(dir, "missing", "registry", NULL);
+        CU_ASSERT_PTR_NULL(vrot_registry_stage(r, nowhere, key, &err));
+        CU_ASSERT(err && strstr(err->message, "missing"));
+}
+
 static VrotMigrationRecord *record(const gchar *id, const gchar *uuid, VrotMigrationState state)
 {
         VrotMigrationRecord *m = g_new0(VrotMigrationRecord, 1);
@@ -428,6 +477,7 @@ int main(void)
                 UNIT_CASE(test_registry_pool_add_remove),
                 UNIT_CASE(test_registry_tombstone_blocks_reuse),
                 UNIT_CASE(test_registry_save_load),
+                UNIT_CASE(test_registry_staged_write),
                 UNIT_CASE(test_registry_identities),
                 UNIT_CASE(test_registry_migrations),
                 UNIT_CASE(test_registry_refuses_bad_migrations),
