@@ -68,6 +68,8 @@ struct VrotInstances {
         VrotPool *pool;                 /* pre-manufactured vTPMs (pool.h) */
         VrotWorkerUser *wuser;          /* [daemon] worker-user, NULL: none */
         GHashTable *running;            /* uuid -> Running */
+        VrotRegistryWrite *staged;      /* the registry as it is, staged by
+                                         * create_warm(): save() commits it */
 };
 
 static gboolean fail(GError **error, gint code, const gchar *fmt, ...) G_GNUC_PRINTF(3, 4);
@@ -146,6 +148,8 @@ static gchar *run_path(VrotInstances *self, const gchar *uuid, const gchar *name
 
 static gboolean save(VrotInstances *self, GError **error)
 {
+        if (self->staged)
+                return vrot_registry_commit(g_steal_pointer(&self->staged), error);
         return vrot_registry_save(self->registry, self->registry_path,
                                   vrot_host_registry_key(self->host), error);
 }
@@ -903,18 +907,26 @@ static gboolean sync_dir(const gchar *path, GError **error)
         return ok;
 }
 
-/* Directories to fsync() in a thread of their own (create_warm()). */
+/* What create_warm() has done in a thread of its own while the
+ * certificates are made and signed: the renamed entry's two parent
+ * directories synced, and the registry write that records the instance
+ * staged (NULL if it could not be: save() then writes it whole). */
 typedef struct {
         const gchar *dirs[2];
         GError *error;
-} DirSync;
+        const VrotRegistry *registry;
+        const gchar *registry_path;
+        const guint8 *registry_key;
+        VrotRegistryWrite *staged;
+} Background;
 
-static gpointer sync_dirs(gpointer data)
+static gpointer in_background(gpointer data)
 {
-        DirSync *ds = data;
+        Background *bg = data;
 
-        for (gsize i = 0; i < G_N_ELEMENTS(ds->dirs) && sync_dir(ds->dirs[i], &ds->error); i++)
+        for (gsize i = 0; i < G_N_ELEMENTS(bg->dirs) && sync_dir(bg->dirs[i], &bg->error); i++)
                 ;
+        bg->staged = vrot_registry_stage(bg->registry, bg->registry_path, bg->registry_key, NULL);
         return NULL;
 }
 
@@ -926,9 +938,17 @@ static gpointer sync_dirs(gpointer data)
  * state under the instance's key and UUID and ends (BIND, lib/mkey.h);
  * the entry is unlisted in the registry write that records the instance.
  * No worker starts and nothing is copied: the quickest create
- * (bench/README.md "create + endorse").  The rename is made durable in a thread while the
- * certificates are made and signed; while the worker writes the state,
- * this writes the certificate files.
+ * (bench/README.md "create + endorse").
+ *
+ * Little waits for anything else.  While the certificates are made and
+ * signed, a thread makes the rename durable and stages the registry write
+ * (registry.h), with the generation the rebound state will have: one more
+ * than the entry's (vrot_store_rebind()).  While the worker writes the
+ * state, this writes the certificate files.  Once the worker has answered
+ * (its state is durable), save() commits the staged write: a rename and a
+ * directory fsync.  Should the state's generation not be the one
+ * predicted, the staged write is dropped and save() writes the registry
+ * whole.
  *
  * A warm entry that fails (its worker, its vTPM, the signer) is discarded
  * with a warning and the create goes on without it (*@ret_used FALSE),
@@ -948,9 +968,11 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         VrotMkeyRequest req = { .op = VROT_MKEY_BIND };
         VrotMkeyAnswer ans = { 0 };
         VrotPoolWarm w;
-        DirSync renamed = { .error = NULL };
-        GThread *syncer = NULL;
+        Background bg = { .registry = self->registry, .registry_path = self->registry_path,
+                          .registry_key = vrot_host_registry_key(self->host) };
+        GThread *thread = NULL;
         gint64 t0 = g_get_monotonic_time();
+        guint64 generation = 0;
         int fd = -1;
         gboolean ok;
 
@@ -965,10 +987,16 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         if (ok && rename(w.dir, dir) < 0)
                 ok = fail(&why, VROT_INSTANCES_ERROR_FAILED, "moving it to %s: %s", dir,
                           g_strerror(errno));
-        renamed.dirs[0] = parent;
-        renamed.dirs[1] = entry_parent;
-        if (ok && !(syncer = g_thread_try_new("vrotd-sync", sync_dirs, &renamed, NULL)))
-                (void)sync_dirs(&renamed);      /* no thread: here, then */
+        if (ok) {
+                /* The registry as the commit will write it (staged below). */
+                generation = state_generation(self, inst->uuid) + 1;
+                inst->generation = generation;
+                vrot_registry_pool_remove(self->registry, id);
+                bg.dirs[0] = parent;
+                bg.dirs[1] = entry_parent;
+                if (!(thread = g_thread_try_new("vrotd-create", in_background, &bg, NULL)))
+                        (void)in_background(&bg);       /* no thread: here, then */
+        }
         ok = ok && vrot_endorse_session_finish(w.session, vrot_host_ca_signer(self->host), &params,
                                                &e, &why);
         g_clear_pointer(&w.session, vrot_endorse_session_free);
@@ -993,26 +1021,36 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 OPENSSL_cleanse(&req, sizeof(req));
         }
         ok = ok && save_certs(self, inst->uuid, e, &why);
-        if (syncer)
-                g_thread_join(syncer);
-        if (renamed.error && ok)
-                ok = fail(&why, renamed.error->code, "%s", renamed.error->message);
-        g_clear_error(&renamed.error);
         if (!mkey_answer(fd, &ans) || ans.result != 0)
                 ok = ok && fail(&why, VROT_INSTANCES_ERROR_FAILED,
                                 "its worker did not take BIND (0x%x)", ans.result);
+        if (thread)
+                g_thread_join(thread);
+        if (bg.error && ok)
+                ok = fail(&why, bg.error->code, "%s", bg.error->message);
+        g_clear_error(&bg.error);
+        if (ok && (inst->generation = state_generation(self, inst->uuid)) != generation) {
+                g_debug("instance %s: state generation %" G_GUINT64_FORMAT ", not %" G_GUINT64_FORMAT
+                        " as predicted; the registry is written again", inst->uuid,
+                        inst->generation, generation);
+                g_clear_pointer(&bg.staged, vrot_registry_abandon);
+        }
         if (!ok) {
                 g_warning("instance %s: pool entry %s failed and is discarded: %s", inst->uuid, id,
                           why->message);
+                g_clear_pointer(&bg.staged, vrot_registry_abandon);
+                inst->generation = 0;
                 (void)vrot_pool_warm_done(self->pool, FALSE, NULL);
                 wipe_instance_files(self, inst->uuid);
                 *ret_used = FALSE;
                 return TRUE;
         }
         vrot_fault_point("warm-bound");
-        inst->generation = state_generation(self, inst->uuid);
-        if (!vrot_pool_warm_done(self->pool, TRUE, error))
+        self->staged = g_steal_pointer(&bg.staged);
+        if (!vrot_pool_warm_done(self->pool, TRUE, error)) {
+                g_clear_pointer(&self->staged, vrot_registry_abandon);
                 return FALSE;
+        }
         g_debug("instance %s: made of pool entry %s in %.1f ms", inst->uuid, id,
                 (g_get_monotonic_time() - t0) / 1000.0);
         return TRUE;
