@@ -780,37 +780,38 @@ static GBytes *call_signer(VrotSignDigestFunc func, gpointer user_data, GBytes *
 }
 
 /* Signs @x (see above) and returns the verified, re-parsed certificate. */
-static X509 *sign_cert(X509 *x, const SigAlg *alg, VrotSignDigestFunc func, gpointer user_data,
-                       EVP_PKEY *issuer_key, GError **error)
+/* Signs @x in place and checks the signature under @issuer_key: over the
+ * TBSCertificate as @x now encodes it, which is what its DER will carry. */
+static gboolean sign_in_place(X509 *x, const SigAlg *alg, VrotSignDigestFunc func,
+                              gpointer user_data, EVP_PKEY *issuer_key, GError **error)
 {
         g_autoptr(GBytes) digest = NULL;
         g_autoptr(GBytes) sig = NULL;
-        g_autoptr(GBytes) der = NULL;
-        g_autoptr(X509) out = NULL;
 
-        if (!set_signature_algorithm(x, alg)) {
-                ossl_error(error, VROT_X509_ERROR_CRYPTO, "setting the signature algorithm");
-                return NULL;
-        }
+        if (!set_signature_algorithm(x, alg))
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "setting the signature algorithm");
         if (!(digest = tbs_digest(x, alg, error)) ||
             !(sig = call_signer(func, user_data, digest, error)))
+                return FALSE;
+        if (!set_signature_value(x, sig))
+                return ossl_error(error, VROT_X509_ERROR_CRYPTO, "setting the signature");
+        if (X509_verify(x, issuer_key) != 1)
+                return ossl_error(error, VROT_X509_ERROR_BAD_SIGNATURE,
+                                  "the signature does not verify under the issuer's public key");
+        return TRUE;
+}
+
+static X509 *sign_cert(X509 *x, const SigAlg *alg, VrotSignDigestFunc func, gpointer user_data,
+                       EVP_PKEY *issuer_key, GError **error)
+{
+        g_autoptr(GBytes) der = NULL;
+
+        /* Parsed back, so that nothing OpenSSL cached while it was built
+         * survives, and the public key is there (X509_get0_pubkey()). */
+        if (!sign_in_place(x, alg, func, user_data, issuer_key, error) ||
+            !(der = vrot_x509_to_der(x, error)))
                 return NULL;
-        if (!set_signature_value(x, sig)) {
-                ossl_error(error, VROT_X509_ERROR_CRYPTO, "setting the signature");
-                return NULL;
-        }
-        /* Re-parse, so that nothing OpenSSL cached before the signature
-         * existed survives, and what we check is exactly what we hand out. */
-        if (!(der = vrot_x509_to_der(x, error)))
-                return NULL;
-        if (!(out = vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der), error)))
-                return NULL;
-        if (X509_verify(out, issuer_key) != 1) {
-                ossl_error(error, VROT_X509_ERROR_BAD_SIGNATURE,
-                           "the signature does not verify under the issuer's public key");
-                return NULL;
-        }
-        return g_steal_pointer(&out);
+        return vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der), error);
 }
 
 /* --- signers --- */
@@ -1040,21 +1041,31 @@ static X509 *build_ek(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509EkPa
         return g_steal_pointer(&x);
 }
 
-X509 *vrot_x509_ek_cert(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509EkParams *params,
-                        GError **error)
+GBytes *vrot_x509_ek_cert_der(const VrotX509Signer *ca, EVP_PKEY *ek,
+                              const VrotX509EkParams *params, GError **error)
 {
         g_autoptr(X509) x = NULL;
-        X509 *cert = NULL;
+        GBytes *der = NULL;
 
         g_return_val_if_fail(ca != NULL && ek != NULL && params != NULL, NULL);
         g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 
         ERR_clear_error();
-        if ((x = build_ek(ca, ek, params, error)))
-                cert = sign_with(ca, x, error);
-        if (!cert)
+        if ((x = build_ek(ca, ek, params, error)) &&
+            sign_in_place(x, ca->alg, ca->func, ca->user_data, ca->issuer_key, error))
+                der = vrot_x509_to_der(x, error);
+        if (!der)
                 g_prefix_error(error, "EK certificate: ");
-        return cert;
+        return der;
+}
+
+X509 *vrot_x509_ek_cert(const VrotX509Signer *ca, EVP_PKEY *ek, const VrotX509EkParams *params,
+                        GError **error)
+{
+        g_autoptr(GBytes) der = vrot_x509_ek_cert_der(ca, ek, params, error);
+
+        return der ? vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der), error)
+                   : NULL;
 }
 
 /* --- the service identity profile --- */
@@ -1518,13 +1529,24 @@ GBytes *vrot_x509_to_der(const X509 *cert, GError **error)
 
 gchar *vrot_x509_to_pem(const X509 *cert, GError **error)
 {
-        g_autoptr(BIO) bio = BIO_new(BIO_s_mem());
-        char *data = NULL;
-        long len;
+        g_autoptr(GBytes) der = NULL;
 
         g_return_val_if_fail(cert != NULL, NULL);
 
-        if (!bio || !PEM_write_bio_X509(bio, cert) || (len = BIO_get_mem_data(bio, &data)) <= 0) {
+        der = vrot_x509_to_der(cert, error);
+        return der ? vrot_x509_der_to_pem(der, error) : NULL;
+}
+
+gchar *vrot_x509_der_to_pem(GBytes *der, GError **error)
+{
+        g_autoptr(BIO) bio = BIO_new(BIO_s_mem());
+        gsize der_len = 0;
+        const guint8 *p = g_bytes_get_data(der, &der_len);
+        char *data = NULL;
+        long len;
+
+        if (!bio || !PEM_write_bio(bio, PEM_STRING_X509, "", p, (long)der_len) ||
+            (len = BIO_get_mem_data(bio, &data)) <= 0) {
                 ossl_error(error, VROT_X509_ERROR_CRYPTO, "writing PEM");
                 return NULL;
         }

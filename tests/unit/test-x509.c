@@ -589,6 +589,38 @@ static void test_x509_ek_cert_profile(void)
         chain_clear(&c);
 }
 
+/* The DER-only EK certificate is the same profile, signed once, and its
+ * PEM is what OpenSSL writes of the parsed certificate. */
+static void test_x509_ek_cert_der(void)
+{
+        VrotX509EkParams p = ek_params();
+        Chain c;
+
+        chain_init(&c, K_ROOT_P256);
+        for (size_t i = 0; i < G_N_ELEMENTS(ek_cases); i++) {
+                g_autoptr(GError) error = NULL;
+                g_autoptr(GBytes) der = NULL;
+                g_autoptr(X509) ek = NULL;
+                g_autofree gchar *pem = NULL, *pem_of_x509 = NULL;
+
+                c.tpm.calls = 0;
+                der = vrot_x509_ek_cert_der(c.ca_signer, key(ek_cases[i].key), &p, &error);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(der);
+                CU_ASSERT_EQUAL(c.tpm.calls, 1);
+                ek = vrot_x509_from_der(g_bytes_get_data(der, NULL), g_bytes_get_size(der), &error);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(ek);
+                CU_ASSERT_EQUAL(X509_verify(ek, key(K_TPM)), 1);
+                CU_ASSERT_EQUAL(EVP_PKEY_eq(X509_get0_pubkey(ek), key(ek_cases[i].key)), 1);
+                check_ek_san(ek, &p);
+                pem = vrot_x509_der_to_pem(der, &error);
+                pem_of_x509 = vrot_x509_to_pem(ek, &error);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(pem);
+                CU_ASSERT_STRING_EQUAL(pem, pem_of_x509);
+                CU_ASSERT(g_str_has_prefix(pem, "-----BEGIN CERTIFICATE-----\n"));
+        }
+        chain_clear(&c);
+}
+
 static void test_x509_ek_cert_chain_verifies(void)
 {
         VrotX509EkParams p = ek_params();
@@ -1459,6 +1491,7 @@ int main(void)
                 UNIT_CASE(test_x509_crl),
                 UNIT_CASE(test_x509_ca_cert_profile),
                 UNIT_CASE(test_x509_ek_cert_profile),
+                UNIT_CASE(test_x509_ek_cert_der),
                 UNIT_CASE(test_x509_ek_cert_chain_verifies),
                 UNIT_CASE(test_x509_ek_cert_other_chain_refused),
                 UNIT_CASE(test_x509_ek_cert_openssl_cli),
