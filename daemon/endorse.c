@@ -400,10 +400,7 @@ static gboolean certify_ek(const VrotX509Signer *signer, const VrotEndorseParams
         };
 
         memcpy(p.instance_uuid, params->instance_uuid, sizeof(p.instance_uuid));
-        ek->cert = vrot_x509_ek_cert(signer, ek->public_key, &p, error);
-        if (!ek->cert)
-                return FALSE;
-        ek->cert_der = vrot_x509_to_der(ek->cert, error);
+        ek->cert_der = vrot_x509_ek_cert_der(signer, ek->public_key, &p, error);
         if (!ek->cert_der)
                 return FALSE;
         return vrot_endorse_check_size(g_bytes_get_size(ek->cert_der), info->nv_index_max, error);
@@ -681,7 +678,6 @@ VrotEndorseSession *vrot_endorse_session_open(const gchar *tcti, GError **error)
 
 static void ek_clear(VrotEndorsedEk *ek)
 {
-        g_clear_pointer(&ek->cert, X509_free);
         g_clear_pointer(&ek->cert_der, g_bytes_unref);
         g_clear_pointer(&ek->public_key, EVP_PKEY_free);
         g_clear_pointer(&ek->tpm_public, g_bytes_unref);

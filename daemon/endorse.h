@@ -193,8 +193,8 @@ typedef struct VrotEndorseParams {
 /**
  * VrotEndorsedEk:
  * One EK and its certificate.
- * @cert: the EK certificate
- * @cert_der: its DER encoding, byte for byte what NV holds
+ * @cert_der: the EK certificate, DER, byte for byte what NV holds (an
+ *   X509 only on demand: vrot_x509_ek_cert_der())
  * @public_key: the EK's public key
  * @tpm_public: the EK's TPM2B_PUBLIC in TPM wire form (what
  *   `tpm2_print -t TPM2B_PUBLIC` reads)
@@ -202,7 +202,6 @@ typedef struct VrotEndorseParams {
  * @nv_index: the certificate's NV index
  */
 typedef struct VrotEndorsedEk {
-        X509 *cert;
         GBytes *cert_der;
         EVP_PKEY *public_key;
         GBytes *tpm_public;

@@ -784,8 +784,8 @@ static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorseme
         gboolean ok = TRUE;
 
         for (gsize i = 0; ok && i < VROT_ENDORSE_N_EK; i++)
-                if (e->ek[i].cert)      /* else not asked for */
-                        ok = (pems[i] = vrot_x509_to_pem(e->ek[i].cert, error)) != NULL;
+                if (e->ek[i].cert_der)  /* else not asked for */
+                        ok = (pems[i] = vrot_x509_der_to_pem(e->ek[i].cert_der, error)) != NULL;
         ok = ok && write_certs(self, uuid, kinds, (const gchar *const *)pems, VROT_ENDORSE_N_EK,
                                error);
         for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)

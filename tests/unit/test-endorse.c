@@ -382,6 +382,19 @@ static GBytes *der_of(X509 *x)
         return b;
 }
 
+/* @ek's certificate, parsed. */
+static X509 *cert_of(const VrotEndorsedEk *ek)
+{
+        g_autoptr(GError) err = NULL;
+        X509 *x;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ek->cert_der);
+        x = vrot_x509_from_der(g_bytes_get_data(ek->cert_der, NULL),
+                               g_bytes_get_size(ek->cert_der), &err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        return x;
+}
+
 /* Both certificates in NV, read back by the module, are @e's, byte for byte. */
 static void assert_read_back(Vtpm *v, const VrotEndorsement *e)
 {
@@ -434,14 +447,14 @@ static guint32 count_handles(Vtpm *v, TPM2_HANDLE first)
 static void check_ek(const VrotEndorsedEk *ek, int type, int bits, guint32 handle,
                      guint32 index)
 {
+        g_autoptr(X509) cert = cert_of(ek);
         g_autoptr(GBytes) der = NULL;
 
-        CU_ASSERT_PTR_NOT_NULL_FATAL(ek->cert);
-        CU_ASSERT_EQUAL(verify_chain(ek->cert), X509_V_OK);
+        CU_ASSERT_EQUAL(verify_chain(cert), X509_V_OK);
         CU_ASSERT_EQUAL(EVP_PKEY_get_base_id(ek->public_key), type);
         CU_ASSERT_EQUAL(EVP_PKEY_get_bits(ek->public_key), bits);
-        CU_ASSERT_EQUAL(EVP_PKEY_eq(X509_get0_pubkey(ek->cert), ek->public_key), 1);
-        der = der_of(ek->cert);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(X509_get0_pubkey(cert), ek->public_key), 1);
+        der = der_of(cert);
         CU_ASSERT_TRUE(same_bytes(der, ek->cert_der));
         CU_ASSERT_EQUAL(ek->handle, handle);
         CU_ASSERT_EQUAL(ek->nv_index, index);
@@ -453,6 +466,8 @@ static void test_endorse_vtpm_certs_verify(void)
         g_autoptr(Vtpm) v = vtpm_start();
         g_autoptr(VrotEndorsement) e = endorse_ok(v, TEST_URI);
         g_autofree gchar *text = NULL;
+        g_autoptr(X509) rsa = cert_of(&e->ek[VROT_ENDORSE_EK_RSA]);
+        g_autoptr(X509) ecc = cert_of(&e->ek[VROT_ENDORSE_EK_ECC]);
         BIO *mem = BIO_new(BIO_s_mem());
         char *p = NULL, cn[64];
         long n;
@@ -463,13 +478,13 @@ static void test_endorse_vtpm_certs_verify(void)
         CU_ASSERT_EQUAL(e->tpm_manufacturer, LIBTPMS_MANUFACTURER);
         CU_ASSERT_STRING_EQUAL(e->tpm_model, "SW TPM");
         CU_ASSERT(e->tpm_version != 0);
-        X509_print(mem, e->ek[VROT_ENDORSE_EK_ECC].cert);
+        X509_print(mem, ecc);
         n = BIO_get_mem_data(mem, &p);
         text = g_strndup(p, (gsize)n);
         BIO_free(mem);
         CU_ASSERT_PTR_NOT_NULL(strstr(text, "2.23.133.2.1=id:49424D00"));
         CU_ASSERT_PTR_NOT_NULL(strstr(text, "2.23.133.2.2=SW TPM"));
-        CU_ASSERT(X509_NAME_get_text_by_NID(X509_get_subject_name(e->ek[0].cert), NID_commonName,
+        CU_ASSERT(X509_NAME_get_text_by_NID(X509_get_subject_name(rsa), NID_commonName,
                                             cn, sizeof(cn)) == 36);
         CU_ASSERT_STRING_EQUAL(cn, "a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf");
         CU_ASSERT_PTR_NOT_NULL(strstr(text, TEST_URI));
@@ -485,16 +500,17 @@ static void assert_createek_matches(Vtpm *v, const char *alg, const VrotEndorsed
         g_autofree gchar *persisted = tmp_path(v, "persisted.pem");
         g_autofree gchar *handle = g_strdup_printf("0x%08x", ek->handle);
         g_autoptr(EVP_PKEY) made = NULL, found = NULL;
+        g_autoptr(X509) cert = cert_of(ek);
 
         CU_ASSERT_EQUAL_FATAL(tpm2(v, NULL, "createek", "-G", alg, "-c", ctx, "-u", pem, "-f",
                                    "pem", NULL), 0);
         CU_ASSERT_EQUAL(tpm2(v, NULL, "flushcontext", "-t", NULL), 0);
         made = read_pem_pubkey(pem);
-        CU_ASSERT_EQUAL(EVP_PKEY_eq(made, X509_get0_pubkey(ek->cert)), 1);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(made, X509_get0_pubkey(cert)), 1);
         CU_ASSERT_EQUAL_FATAL(tpm2(v, NULL, "readpublic", "-c", handle, "-f", "pem", "-o",
                                    persisted, NULL), 0);
         found = read_pem_pubkey(persisted);
-        CU_ASSERT_EQUAL(EVP_PKEY_eq(found, X509_get0_pubkey(ek->cert)), 1);
+        CU_ASSERT_EQUAL(EVP_PKEY_eq(found, X509_get0_pubkey(cert)), 1);
 }
 
 static void assert_nvread_matches(Vtpm *v, const VrotEndorsedEk *ek)
@@ -593,7 +609,7 @@ static void test_endorse_premade_ecc_only(void)
         p.premade = TRUE;
         p.ek_mask = 1u << VROT_ENDORSE_EK_ECC;
         CU_ASSERT_TRUE_FATAL(vrot_endorse_vtpm(v->tcti, chain.ca_signer, &p, &e, &err));
-        CU_ASSERT_PTR_NULL(e->ek[VROT_ENDORSE_EK_RSA].cert);
+        CU_ASSERT_PTR_NULL(e->ek[VROT_ENDORSE_EK_RSA].cert_der);
         check_ek(&e->ek[VROT_ENDORSE_EK_ECC], EVP_PKEY_EC, 256, 0x8101000a, 0x01c0000a);
         CU_ASSERT_EQUAL(EVP_PKEY_eq(e->ek[VROT_ENDORSE_EK_ECC].public_key,
                                     made->ek[VROT_ENDORSE_EK_ECC].public_key), 1);
@@ -669,10 +685,11 @@ static void test_endorse_vtpm_chunked(void)
 
         for (int i = 0; i < VROT_ENDORSE_N_EK; i++) {
                 gsize n = g_bytes_get_size(e->ek[i].cert_der);
+                g_autoptr(X509) cert = cert_of(&e->ek[i]);
 
                 printf(" [%s certificate: %zu bytes] ", i ? "ECC" : "RSA", n);
                 CU_ASSERT(n > 1024 && n <= 2048);       /* libtpms: 1024, 2048 */
-                CU_ASSERT_EQUAL(verify_chain(e->ek[i].cert), X509_V_OK);
+                CU_ASSERT_EQUAL(verify_chain(cert), X509_V_OK);
                 assert_nvread_matches(v, &e->ek[i]);
         }
         assert_read_back(v, e);
