@@ -7,7 +7,9 @@
  * A VrotSecret lives in its own anonymous mapping so that mlock() and
  * MADV_DONTDUMP apply to it alone, not to whatever shares a malloc page.
  * It is wiped with OPENSSL_cleanse() (a store the compiler may not drop)
- * before the mapping goes away.
+ * when freed; up to 16 freed one-page secrets stay mapped and locked, wiped,
+ * for the next ones (at most 64 KiB locked per process), the others' mappings
+ * go away.
  */
 
 #include <stddef.h>
@@ -36,7 +38,7 @@ VrotSecret *vrot_secret_read_fd(int fd, size_t len, VrotError *err);
 uint8_t *vrot_secret_data(const VrotSecret *s);
 size_t vrot_secret_len(const VrotSecret *s);
 
-/** vrot_secret_free: wipes and unmaps; accepts NULL. */
+/** vrot_secret_free: wipes and unmaps (or keeps the wiped page); accepts NULL. */
 void vrot_secret_free(VrotSecret *s);
 
 static inline void vrot_secret_freep(VrotSecret **s)
