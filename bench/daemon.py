@@ -207,11 +207,11 @@ CREATE_VARIANTS = (
 )
 
 
-def pool_daemon(h, name, size):
+def pool_daemon(h, name, size, runtime_dir=None):
     conf = h.path(f"{name}.conf")
     with open(conf, "w") as f:
         f.write(f"[daemon]\npool-size={size}\n")
-    return V.Vrotd(h, name=name, log_level="info", config=conf).start()
+    return V.Vrotd(h, name=name, log_level="info", config=conf, runtime_dir=runtime_dir).start()
 
 
 def wait_pool_full(c, timeout=180.0):
@@ -257,6 +257,17 @@ def bench_create(args):
         f"with the pool warm and with it disabled, the same ECC-only, and one swtpm_setup "
         f"--create-ek-cert --create-platform-cert (RSA-2048 + ECC P-384 EKs, 3 certs, "
         f"swtpm_localca); the order rotates; the pool is full before anything is timed")
+    # the daemons' runtime directories on a tmpfs, as /run is in production
+    # (workers bind their sockets there); the state stays on disk
+    runs = {k: tmpfs_dir(f"vrot-bench-create-{k}.") for k in ("pool", "nopool")}
+    try:
+        return create_all(n, runs)
+    finally:
+        for r in runs.values():
+            shutil.rmtree(r, ignore_errors=True)
+
+
+def create_all(n, runs):
     times = {k: [] for k in [v[0] for v in CREATE_VARIANTS] + ["swtpm_setup"]}
     cmds = {}
     with V.Harness("vrot-bench-create") as h:
@@ -265,7 +276,8 @@ def bench_create(args):
         os.makedirs(tmp)
         env = dict(os.environ, TMPDIR=tmp)   # swtpm_setup's certificate temp dirs
         swtpm_setup_once(h, conf, "warmup", env)   # creates the local CA (not timed)
-        daemons = {"pool": pool_daemon(h, "vrotd-pool", 4), "nopool": pool_daemon(h, "vrotd-nopool", 0)}
+        daemons = {"pool": pool_daemon(h, "vrotd-pool", 4, runs["pool"]),
+                   "nopool": pool_daemon(h, "vrotd-nopool", 0, runs["nopool"])}
         conns = {k: d.connect() for k, d in daemons.items()}
         try:
             for k, c in conns.items():
