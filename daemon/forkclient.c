@@ -486,8 +486,7 @@ static void kill_worker(VrotWorker *w, int sig)
                 kill(w->pid, sig);
 }
 
-/* The last line of @path, the worker's log: why it ended, in its words. */
-static gchar *last_log_line(const gchar *path)
+gchar *vrot_worker_log_last_line(const gchar *path)
 {
         g_autofree gchar *text = NULL;
         gsize len;
@@ -513,7 +512,7 @@ static void set_end_error(const VrotWorker *w, GError **error)
         else if (!w->signaled && w->code == 3)
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_REFUSED,
                             "worker %d refused its state (exit 3)", (int)w->pid);
-        else if ((said = last_log_line(w->log_path)))
+        else if ((said = vrot_worker_log_last_line(w->log_path)))
                 g_set_error(error, VROT_FORK_ERROR, VROT_FORK_ERROR_WORKER_EXITED,
                             "worker %d ended before listening (%s %d): %s", (int)w->pid,
                             w->signaled ? "signal" : "exit", w->code, said);

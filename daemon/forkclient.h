@@ -127,6 +127,13 @@ void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_r
  * stop it.  Accepts NULL.
  */
 void vrot_worker_free(VrotWorker *w);
+
+/**
+ * vrot_worker_log_last_line:
+ * (transfer full) the last line of the worker log at @path, at most 300
+ * bytes: why a worker ended, in its words; NULL if there is none.
+ */
+gchar *vrot_worker_log_last_line(const gchar *path);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VrotWorker, vrot_worker_free)
 
 /**

@@ -838,9 +838,14 @@ static gboolean endorse_run(VrotInstances *self, VrotInstance *inst, VrotEndorse
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
         }
-        if (ok && inst->generation <= before)
+        if (ok && inst->generation <= before) {
+                g_autofree gchar *log = run_path(self, inst->uuid, "worker.log");
+                g_autofree gchar *said = vrot_worker_log_last_line(log);
+
                 return fail(error, VROT_INSTANCES_ERROR_FAILED,
-                            "the endorsed state of %s was not written (see its worker.log)", inst->uuid);
+                            "the endorsed state of %s was not written%s%s", inst->uuid,
+                            said ? ": " : " (see its worker.log)", said ? said : "");
+        }
         if (inst->kind == VROT_INSTANCE_VM) {
                 g_autofree gchar *data_ctrl = run_path(self, inst->uuid, "data.sock.ctrl");
                 (void)unlink(data_ctrl);        /* a VM's TPM has no data socket */
