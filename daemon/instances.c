@@ -131,7 +131,8 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
                 g_autofree gchar *name = cert_name(uuid, kinds[i]);
 
                 if (pems[i] && *pems[i])
-                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), 0644, &verr);
+                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), 0644, 0,
+                                                 &verr);
         }
         if (r == 0)
                 r = vrot_durable_sync_dir(dfd, dir, &verr);

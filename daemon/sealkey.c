@@ -210,7 +210,7 @@ static gboolean write_in_dir(const char *dir, const char *name, const void *buf,
                             "cannot open directory %s: %s", dir, g_strerror(e));
                 return FALSE;
         }
-        r = vrot_durable_write(dfd, name, buf, len, mode, &verr);
+        r = vrot_durable_write(dfd, name, buf, len, mode, 0, &verr);
         close(dfd);
         if (r < 0) {
                 set_vrot_error(error, &verr);

@@ -32,8 +32,27 @@ static bool tmp_name(char tmp[TMP_NAME_MAX], const char *name)
         return snprintf(tmp, TMP_NAME_MAX, ".%s.tmp", name) < TMP_NAME_MAX;
 }
 
+/* The temporary file of a recycling write: the one the last write left,
+ * written over, or a new one when there is none or it will not do. */
+static int open_recycled(int dirfd, const char *tmp, mode_t mode)
+{
+        struct stat st;
+        int fd;
+
+        /* O_NONBLOCK: a FIFO in the way fails (ENXIO) instead of blocking. */
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode);
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+            (st.st_mode & 07777) == mode)
+                return fd;
+        if (fd >= 0)
+                close(fd);
+        if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+                return -1;
+        return openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+}
+
 int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
-                       VrotError *err)
+                       unsigned flags, VrotError *err)
 {
         char tmp[TMP_NAME_MAX];
         int fd, r;
@@ -41,10 +60,15 @@ int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len,
         if (!tmp_name(tmp, name))
                 return vrot_err(err, ENAMETOOLONG, "%s: name too long", name);
 
-        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (flags & VROT_DURABLE_RECYCLE)
+                fd = open_recycled(dirfd, tmp, mode);
+        else
+                fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return vrot_err(err, errno, "creating %s: %s", tmp, strerror(errno));
         r = write_all(fd, buf, len);
+        if (r == 0 && (flags & VROT_DURABLE_RECYCLE) && ftruncate(fd, (off_t)len) < 0)
+                r = -errno;
         if (r < 0) {
                 close(fd);
                 (void)unlinkat(dirfd, tmp, 0);
@@ -66,7 +90,20 @@ int vrot_durable_sync_staged(int dirfd, const char *name, int fd, VrotError *err
         return vrot_err(err, r, "writing %s: %s", tmp, strerror(r));
 }
 
-int vrot_durable_rename_staged(int dirfd, const char *name, int fd, VrotError *err)
+/* Puts @tmp in @name's place; recycling, @name's old file becomes @tmp. */
+static int put_in_place(int dirfd, const char *tmp, const char *name, unsigned flags)
+{
+        if (flags & VROT_DURABLE_RECYCLE) {
+                if (renameat2(dirfd, tmp, dirfd, name, RENAME_EXCHANGE) == 0)
+                        return 0;
+                /* No @name yet, or a file system that cannot exchange. */
+                if (errno != ENOENT && errno != EINVAL)
+                        return -1;
+        }
+        return renameat(dirfd, tmp, dirfd, name);
+}
+
+int vrot_durable_rename_staged(int dirfd, const char *name, int fd, unsigned flags, VrotError *err)
 {
         char tmp[TMP_NAME_MAX];
         int r;
@@ -77,7 +114,7 @@ int vrot_durable_rename_staged(int dirfd, const char *name, int fd, VrotError *e
                 (void)unlinkat(dirfd, tmp, 0);
                 return vrot_err(err, r, "writing %s: %s", tmp, strerror(r));
         }
-        if (renameat(dirfd, tmp, dirfd, name) < 0) {
+        if (put_in_place(dirfd, tmp, name, flags) < 0) {
                 r = errno;
                 (void)unlinkat(dirfd, tmp, 0);
                 return vrot_err(err, r, "renaming %s to %s: %s", tmp, name, strerror(r));
@@ -85,11 +122,11 @@ int vrot_durable_rename_staged(int dirfd, const char *name, int fd, VrotError *e
         return 0;
 }
 
-int vrot_durable_commit(int dirfd, const char *name, int fd, VrotError *err)
+int vrot_durable_commit(int dirfd, const char *name, int fd, unsigned flags, VrotError *err)
 {
         int r = vrot_durable_sync_staged(dirfd, name, fd, err);
 
-        return r < 0 ? r : vrot_durable_rename_staged(dirfd, name, fd, err);
+        return r < 0 ? r : vrot_durable_rename_staged(dirfd, name, fd, flags, err);
 }
 
 void vrot_durable_abandon(int dirfd, const char *name, int fd)
@@ -102,11 +139,11 @@ void vrot_durable_abandon(int dirfd, const char *name, int fd)
 }
 
 int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,
-                         mode_t mode, VrotError *err)
+                         mode_t mode, unsigned flags, VrotError *err)
 {
-        int fd = vrot_durable_stage(dirfd, name, buf, len, mode, err);
+        int fd = vrot_durable_stage(dirfd, name, buf, len, mode, flags, err);
 
-        return fd < 0 ? fd : vrot_durable_commit(dirfd, name, fd, err);
+        return fd < 0 ? fd : vrot_durable_commit(dirfd, name, fd, flags, err);
 }
 
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err)
@@ -118,9 +155,9 @@ int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err)
 }
 
 int vrot_durable_write(int dirfd, const char *name, const void *buf, size_t len,
-                       mode_t mode, VrotError *err)
+                       mode_t mode, unsigned flags, VrotError *err)
 {
-        int r = vrot_durable_replace(dirfd, name, buf, len, mode, err);
+        int r = vrot_durable_replace(dirfd, name, buf, len, mode, flags, err);
 
         return r < 0 ? r : vrot_durable_sync_dir(dirfd, name, err);
 }
@@ -143,7 +180,7 @@ int vrot_durable_write_path(const char *path, const void *buf, size_t len, mode_
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return vrot_err(err, errno, "opening directory %s: %s", dir, strerror(errno));
-        r = vrot_durable_write(dirfd, slash + 1, buf, len, mode, err);
+        r = vrot_durable_write(dirfd, slash + 1, buf, len, mode, 0, err);
         close(dirfd);
         return r;
 }

@@ -15,6 +15,9 @@
 #define NBLOBS 3                      /* permall, volatilestate, savestate */
 #define RECORD_LEN (8 * (1 + NBLOBS))
 #define FILE_MAX (VROT_SEAL_MAX_PAYLOAD + VROT_SEAL_OVERHEAD)
+/* Every file is sealed: its replaced version may stay under the temporary
+ * name for the next write (lib/durable.h). */
+#define RECYCLE VROT_DURABLE_RECYCLE
 
 struct VrotStore {
         int dirfd;
@@ -97,7 +100,7 @@ static int put_record(VrotStore *s, bool sync_dir, VrotError *err)
 
         r = seal_record(s, s->gen, s->blob_gen, &blob, &len, err);
         if (r == 0)
-                r = vrot_durable_replace(s->dirfd, "generation", blob, len, 0600, err);
+                r = vrot_durable_replace(s->dirfd, "generation", blob, len, 0600, RECYCLE, err);
         if (r == 0 && sync_dir)
                 r = vrot_durable_sync_dir(s->dirfd, "generation", err);
         free(blob);
@@ -272,7 +275,7 @@ int vrot_store_save(VrotStore *s, uint32_t type, const uint8_t *buf, uint32_t le
         r = vrot_seal(s->sealer, type, s->gen + 1, buf, len, &blob, &blob_len, err);
         if (r == 0)
                 r = vrot_durable_write(s->dirfd, vrot_store_file_name(type), blob, blob_len,
-                                       0600, err);
+                                       0600, RECYCLE, err);
         free(blob);
         if (r < 0)
                 return r;
@@ -360,7 +363,8 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                 r = vrot_seal(sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen, plain[i], len[i],
                               &blob, &blob_len, err);
                 if (r == 0)
-                        r = vrot_durable_replace(s->dirfd, name, blob, blob_len, 0600, err);
+                        r = vrot_durable_replace(s->dirfd, name, blob, blob_len, 0600, RECYCLE,
+                                                 err);
                 free(blob);
                 s->blob_gen[i] = s->gen;
         }
@@ -431,7 +435,8 @@ int vrot_store_stage(VrotStore *s, VrotError *err)
         r = vrot_seal(s->sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen + 1, s->pending[i],
                       s->pending_len[i], &blob, &len, err);
         if (r == 0)
-                r = s->staged_fd[0] = vrot_durable_stage(s->dirfd, slot_name(i), blob, len, 0600, err);
+                r = s->staged_fd[0] = vrot_durable_stage(s->dirfd, slot_name(i), blob, len, 0600,
+                                                         RECYCLE, err);
         free(blob);
         if (r < 0)
                 return r;
@@ -440,7 +445,8 @@ int vrot_store_stage(VrotStore *s, VrotError *err)
         blob = NULL;
         r = seal_record(s, s->gen + 1, blob_gen, &blob, &len, err);
         if (r == 0)
-                r = s->staged_fd[1] = vrot_durable_stage(s->dirfd, "generation", blob, len, 0600, err);
+                r = s->staged_fd[1] = vrot_durable_stage(s->dirfd, "generation", blob, len, 0600,
+                                                         RECYCLE, err);
         free(blob);
         if (r < 0) {
                 vrot_durable_abandon(s->dirfd, slot_name(i), s->staged_fd[0]);
@@ -459,7 +465,7 @@ int vrot_store_commit(VrotStore *s, VrotError *err)
                 return 0;
         s->staged = -1;
         /* The blob's rename is durable before its record's (store.h). */
-        r = vrot_durable_commit(s->dirfd, slot_name(i), s->staged_fd[0], err);
+        r = vrot_durable_commit(s->dirfd, slot_name(i), s->staged_fd[0], RECYCLE, err);
         if (r == 0)
                 r = vrot_durable_sync_dir(s->dirfd, slot_name(i), err);
         if (r < 0) {
@@ -469,7 +475,7 @@ int vrot_store_commit(VrotStore *s, VrotError *err)
         s->gen++;
         s->blob_gen[i] = s->gen;
         drop_pending(s, i);
-        r = vrot_durable_commit(s->dirfd, "generation", s->staged_fd[1], err);
+        r = vrot_durable_commit(s->dirfd, "generation", s->staged_fd[1], RECYCLE, err);
         if (r == 0)
                 r = vrot_durable_sync_dir(s->dirfd, "generation", err);
         s->record_stale = r < 0;

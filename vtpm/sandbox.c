@@ -28,7 +28,7 @@ static const int allowed[] = {
         SCMP_SYS(recvmsg), SCMP_SYS(sendmsg), SCMP_SYS(recvfrom), SCMP_SYS(sendto),
         SCMP_SYS(ppoll), SCMP_SYS(poll), SCMP_SYS(accept4), SCMP_SYS(listen), SCMP_SYS(close),
         SCMP_SYS(openat), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek),
-        SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(renameat), SCMP_SYS(renameat2),
+        SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(ftruncate), SCMP_SYS(renameat), SCMP_SYS(renameat2),
         SCMP_SYS(unlinkat), SCMP_SYS(unlink), SCMP_SYS(fcntl), SCMP_SYS(flock),
         SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk),
         SCMP_SYS(madvise), SCMP_SYS(mprotect), SCMP_SYS(mlock), SCMP_SYS(munlock),

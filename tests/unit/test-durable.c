@@ -29,8 +29,8 @@ static void test_durable_write_read_replace(void)
         size_t len = 0;
         struct stat st;
 
-        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "first", 5, 0600, NULL), 0);
-        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "second!", 7, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "first", 5, 0600, 0, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "second!", 7, 0600, 0, NULL), 0);
         CU_ASSERT_EQUAL(vrot_durable_read(d, "f", 100, &buf, &len, NULL), 0);
         CU_ASSERT_EQUAL(len, 7);
         CU_ASSERT(memcmp(buf, "second!", 7) == 0);
@@ -51,8 +51,8 @@ static void test_durable_replace_then_sync_dir(void)
         size_t len = 0;
         VrotError err = { 0 };
 
-        CU_ASSERT_EQUAL(vrot_durable_replace(d, "a", "one", 3, 0600, NULL), 0);
-        CU_ASSERT_EQUAL(vrot_durable_replace(d, "b", "two", 3, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_replace(d, "a", "one", 3, 0600, 0, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_replace(d, "b", "two", 3, 0600, 0, NULL), 0);
         CU_ASSERT_EQUAL(vrot_durable_sync_dir(d, "a and b", NULL), 0);
         CU_ASSERT_EQUAL(vrot_durable_read(d, "b", 100, &buf, &len, NULL), 0);
         CU_ASSERT(len == 3 && memcmp(buf, "two", 3) == 0);
@@ -62,6 +62,52 @@ static void test_durable_replace_then_sync_dir(void)
         close(d);
         CU_ASSERT_EQUAL(vrot_durable_sync_dir(d, "a and b", &err), -EBADF);
         CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "a and b"));
+}
+
+/* @name's content in @d is exactly @text. */
+static void expect_content(int d, const char *name, const char *text)
+{
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        CU_ASSERT_EQUAL_FATAL(vrot_durable_read(d, name, 100, &buf, &len, NULL), 0);
+        CU_ASSERT(len == strlen(text) && memcmp(buf, text, len) == 0);
+        free(buf);
+}
+
+/* Recycling: the replaced version stays under the temporary name, and
+ * the next write goes over that file (its inode, cut to length); a FIFO
+ * or a file of other permissions in the way is replaced, not used. */
+static void test_durable_recycle(void)
+{
+        const unsigned R = VROT_DURABLE_RECYCLE;
+        int d = open_dir("recycle");
+        struct stat old_tmp, st;
+
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "first version", 13, 0600, R, NULL), 0);
+        CU_ASSERT_EQUAL(faccessat(d, ".f.tmp", F_OK, 0), -1);     /* nothing replaced yet */
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "second", 6, 0600, R, NULL), 0);
+        expect_content(d, "f", "second");
+        expect_content(d, ".f.tmp", "first version");
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, ".f.tmp", &old_tmp, AT_SYMLINK_NOFOLLOW), 0);
+
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "3", 1, 0600, R, NULL), 0);
+        expect_content(d, "f", "3");
+        expect_content(d, ".f.tmp", "second");
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &st, 0), 0);
+        CU_ASSERT_EQUAL(st.st_ino, old_tmp.st_ino);
+
+        CU_ASSERT_EQUAL(unlinkat(d, ".f.tmp", 0), 0);
+        CU_ASSERT_EQUAL_FATAL(mkfifoat(d, ".f.tmp", 0600), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "after a fifo", 12, 0600, R, NULL), 0);
+        expect_content(d, "f", "after a fifo");
+
+        CU_ASSERT_EQUAL(fchmodat(d, ".f.tmp", 0644, 0), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "mode", 4, 0600, R, NULL), 0);
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &st, 0), 0);
+        CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+        expect_content(d, "f", "mode");
+        close(d);
 }
 
 static void test_durable_write_path(void)
@@ -94,7 +140,7 @@ static void test_durable_read_errors(void)
         CU_ASSERT_EQUAL(vrot_durable_read(d, "missing", 100, &buf, &len, &err), -ENOENT);
         CU_ASSERT(strstr(err.msg, "missing") != NULL);
         CU_ASSERT_EQUAL(len, 42);
-        CU_ASSERT_EQUAL(vrot_durable_write(d, "big", "0123456789", 10, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "big", "0123456789", 10, 0600, 0, NULL), 0);
         CU_ASSERT_EQUAL(vrot_durable_read(d, "big", 9, &buf, &len, &err), -EFBIG);
         CU_ASSERT_EQUAL(mkdirat(d, "adir", 0700), 0);
         CU_ASSERT_EQUAL(vrot_durable_read(d, "adir", 100, &buf, &len, &err), -EINVAL);
@@ -112,7 +158,7 @@ static void test_durable_write_fails_cleanly(void)
         /* A directory in the way of the rename: the old content stays. */
         CU_ASSERT_EQUAL(mkdirat(d, "target", 0700), 0);
         CU_ASSERT_EQUAL(mkdirat(d, "target/x", 0700), 0);
-        CU_ASSERT(vrot_durable_write(d, "target", "data", 4, 0600, &err) < 0);
+        CU_ASSERT(vrot_durable_write(d, "target", "data", 4, 0600, 0, &err) < 0);
         CU_ASSERT(strstr(err.msg, "target") != NULL);
         CU_ASSERT_EQUAL(faccessat(d, ".target.tmp", F_OK, 0), -1);
         close(d);
@@ -122,7 +168,7 @@ static void test_durable_unlink(void)
 {
         int d = open_dir("unlink");
 
-        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "x", 1, 0600, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "x", 1, 0600, 0, NULL), 0);
         CU_ASSERT_EQUAL(vrot_durable_unlink(d, "f", NULL), 0);
         CU_ASSERT_EQUAL(faccessat(d, "f", F_OK, 0), -1);
         CU_ASSERT_EQUAL(vrot_durable_unlink(d, "f", NULL), 0);  /* missing is fine */
@@ -134,6 +180,7 @@ int main(void)
         static const UnitCase cases[] = {
                 UNIT_CASE(test_durable_write_read_replace),
                 UNIT_CASE(test_durable_replace_then_sync_dir),
+                UNIT_CASE(test_durable_recycle),
                 UNIT_CASE(test_durable_write_path),
                 UNIT_CASE(test_durable_read_errors),
                 UNIT_CASE(test_durable_write_fails_cleanly),
