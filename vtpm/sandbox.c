@@ -158,8 +158,10 @@ static int install_seccomp(const VtpmFilter *filter, VrotError *err)
 static int drop_bounding_set(VrotError *err)
 {
         for (int cap = 0; cap <= 63; cap++) {
-                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 || errno == EINVAL)
-                        continue;       /* dropped, or beyond this kernel's last */
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+                        continue;
+                if (errno == EINVAL)
+                        return 0;       /* beyond this kernel's last: they are numbered densely */
                 if (errno == EPERM && geteuid() != 0)
                         return 0;
                 return vrot_err(err, errno, "dropping capability %d: %s", cap, strerror(errno));
