@@ -631,7 +631,8 @@ VrotRegistryWrite *vrot_registry_stage(const VrotRegistry *r, const gchar *path,
         data = vrot_registry_serialize(r, key, &len);
         /* Authenticated, no secret in it: its last version may stay as
          * the temporary file, for the next write (durable.h). */
-        w->fd = vrot_durable_stage(w->dirfd, w->base, data, len, 0600, VROT_DURABLE_RECYCLE, &err);
+        w->fd = vrot_durable_stage(w->dirfd, w->base, data, len, 0600, VROT_DURABLE_RECYCLE,
+                                   &err);
         if (w->fd < 0 || vrot_durable_sync_staged(w->dirfd, w->base, w->fd, &err) < 0) {
                 io_error(error, &err);
                 write_free(w);
@@ -645,7 +646,8 @@ gboolean vrot_registry_commit(VrotRegistryWrite *w, GError **error)
         VrotError err = { 0 };
         gboolean ok;
 
-        ok = vrot_durable_rename_staged(w->dirfd, w->base, w->fd, VROT_DURABLE_RECYCLE, &err) == 0 &&
+        ok = vrot_durable_rename_staged(w->dirfd, w->base, w->fd, VROT_DURABLE_RECYCLE,
+                                        &err) == 0 &&
              vrot_durable_sync_dir(w->dirfd, w->base, &err) == 0;
         write_free(w);
         return ok || io_error(error, &err);

@@ -63,7 +63,8 @@ int vrot_durable_stage(int dirfd, const char *name, const void *buf, size_t len,
         if (flags & VROT_DURABLE_RECYCLE)
                 fd = open_recycled(dirfd, tmp, mode);
         else
-                fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+                fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                            mode);
         if (fd < 0)
                 return vrot_err(err, errno, "creating %s: %s", tmp, strerror(errno));
         r = write_all(fd, buf, len);

@@ -457,6 +457,14 @@ int vrot_store_stage(VrotStore *s, VrotError *err)
         return 0;
 }
 
+/* The staged file @fd in @name's place, durably, its directory synced. */
+static int commit_one(VrotStore *s, const char *name, int fd, VrotError *err)
+{
+        int r = vrot_durable_commit(s->dirfd, name, fd, RECYCLE, err);
+
+        return r < 0 ? r : vrot_durable_sync_dir(s->dirfd, name, err);
+}
+
 int vrot_store_commit(VrotStore *s, VrotError *err)
 {
         int i = s->staged, r;
@@ -465,9 +473,7 @@ int vrot_store_commit(VrotStore *s, VrotError *err)
                 return 0;
         s->staged = -1;
         /* The blob's rename is durable before its record's (store.h). */
-        r = vrot_durable_commit(s->dirfd, slot_name(i), s->staged_fd[0], RECYCLE, err);
-        if (r == 0)
-                r = vrot_durable_sync_dir(s->dirfd, slot_name(i), err);
+        r = commit_one(s, slot_name(i), s->staged_fd[0], err);
         if (r < 0) {
                 vrot_durable_abandon(s->dirfd, "generation", s->staged_fd[1]);
                 return r;
@@ -475,9 +481,7 @@ int vrot_store_commit(VrotStore *s, VrotError *err)
         s->gen++;
         s->blob_gen[i] = s->gen;
         drop_pending(s, i);
-        r = vrot_durable_commit(s->dirfd, "generation", s->staged_fd[1], RECYCLE, err);
-        if (r == 0)
-                r = vrot_durable_sync_dir(s->dirfd, "generation", err);
+        r = commit_one(s, "generation", s->staged_fd[1], err);
         s->record_stale = r < 0;
         return r;
 }
@@ -497,8 +501,7 @@ void vrot_store_free(VrotStore *s)
 {
         if (!s)
                 return;
-        if (s->dirfd >= 0)
-                abandon_staged(s);
+        abandon_staged(s);              /* none after vrot_store_release() */
         for (int i = 0; i < NBLOBS; i++)
                 drop_pending(s, i);
         if (s->dirfd >= 0)

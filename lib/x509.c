@@ -779,7 +779,6 @@ static GBytes *call_signer(VrotSignDigestFunc func, gpointer user_data, GBytes *
         return g_steal_pointer(&sig);
 }
 
-/* Signs @x (see above) and returns the verified, re-parsed certificate. */
 /* Signs @x in place and checks the signature under @issuer_key: over the
  * TBSCertificate as @x now encodes it, which is what its DER will carry. */
 static gboolean sign_in_place(X509 *x, const SigAlg *alg, VrotSignDigestFunc func,
@@ -801,6 +800,7 @@ static gboolean sign_in_place(X509 *x, const SigAlg *alg, VrotSignDigestFunc fun
         return TRUE;
 }
 
+/* Signs @x (see above) and returns the verified, re-parsed certificate. */
 static X509 *sign_cert(X509 *x, const SigAlg *alg, VrotSignDigestFunc func, gpointer user_data,
                        EVP_PKEY *issuer_key, GError **error)
 {

@@ -217,7 +217,7 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
         if (ret != 0)
                 return ret;
         /* A TPM2_Startup at start stores the state: staged before "ready",
-         * durable after it, before any command is read (start_tpm()). */
+         * durable after it, before any command is read (vrot_store_stage()). */
         stage_startup = a->not_need_init && a->startup_clear && !a->defer_writes;
         if (a->defer_writes || stage_startup)
                 vrot_store_defer(w.store);
