@@ -215,7 +215,11 @@ static void become_worker(Request *r, int listen_fd, int conn, const VtpmFilter 
         signal(SIGINT, SIG_DFL);
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(listen_fd);
-        setsid();
+        /* A process group of its own, out of reach of a terminal's job
+         * control, but not a session: a new session is a new scheduling
+         * autogroup, which would put every worker on a par with vrotd
+         * and its fork server together (bench/README.md "Boot storm"). */
+        setpgid(0, 0);
         if (!has_option(r, "--insecure-plaintext") && r->nfds > i)
                 key_fd = r->fds[i++];
         if (r->nfds > i)
