@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 
 #include "log.h"
 #include "ptm.h"
+#include "sandbox.h"
 #include "store.h"
 #include "tpm.h"
 #include "uuid.h"
@@ -132,7 +134,6 @@ static uint32_t bind_instance(Worker *w, const VrotMkeyRequest *r)
          * worker must find the directory unlocked, and nothing of ours
          * may be written there any more. */
         vrot_store_release(w->store);
-        log_info("bound to instance %s: its state is written, its directory released; ending", uuid);
         return 0;
 }
 
@@ -168,6 +169,7 @@ void vtpm_migkey_serve(Worker *w)
         uint8_t out[VROT_MKEY_ANSWER_LEN];
         VrotMkeyRequest r;
         VrotMkeyAnswer a = { 0 };
+        bool bind = false;
         int fd = accept4(w->mig.listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0)
@@ -179,6 +181,10 @@ void vtpm_migkey_serve(Worker *w)
                 a.result = set_key(w, &r);
         } else if (r.op == VROT_MKEY_BIND) {
                 a.result = bind_instance(w, &r);
+                /* All that is left is the answer and a clean-up nobody
+                 * waits for: vrotd, woken by the answer, runs at once. */
+                vtpm_sandbox_idle();
+                bind = true;
         } else if (r.op == VROT_MKEY_CLEAR) {
                 if (w->mig.role)
                         log_info("live migration key cleared");
@@ -194,4 +200,11 @@ void vtpm_migkey_serve(Worker *w)
         if (write(fd, out, sizeof(out)) < 0)
                 log_debug("migration-key socket: %s", strerror(errno));
         close(fd);
+        if (bind && a.result == 0) {
+                char uuid[VROT_UUID_STR_LEN + 1];
+
+                vrot_uuid_format(w->bind_sealer.uuid, uuid);
+                log_info("bound to instance %s: its state is written, its directory released; "
+                         "ending", uuid);
+        }
 }

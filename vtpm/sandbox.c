@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <string.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
@@ -15,6 +16,7 @@
 
 #include <seccomp.h>
 
+#include "log.h"
 #include "sandbox.h"
 
 /*
@@ -86,6 +88,10 @@ static scmp_filter_ctx allow_list(void)
         for (size_t i = 0; ctx && r == 0 && i < sizeof(allowed) / sizeof(allowed[0]); i++)
                 if (allowed[i] >= 0)    /* __NR_SCMP_ERROR on arches without it */
                         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
+        /* vtpm_sandbox_idle(): its own scheduling, and only ever lowered. */
+        if (ctx && r == 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sched_setscheduler), 2,
+                                     SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A1(SCMP_CMP_EQ, SCHED_IDLE));
         if (r < 0) {
                 seccomp_release(ctx);
                 return NULL;
@@ -195,4 +201,12 @@ int vtpm_sandbox_enter(const char *runas, int state_dirfd, const char *state_dir
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return vrot_err(err, errno, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
         return install_seccomp(filter, err);
+}
+
+void vtpm_sandbox_idle(void)
+{
+        struct sched_param none = { .sched_priority = 0 };
+
+        if (sched_setscheduler(0, SCHED_IDLE, &none) < 0)
+                log_debug("SCHED_IDLE: %s", strerror(errno));
 }

@@ -39,3 +39,12 @@ int vtpm_sandbox_no_dumps(VrotError *err);
  */
 int vtpm_sandbox_enter(const char *runas, int state_dirfd, const char *state_dir,
                        const VtpmFilter *filter, VrotError *err);
+
+/**
+ * vtpm_sandbox_idle:
+ * Lowers this worker to SCHED_IDLE, for work nobody waits for (a bound
+ * pool entry's clean-up and exit): whatever wakes up on its CPU, vrotd
+ * first, runs at once instead of after it.  The seccomp filter allows
+ * this call and no other change of scheduling.
+ */
+void vtpm_sandbox_idle(void);

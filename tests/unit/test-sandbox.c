@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The worker's sandbox, exercised in forked children (it is irreversible). */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,48 @@ static void test_sandbox_kills_on_forbidden_syscalls(void)
 #endif
 }
 
+/* vtpm_sandbox_idle() is allowed and in effect.  sched_getscheduler()
+ * is not allowed: the policy is field 41 of /proc/self/stat. */
+static void goes_idle(void)
+{
+        char line[1024], *p;
+        FILE *f;
+        int field = 3, policy = -1;
+
+        vtpm_sandbox_idle();
+        f = fopen("/proc/self/stat", "r");
+        if (!f || !fgets(line, sizeof(line), f) || !(p = strrchr(line, ')')))
+                _exit(1);
+        for (p = strtok(p + 1, " "); p && field < 41; p = strtok(NULL, " "))
+                field++;
+        if (p)
+                policy = atoi(p);
+        if (policy != SCHED_IDLE)
+                _exit(2);
+}
+
+/* Any other change of scheduling is not: here, back to normal. */
+static void forbidden_sched(void)
+{
+        struct sched_param none = { .sched_priority = 0 };
+
+        (void)sched_setscheduler(0, SCHED_OTHER, &none);
+        _exit(0);
+}
+
+static void test_sandbox_idle_only(void)
+{
+        int st_idle = in_sandbox(goes_idle);
+        int st_other = in_sandbox(forbidden_sched);
+
+        CU_ASSERT(WIFEXITED(st_idle) && WEXITSTATUS(st_idle) == 0);
+#if defined(__SANITIZE_ADDRESS__)
+        CU_ASSERT(WIFEXITED(st_other) && WEXITSTATUS(st_other) == 0);
+#else
+        CU_ASSERT(WIFSIGNALED(st_other) && WTERMSIG(st_other) == SIGSYS);
+#endif
+}
+
 static void no_new_privs_set(void)
 {
         /* prctl() itself is outside the allow-list: read what the kernel says. */
@@ -159,6 +202,7 @@ int main(void)
         static const UnitCase cases[] = {
                 UNIT_CASE(test_sandbox_allows_worker_syscalls),
                 UNIT_CASE(test_sandbox_kills_on_forbidden_syscalls),
+                UNIT_CASE(test_sandbox_idle_only),
                 UNIT_CASE(test_sandbox_sets_no_new_privs),
                 UNIT_CASE(test_sandbox_no_dumps),
                 UNIT_CASE(test_sandbox_runas_unknown_user),
