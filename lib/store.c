@@ -28,6 +28,8 @@ struct VrotStore {
         bool deferred;                /* saves wait in memory for the flush */
         uint8_t *pending[NBLOBS];     /* plaintext not yet written */
         uint32_t pending_len[NBLOBS];
+        uint8_t *opened[NBLOBS];      /* plaintext authenticated at open, not yet loaded */
+        size_t opened_len[NBLOBS];
         int staged;                   /* the slot of the staged blob, or -1 */
         int staged_fd[2];             /* its file's and its record's */
 };
@@ -37,6 +39,13 @@ static void drop_pending(VrotStore *s, int i)
         vrot_free_wiped(s->pending[i], s->pending_len[i]);
         s->pending[i] = NULL;
         s->pending_len[i] = 0;
+}
+
+static void drop_opened(VrotStore *s, int i)
+{
+        vrot_free_wiped(s->opened[i], s->opened_len[i]);
+        s->opened[i] = NULL;
+        s->opened_len[i] = 0;
 }
 
 const char *vrot_store_file_name(uint32_t type)
@@ -160,16 +169,19 @@ static int check_blob(VrotStore *s, uint32_t type, bool *pending, VrotError *err
         }
         if (r < 0)
                 return r;
-        vrot_free_wiped(plain, len);
-
-        if (got == want && want != 0)
-                return 0;
-        if (got == s->gen + 1 && !*pending) {
-                /* The write that crashed before its record: complete it. */
-                *pending = true;
-                s->blob_gen[slot(type)] = got;
+        /* Kept for the first vrot_store_load(): the file is decrypted once,
+         * and what the TPM loads is what was checked here. */
+        if ((got == want && want != 0) || (got == s->gen + 1 && !*pending)) {
+                if (got != want) {
+                        /* The write that crashed before its record: complete it. */
+                        *pending = true;
+                        s->blob_gen[slot(type)] = got;
+                }
+                s->opened[slot(type)] = plain;
+                s->opened_len[slot(type)] = len;
                 return 0;
         }
+        vrot_free_wiped(plain, len);
         if (got < want || (want == 0 && got <= s->gen))
                 return vrot_err(err, EUCLEAN, "state file %s: generation %" PRIu64
                                 " is older than the current %" PRIu64 " (rolled back or restored)",
@@ -235,6 +247,13 @@ int vrot_store_load(VrotStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_le
         }
         if (s->blob_gen[slot(type)] == 0)
                 return vrot_err(err, ENOENT, "no %s", vrot_store_file_name(type));
+        if (s->opened[slot(type)]) {
+                *ret = s->opened[slot(type)];
+                *ret_len = (uint32_t)s->opened_len[slot(type)];
+                s->opened[slot(type)] = NULL;
+                s->opened_len[slot(type)] = 0;
+                return 0;
+        }
         r = read_sealed(s, type, &plain, &len, &got, err);
         if (r < 0)
                 return r;
@@ -258,6 +277,7 @@ int vrot_store_save(VrotStore *s, uint32_t type, const uint8_t *buf, uint32_t le
 
         if ((r = vrot_store_commit(s, err)) < 0)
                 return r;
+        drop_opened(s, slot(type));
         if (s->deferred) {
                 uint8_t *copy = malloc(len ? len : 1);
                 if (!copy)
@@ -291,6 +311,7 @@ int vrot_store_delete(VrotStore *s, uint32_t type, VrotError *err)
         if ((r = vrot_store_commit(s, err)) < 0)
                 return r;
         drop_pending(s, slot(type));
+        drop_opened(s, slot(type));
         if (s->blob_gen[slot(type)] == 0)
                 return 0;
         r = vrot_durable_unlink(s->dirfd, vrot_store_file_name(type), err);
@@ -489,8 +510,10 @@ int vrot_store_commit(VrotStore *s, VrotError *err)
 void vrot_store_release(VrotStore *s)
 {
         abandon_staged(s);
-        for (int i = 0; i < NBLOBS; i++)
+        for (int i = 0; i < NBLOBS; i++) {
                 drop_pending(s, i);
+                drop_opened(s, i);
+        }
         s->deferred = false;
         if (s->dirfd >= 0)
                 close(s->dirfd);        /* the flock() goes with it */
@@ -502,8 +525,10 @@ void vrot_store_free(VrotStore *s)
         if (!s)
                 return;
         abandon_staged(s);              /* none after vrot_store_release() */
-        for (int i = 0; i < NBLOBS; i++)
+        for (int i = 0; i < NBLOBS; i++) {
                 drop_pending(s, i);
+                drop_opened(s, i);
+        }
         if (s->dirfd >= 0)
                 close(s->dirfd);
         free(s);

@@ -46,7 +46,10 @@ int vrot_store_open(const char *dir, const VrotSealer *sealer, uint64_t min_gene
                     VrotStore **ret, VrotError *err);
 
 /** vrot_store_load: -ENOENT when the blob does not exist, -EUCLEAN when it
- *  is refused; plaintext is (transfer full) malloc()ed TPM state. */
+ *  is refused; plaintext is (transfer full) malloc()ed TPM state.  The
+ *  first load of a blob after vrot_store_open() returns the plaintext the
+ *  open authenticated, without reading the file again (a save or delete of
+ *  that blob first drops it); later loads read and authenticate the file. */
 int vrot_store_load(VrotStore *s, uint32_t type, uint8_t **ret, uint32_t *ret_len,
                     VrotError *err);
 

@@ -260,6 +260,41 @@ static void test_store_staged_write(void)
         expect_permall(dir, "perm-4", 6);
 }
 
+/* What vrot_store_open() authenticated is what the first load returns:
+ * the file is decrypted once, not read again (here it is gone by then);
+ * a save in between makes the kept copy stale, and drops it. */
+static void test_store_first_load_is_what_open_checked(void)
+{
+        const char *dir = fresh_dir("kept");
+        char path[512];
+        uint8_t *plain = NULL;
+        uint32_t len = 0;
+        VrotStore *s = open_ok(dir);
+
+        save(s, VROT_BLOB_PERMANENT, "checked at open");
+        save(s, VROT_BLOB_VOLATILE, "volatile");
+        vrot_store_free(s);
+
+        s = open_ok(dir);
+        file_path(path, dir, "permall");
+        CU_ASSERT_EQUAL_FATAL(unlink(path), 0);
+        CU_ASSERT_EQUAL(vrot_store_load(s, VROT_BLOB_PERMANENT, &plain, &len, NULL), 0);
+        CU_ASSERT(len == strlen("checked at open") && plain &&
+                  memcmp(plain, "checked at open", len) == 0);
+        free(plain);
+        plain = NULL;
+        /* Handed out once: the next load reads the file, which is gone. */
+        CU_ASSERT(vrot_store_load(s, VROT_BLOB_PERMANENT, &plain, &len, NULL) < 0);
+        CU_ASSERT_PTR_NULL(plain);
+
+        save(s, VROT_BLOB_VOLATILE, "saved after open");
+        CU_ASSERT_EQUAL(vrot_store_load(s, VROT_BLOB_VOLATILE, &plain, &len, NULL), 0);
+        CU_ASSERT(len == strlen("saved after open") && plain &&
+                  memcmp(plain, "saved after open", len) == 0);
+        free(plain);
+        vrot_store_free(s);
+}
+
 static void test_store_lock_excludes_second_worker(void)
 {
         const char *dir = fresh_dir("lock");
@@ -552,6 +587,7 @@ int main(void)
                 UNIT_CASE(test_store_round_trip_and_generations),
                 UNIT_CASE(test_store_deferred_writes),
                 UNIT_CASE(test_store_staged_write),
+                UNIT_CASE(test_store_first_load_is_what_open_checked),
                 UNIT_CASE(test_store_lock_excludes_second_worker),
                 UNIT_CASE(test_store_refuses_older_blob),
                 UNIT_CASE(test_store_refuses_rolled_back_record),
