@@ -91,36 +91,62 @@ int vrot_durable_sync_staged(int dirfd, const char *name, int fd, VrotError *err
         return vrot_err(err, r, "writing %s: %s", tmp, strerror(r));
 }
 
-/* Puts @tmp in @name's place; recycling, @name's old file becomes @tmp. */
+/* Puts @tmp in @name's place; recycling, @name's old file becomes @tmp.
+ * Returns 1 when a recycling write found no @name to exchange with, 0
+ * otherwise, -1 on error. */
 static int put_in_place(int dirfd, const char *tmp, const char *name, unsigned flags)
 {
+        int first = 0;
+
         if (flags & VROT_DURABLE_RECYCLE) {
                 if (renameat2(dirfd, tmp, dirfd, name, RENAME_EXCHANGE) == 0)
                         return 0;
                 /* No @name yet, or a file system that cannot exchange. */
                 if (errno != ENOENT && errno != EINVAL)
                         return -1;
+                first = errno == ENOENT;
         }
-        return renameat(dirfd, tmp, dirfd, name);
+        return renameat(dirfd, tmp, dirfd, name) < 0 ? -1 : first;
 }
 
 int vrot_durable_rename_staged(int dirfd, const char *name, int fd, unsigned flags, VrotError *err)
 {
         char tmp[TMP_NAME_MAX];
+        struct stat st;
         int r;
 
         (void)tmp_name(tmp, name);
+        if (fstat(fd, &st) < 0)
+                st.st_mode = 0;
         if (close(fd) < 0) {
                 r = errno;
                 (void)unlinkat(dirfd, tmp, 0);
                 return vrot_err(err, r, "writing %s: %s", tmp, strerror(r));
         }
-        if (put_in_place(dirfd, tmp, name, flags) < 0) {
+        r = put_in_place(dirfd, tmp, name, flags);
+        if (r < 0) {
                 r = errno;
                 (void)unlinkat(dirfd, tmp, 0);
                 return vrot_err(err, r, "renaming %s to %s: %s", tmp, name, strerror(r));
         }
+        /* A recycled file's first version replaced nothing, so nothing is
+         * left to write the next version over: an empty file is, made now
+         * rather than by the next write (see durable.h). */
+        if (r == 1 && (flags & VROT_DURABLE_RECYCLE) && st.st_mode)
+                vrot_durable_prepare(dirfd, name, st.st_mode & 07777);
         return 0;
+}
+
+void vrot_durable_prepare(int dirfd, const char *name, mode_t mode)
+{
+        char tmp[TMP_NAME_MAX];
+        int fd;
+
+        if (!tmp_name(tmp, name))
+                return;
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd >= 0)
+                close(fd);
 }
 
 int vrot_durable_commit(int dirfd, const char *name, int fd, unsigned flags, VrotError *err)

@@ -85,9 +85,14 @@ static void test_durable_recycle(void)
         struct stat old_tmp, st;
 
         CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "first version", 13, 0600, R, NULL), 0);
-        CU_ASSERT_EQUAL(faccessat(d, ".f.tmp", F_OK, 0), -1);     /* nothing replaced yet */
+        /* Nothing replaced yet: an empty file waits for the second write. */
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, ".f.tmp", &old_tmp, AT_SYMLINK_NOFOLLOW), 0);
+        CU_ASSERT(S_ISREG(old_tmp.st_mode) && old_tmp.st_size == 0 &&
+                  (old_tmp.st_mode & 07777) == 0600);
         CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "second", 6, 0600, R, NULL), 0);
         expect_content(d, "f", "second");
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &st, 0), 0);
+        CU_ASSERT_EQUAL(st.st_ino, old_tmp.st_ino);
         expect_content(d, ".f.tmp", "first version");
         CU_ASSERT_EQUAL_FATAL(fstatat(d, ".f.tmp", &old_tmp, AT_SYMLINK_NOFOLLOW), 0);
 
