@@ -95,6 +95,9 @@ static gchar *cert_name(const gchar *uuid, const gchar *kind)
         return g_strdup_printf("%s-%s.pem", uuid, kind);
 }
 
+#define CERT_MODE 0644
+static const gchar *const ek_cert_kinds[VROT_ENDORSE_N_EK] = { "ek-rsa", "ek-ecc" };
+
 static gchar *cert_path(VrotInstances *self, const gchar *uuid, const gchar *type)
 {
         g_autofree gchar *kind = g_strconcat("ek-", type, NULL);
@@ -131,7 +134,7 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
                 g_autofree gchar *name = cert_name(uuid, kinds[i]);
 
                 if (pems[i] && *pems[i])
-                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), 0644, 0,
+                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), CERT_MODE, 0,
                                                  &verr);
         }
         if (r == 0)
@@ -780,15 +783,14 @@ gboolean vrot_instances_stop(VrotInstances *self, const gchar *uuid, GError **er
 
 static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorsement *e, GError **error)
 {
-        static const gchar *const kinds[VROT_ENDORSE_N_EK] = { "ek-rsa", "ek-ecc" };
         gchar *pems[VROT_ENDORSE_N_EK] = { NULL };
         gboolean ok = TRUE;
 
         for (gsize i = 0; ok && i < VROT_ENDORSE_N_EK; i++)
                 if (e->ek[i].cert_der)  /* else not asked for */
                         ok = (pems[i] = vrot_x509_der_to_pem(e->ek[i].cert_der, error)) != NULL;
-        ok = ok && write_certs(self, uuid, kinds, (const gchar *const *)pems, VROT_ENDORSE_N_EK,
-                               error);
+        ok = ok && write_certs(self, uuid, ek_cert_kinds, (const gchar *const *)pems,
+                               VROT_ENDORSE_N_EK, error);
         for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
                 g_free(pems[i]);
         return ok;
@@ -914,10 +916,14 @@ static gboolean sync_dir(const gchar *path, GError **error)
 }
 
 /* What create_warm() has done in a thread of its own while the
- * certificates are made and signed: the renamed entry's two parent
- * directories synced, and the registry write that records the instance
- * staged (NULL if it could not be: save() then writes it whole). */
+ * certificates are made and signed: the certificate files' temporary
+ * files made (an inode costs up to a millisecond here, durable.h), the
+ * renamed entry's two parent directories synced, and the registry write
+ * that records the instance staged (NULL if it could not be: save() then
+ * writes it whole). */
 typedef struct {
+        const gchar *certs_dir;
+        gchar *certs[VROT_ENDORSE_N_EK];        /* names, NULL: not asked for */
         const gchar *dirs[2];
         GError *error;
         const VrotRegistry *registry;
@@ -929,7 +935,13 @@ typedef struct {
 static gpointer in_background(gpointer data)
 {
         Background *bg = data;
+        int dfd = open(bg->certs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
+        for (gsize i = 0; dfd >= 0 && i < G_N_ELEMENTS(bg->certs); i++)
+                if (bg->certs[i])
+                        vrot_durable_prepare(dfd, bg->certs[i], CERT_MODE);
+        if (dfd >= 0)
+                close(dfd);
         for (gsize i = 0; i < G_N_ELEMENTS(bg->dirs) && sync_dir(bg->dirs[i], &bg->error); i++)
                 ;
         bg->staged = vrot_registry_stage(bg->registry, bg->registry_path, bg->registry_key, NULL);
@@ -967,6 +979,7 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         g_autofree gchar *dir = state_dir(self, inst->uuid);
         g_autofree gchar *parent = g_path_get_dirname(dir);
         g_autofree gchar *entry_parent = NULL, *id = NULL;
+        g_autofree gchar *certs_dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
         g_autoptr(VrotSecret) key = NULL;
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) why = NULL;
@@ -974,7 +987,8 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         VrotMkeyRequest req = { .op = VROT_MKEY_BIND };
         VrotMkeyAnswer ans = { 0 };
         VrotPoolWarm w;
-        Background bg = { .registry = self->registry, .registry_path = self->registry_path,
+        Background bg = { .certs_dir = certs_dir, .registry = self->registry,
+                          .registry_path = self->registry_path,
                           .registry_key = vrot_host_registry_key(self->host) };
         GThread *thread = NULL;
         gint64 t0 = g_get_monotonic_time();
@@ -998,6 +1012,9 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 generation = state_generation(self, inst->uuid) + 1;
                 inst->generation = generation;
                 vrot_registry_pool_remove(self->registry, id);
+                for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
+                        if (ek_mask == 0 || (ek_mask & (1u << i)))
+                                bg.certs[i] = cert_name(inst->uuid, ek_cert_kinds[i]);
                 bg.dirs[0] = parent;
                 bg.dirs[1] = entry_parent;
                 if (!(thread = g_thread_try_new("vrotd-create", in_background, &bg, NULL)))
@@ -1032,6 +1049,8 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                                 "its worker did not take BIND (0x%x)", ans.result);
         if (thread)
                 g_thread_join(thread);
+        for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
+                g_free(bg.certs[i]);
         if (bg.error && ok)
                 ok = fail(&why, bg.error->code, "%s", bg.error->message);
         g_clear_error(&bg.error);
@@ -1103,12 +1122,24 @@ static void wipe_instance_files(VrotInstances *self, const gchar *uuid)
         g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, uuid, NULL);
         g_autofree gchar *dir = state_dir(self, uuid);
 
+        g_autofree gchar *certs_dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
+        int dfd;
+
         wipe_dir(dir);
         wipe_dir(rundir);
         for (gsize i = 0; i < 3; i++) {
                 g_autofree gchar *cert = i == 2 ? ak_cert_path(self, uuid)
                                                 : cert_path(self, uuid, i ? "ecc" : "rsa");
                 (void)unlink(cert);
+        }
+        /* A create that failed may have left a certificate's temporary file. */
+        if ((dfd = open(certs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+                for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++) {
+                        g_autofree gchar *name = cert_name(uuid, ek_cert_kinds[i]);
+
+                        vrot_durable_abandon(dfd, name, -1);
+                }
+                close(dfd);
         }
 }
 
@@ -1878,7 +1909,7 @@ gboolean vrot_instances_migrate_lock_live(VrotInstances *self, const gchar *uuid
 static gboolean store_source_certs(VrotInstances *self, const gchar *uuid, const gchar *const pems[2],
                                    GError **error)
 {
-        static const gchar *const names[2] = { "rsa", "ecc" }, *const kinds[2] = { "ek-rsa", "ek-ecc" };
+        static const gchar *const names[2] = { "rsa", "ecc" };
 
         for (gsize i = 0; i < 2; i++) {
                 g_autoptr(BIO) bio = NULL;
@@ -1905,7 +1936,7 @@ static gboolean store_source_certs(VrotInstances *self, const gchar *uuid, const
                                     "instance %s: the source's %s EK certificate is not one of it",
                                     uuid, names[i]);
         }
-        return write_certs(self, uuid, kinds, pems, 2, error);
+        return write_certs(self, uuid, ek_cert_kinds, pems, 2, error);
 }
 
 gboolean vrot_instances_import_live(VrotInstances *self, const VrotInstance *meta, const gchar *id,

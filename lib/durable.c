@@ -160,9 +160,10 @@ void vrot_durable_abandon(int dirfd, const char *name, int fd)
 {
         char tmp[TMP_NAME_MAX];
 
-        (void)tmp_name(tmp, name);
-        close(fd);
-        (void)unlinkat(dirfd, tmp, 0);
+        if (fd >= 0)
+                close(fd);
+        if (tmp_name(tmp, name))
+                (void)unlinkat(dirfd, tmp, 0);
 }
 
 int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t len,

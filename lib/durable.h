@@ -85,7 +85,8 @@ int vrot_durable_sync_staged(int dirfd, const char *name, int fd, VrotError *err
 int vrot_durable_rename_staged(int dirfd, const char *name, int fd, unsigned flags,
                                VrotError *err);
 
-/** vrot_durable_abandon: closes @fd, a staged file of @name, and removes it. */
+/** vrot_durable_abandon: closes @fd, a staged file of @name (or -1: a file
+ *  of vrot_durable_prepare()), and removes it. */
 void vrot_durable_abandon(int dirfd, const char *name, int fd);
 
 /** vrot_durable_sync_dir: fsync() of @dirfd, the directory of @name (for @err's message). */

@@ -75,6 +75,19 @@ def entries(d):
     return sorted(os.listdir(top)) if os.path.isdir(top) else []
 
 
+def cert_files(d):
+    """STATE/certs, temporary files included."""
+    top = os.path.join(d.state_dir, "certs")
+    return sorted(os.listdir(top)) if os.path.isdir(top) else []
+
+
+def check_no_cert_tmp(d, what):
+    """A create made the temporary files of the certificates it writes in
+    advance (an inode costs up to a millisecond here): none may be left."""
+    left = [f for f in cert_files(d) if f.endswith(".tmp")]
+    check(not left, f"{what}: temporary certificate files left: {left}")
+
+
 def create(d, name, kind="service", **kw):
     res = d.call("instance.create", kind=kind, name=name, **kw)
     check(isinstance(res.get("from_pool"), bool), f"instance.create: no from_pool: {sorted(res)}")
@@ -207,6 +220,10 @@ def test_pool_one_ek():
             check(pubkey_file_der(out) == cert_pubkey_der(res[f"ek_{ek}_cert_pem"]),
                   f"tpm2_createek's {ek} EK is not the key of the certificate")
             d.call("instance.stop", uuid=res["uuid"])
+            check(f"{res['uuid']}-ek-{ek}.pem" in cert_files(d) and
+                  f"{res['uuid']}-ek-{other}.pem" not in cert_files(d),
+                  f"ek {ek}: certificate files {cert_files(d)}")
+            check_no_cert_tmp(d, f"an {ek}-only create")
         p = pool_info(d)
         check(p["taken"] == 2, f"both creates should take an entry: {p}")
         d.stop_clean()
@@ -403,6 +420,7 @@ def test_pool_crash_after_bind():
         check(res["uuid"] == uuid and res["from_pool"], f"create again: {res}")
         check(f"instance {uuid}: removing the files of an unfinished create" in d.log_text(),
               "the leftovers were not removed")
+        check_no_cert_tmp(d, "a create after one cut short")
         check_vtpm_matches(h, d, res, "again")
         d.stop_clean()
 
