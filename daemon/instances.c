@@ -134,8 +134,8 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
                 g_autofree gchar *name = cert_name(uuid, kinds[i]);
 
                 if (pems[i] && *pems[i])
-                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]), CERT_MODE, 0,
-                                                 &verr);
+                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]),
+                                                 CERT_MODE, 0, &verr);
         }
         if (r == 0)
                 r = vrot_durable_sync_dir(dfd, dir, &verr);
@@ -1121,7 +1121,6 @@ static void wipe_instance_files(VrotInstances *self, const gchar *uuid)
 {
         g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, uuid, NULL);
         g_autofree gchar *dir = state_dir(self, uuid);
-
         g_autofree gchar *certs_dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
         int dfd;
 

@@ -116,7 +116,7 @@ int vrot_durable_rename_staged(int dirfd, const char *name, int fd, unsigned fla
         int r;
 
         (void)tmp_name(tmp, name);
-        if (fstat(fd, &st) < 0)
+        if (!(flags & VROT_DURABLE_RECYCLE) || fstat(fd, &st) < 0)
                 st.st_mode = 0;
         if (close(fd) < 0) {
                 r = errno;
@@ -132,7 +132,7 @@ int vrot_durable_rename_staged(int dirfd, const char *name, int fd, unsigned fla
         /* A recycled file's first version replaced nothing, so nothing is
          * left to write the next version over: an empty file is, made now
          * rather than by the next write (see durable.h). */
-        if (r == 1 && (flags & VROT_DURABLE_RECYCLE) && st.st_mode)
+        if (r == 1 && st.st_mode)
                 vrot_durable_prepare(dirfd, name, st.st_mode & 07777);
         return 0;
 }
