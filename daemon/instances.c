@@ -1022,7 +1022,6 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         }
         ok = ok && vrot_endorse_session_finish(w.session, vrot_host_ca_signer(self->host), &params,
                                                &e, &why);
-        g_clear_pointer(&w.session, vrot_endorse_session_free);
         if (ok) {
                 log_steps(inst->uuid, e);
                 /* The worker stores the certificates and evicts the EKs
@@ -1043,6 +1042,9 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 fd = mkey_send(w.key_path, &req);
                 OPENSSL_cleanse(&req, sizeof(req));
         }
+        /* Closed once BIND is sent: the worker woke up for the close
+         * before it could read BIND. */
+        g_clear_pointer(&w.session, vrot_endorse_session_free);
         ok = ok && save_certs(self, inst->uuid, e, &why);
         if (!mkey_answer(fd, &ans) || ans.result != 0)
                 ok = ok && fail(&why, VROT_INSTANCES_ERROR_FAILED,

@@ -243,8 +243,11 @@ int vtpm_run(const VtpmArgs *a, const VtpmFilter *filter)
                 log_error("writing the state after start: %s", err.msg);
                 goto out;
         }
-        if (a->prefault)
+        if (a->prefault) {
                 vtpm_tpm_prefault();
+                /* And a locked page for BIND's key, made now rather than then. */
+                vrot_secret_free(vrot_secret_new(VROT_SEAL_KEY_LEN, NULL));
+        }
         log_info("instance %s serving on %s%s%s (state generation %" PRIu64 ")", a->uuid,
                  a->ctrl, a->server ? " and " : "", a->server ? a->server : "",
                  vrot_store_generation(w.store));
