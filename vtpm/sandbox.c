@@ -88,10 +88,17 @@ static scmp_filter_ctx allow_list(void)
         for (size_t i = 0; ctx && r == 0 && i < sizeof(allowed) / sizeof(allowed[0]); i++)
                 if (allowed[i] >= 0)    /* __NR_SCMP_ERROR on arches without it */
                         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
-        /* vtpm_sandbox_idle(): its own scheduling, and only ever lowered. */
-        if (ctx && r == 0)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sched_setscheduler), 2,
-                                     SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A1(SCMP_CMP_EQ, SCHED_IDLE));
+        /* vtpm_sandbox_idle(): its own scheduling, and only ever lowered.
+         * (Spelt out: SCMP_A0() leaves datum_b to the compiler.) */
+        if (ctx && r == 0) {
+                const struct scmp_arg_cmp self = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = 0,
+                                                   .datum_b = 0 };
+                const struct scmp_arg_cmp idle = { .arg = 1, .op = SCMP_CMP_EQ,
+                                                   .datum_a = SCHED_IDLE, .datum_b = 0 };
+
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sched_setscheduler), 2, self,
+                                     idle);
+        }
         if (r < 0) {
                 seccomp_release(ctx);
                 return NULL;
