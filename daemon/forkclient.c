@@ -708,6 +708,27 @@ void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_r
         rewatch(w);
 }
 
+gboolean vrot_worker_settle(VrotWorker *w, guint wait_ms)
+{
+        gint64 deadline = g_get_monotonic_time() + (gint64)wait_ms * 1000;
+
+        if (w->end_told)
+                return TRUE;
+        /* Gone means reaped already: its report is written or on its way. */
+        if (!w->watched || w->pid <= 0 || kill(w->pid, 0) == 0 || errno != ESRCH)
+                return FALSE;
+        while (!w->ended) {
+                struct pollfd p = { .fd = news_fd(w), .events = POLLIN };
+                gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+
+                if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+                        return FALSE;
+                (void)pump(w);
+        }
+        (void)deliver(w);       /* @w may be freed by its callback now */
+        return TRUE;
+}
+
 void vrot_worker_free(VrotWorker *w)
 {
         if (!w)

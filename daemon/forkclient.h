@@ -122,6 +122,16 @@ void vrot_worker_watch(VrotWorker *w, guint timeout_ms, VrotWorkerReadyFunc on_r
                        VrotWorkerExitFunc on_exit, gpointer user_data);
 
 /**
+ * vrot_worker_settle:
+ * For a watched worker whose process is gone but whose end has not been
+ * told yet (the main loop has not read the server's report): waits up to
+ * @wait_ms for the report and tells it now, through @on_exit, which may
+ * free @w.  TRUE when the end has been told (do not use @w afterwards);
+ * FALSE when the worker still runs, or no report came in time.
+ */
+gboolean vrot_worker_settle(VrotWorker *w, guint wait_ms);
+
+/**
  * vrot_worker_free:
  * Stops watching the worker (its news are no longer reported); does not
  * stop it.  Accepts NULL.

@@ -39,6 +39,8 @@ G_DEFINE_QUARK(vrot-instances-error-quark, vrot_instances_error)
 /* A worker that served this long before it crashed starts again at once:
  * only crash loops back off (1, 2, 4 ... MAX_BACKOFF_S s). */
 #define STABLE_USEC (30 * G_USEC_PER_SEC)
+/* How long a start waits for the report of a worker found gone. */
+#define SETTLE_MS 500
 
 /* Someone waiting for a start to finish (an API call). */
 typedef struct Waiter {
@@ -674,6 +676,10 @@ void vrot_instances_start_async(VrotInstances *self, const gchar *uuid, VrotInst
         Running *r;
 
         r = g_hash_table_lookup(self->running, uuid);
+        /* A worker that ended on its own a moment ago (QEMU's SHUTDOWN)
+         * may not be known to be gone yet: its end is taken first. */
+        if (r && r->ready && r->worker && vrot_worker_settle(r->worker, SETTLE_MS))
+                r = g_hash_table_lookup(self->running, uuid);
         if (r && r->ready && lookup(self, uuid, TRUE, NULL)) {
                 fn(uuid, NULL, data);   /* idempotent: a prepared live migration's worker too */
                 return;
