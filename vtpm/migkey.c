@@ -181,9 +181,6 @@ void vtpm_migkey_serve(Worker *w)
                 a.result = set_key(w, &r);
         } else if (r.op == VROT_MKEY_BIND) {
                 a.result = bind_instance(w, &r);
-                /* All that is left is the answer and a clean-up nobody
-                 * waits for: vrotd, woken by the answer, runs at once. */
-                vtpm_sandbox_idle();
                 bind = true;
         } else if (r.op == VROT_MKEY_CLEAR) {
                 if (w->mig.role)
@@ -200,6 +197,11 @@ void vtpm_migkey_serve(Worker *w)
         if (write(fd, out, sizeof(out)) < 0)
                 log_debug("migration-key socket: %s", strerror(errno));
         close(fd);
+        /* What is left, the clean-up and the exit, is waited for by nobody:
+         * vrotd, woken by the answer, runs first.  Not before the answer,
+         * which an idle task could not send while the CPUs are busy. */
+        if (bind)
+                vtpm_sandbox_idle();
         if (bind && a.result == 0) {
                 char uuid[VROT_UUID_STR_LEN + 1];
 

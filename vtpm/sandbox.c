@@ -38,6 +38,7 @@ static const int allowed[] = {
         SCMP_SYS(nanosleep), SCMP_SYS(futex), SCMP_SYS(getpid), SCMP_SYS(gettid),
         SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
         SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(restart_syscall),
+        SCMP_SYS(sched_yield),
 };
 
 int vtpm_sandbox_no_dumps(VrotError *err)
@@ -216,4 +217,5 @@ void vtpm_sandbox_idle(void)
 
         if (sched_setscheduler(0, SCHED_IDLE, &none) < 0)
                 log_debug("SCHED_IDLE: %s", strerror(errno));
+        sched_yield();          /* whoever this CPU woke up runs now */
 }

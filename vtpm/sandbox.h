@@ -42,9 +42,9 @@ int vtpm_sandbox_enter(const char *runas, int state_dirfd, const char *state_dir
 
 /**
  * vtpm_sandbox_idle:
- * Lowers this worker to SCHED_IDLE, for work nobody waits for (a bound
- * pool entry's clean-up and exit): whatever wakes up on its CPU, vrotd
- * first, runs at once instead of after it.  The seccomp filter allows
- * this call and no other change of scheduling.
+ * Lowers this worker to SCHED_IDLE and yields, for work nobody waits for
+ * (a bound pool entry's clean-up and exit, after its answer): whatever
+ * woke up on its CPU, vrotd first, runs at once instead of after it.  The
+ * seccomp filter allows this change of scheduling and no other.
  */
 void vtpm_sandbox_idle(void);
