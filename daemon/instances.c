@@ -100,6 +100,12 @@ static gchar *cert_name(const gchar *uuid, const gchar *kind)
 #define CERT_MODE 0644
 static const gchar *const ek_cert_kinds[VROT_ENDORSE_N_EK] = { "ek-rsa", "ek-ecc" };
 
+/* STATE/certs, where every certificate file is. */
+static gchar *certs_dir(VrotInstances *self)
+{
+        return g_build_filename(self->cfg->state_dir, "certs", NULL);
+}
+
 static gchar *cert_path(VrotInstances *self, const gchar *uuid, const gchar *type)
 {
         g_autofree gchar *kind = g_strconcat("ek-", type, NULL);
@@ -124,7 +130,7 @@ static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
 static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar *const *kinds,
                             const gchar *const *pems, gsize n, GError **error)
 {
-        g_autofree gchar *dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
+        g_autofree gchar *dir = certs_dir(self);
         VrotError verr = { 0 };
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int r = 0;
@@ -985,7 +991,7 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         g_autofree gchar *dir = state_dir(self, inst->uuid);
         g_autofree gchar *parent = g_path_get_dirname(dir);
         g_autofree gchar *entry_parent = NULL, *id = NULL;
-        g_autofree gchar *certs_dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
+        g_autofree gchar *certs = certs_dir(self);
         g_autoptr(VrotSecret) key = NULL;
         g_autoptr(VrotEndorsement) e = NULL;
         g_autoptr(GError) why = NULL;
@@ -993,7 +999,7 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         VrotMkeyRequest req = { .op = VROT_MKEY_BIND };
         VrotMkeyAnswer ans = { 0 };
         VrotPoolWarm w;
-        Background bg = { .certs_dir = certs_dir, .registry = self->registry,
+        Background bg = { .certs_dir = certs, .registry = self->registry,
                           .registry_path = self->registry_path,
                           .registry_key = vrot_host_registry_key(self->host) };
         GThread *thread = NULL;
@@ -1129,25 +1135,23 @@ static void wipe_instance_files(VrotInstances *self, const gchar *uuid)
 {
         g_autofree gchar *rundir = g_build_filename(self->cfg->runtime_dir, uuid, NULL);
         g_autofree gchar *dir = state_dir(self, uuid);
-        g_autofree gchar *certs_dir = g_build_filename(self->cfg->state_dir, "certs", NULL);
+        g_autofree gchar *certs = certs_dir(self);
         int dfd;
 
         wipe_dir(dir);
         wipe_dir(rundir);
-        for (gsize i = 0; i < 3; i++) {
-                g_autofree gchar *cert = i == 2 ? ak_cert_path(self, uuid)
-                                                : cert_path(self, uuid, i ? "ecc" : "rsa");
-                (void)unlink(cert);
-        }
-        /* A create that failed may have left a certificate's temporary file. */
-        if ((dfd = open(certs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-                for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++) {
-                        g_autofree gchar *name = cert_name(uuid, ek_cert_kinds[i]);
+        /* Each certificate, and the temporary file a create that failed
+         * may have left of it. */
+        if ((dfd = open(certs, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return;
+        for (gsize i = 0; i <= VROT_ENDORSE_N_EK; i++) {
+                g_autofree gchar *name = cert_name(uuid, i < VROT_ENDORSE_N_EK ? ek_cert_kinds[i]
+                                                                                : "ak");
 
-                        vrot_durable_abandon(dfd, name, -1);
-                }
-                close(dfd);
+                (void)unlinkat(dfd, name, 0);
+                vrot_durable_abandon(dfd, name, -1);
         }
+        close(dfd);
 }
 
 /* A create that failed changes nothing: the instance's files go and the
