@@ -174,6 +174,33 @@ int vrot_durable_replace(int dirfd, const char *name, const void *buf, size_t le
         return fd < 0 ? fd : vrot_durable_commit(dirfd, name, fd, flags, err);
 }
 
+int vrot_durable_overwrite(int dirfd, const char *name, const void *buf, size_t len,
+                           VrotError *err)
+{
+        struct stat st;
+        int fd, r = 0;
+
+        /* O_NONBLOCK: a FIFO in the way fails (ENXIO) instead of blocking. */
+        fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return vrot_err(err, errno, "opening %s: %s", name, strerror(errno));
+        if (fstat(fd, &st) < 0) {
+                r = vrot_err(err, errno, "stat %s: %s", name, strerror(errno));
+        } else if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+                r = vrot_err(err, EINVAL, "%s: not a regular file of one link", name);
+        } else {
+                r = write_all(fd, buf, len);
+                if (r == 0 && st.st_size != (off_t)len && ftruncate(fd, (off_t)len) < 0)
+                        r = -errno;
+                if (r == 0 && fdatasync(fd) < 0)
+                        r = -errno;
+                if (r < 0)
+                        r = vrot_err(err, -r, "writing %s: %s", name, strerror(-r));
+        }
+        close(fd);
+        return r;
+}
+
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err)
 {
         if (fsync(dirfd) < 0)

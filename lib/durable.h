@@ -89,6 +89,21 @@ int vrot_durable_rename_staged(int dirfd, const char *name, int fd, unsigned fla
  *  of vrot_durable_prepare()), and removes it. */
 void vrot_durable_abandon(int dirfd, const char *name, int fd);
 
+/**
+ * vrot_durable_overwrite:
+ * Writes @len bytes of @buf over @name in place (from its start, then
+ * truncated to @len) and fdatasync()s it: no temporary file, no rename,
+ * so no fsync of the directory either.  Not atomic: a crash may leave
+ * the file torn.  Only for a file whose content counts for nothing until
+ * this returns: a new one made empty and durable beforehand, or one of a
+ * directory that is thrown away unless the whole write completes
+ * (vrot_store_rebind()).  @name must be a regular file with no other
+ * link; a missing one is -ENOENT, for the caller to write it otherwise.
+ * Returns 0, or a negative errno with @err set.
+ */
+int vrot_durable_overwrite(int dirfd, const char *name, const void *buf, size_t len,
+                           VrotError *err);
+
 /** vrot_durable_sync_dir: fsync() of @dirfd, the directory of @name (for @err's message). */
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err);
 

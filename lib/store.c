@@ -101,17 +101,32 @@ static int seal_record(VrotStore *s, uint64_t gen, const uint64_t blob_gen[NBLOB
 
 /* The generation record, durable; with !@sync_dir its rename is not yet
  * (vrot_durable_replace()). */
-static int put_record(VrotStore *s, bool sync_dir, VrotError *err)
+/* A rebind's write of @name: over the file in place when there is one
+ * (vrot_store_rebind() says why that is safe), else a new file, and
+ * *@renamed is set: the directory changed. */
+static int rebind_put(VrotStore *s, const char *name, const uint8_t *blob, size_t len,
+                      bool *renamed, VrotError *err)
+{
+        int r = vrot_durable_overwrite(s->dirfd, name, blob, len, err);
+
+        if (r != -ENOENT)
+                return r;
+        *renamed = true;
+        return vrot_durable_replace(s->dirfd, name, blob, len, 0600, RECYCLE, err);
+}
+
+/* The record, replaced durably; or, with @rebind_renamed, a rebind's. */
+static int put_record(VrotStore *s, bool *rebind_renamed, VrotError *err)
 {
         uint8_t *blob = NULL;
         size_t len;
         int r;
 
         r = seal_record(s, s->gen, s->blob_gen, &blob, &len, err);
-        if (r == 0)
-                r = vrot_durable_replace(s->dirfd, "generation", blob, len, 0600, RECYCLE, err);
-        if (r == 0 && sync_dir)
-                r = vrot_durable_sync_dir(s->dirfd, "generation", err);
+        if (r == 0 && rebind_renamed)
+                r = rebind_put(s, "generation", blob, len, rebind_renamed, err);
+        else if (r == 0)
+                r = vrot_durable_write(s->dirfd, "generation", blob, len, 0600, RECYCLE, err);
         free(blob);
         s->record_stale = r < 0;
         return r;
@@ -119,7 +134,7 @@ static int put_record(VrotStore *s, bool sync_dir, VrotError *err)
 
 static int write_record(VrotStore *s, VrotError *err)
 {
-        return put_record(s, true, err);
+        return put_record(s, NULL, err);
 }
 
 static int load_record(VrotStore *s, uint64_t min_generation, VrotError *err)
@@ -352,6 +367,7 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
 {
         uint8_t *plain[NBLOBS] = { NULL };
         uint32_t len[NBLOBS] = { 0 };
+        bool renamed = false;
         int r = 0;
 
         for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
@@ -364,9 +380,12 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                 s->deferred = false;
                 s->gen++;
         }
-        /* Every file is durable before the one fsync of the directory
-         * that makes all the renames so: nothing of the new sealer counts
-         * before this returns (see store.h). */
+        /* Each file is written over in place and fdatasync()ed, which
+         * needs no fsync of the directory: a file torn by a crash fails
+         * authentication under either sealer, like a mix of both, and
+         * nothing of the new sealer counts before this returns (see
+         * store.h).  Only a file made or removed changes the directory,
+         * which is then synced once for all. */
         for (int i = 0; r == 0 && i < NBLOBS; i++) {
                 const char *name = slot_name(i);
                 uint8_t *blob = NULL;
@@ -377,23 +396,26 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                         /* A file the record calls deleted would be refused
                          * under the new sealer too; it goes. */
                         s->blob_gen[i] = 0;
-                        if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT)
+                        if (unlinkat(s->dirfd, name, 0) == 0)
+                                renamed = true;
+                        else if (errno != ENOENT)
                                 r = vrot_err(err, errno, "removing %s: %s", name, strerror(errno));
                         continue;
                 }
                 r = vrot_seal(sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen, plain[i], len[i],
                               &blob, &blob_len, err);
                 if (r == 0)
-                        r = vrot_durable_replace(s->dirfd, name, blob, blob_len, 0600, RECYCLE,
-                                                 err);
+                        r = rebind_put(s, name, blob, blob_len, &renamed, err);
                 free(blob);
                 s->blob_gen[i] = s->gen;
         }
         for (int i = 0; i < NBLOBS; i++)
                 vrot_free_wiped(plain[i], len[i]);
         if (r == 0)
-                r = put_record(s, false, err);
-        return r < 0 ? r : vrot_durable_sync_dir(s->dirfd, "the rebound state", err);
+                r = put_record(s, &renamed, err);
+        if (r == 0 && renamed)
+                r = vrot_durable_sync_dir(s->dirfd, "the rebound state", err);
+        return r;
 }
 
 int vrot_store_dirfd(const VrotStore *s)

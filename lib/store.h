@@ -110,12 +110,14 @@ int vrot_store_copy(VrotStore *src, VrotStore *dst, VrotError *err);
  * vrot_store_rebind:
  * The whole state, sealed again under @sealer (another key and UUID) and
  * written durably into the same directory, one generation on: every blob
- * there is (what waits in memory included), then the record, each file
- * fsynced, then one fsync of the directory for all the renames.  Deferral
- * ends.  The store keeps @sealer, which must outlive it.  A pool entry's
+ * there is (what waits in memory included), then the record, each
+ * written over its file in place and fdatasync()ed (vrot_durable_overwrite():
+ * no rename, so no fsync of the directory unless a file had to be made or
+ * removed).  Deferral ends.  The store keeps @sealer, which must outlive it.  A pool entry's
  * running worker becomes an instance's this way (vrot-vtpm(8), BIND): its
- * directory was renamed to the instance's before.  On failure the files
- * are a mix of both sealers, refused by either: the caller discards them.
+ * directory was renamed to the instance's before.  On failure, or after
+ * a crash before it returns, the files are a mix of both sealers, or torn,
+ * and refused by either: the caller discards them.
  */
 int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err);
 

@@ -169,6 +169,44 @@ static void test_durable_write_fails_cleanly(void)
         close(d);
 }
 
+/* Written over in place: same inode, new content and length, no
+ * temporary file; a missing file is -ENOENT and none is made; a link, a
+ * file of two links or a directory are refused and left alone. */
+static void test_durable_overwrite(void)
+{
+        int d = open_dir("overwrite");
+        struct stat before, after;
+        VrotError err = { 0 };
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        CU_ASSERT_EQUAL(vrot_durable_write(d, "f", "a longer first", 14, 0600, 0, NULL), 0);
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &before, 0), 0);
+        CU_ASSERT_EQUAL(vrot_durable_overwrite(d, "f", "second", 6, NULL), 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "f", 100, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "second", 6) == 0);
+        free(buf);
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &after, 0), 0);
+        CU_ASSERT_EQUAL(after.st_ino, before.st_ino);
+        CU_ASSERT_EQUAL(faccessat(d, ".f.tmp", F_OK, 0), -1);
+
+        CU_ASSERT_EQUAL(vrot_durable_overwrite(d, "missing", "x", 1, &err), -ENOENT);
+        CU_ASSERT(strstr(err.msg, "missing") != NULL);
+        CU_ASSERT_EQUAL(faccessat(d, "missing", F_OK, 0), -1);
+
+        CU_ASSERT_EQUAL(symlinkat("f", d, "link"), 0);
+        CU_ASSERT(vrot_durable_overwrite(d, "link", "x", 1, NULL) < 0);
+        CU_ASSERT_EQUAL(linkat(d, "f", d, "second-name", 0), 0);
+        CU_ASSERT_EQUAL(vrot_durable_overwrite(d, "f", "x", 1, &err), -EINVAL);
+        CU_ASSERT(strstr(err.msg, "one link") != NULL);
+        CU_ASSERT_EQUAL(mkdirat(d, "dir", 0700), 0);
+        CU_ASSERT(vrot_durable_overwrite(d, "dir", "x", 1, NULL) < 0);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "f", 100, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "second", 6) == 0);
+        free(buf);
+        close(d);
+}
+
 static void test_durable_unlink(void)
 {
         int d = open_dir("unlink");
@@ -189,6 +227,7 @@ int main(void)
                 UNIT_CASE(test_durable_write_path),
                 UNIT_CASE(test_durable_read_errors),
                 UNIT_CASE(test_durable_write_fails_cleanly),
+                UNIT_CASE(test_durable_overwrite),
                 UNIT_CASE(test_durable_unlink),
         };
         return UNIT_RUN("durable", cases);

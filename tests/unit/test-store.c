@@ -513,15 +513,17 @@ static void test_store_copy_refuses_bad_source(void)
 }
 
 /* Rebinding in place: what waits in memory and what is on disk, all under
- * the new sealer one generation on; a blob the record calls deleted goes
- * with its file; the old sealer refuses the directory afterwards. */
+ * the new sealer one generation on, a file that was there written over
+ * (its inode kept); a blob the record calls deleted goes with its file;
+ * the old sealer refuses the directory afterwards. */
 static void test_store_rebind_in_place(void)
 {
         static const uint8_t key2[32] = { 5, 5, 5 };
         const char *dir = fresh_dir("rebind");
         VrotSealer target = sealer_for(6);
         VrotStore *s = open_ok(dir), *t = NULL;
-        char p[512], q[512];
+        struct stat perm_before, perm_after, rec_before, rec_after;
+        char p[512], q[512], r[512];
         uint8_t *buf;
         uint32_t len;
         uint64_t gen;
@@ -536,9 +538,16 @@ static void test_store_rebind_in_place(void)
         vrot_store_defer(s);
         save(s, VROT_BLOB_VOLATILE, "vol-pending");
         gen = vrot_store_generation(s);
+        file_path(r, dir, "generation");
+        CU_ASSERT_EQUAL_FATAL(stat(p, &perm_before), 0);
+        CU_ASSERT_EQUAL_FATAL(stat(r, &rec_before), 0);
         CU_ASSERT_EQUAL_FATAL(vrot_store_rebind(s, &target, NULL), 0);
         CU_ASSERT_EQUAL(vrot_store_generation(s), gen + 1);
         CU_ASSERT(access(q, F_OK) < 0);
+        CU_ASSERT_EQUAL_FATAL(stat(p, &perm_after), 0);
+        CU_ASSERT_EQUAL_FATAL(stat(r, &rec_after), 0);
+        CU_ASSERT_EQUAL(perm_after.st_ino, perm_before.st_ino);
+        CU_ASSERT_EQUAL(rec_after.st_ino, rec_before.st_ino);
         save(s, VROT_BLOB_PERMANENT, "perm-2");         /* written at once: deferral ended */
         vrot_store_free(s);
 
