@@ -126,13 +126,21 @@ static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
  * each of @kinds (a NULL or empty PEM is skipped): each file replaced
  * durably, then the directory synced once for all (R-SEAL-4; GLib's
  * consistent write syncs no directory).
+ *
+ * @in_place is for a new instance whose files were made empty under
+ * their names beforehand, by a thread that also syncs the directory
+ * (create_warm()): each is written over (vrot_durable_overwrite()), with
+ * no rename and no fsync of the directory here; one not there yet is
+ * replaced as above.  Nothing of it counts before the registry lists the
+ * instance, after that thread has ended.
  */
 static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar *const *kinds,
-                            const gchar *const *pems, gsize n, GError **error)
+                            const gchar *const *pems, gsize n, gboolean in_place, GError **error)
 {
         g_autofree gchar *dir = certs_dir(self);
         VrotError verr = { 0 };
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        gboolean renamed = FALSE;
         int r = 0;
 
         if (dfd < 0)
@@ -140,12 +148,17 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
                             g_strerror(errno));
         for (gsize i = 0; r == 0 && i < n; i++) {
                 g_autofree gchar *name = cert_name(uuid, kinds[i]);
+                gsize len = pems[i] ? strlen(pems[i]) : 0;
 
-                if (pems[i] && *pems[i])
-                        r = vrot_durable_replace(dfd, name, pems[i], strlen(pems[i]),
-                                                 CERT_MODE, 0, &verr);
+                if (len == 0)
+                        continue;
+                r = in_place ? vrot_durable_overwrite(dfd, name, pems[i], len, &verr) : -ENOENT;
+                if (r == -ENOENT) {
+                        renamed = TRUE;
+                        r = vrot_durable_replace(dfd, name, pems[i], len, CERT_MODE, 0, &verr);
+                }
         }
-        if (r == 0)
+        if (r == 0 && renamed)
                 r = vrot_durable_sync_dir(dfd, dir, &verr);
         close(dfd);
         if (r < 0)
@@ -793,7 +806,9 @@ gboolean vrot_instances_stop(VrotInstances *self, const gchar *uuid, GError **er
         return TRUE;
 }
 
-static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorsement *e, GError **error)
+/* @e's certificates of @uuid, by write_certs() (@in_place: see there). */
+static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorsement *e,
+                           gboolean in_place, GError **error)
 {
         gchar *pems[VROT_ENDORSE_N_EK] = { NULL };
         gboolean ok = TRUE;
@@ -802,7 +817,7 @@ static gboolean save_certs(VrotInstances *self, const gchar *uuid, VrotEndorseme
                 if (e->ek[i].cert_der)  /* else not asked for */
                         ok = (pems[i] = vrot_x509_der_to_pem(e->ek[i].cert_der, error)) != NULL;
         ok = ok && write_certs(self, uuid, ek_cert_kinds, (const gchar *const *)pems,
-                               VROT_ENDORSE_N_EK, error);
+                               VROT_ENDORSE_N_EK, in_place, error);
         for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
                 g_free(pems[i]);
         return ok;
@@ -848,7 +863,7 @@ static gboolean endorse_run(VrotInstances *self, VrotInstance *inst, VrotEndorse
         ok = vrot_endorse_vtpm(tcti, vrot_host_ca_signer(self->host), params, &e, error);
         if (ok)
                 log_steps(inst->uuid, e);
-        ok = ok && save_certs(self, inst->uuid, e, error);
+        ok = ok && save_certs(self, inst->uuid, e, FALSE, error);
         if (!stop_worker(self, inst->uuid, &stop_error) && ok) {
                 g_propagate_error(error, g_steal_pointer(&stop_error));
                 return FALSE;
@@ -928,15 +943,16 @@ static gboolean sync_dir(const gchar *path, GError **error)
 }
 
 /* What create_warm() has done in a thread of its own while the
- * certificates are made and signed: the certificate files' temporary
- * files made (an inode costs up to a millisecond here, durable.h), the
- * renamed entry's two parent directories synced, and the registry write
- * that records the instance staged (NULL if it could not be: save() then
- * writes it whole). */
+ * certificates are made and signed: the certificate files made, empty,
+ * and their directory synced (an inode costs up to a millisecond here,
+ * durable.h; the certificates are then written over them, write_certs()),
+ * the renamed entry's two parent directories synced, and the registry
+ * write that records the instance staged (NULL if it could not be: save()
+ * then writes it whole). */
 typedef struct {
         const gchar *certs_dir;
         gchar *certs[VROT_ENDORSE_N_EK];        /* names, NULL: not asked for */
-        const gchar *dirs[2];
+        const gchar *dirs[3];
         GError *error;
         const VrotRegistry *registry;
         const gchar *registry_path;
@@ -949,9 +965,15 @@ static gpointer in_background(gpointer data)
         Background *bg = data;
         int dfd = open(bg->certs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-        for (gsize i = 0; dfd >= 0 && i < G_N_ELEMENTS(bg->certs); i++)
-                if (bg->certs[i])
-                        vrot_durable_prepare(dfd, bg->certs[i], CERT_MODE);
+        /* A file there already (a create cut short by a crash left it)
+         * is written over all the same. */
+        for (gsize i = 0; dfd >= 0 && i < G_N_ELEMENTS(bg->certs); i++) {
+                int fd = bg->certs[i] ? openat(dfd, bg->certs[i], O_WRONLY | O_CREAT | O_EXCL |
+                                               O_CLOEXEC | O_NOFOLLOW, CERT_MODE) : -1;
+
+                if (fd >= 0)
+                        close(fd);
+        }
         if (dfd >= 0)
                 close(dfd);
         for (gsize i = 0; i < G_N_ELEMENTS(bg->dirs) && sync_dir(bg->dirs[i], &bg->error); i++)
@@ -971,10 +993,12 @@ static gpointer in_background(gpointer data)
  * (bench/README.md "create + endorse").
  *
  * Little waits for anything else.  While the certificates are made and
- * signed, a thread makes the rename durable and stages the registry write
- * (registry.h), with the generation the rebound state will have: one more
- * than the entry's (vrot_store_rebind()).  While the worker writes the
- * state, this writes the certificate files.  Once the worker has answered
+ * signed, a thread makes their files, empty, makes them and the rename
+ * durable, and stages the registry write (registry.h), with the generation
+ * the rebound state will have: one more than the entry's
+ * (vrot_store_rebind()).  While the worker writes the state (over its
+ * files in place), this writes the certificates over theirs.  Neither
+ * renames, so neither syncs a directory.  Once the worker has answered
  * (its state is durable), save() commits the staged write: a rename and a
  * directory fsync.  Should the state's generation not be the one
  * predicted, the staged write is dropped and save() writes the registry
@@ -1027,8 +1051,9 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
                 for (gsize i = 0; i < VROT_ENDORSE_N_EK; i++)
                         if (ek_mask == 0 || (ek_mask & (1u << i)))
                                 bg.certs[i] = cert_name(inst->uuid, ek_cert_kinds[i]);
-                bg.dirs[0] = parent;
-                bg.dirs[1] = entry_parent;
+                bg.dirs[0] = certs;
+                bg.dirs[1] = parent;
+                bg.dirs[2] = entry_parent;
                 if (!(thread = g_thread_try_new("vrotd-create", in_background, &bg, NULL)))
                         (void)in_background(&bg);       /* no thread: here, then */
         }
@@ -1057,7 +1082,7 @@ static gboolean create_warm(VrotInstances *self, VrotInstance *inst, guint ek_ma
         /* Closed once BIND is sent: the worker woke up for the close
          * before it could read BIND. */
         g_clear_pointer(&w.session, vrot_endorse_session_free);
-        ok = ok && save_certs(self, inst->uuid, e, &why);
+        ok = ok && save_certs(self, inst->uuid, e, TRUE, &why);
         if (!mkey_answer(fd, &ans) || ans.result != 0)
                 ok = ok && fail(&why, VROT_INSTANCES_ERROR_FAILED,
                                 "its worker did not take BIND (0x%x)", ans.result);
@@ -1330,7 +1355,7 @@ gboolean vrot_instances_set_ak_cert_pem(VrotInstances *self, const gchar *uuid, 
 {
         static const gchar *const kind[] = { "ak" };
 
-        return write_certs(self, uuid, kind, &pem, 1, error);
+        return write_certs(self, uuid, kind, &pem, 1, FALSE, error);
 }
 
 VrotRegistry *vrot_instances_registry(VrotInstances *self)
@@ -1947,7 +1972,7 @@ static gboolean store_source_certs(VrotInstances *self, const gchar *uuid, const
                                     "instance %s: the source's %s EK certificate is not one of it",
                                     uuid, names[i]);
         }
-        return write_certs(self, uuid, ek_cert_kinds, pems, 2, error);
+        return write_certs(self, uuid, ek_cert_kinds, pems, 2, FALSE, error);
 }
 
 gboolean vrot_instances_import_live(VrotInstances *self, const VrotInstance *meta, const gchar *id,
