@@ -99,32 +99,31 @@ static int seal_record(VrotStore *s, uint64_t gen, const uint64_t blob_gen[NBLOB
         return vrot_seal(s->sealer, VROT_BLOB_GENERATION, gen, rec, sizeof(rec), blob, len, err);
 }
 
-/* The generation record, durable; with !@sync_dir its rename is not yet
- * (vrot_durable_replace()). */
 /* A rebind's write of @name: over the file in place when there is one
  * (vrot_store_rebind() says why that is safe), else a new file, and
- * *@renamed is set: the directory changed. */
+ * *@dir_changed is set. */
 static int rebind_put(VrotStore *s, const char *name, const uint8_t *blob, size_t len,
-                      bool *renamed, VrotError *err)
+                      bool *dir_changed, VrotError *err)
 {
         int r = vrot_durable_overwrite(s->dirfd, name, blob, len, err);
 
         if (r != -ENOENT)
                 return r;
-        *renamed = true;
+        *dir_changed = true;
         return vrot_durable_replace(s->dirfd, name, blob, len, 0600, RECYCLE, err);
 }
 
-/* The record, replaced durably; or, with @rebind_renamed, a rebind's. */
-static int put_record(VrotStore *s, bool *rebind_renamed, VrotError *err)
+/* The generation record, replaced durably, its directory synced; or,
+ * with @rebind_dir_changed, written as a rebind writes (rebind_put()). */
+static int put_record(VrotStore *s, bool *rebind_dir_changed, VrotError *err)
 {
         uint8_t *blob = NULL;
         size_t len;
         int r;
 
         r = seal_record(s, s->gen, s->blob_gen, &blob, &len, err);
-        if (r == 0 && rebind_renamed)
-                r = rebind_put(s, "generation", blob, len, rebind_renamed, err);
+        if (r == 0 && rebind_dir_changed)
+                r = rebind_put(s, "generation", blob, len, rebind_dir_changed, err);
         else if (r == 0)
                 r = vrot_durable_write(s->dirfd, "generation", blob, len, 0600, RECYCLE, err);
         free(blob);
@@ -367,7 +366,7 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
 {
         uint8_t *plain[NBLOBS] = { NULL };
         uint32_t len[NBLOBS] = { 0 };
-        bool renamed = false;
+        bool dir_changed = false;
         int r = 0;
 
         for (uint32_t t = VROT_BLOB_PERMANENT; r == 0 && t <= VROT_BLOB_SAVESTATE; t++) {
@@ -397,7 +396,7 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                          * under the new sealer too; it goes. */
                         s->blob_gen[i] = 0;
                         if (unlinkat(s->dirfd, name, 0) == 0)
-                                renamed = true;
+                                dir_changed = true;
                         else if (errno != ENOENT)
                                 r = vrot_err(err, errno, "removing %s: %s", name, strerror(errno));
                         continue;
@@ -405,15 +404,15 @@ int vrot_store_rebind(VrotStore *s, const VrotSealer *sealer, VrotError *err)
                 r = vrot_seal(sealer, (uint32_t)i + VROT_BLOB_PERMANENT, s->gen, plain[i], len[i],
                               &blob, &blob_len, err);
                 if (r == 0)
-                        r = rebind_put(s, name, blob, blob_len, &renamed, err);
+                        r = rebind_put(s, name, blob, blob_len, &dir_changed, err);
                 free(blob);
                 s->blob_gen[i] = s->gen;
         }
         for (int i = 0; i < NBLOBS; i++)
                 vrot_free_wiped(plain[i], len[i]);
         if (r == 0)
-                r = put_record(s, &renamed, err);
-        if (r == 0 && renamed)
+                r = put_record(s, &dir_changed, err);
+        if (r == 0 && dir_changed)
                 r = vrot_durable_sync_dir(s->dirfd, "the rebound state", err);
         return r;
 }
