@@ -380,7 +380,9 @@ gboolean vrot_pool_take(VrotPool *self, const gchar *dst_dir, const VrotSealer *
                 if (!id && self->warm && !self->warm->claimed) {
                         /* Only the entry being warmed is left: a create does
                          * not wait for that, it takes the entry cold.  The
-                         * worker is killed, so it has written nothing. */
+                         * worker is killed and waited for, even one that is
+                         * still starting, so it has written nothing and
+                         * holds no lock (warm_free()). */
                         g_debug("pool: warming entry %s given up for a create", self->warm->id);
                         warm_free(self->warm);
                         schedule_warm(self, 0);         /* another, once there is one */
@@ -642,8 +644,14 @@ static void schedule_refill(VrotPool *self, guint delay_s)
  * removed.  The entry stays listed unless the caller unlists it. */
 static void warm_free(Warm *w)
 {
-        if (w->worker && !w->ended && w->pid > 0)
-                (void)vrot_proc_stop(w->pid, SIGKILL, STOP_TIMEOUT_MS);
+        /* A worker still starting has no pid yet: it is asked of the fork
+         * server, so that this one is killed too, and waited for; else it
+         * would go on and lock the entry's directory against the create
+         * that gave the warm-up up (vrot_pool_take()). */
+        GPid pid = w->worker && !w->ended ? (w->pid > 0 ? w->pid : vrot_worker_pid(w->worker)) : 0;
+
+        if (pid > 0)
+                (void)vrot_proc_stop(pid, SIGKILL, STOP_TIMEOUT_MS);
         vrot_endorse_session_free(w->session);
         vrot_worker_free(w->worker);
         remove_dir(w->rundir);

@@ -389,6 +389,35 @@ def test_pool_warm_killed():
         d.stop_clean()
 
 
+def test_pool_create_while_warming():
+    """A create that comes while the only entry's vTPM is still starting
+    (being warmed) takes that entry cold: the warming worker is killed and
+    waited for, even before the fork server has said its pid, so that it
+    holds no lock on the entry's directory.  The create is asked for as
+    soon as host.info lists the entry; should the warm-up have finished
+    first, a fresh daemon tries again, and the test fails if the path was
+    never taken."""
+    for attempt in range(5):
+        with Harness("vrotd-pool-warming") as h:
+            d = pool_daemon(h, 1).start()
+            deadline = time.monotonic() + FILL_TIMEOUT
+            while pool_info(d)["ready"] < 1:
+                check(time.monotonic() < deadline, f"the pool did not fill within {FILL_TIMEOUT}s")
+                time.sleep(0.002)
+            res = create(d, "while-warming")
+            log = d.log_text()
+            check(res["from_pool"], "a create during the warm-up did not take the entry:\n"
+                  + log[-3000:])
+            check("refused and discarded" not in log, f"the entry was discarded:\n{log[-3000:]}")
+            d.call("instance.start", uuid=res["uuid"])
+            d.call("instance.stop", uuid=res["uuid"])
+            d.stop_clean()
+            if "given up for a create" in log:
+                return
+    raise Failure("the warm-up finished before the create in every attempt: the path was not "
+                  "exercised")
+
+
 def test_pool_crash_after_bind():
     """vrotd killed after the warm entry's worker sealed it for the new
     instance (BIND) and before the registry recorded the instance (a test
@@ -427,7 +456,8 @@ def test_pool_crash_after_bind():
 
 TESTS = [test_pool_create_endorses, test_pool_one_ek, test_pool_tampered_and_swapped_refused,
          test_pool_replayed_entry_refused, test_pool_survives_restart, test_pool_disabled,
-         test_pool_daemon_killed_while_filling, test_pool_warm_killed, test_pool_crash_after_bind]
+         test_pool_daemon_killed_while_filling, test_pool_warm_killed,
+         test_pool_create_while_warming, test_pool_crash_after_bind]
 
 if __name__ == "__main__":
     main(TESTS)
