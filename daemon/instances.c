@@ -106,19 +106,21 @@ static gchar *certs_dir(VrotInstances *self)
         return g_build_filename(self->cfg->state_dir, "certs", NULL);
 }
 
+/* The path of @uuid's certificate of @kind (cert_name()). */
+static gchar *cert_file(VrotInstances *self, const gchar *uuid, const gchar *kind)
+{
+        g_autofree gchar *dir = certs_dir(self);
+        g_autofree gchar *name = cert_name(uuid, kind);
+
+        return g_build_filename(dir, name, NULL);
+}
+
+/* The path of @uuid's EK certificate of @type, "rsa" or "ecc". */
 static gchar *cert_path(VrotInstances *self, const gchar *uuid, const gchar *type)
 {
         g_autofree gchar *kind = g_strconcat("ek-", type, NULL);
-        g_autofree gchar *name = cert_name(uuid, kind);
 
-        return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
-}
-
-static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
-{
-        g_autofree gchar *name = cert_name(uuid, "ak");
-
-        return g_build_filename(self->cfg->state_dir, "certs", name, NULL);
+        return cert_file(self, uuid, kind);
 }
 
 /*
@@ -129,9 +131,9 @@ static gchar *ak_cert_path(VrotInstances *self, const gchar *uuid)
  *
  * @in_place is for a new instance whose files were made empty under
  * their names beforehand, by a thread that also syncs the directory
- * (create_warm()): each is written over (vrot_durable_overwrite()), with
- * no rename and no fsync of the directory here; one not there yet is
- * replaced as above.  Nothing of it counts before the registry lists the
+ * (create_warm()): each is written over (vrot_durable_put()), with no
+ * rename and no fsync of the directory here; one not there yet is replaced
+ * as above.  Nothing of it counts before the registry lists the
  * instance, after that thread has ended.
  */
 static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar *const *kinds,
@@ -140,7 +142,7 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
         g_autofree gchar *dir = certs_dir(self);
         VrotError verr = { 0 };
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        gboolean renamed = FALSE;
+        bool dir_changed = false;
         int r = 0;
 
         if (dfd < 0)
@@ -152,13 +154,15 @@ static gboolean write_certs(VrotInstances *self, const gchar *uuid, const gchar 
 
                 if (len == 0)
                         continue;
-                r = in_place ? vrot_durable_overwrite(dfd, name, pems[i], len, &verr) : -ENOENT;
-                if (r == -ENOENT) {
-                        renamed = TRUE;
+                if (in_place) {
+                        r = vrot_durable_put(dfd, name, pems[i], len, CERT_MODE, 0, &dir_changed,
+                                             &verr);
+                } else {
+                        dir_changed = true;
                         r = vrot_durable_replace(dfd, name, pems[i], len, CERT_MODE, 0, &verr);
                 }
         }
-        if (r == 0 && renamed)
+        if (r == 0 && dir_changed)
                 r = vrot_durable_sync_dir(dfd, dir, &verr);
         close(dfd);
         if (r < 0)
@@ -1344,7 +1348,7 @@ gchar *vrot_instances_ek_cert_pem(VrotInstances *self, const gchar *uuid, const 
 
 gchar *vrot_instances_ak_cert_pem(VrotInstances *self, const gchar *uuid)
 {
-        g_autofree gchar *path = ak_cert_path(self, uuid);
+        g_autofree gchar *path = cert_file(self, uuid, "ak");
         gchar *pem = NULL;
 
         return g_file_get_contents(path, &pem, NULL, NULL) ? pem : NULL;

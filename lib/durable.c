@@ -201,6 +201,17 @@ int vrot_durable_overwrite(int dirfd, const char *name, const void *buf, size_t 
         return r;
 }
 
+int vrot_durable_put(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                     unsigned flags, bool *dir_changed, VrotError *err)
+{
+        int r = vrot_durable_overwrite(dirfd, name, buf, len, err);
+
+        if (r != -ENOENT)
+                return r;
+        *dir_changed = true;
+        return vrot_durable_replace(dirfd, name, buf, len, mode, flags, err);
+}
+
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err)
 {
         if (fsync(dirfd) < 0)

@@ -22,6 +22,7 @@
  * temporary file behind.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -103,6 +104,15 @@ void vrot_durable_abandon(int dirfd, const char *name, int fd);
  */
 int vrot_durable_overwrite(int dirfd, const char *name, const void *buf, size_t len,
                            VrotError *err);
+
+/**
+ * vrot_durable_put:
+ * vrot_durable_overwrite() of @name when it exists, else
+ * vrot_durable_replace() (@mode, @flags) and *@dir_changed set: the
+ * directory then needs vrot_durable_sync_dir().  For the same files.
+ */
+int vrot_durable_put(int dirfd, const char *name, const void *buf, size_t len, mode_t mode,
+                     unsigned flags, bool *dir_changed, VrotError *err);
 
 /** vrot_durable_sync_dir: fsync() of @dirfd, the directory of @name (for @err's message). */
 int vrot_durable_sync_dir(int dirfd, const char *name, VrotError *err);

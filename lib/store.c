@@ -105,12 +105,7 @@ static int seal_record(VrotStore *s, uint64_t gen, const uint64_t blob_gen[NBLOB
 static int rebind_put(VrotStore *s, const char *name, const uint8_t *blob, size_t len,
                       bool *dir_changed, VrotError *err)
 {
-        int r = vrot_durable_overwrite(s->dirfd, name, blob, len, err);
-
-        if (r != -ENOENT)
-                return r;
-        *dir_changed = true;
-        return vrot_durable_replace(s->dirfd, name, blob, len, 0600, RECYCLE, err);
+        return vrot_durable_put(s->dirfd, name, blob, len, 0600, RECYCLE, dir_changed, err);
 }
 
 /* The generation record, replaced durably, its directory synced; or,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,31 @@ static void test_durable_overwrite(void)
         close(d);
 }
 
+/* Put: a missing file is made (replaced) and the directory said changed;
+ * an existing one is written over, its inode kept, the directory not. */
+static void test_durable_put(void)
+{
+        int d = open_dir("put");
+        struct stat before, after;
+        bool changed = false;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        CU_ASSERT_EQUAL(vrot_durable_put(d, "f", "first", 5, 0600, 0, &changed, NULL), 0);
+        CU_ASSERT(changed);
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &before, 0), 0);
+        CU_ASSERT_EQUAL(before.st_mode & 0777, 0600);
+        changed = false;
+        CU_ASSERT_EQUAL(vrot_durable_put(d, "f", "second", 6, 0600, 0, &changed, NULL), 0);
+        CU_ASSERT(!changed);
+        CU_ASSERT_EQUAL_FATAL(fstatat(d, "f", &after, 0), 0);
+        CU_ASSERT_EQUAL(after.st_ino, before.st_ino);
+        CU_ASSERT_EQUAL(vrot_durable_read(d, "f", 100, &buf, &len, NULL), 0);
+        CU_ASSERT(len == 6 && memcmp(buf, "second", 6) == 0);
+        free(buf);
+        close(d);
+}
+
 static void test_durable_unlink(void)
 {
         int d = open_dir("unlink");
@@ -228,6 +254,7 @@ int main(void)
                 UNIT_CASE(test_durable_read_errors),
                 UNIT_CASE(test_durable_write_fails_cleanly),
                 UNIT_CASE(test_durable_overwrite),
+                UNIT_CASE(test_durable_put),
                 UNIT_CASE(test_durable_unlink),
         };
         return UNIT_RUN("durable", cases);
